@@ -1,0 +1,141 @@
+//! The report: the source of truth of a run.
+//!
+//! `report.json` is this structure serialized; the console summary, `junit.xml` and `report.html` are rendered
+//! from it, so an old report can be rendered again. `SCHEMA_VERSION` changes whenever a field changes meaning or a
+//! required field is added; `schema/report.schema.json` describes it and a test validates real output against it.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Version of the report format written by this build.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The verdict of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// The promise held.
+    Pass,
+    /// The promise was broken.
+    Fail,
+    /// The check could not measure (for example an endpoint was unreachable).
+    Error,
+    /// The check did not run, with the reason in the summary.
+    Skipped,
+}
+
+impl Verdict {
+    /// Lower-case name, as in the JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Fail => "fail",
+            Verdict::Error => "error",
+            Verdict::Skipped => "skipped",
+        }
+    }
+}
+
+/// A latency (or delay) distribution for charts and tables.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Distribution {
+    /// What was measured, for example `us-east-1 -> us-west-2`.
+    pub name: String,
+    /// Number of samples.
+    pub count: u64,
+    /// Unit of every value, for example `ms`.
+    pub unit: String,
+    /// Percentiles as `(percentile, value)`, for example `(99.0, 41.2)`; `100.0` is the maximum.
+    pub percentiles: Vec<(f64, f64)>,
+    /// Histogram buckets as `(upper bound, count)`, ascending, for drawing the shape.
+    pub buckets: Vec<(f64, u64)>,
+}
+
+/// A table shown under a check in the HTML report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Table {
+    /// Caption.
+    pub title: String,
+    /// Column headings.
+    pub columns: Vec<String>,
+    /// Rows of cells, already formatted.
+    pub rows: Vec<Vec<String>>,
+}
+
+/// The result of one check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckResult {
+    /// Stable id, `suite.area.name`, for example `cross-region.consistency.write-replicate`.
+    pub id: String,
+    /// The suite, the first part of the id.
+    pub suite: String,
+    /// Pass, fail, error or skipped.
+    pub verdict: Verdict,
+    /// One line: the measured figure against the target, or why it could not be measured.
+    pub summary: String,
+    /// The promise in words, for example `P99 < 100 ms for every region pair`.
+    pub target: String,
+    /// The headline figure, formatted, for the console table.
+    pub measured: String,
+    /// Named numbers with their unit in the name, for example `p99_ms`.
+    pub metrics: BTreeMap<String, f64>,
+    /// How the figures were measured and what bounds their accuracy.
+    #[serde(default)]
+    pub notes: Vec<String>,
+    /// Distributions to draw.
+    #[serde(default)]
+    pub distributions: Vec<Distribution>,
+    /// Tables to show.
+    #[serde(default)]
+    pub tables: Vec<Table>,
+    /// Wall time the check took, in seconds.
+    pub duration_s: f64,
+}
+
+/// One region of the deployment under test.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegionInfo {
+    /// Region name.
+    pub name: String,
+    /// Probe-contract base URL.
+    pub endpoint: String,
+}
+
+/// The whole run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// `SCHEMA_VERSION` of the build that wrote it.
+    pub schema_version: u32,
+    /// xregion's version.
+    pub tool_version: String,
+    /// Git revision of xregion's source, or `unknown`.
+    pub git_revision: String,
+    /// Seed of every randomized choice in the run.
+    pub seed: u64,
+    /// Start of the run, RFC 3339 UTC.
+    pub started_at: String,
+    /// Wall time of the whole run, in seconds.
+    pub duration_s: f64,
+    /// `lab` or `http`.
+    pub target_kind: String,
+    /// The regions tested.
+    pub regions: Vec<RegionInfo>,
+    /// The effective configuration, as TOML-equivalent JSON.
+    pub config: serde_json::Value,
+    /// Every check that was selected, in run order.
+    pub checks: Vec<CheckResult>,
+}
+
+impl Report {
+    /// Process exit code for this report: 0 when every check passed (or was skipped), 1 when one failed,
+    /// 2 when one could not be measured.
+    pub fn exit_code(&self) -> u8 {
+        if self.checks.iter().any(|c| c.verdict == Verdict::Error) {
+            2
+        } else if self.checks.iter().any(|c| c.verdict == Verdict::Fail) {
+            1
+        } else {
+            0
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! The probe contract's wire format: the JSON bodies xregion sends to and reads from a deployment.
+//!
+//! `docs/probe-contract.md` describes the routes; this module is the only place that defines the bodies, so the
+//! lab's server and xregion's client cannot drift apart.
+
+use crate::Version;
+use serde::{Deserialize, Serialize};
+
+/// Longest key the contract accepts, in bytes. Keys are also restricted to `[A-Za-z0-9._:/-]`.
+pub const KEY_LEN_MAX: usize = 256;
+/// Largest request body the contract accepts, in bytes; larger bodies get 413.
+pub const BODY_BYTES_MAX: usize = 64 * 1024;
+/// Most records one scan page returns.
+pub const SCAN_LIMIT_MAX: usize = 1000;
+
+/// Returns why `key` is not a valid contract key, or `None` when it is valid.
+pub fn key_problem(key: &str) -> Option<String> {
+    if key.is_empty() {
+        return Some("key is empty".to_string());
+    }
+    if key.len() > KEY_LEN_MAX {
+        return Some(format!("key is {} bytes long; the limit is {KEY_LEN_MAX}", key.len()));
+    }
+    if let Some(c) = key.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '/' | '-'))) {
+        return Some(format!("key contains {c:?}; allowed are A-Z a-z 0-9 . _ : / -"));
+    }
+    None
+}
+
+/// `GET /healthz`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Health {
+    /// `ok`, `degraded` or `down`.
+    pub status: String,
+    /// The region answering.
+    pub region: String,
+}
+
+/// `PUT /v1/kv/{key}` request body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutRequest {
+    /// The value to store.
+    pub value: String,
+}
+
+/// A stored record as returned by reads, writes, deletes and scans.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// The key.
+    pub key: String,
+    /// The value; `None` for a tombstone (a deleted key).
+    pub value: Option<String>,
+    /// The version that won for this key in the answering region.
+    pub version: Version,
+    /// The region that answered.
+    pub region: String,
+}
+
+/// `GET /v1/kv?prefix=P&after=K&limit=N`: one page of records in key order, tombstones included.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScanPage {
+    /// Records with keys greater than `after` and starting with `prefix`, in key order.
+    pub records: Vec<Record>,
+    /// The key to pass as `after` for the next page, or `None` when this was the last page.
+    pub next_after: Option<String>,
+}
+
+/// Replication state towards one peer, as seen by the sending region.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerStatus {
+    /// The peer region.
+    pub region: String,
+    /// Highest outbox sequence number the peer acknowledged.
+    pub acked_seq: u64,
+    /// Entries written locally but not yet acknowledged by this peer.
+    pub pending_entries: u64,
+    /// Age of the oldest unacknowledged entry, in milliseconds (0 when nothing is pending).
+    pub lag_ms: u64,
+    /// Whether the replication stream to this peer is connected now.
+    pub connected: bool,
+}
+
+/// `GET /v1/replication`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplicationStatus {
+    /// The region answering.
+    pub region: String,
+    /// Highest sequence number in the local outbox.
+    pub head_seq: u64,
+    /// One entry per peer region.
+    pub peers: Vec<PeerStatus>,
+}
+
+/// Body of every 4xx and 5xx answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// Machine-readable code, for example `invalid_key`, `payload_too_large`, `not_found`.
+    pub error: String,
+    /// Human-readable explanation.
+    pub message: String,
+}

@@ -1,0 +1,280 @@
+//! Command-line parsing and dispatch. Exit codes: 0 every check passed, 1 a check failed, 2 the run could not
+//! be done (bad config, unusable deployment, a check that could not measure).
+
+use crate::config::{self, Config, DeploymentKind};
+use crate::runner::{self, CheckDef, Ctx};
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use xregion_model::report::{RegionInfo, Report, SCHEMA_VERSION};
+
+/// Proves that a multi-region active-active system keeps its promises.
+#[derive(Debug, Parser)]
+#[command(name = "xregion", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run suites of checks against the lab (default) or the deployment in the config file.
+    Run(RunArgs),
+    /// List every suite and check with its target.
+    List {
+        /// Config file, to show its targets.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Render console, junit.xml and report.html again from a report.json.
+    Report {
+        /// The report.json to render.
+        file: PathBuf,
+        /// Where to write junit.xml and report.html (default: beside the file).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Manage the embedded lab: a 3-region active-active deployment on this machine.
+    Lab {
+        /// Lab subcommand.
+        #[command(subcommand)]
+        command: crate::lab_cmd::LabCommand,
+    },
+}
+
+/// Arguments of `xregion run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// TOML config file (deployment, targets, check tuning); without it the lab runs with the defaults.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Suite to run; repeat for several. Default: every suite.
+    #[arg(long = "suite")]
+    pub suites: Vec<String>,
+    /// Run only the checks whose id starts with this; repeat for several.
+    #[arg(long = "check")]
+    pub checks: Vec<String>,
+    /// Output directory for report.json, junit.xml, report.html and history.jsonl.
+    #[arg(long, default_value = "xregion-out")]
+    pub out: PathBuf,
+    /// Seed of every random choice (default: derived from the clock, and recorded in the report).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Print only the final table.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Child processes of the lab log to stderr, which the supervisor sends to a log file.
+    init_tracing();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = rt.block_on(async move {
+        match cli.command {
+            Command::Run(args) => run(args).await,
+            Command::List { config } => list(config.as_deref()),
+            Command::Report { file, out } => rerender(&file, out.as_deref()),
+            Command::Lab { command } => crate::lab_cmd::run(command).await,
+        }
+    });
+    // Do not wait for stray tasks (for example a poll still waiting on a dead endpoint) at exit.
+    rt.shutdown_timeout(Duration::from_millis(200));
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("XREGION_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// Loads the config or prints its error; `Err(code)` means exit with it.
+fn load_config(path: Option<&Path>) -> Result<Config, ExitCode> {
+    config::load(path, &config::process_env()).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(2)
+    })
+}
+
+/// Selects checks by `--suite` and `--check`; unknown names are errors.
+fn select(suites: &[String], checks: &[String]) -> anyhow::Result<Vec<CheckDef>> {
+    for s in suites {
+        if !runner::SUITES.iter().any(|d| d.name == s) {
+            let known: Vec<_> = runner::SUITES.iter().map(|d| d.name).collect();
+            anyhow::bail!("unknown suite {s:?}; known suites: {}", known.join(", "));
+        }
+    }
+    let all = runner::catalogue();
+    let selected: Vec<CheckDef> = all
+        .iter()
+        .filter(|c| suites.is_empty() || suites.iter().any(|s| s == c.suite()))
+        .filter(|c| checks.is_empty() || checks.iter().any(|p| c.id.starts_with(p.as_str())))
+        .copied()
+        .collect();
+    if selected.is_empty() {
+        anyhow::bail!("no check matches the selection; `xregion list` shows them");
+    }
+    Ok(selected)
+}
+
+fn list(config: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let config = match load_config(config) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let all = runner::catalogue();
+    for suite in runner::SUITES {
+        println!("{}  ({})", suite.name, suite.about);
+        let checks: Vec<_> = all.iter().filter(|c| c.suite() == suite.name).collect();
+        if checks.is_empty() {
+            println!("  (no checks in this build yet)");
+        }
+        for c in checks {
+            println!("  {:<45} {}", c.id, (c.target)(&config));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn rerender(file: &Path, out: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let report = xregion_report::json::from_json(&text).with_context(|| format!("{} is not a report", file.display()))?;
+    let out = out.map(Path::to_path_buf).unwrap_or_else(|| file.parent().unwrap_or(Path::new(".")).to_path_buf());
+    xregion_report::write_all(&report, &out).with_context(|| format!("cannot write to {}", out.display()))?;
+    print!("{}", xregion_report::console::to_console(&report, std::io::IsTerminal::is_terminal(&std::io::stdout())));
+    Ok(ExitCode::from(report.exit_code()))
+}
+
+/// The git revision xregion was built from, if the build saw one.
+fn git_revision() -> String {
+    option_env!("XREGION_GIT_REVISION").unwrap_or("unknown").to_string()
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let config = match load_config(args.config.as_deref()) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let defs = match select(&args.suites, &args.checks) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
+    let started_at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let seed = args.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+    });
+    let progress = crate::progress::Progress::new(args.quiet);
+    let start = Instant::now();
+
+    // The lab lives exactly as long as this function: shut down on every path, Ctrl-C included.
+    let mut lab = None;
+    let regions: Vec<RegionInfo> = match config.deployment.kind {
+        DeploymentKind::Http => config
+            .deployment
+            .regions
+            .iter()
+            .map(|r| RegionInfo { name: r.name.clone(), endpoint: r.endpoint.clone() })
+            .collect(),
+        DeploymentKind::Lab => {
+            let dir = config.lab.dir.clone().unwrap_or_else(|| args.out.join("lab"));
+            if dir.exists() && config.lab.dir.is_none() {
+                std::fs::remove_dir_all(&dir).with_context(|| format!("cannot clear old lab data {}", dir.display()))?;
+            }
+            progress.line(&format!("[xregion] starting the lab in {}", dir.display()));
+            let exe = std::env::current_exe().context("cannot find the xregion executable to start the lab")?;
+            let started = tokio::select! {
+                r = xregion_lab::Lab::start(&config.lab, &dir, &exe) => r,
+                _ = tokio::signal::ctrl_c() => {
+                    eprintln!("interrupted while starting the lab");
+                    return Ok(ExitCode::from(130));
+                }
+            };
+            let l = match started {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("error: the lab did not start: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let regions = l.regions();
+            lab = Some(l);
+            regions
+        }
+    };
+    let timeout = Duration::from_millis(config.deployment.request_timeout_ms);
+    let client = crate::probe::client(Duration::from_millis(config.deployment.connect_timeout_ms), timeout);
+    let probes = regions.iter().map(|r| crate::probe::Probe::new(&r.name, &r.endpoint, client.clone(), timeout)).collect();
+    let ctx = Ctx {
+        config: config.clone(),
+        probes,
+        history: Arc::new(crate::history::HistoryLog::new(start)),
+        seed,
+        key_prefix: format!(
+            "xr/{seed:016x}-{}",
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis())
+        ),
+        progress,
+    };
+    let outcome = tokio::select! {
+        results = runner::run_checks(&defs, &ctx) => Some(results),
+        _ = tokio::signal::ctrl_c() => None,
+    };
+    if let Some(lab) = lab {
+        ctx.progress.line("[xregion] stopping the lab");
+        if let Err(e) = lab.shutdown().await {
+            eprintln!("warning: lab shutdown: {e}");
+        }
+    }
+    let Some(checks) = outcome else {
+        eprintln!("interrupted: the lab was stopped and no report was written");
+        return Ok(ExitCode::from(130));
+    };
+    if ctx.history.overflowed() {
+        eprintln!("warning: the history exceeded {} events; later events were not recorded", crate::history::EVENTS_MAX);
+    }
+    let report = Report {
+        schema_version: SCHEMA_VERSION,
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        git_revision: git_revision(),
+        seed,
+        started_at,
+        duration_s: start.elapsed().as_secs_f64(),
+        target_kind: match config.deployment.kind {
+            DeploymentKind::Lab => "lab".into(),
+            DeploymentKind::Http => "http".into(),
+        },
+        regions,
+        config: serde_json::to_value(&config).unwrap_or(serde_json::Value::Null),
+        checks,
+    };
+    xregion_report::write_all(&report, &args.out).with_context(|| format!("cannot write to {}", args.out.display()))?;
+    ctx.history
+        .write_jsonl(&args.out.join("history.jsonl"))
+        .with_context(|| format!("cannot write {}", args.out.join("history.jsonl").display()))?;
+    print!("{}", xregion_report::console::to_console(&report, std::io::IsTerminal::is_terminal(&std::io::stdout())));
+    println!("reports: {}", args.out.join("report.html").display());
+    Ok(ExitCode::from(report.exit_code()))
+}

@@ -1,0 +1,490 @@
+//! The configuration: a TOML file plus the specification's environment variables, turned into one explicit
+//! `Config` that is passed down (never global state).
+//!
+//! The file describes the deployment (the embedded lab by default, or regions reached over HTTP), the targets
+//! (the promises, with the specification's figures as defaults) and the tuning of each check. Unknown keys are
+//! errors, and every error points at file, line and column so that the user can fix it without guessing.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Every setting of a run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// What is tested: the lab, or a deployment reached over HTTP.
+    pub deployment: Deployment,
+    /// The embedded lab's settings, used when `deployment.kind = "lab"`.
+    pub lab: xregion_lab::LabConfig,
+    /// The promises each check holds the deployment to.
+    pub targets: Targets,
+    /// Tuning of individual checks.
+    pub checks: Checks,
+}
+
+/// Which deployment to test.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeploymentKind {
+    /// Start the embedded lab and test it.
+    #[default]
+    Lab,
+    /// Test regions that implement the probe contract at the given endpoints.
+    Http,
+}
+
+/// The deployment under test.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Deployment {
+    /// `lab` (default) or `http`.
+    pub kind: DeploymentKind,
+    /// For `http`: each region and its probe-contract base URL.
+    pub regions: Vec<RegionEndpoint>,
+    /// Timeout of one probe request, in milliseconds. A request that takes longer has an unknown outcome.
+    pub request_timeout_ms: u64,
+    /// Timeout of establishing a connection, in milliseconds; an endpoint that does not answer within it is
+    /// reported as unreachable.
+    pub connect_timeout_ms: u64,
+}
+
+impl Default for Deployment {
+    fn default() -> Self {
+        Deployment { kind: DeploymentKind::Lab, regions: Vec::new(), request_timeout_ms: 2_000, connect_timeout_ms: 1_000 }
+    }
+}
+
+/// One region of an HTTP deployment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegionEndpoint {
+    /// Region name, for example `us-east-1`.
+    pub name: String,
+    /// Base URL of the region's probe contract, for example `https://api-us-east-1.example.com`.
+    pub endpoint: String,
+}
+
+/// The promises. Defaults are the specification's figures.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Targets {
+    /// Replication delay P99 for every ordered region pair must be below this, in milliseconds.
+    pub replication_p99_ms: f64,
+    /// Cross-region latency P95 must be below this, in milliseconds (`MAX_LATENCY_MS`).
+    pub max_latency_ms: f64,
+    /// Recovery time objective, in seconds (`TARGET_RTO_SECONDS`).
+    pub rto_s: f64,
+    /// Recovery point objective, in seconds (`TARGET_RPO_SECONDS`).
+    pub rpo_s: f64,
+    /// Concurrent users the deployment must serve (`MAX_CONCURRENT_USERS`).
+    pub max_concurrent_users: u64,
+}
+
+impl Default for Targets {
+    fn default() -> Self {
+        Targets { replication_p99_ms: 100.0, max_latency_ms: 200.0, rto_s: 120.0, rpo_s: 1.0, max_concurrent_users: 10_000 }
+    }
+}
+
+/// Per-check tuning, keyed by the last part of the check id.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Checks {
+    /// `cross-region.consistency.write-replicate`.
+    #[serde(rename = "write-replicate")]
+    pub write_replicate: WriteReplicate,
+    /// `cross-region.consistency.concurrent-writes`.
+    #[serde(rename = "concurrent-writes")]
+    pub concurrent_writes: ConcurrentWrites,
+    /// `cross-region.consistency.conflict-lww`.
+    #[serde(rename = "conflict-lww")]
+    pub conflict_lww: ConflictLww,
+}
+
+/// Tuning of the write-replicate check.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WriteReplicate {
+    /// Probe writes per origin region; each is watched in every other region.
+    pub writes_per_region: u64,
+    /// Probe writes per second per origin region (open model: sent on schedule, not after the previous one).
+    pub rate_per_s: f64,
+    /// How often each observer polls every key it has not seen yet, in milliseconds; bounds the resolution.
+    pub poll_interval_ms: u64,
+    /// A key not visible in an observer this long after its write was acknowledged counts as never replicated.
+    pub visibility_timeout_ms: u64,
+    /// Extra unwatched writes per second per region during the check, to measure replication under load.
+    pub background_writes_per_s: f64,
+}
+
+impl Default for WriteReplicate {
+    fn default() -> Self {
+        WriteReplicate {
+            writes_per_region: 100,
+            rate_per_s: 25.0,
+            poll_interval_ms: 2,
+            visibility_timeout_ms: 5_000,
+            background_writes_per_s: 0.0,
+        }
+    }
+}
+
+/// Tuning of the concurrent-writes check.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConcurrentWrites {
+    /// Concurrent writers in each region.
+    pub writers_per_region: u32,
+    /// Size of the shared key space all writers pick from.
+    pub keys: u32,
+    /// How long the writers run, in milliseconds.
+    pub duration_ms: u64,
+    /// Share of operations that are deletes, from 0 to 1.
+    pub delete_ratio: f64,
+    /// How long to wait for the regions to converge after the last write, in milliseconds.
+    pub quiet_timeout_ms: u64,
+}
+
+impl Default for ConcurrentWrites {
+    fn default() -> Self {
+        ConcurrentWrites { writers_per_region: 4, keys: 24, duration_ms: 3_000, delete_ratio: 0.1, quiet_timeout_ms: 15_000 }
+    }
+}
+
+/// Tuning of the conflict-lww check.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConflictLww {
+    /// Keys written from every region at nearly the same moment.
+    pub keys: u32,
+    /// How long to wait for the regions to converge after the last write, in milliseconds.
+    pub quiet_timeout_ms: u64,
+}
+
+impl Default for ConflictLww {
+    fn default() -> Self {
+        ConflictLww { keys: 60, quiet_timeout_ms: 15_000 }
+    }
+}
+
+/// A configuration error: what is wrong and where. The CLI exits 2 on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file, or `environment` for a variable.
+    pub origin: String,
+    /// 1-based line and column, when the error has a place in a file.
+    pub position: Option<(usize, usize)>,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.position {
+            Some((line, col)) => write!(f, "{}:{line}:{col}: {}", self.origin, self.message),
+            None => write!(f, "{}: {}", self.origin, self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Turns a byte offset into a 1-based (line, column), counting columns in characters.
+fn line_col(src: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(src.len());
+    let before = &src[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+/// Where `needle` first appears in `src`, quoted if possible, as a 1-based (line, column).
+fn locate(src: &str, needle: &str) -> Option<(usize, usize)> {
+    let quoted = format!("\"{needle}\"");
+    src.find(&quoted).map(|i| i + 1).or_else(|| src.find(needle)).map(|i| line_col(src, i))
+}
+
+/// Loads the file (if any), applies the environment, and validates. `env` is passed in so tests control it.
+pub fn load(path: Option<&Path>, env: &BTreeMap<String, String>) -> Result<Config, ConfigError> {
+    let (mut config, src, origin) = match path {
+        Some(p) => {
+            let origin = p.display().to_string();
+            let src = std::fs::read_to_string(p).map_err(|e| ConfigError {
+                origin: origin.clone(),
+                position: None,
+                message: format!("cannot read the config file: {e}"),
+            })?;
+            (parse(&src, &origin)?, src, origin)
+        }
+        None => (Config::default(), String::new(), "defaults".to_string()),
+    };
+    apply_env(&mut config, env)?;
+    validate(&config).map_err(|(needle, message)| ConfigError {
+        position: needle.as_deref().and_then(|n| locate(&src, n)),
+        origin: origin.clone(),
+        message,
+    })?;
+    Ok(config)
+}
+
+/// Parses TOML text; `origin` names the file in errors.
+pub fn parse(src: &str, origin: &str) -> Result<Config, ConfigError> {
+    toml::from_str::<Config>(src).map_err(|e| ConfigError {
+        origin: origin.to_string(),
+        position: e.span().map(|s| line_col(src, s.start)),
+        message: e.message().trim_end_matches('.').trim().to_string(),
+    })
+}
+
+/// Environment variable error.
+fn env_error(message: String) -> ConfigError {
+    ConfigError { origin: "environment".to_string(), position: None, message }
+}
+
+/// Parses a numeric environment variable, naming it in the error.
+fn env_number<T: std::str::FromStr>(env: &BTreeMap<String, String>, name: &str) -> Result<Option<T>, ConfigError> {
+    match env.get(name) {
+        None => Ok(None),
+        Some(v) => v
+            .trim()
+            .parse::<T>()
+            .map(Some)
+            .map_err(|_| env_error(format!("{name}={v:?} is not a number; set it to a plain number or unset it"))),
+    }
+}
+
+/// `us-east-1` becomes `US_EAST_1`, the suffix of `API_ENDPOINT_US_EAST_1`.
+pub fn env_suffix(region: &str) -> String {
+    region.to_ascii_uppercase().replace('-', "_")
+}
+
+/// Applies the specification's environment variables. They override the file.
+///
+/// The deployment comes from the environment only when an `API_ENDPOINT_<REGION>` variable is set, because
+/// `AWS_REGION` alone is often set for unrelated reasons and must not turn a lab run into a remote one.
+fn apply_env(config: &mut Config, env: &BTreeMap<String, String>) -> Result<(), ConfigError> {
+    if let Some(v) = env_number::<f64>(env, "MAX_LATENCY_MS")? {
+        config.targets.max_latency_ms = v;
+    }
+    if let Some(v) = env_number::<f64>(env, "TARGET_RTO_SECONDS")? {
+        config.targets.rto_s = v;
+    }
+    if let Some(v) = env_number::<f64>(env, "TARGET_RPO_SECONDS")? {
+        config.targets.rpo_s = v;
+    }
+    if let Some(v) = env_number::<u64>(env, "MAX_CONCURRENT_USERS")? {
+        config.targets.max_concurrent_users = v;
+    }
+    let endpoints: BTreeMap<String, String> = env
+        .iter()
+        .filter_map(|(k, v)| k.strip_prefix("API_ENDPOINT_").map(|s| (s.to_string(), v.clone())))
+        .filter(|(s, _)| !s.is_empty())
+        .collect();
+    if endpoints.is_empty() {
+        return Ok(());
+    }
+    // Region names: AWS_REGION first, then AWS_SECONDARY_REGIONS; without them, the endpoint variables' names.
+    let mut names: Vec<String> = Vec::new();
+    if let Some(primary) = env.get("AWS_REGION").filter(|s| !s.trim().is_empty()) {
+        names.push(primary.trim().to_string());
+        if let Some(rest) = env.get("AWS_SECONDARY_REGIONS") {
+            names.extend(rest.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string));
+        }
+    } else if config.deployment.kind == DeploymentKind::Http && !config.deployment.regions.is_empty() {
+        names = config.deployment.regions.iter().map(|r| r.name.clone()).collect();
+    } else {
+        names = endpoints.keys().map(|s| s.to_ascii_lowercase().replace('_', "-")).collect();
+    }
+    let mut regions = Vec::new();
+    for name in names {
+        let var = format!("API_ENDPOINT_{}", env_suffix(&name));
+        let file_endpoint = config.deployment.regions.iter().find(|r| r.name == name).map(|r| r.endpoint.clone());
+        let endpoint = env.get(&var).cloned().or(file_endpoint).ok_or_else(|| {
+            env_error(format!("region {name} is listed in AWS_REGION/AWS_SECONDARY_REGIONS but {var} is not set"))
+        })?;
+        regions.push(RegionEndpoint { name, endpoint });
+    }
+    config.deployment.kind = DeploymentKind::Http;
+    config.deployment.regions = regions;
+    Ok(())
+}
+
+/// Checks what the types cannot. Errors carry a token to locate in the file and the message.
+fn validate(config: &Config) -> Result<(), (Option<String>, String)> {
+    let d = &config.deployment;
+    if d.request_timeout_ms == 0 || d.connect_timeout_ms == 0 {
+        return Err((Some("timeout_ms".into()), "deployment timeouts must be at least 1 ms".into()));
+    }
+    match d.kind {
+        DeploymentKind::Lab => {
+            if !d.regions.is_empty() {
+                return Err((
+                    Some("regions".into()),
+                    "deployment.regions is for kind = \"http\"; the lab's regions are set in [lab] regions".into(),
+                ));
+            }
+            config.lab.validate().map_err(|e| {
+                let msg = e.to_string();
+                // Point at the first quoted token of the message that occurs in the file, if any.
+                let token = msg.split('"').skip(1).step_by(2).find(|t| !t.is_empty()).map(str::to_string);
+                (token, msg)
+            })?;
+        }
+        DeploymentKind::Http => {
+            if d.regions.len() < 2 {
+                return Err((
+                    Some("http".into()),
+                    format!(
+                        "an http deployment needs at least 2 regions in [[deployment.regions]], found {}",
+                        d.regions.len()
+                    ),
+                ));
+            }
+            let mut seen = std::collections::BTreeSet::new();
+            for r in &d.regions {
+                if !seen.insert(r.name.as_str()) {
+                    return Err((Some(r.name.clone()), format!("region \"{}\" is listed twice", r.name)));
+                }
+                if !(r.endpoint.starts_with("http://") || r.endpoint.starts_with("https://")) {
+                    return Err((
+                        Some(r.endpoint.clone()),
+                        format!("endpoint \"{}\" of region {} must start with http:// or https://", r.endpoint, r.name),
+                    ));
+                }
+            }
+        }
+    }
+    let t = &config.targets;
+    for (name, v) in [
+        ("replication_p99_ms", t.replication_p99_ms),
+        ("max_latency_ms", t.max_latency_ms),
+        ("rto_s", t.rto_s),
+        ("rpo_s", t.rpo_s),
+    ] {
+        if !(v.is_finite() && v > 0.0) {
+            return Err((Some(name.into()), format!("targets.{name} must be a positive number, got {v}")));
+        }
+    }
+    let w = &config.checks.write_replicate;
+    if w.writes_per_region == 0 || !(w.rate_per_s > 0.0) || w.poll_interval_ms == 0 {
+        return Err((
+            Some("write-replicate".into()),
+            "checks.write-replicate needs writes_per_region, rate_per_s and poll_interval_ms above 0".into(),
+        ));
+    }
+    if !(w.background_writes_per_s >= 0.0) {
+        return Err((Some("background_writes_per_s".into()), "background_writes_per_s must be 0 or more".into()));
+    }
+    let c = &config.checks.concurrent_writes;
+    if c.writers_per_region == 0 || c.keys == 0 || !(0.0..=1.0).contains(&c.delete_ratio) {
+        return Err((
+            Some("concurrent-writes".into()),
+            "checks.concurrent-writes needs writers_per_region and keys above 0 and delete_ratio in 0..=1".into(),
+        ));
+    }
+    if config.checks.conflict_lww.keys == 0 {
+        return Err((Some("conflict-lww".into()), "checks.conflict-lww.keys must be above 0".into()));
+    }
+    Ok(())
+}
+
+/// The process environment as an ordered map.
+pub fn process_env() -> BTreeMap<String, String> {
+    std::env::vars().collect()
+}
+
+/// Default output directory.
+pub fn default_out_dir() -> PathBuf {
+    PathBuf::from("xregion-out")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    /// Goal: a syntax error is reported with the line and column where it is.
+    #[test]
+    fn syntax_error_has_line_and_column() {
+        let err = parse("[targets]\nreplication_p99_ms = = 3\n", "x.toml").unwrap_err();
+        assert_eq!(err.origin, "x.toml");
+        assert_eq!(err.position.map(|p| p.0), Some(2));
+    }
+
+    /// Goal: an unknown key is an error that points at the key.
+    #[test]
+    fn unknown_key_is_an_error_at_its_place() {
+        let err = parse("[targets]\nreplication_p99 = 3\n", "x.toml").unwrap_err();
+        assert_eq!(err.position, Some((2, 1)));
+        assert!(err.message.contains("replication_p99"), "{}", err.message);
+    }
+
+    /// Goal: the specification's variables override targets, and a bad number names the variable.
+    #[test]
+    fn env_overrides_targets() {
+        let mut c = Config::default();
+        apply_env(&mut c, &env(&[("TARGET_RTO_SECONDS", "30"), ("MAX_CONCURRENT_USERS", "500")])).unwrap();
+        assert_eq!(c.targets.rto_s, 30.0);
+        assert_eq!(c.targets.max_concurrent_users, 500);
+        let err = apply_env(&mut c, &env(&[("TARGET_RPO_SECONDS", "soon")])).unwrap_err();
+        assert!(err.message.contains("TARGET_RPO_SECONDS"));
+    }
+
+    /// Goal: endpoint variables define an http deployment, in AWS_REGION order, and a missing one is named.
+    #[test]
+    fn env_endpoints_define_the_deployment() {
+        let mut c = Config::default();
+        let e = env(&[
+            ("AWS_REGION", "us-west-2"),
+            ("AWS_SECONDARY_REGIONS", "us-east-1"),
+            ("API_ENDPOINT_US_EAST_1", "http://127.0.0.1:1"),
+            ("API_ENDPOINT_US_WEST_2", "http://127.0.0.1:2"),
+        ]);
+        apply_env(&mut c, &e).unwrap();
+        assert_eq!(c.deployment.kind, DeploymentKind::Http);
+        let names: Vec<_> = c.deployment.regions.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["us-west-2", "us-east-1"]);
+        let mut c = Config::default();
+        let e = env(&[
+            ("AWS_REGION", "us-west-2"),
+            ("AWS_SECONDARY_REGIONS", "eu-west-1"),
+            ("API_ENDPOINT_US_WEST_2", "http://127.0.0.1:2"),
+        ]);
+        let err = apply_env(&mut c, &e).unwrap_err();
+        assert!(err.message.contains("API_ENDPOINT_EU_WEST_1"), "{}", err.message);
+    }
+
+    /// Goal: AWS_REGION alone does not turn a lab run into a remote one.
+    #[test]
+    fn aws_region_alone_keeps_the_lab() {
+        let mut c = Config::default();
+        apply_env(&mut c, &env(&[("AWS_REGION", "ap-south-1")])).unwrap();
+        assert_eq!(c.deployment.kind, DeploymentKind::Lab);
+    }
+
+    /// Goal: semantic errors point at the offending token in the file.
+    #[test]
+    fn semantic_error_is_located() {
+        let src = "[deployment]\nkind = \"http\"\n[[deployment.regions]]\nname = \"a\"\nendpoint = \"ftp://x\"\n\
+                   [[deployment.regions]]\nname = \"b\"\nendpoint = \"http://x\"\n";
+        let dir = std::env::temp_dir().join(format!("xregion-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(&path, src).unwrap();
+        let err = load(Some(&path), &BTreeMap::new()).unwrap_err();
+        assert_eq!(err.position, Some((5, 12)), "{err}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// Goal: line_col counts lines and characters from 1.
+    #[test]
+    fn line_col_counts_from_one() {
+        assert_eq!(line_col("ab\ncd", 0), (1, 1));
+        assert_eq!(line_col("ab\ncd", 4), (2, 2));
+    }
+}

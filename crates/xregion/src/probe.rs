@@ -1,0 +1,190 @@
+//! The probe-contract client: the only way the suites reach a deployment.
+//!
+//! Every call has a connect timeout and a request timeout, so an unreachable or stuck endpoint becomes an error
+//! that names it instead of a hang. Errors are classified the way a history needs them: a request that certainly
+//! did not take effect (refused connection, 4xx) versus one whose outcome is unknown (timeout, 5xx, a connection
+//! lost after sending).
+
+use std::time::Duration;
+use xregion_model::wire::{ErrorBody, Health, PutRequest, Record, ReplicationStatus, ScanPage};
+
+/// Most pages one scan reads, to bound a scan of a deployment that keeps returning `next_after`.
+const SCAN_PAGES_MAX: usize = 10_000;
+
+/// Why a probe request did not return a result.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProbeError {
+    /// No connection could be made; the request certainly did not take effect.
+    #[error("{endpoint} is unreachable: {cause}")]
+    Unreachable {
+        /// The endpoint that could not be reached.
+        endpoint: String,
+        /// What the transport said.
+        cause: String,
+    },
+    /// The request was sent but no answer came in time; it may or may not have taken effect.
+    #[error("{endpoint} did not answer within {timeout_ms} ms")]
+    Timeout {
+        /// The endpoint.
+        endpoint: String,
+        /// The timeout that expired.
+        timeout_ms: u64,
+    },
+    /// The deployment answered with an error status.
+    #[error("{endpoint} answered {status}: {message}")]
+    Status {
+        /// The endpoint.
+        endpoint: String,
+        /// HTTP status code.
+        status: u16,
+        /// The error body's message, or the raw body.
+        message: String,
+    },
+    /// The answer did not follow the probe contract.
+    #[error("{endpoint} broke the probe contract: {cause}")]
+    Contract {
+        /// The endpoint.
+        endpoint: String,
+        /// What was wrong.
+        cause: String,
+    },
+}
+
+impl ProbeError {
+    /// Whether the operation certainly did not take effect (versus an unknown outcome).
+    pub fn is_definite_failure(&self) -> bool {
+        match self {
+            ProbeError::Unreachable { .. } => true,
+            ProbeError::Status { status, .. } => (400..500).contains(status),
+            ProbeError::Timeout { .. } | ProbeError::Contract { .. } => false,
+        }
+    }
+}
+
+/// A client for one region's probe-contract endpoint.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    /// The region's name, for records and errors.
+    pub region: String,
+    /// Base URL without a trailing slash.
+    pub endpoint: String,
+    /// Shared connection pool.
+    client: reqwest::Client,
+    /// Request timeout, reported in errors.
+    timeout: Duration,
+}
+
+/// Builds the shared HTTP client with the configured timeouts.
+pub fn client(connect_timeout: Duration, request_timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .timeout(request_timeout)
+        .pool_max_idle_per_host(256)
+        .tcp_nodelay(true)
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new())
+}
+
+impl Probe {
+    /// A probe for `region` at `endpoint`, sharing `client`'s pool.
+    pub fn new(region: &str, endpoint: &str, client: reqwest::Client, timeout: Duration) -> Probe {
+        Probe { region: region.to_string(), endpoint: endpoint.trim_end_matches('/').to_string(), client, timeout }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.endpoint)
+    }
+
+    fn transport_error(&self, e: reqwest::Error) -> ProbeError {
+        if e.is_timeout() {
+            ProbeError::Timeout { endpoint: self.endpoint.clone(), timeout_ms: self.timeout.as_millis() as u64 }
+        } else if e.is_connect() {
+            let mut cause = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                cause = s.to_string();
+                source = s.source();
+            }
+            ProbeError::Unreachable { endpoint: self.endpoint.clone(), cause }
+        } else {
+            ProbeError::Contract { endpoint: self.endpoint.clone(), cause: e.to_string() }
+        }
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, ProbeError> {
+        req.send().await.map_err(|e| self.transport_error(e))
+    }
+
+    async fn decode<T: serde::de::DeserializeOwned>(&self, resp: reqwest::Response) -> Result<T, ProbeError> {
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| self.transport_error(e))?;
+        if !status.is_success() {
+            let message = serde_json::from_slice::<ErrorBody>(&bytes)
+                .map(|b| format!("{}: {}", b.error, b.message))
+                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned());
+            return Err(ProbeError::Status { endpoint: self.endpoint.clone(), status: status.as_u16(), message });
+        }
+        serde_json::from_slice(&bytes)
+            .map_err(|e| ProbeError::Contract { endpoint: self.endpoint.clone(), cause: format!("bad JSON: {e}") })
+    }
+
+    /// `GET /healthz`.
+    pub async fn health(&self) -> Result<Health, ProbeError> {
+        let resp = self.send(self.client.get(self.url("/healthz"))).await?;
+        self.decode(resp).await
+    }
+
+    /// `PUT /v1/kv/{key}`: returns the stored record with its version.
+    pub async fn put(&self, key: &str, value: &str) -> Result<Record, ProbeError> {
+        let body = PutRequest { value: value.to_string() };
+        let resp = self.send(self.client.put(self.url(&format!("/v1/kv/{key}"))).json(&body)).await?;
+        self.decode(resp).await
+    }
+
+    /// `DELETE /v1/kv/{key}`: returns the tombstone with its version.
+    pub async fn delete(&self, key: &str) -> Result<Record, ProbeError> {
+        let resp = self.send(self.client.delete(self.url(&format!("/v1/kv/{key}")))).await?;
+        self.decode(resp).await
+    }
+
+    /// `GET /v1/kv/{key}`: `None` when the key is absent or deleted.
+    pub async fn get(&self, key: &str) -> Result<Option<Record>, ProbeError> {
+        let resp = self.send(self.client.get(self.url(&format!("/v1/kv/{key}")))).await?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        self.decode(resp).await.map(Some)
+    }
+
+    /// `GET /v1/kv?prefix=…`, every page: all records under `prefix`, tombstones included, in key order.
+    pub async fn scan(&self, prefix: &str) -> Result<Vec<Record>, ProbeError> {
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        for _ in 0..SCAN_PAGES_MAX {
+            let mut query = vec![("prefix", prefix.to_string()), ("limit", "1000".to_string())];
+            if let Some(a) = &after {
+                query.push(("after", a.clone()));
+            }
+            let resp = self.send(self.client.get(self.url("/v1/kv")).query(&query)).await?;
+            let page: ScanPage = self.decode(resp).await?;
+            out.extend(page.records);
+            match page.next_after {
+                Some(next) if Some(&next) != after.as_ref() => after = Some(next),
+                Some(_) => {
+                    return Err(ProbeError::Contract {
+                        endpoint: self.endpoint.clone(),
+                        cause: "scan returned the same next_after twice".into(),
+                    });
+                }
+                None => return Ok(out),
+            }
+        }
+        Err(ProbeError::Contract { endpoint: self.endpoint.clone(), cause: format!("scan exceeded {SCAN_PAGES_MAX} pages") })
+    }
+
+    /// `GET /v1/replication`.
+    pub async fn replication(&self) -> Result<ReplicationStatus, ProbeError> {
+        let resp = self.send(self.client.get(self.url("/v1/replication"))).await?;
+        self.decode(resp).await
+    }
+}

@@ -1,0 +1,77 @@
+//! Progress display: a spinner with the running phase on a terminal, plain lines elsewhere (CI logs).
+
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
+use std::sync::Mutex;
+use std::time::Duration;
+use xregion_model::report::CheckResult;
+
+/// Shows what the run is doing.
+#[derive(Debug)]
+pub struct Progress {
+    /// Whether stderr is a terminal (bars) or not (plain lines).
+    interactive: bool,
+    /// The spinner of the running check, on a terminal.
+    bar: Mutex<Option<ProgressBar>>,
+    /// Whether to print anything at all.
+    quiet: bool,
+}
+
+impl Progress {
+    /// Decides the mode from stderr; `quiet` prints nothing.
+    pub fn new(quiet: bool) -> Progress {
+        Progress { interactive: std::io::stderr().is_terminal(), bar: Mutex::new(None), quiet }
+    }
+
+    /// Prints a line about the run (not about one check).
+    pub fn line(&self, msg: &str) {
+        if self.quiet {
+            return;
+        }
+        match &*self.bar.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(bar) => bar.println(msg),
+            None => eprintln!("{msg}"),
+        }
+    }
+
+    /// A check starts.
+    pub fn start_check(&self, id: &str) {
+        if self.quiet {
+            return;
+        }
+        if self.interactive {
+            let bar = ProgressBar::new_spinner();
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {prefix} [{elapsed}] {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            bar.set_prefix(id.to_string());
+            bar.enable_steady_tick(Duration::from_millis(120));
+            *self.bar.lock().unwrap_or_else(|p| p.into_inner()) = Some(bar);
+        } else {
+            eprintln!("[xregion] {id}: running");
+        }
+    }
+
+    /// The running check enters a phase.
+    pub fn phase(&self, msg: &str) {
+        if self.quiet {
+            return;
+        }
+        match &*self.bar.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(bar) => bar.set_message(msg.to_string()),
+            None => eprintln!("[xregion]   {msg}"),
+        }
+    }
+
+    /// A check finished.
+    pub fn finish_check(&self, r: &CheckResult) {
+        if self.quiet {
+            return;
+        }
+        if let Some(bar) = self.bar.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            bar.finish_and_clear();
+        }
+        eprintln!("[xregion] {}: {} ({:.1} s) {}", r.id, r.verdict.as_str(), r.duration_s, r.summary);
+    }
+}

@@ -1,0 +1,574 @@
+//! The `cross-region` suite's consistency checks: replication delay, convergence under concurrent writes, and
+//! last-write-wins conflict resolution.
+//!
+//! Each check drives the deployment through the probe contract, records what clients saw, and leaves the verdict
+//! to the pure checkers in `xregion-check`.
+
+use crate::config::Config;
+use crate::probe::{Probe, ProbeError};
+use crate::runner::{CheckDef, Ctx, ResultBuilder, ms};
+use futures::StreamExt;
+use rand::{Rng, SeedableRng};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use xregion_check::consistency;
+use xregion_check::stats::{LatencyRecorder, percentile_table};
+use xregion_model::report::{CheckResult, Verdict};
+use xregion_model::wire::Record;
+
+/// The checks of this module.
+pub const CHECKS: &[CheckDef] = &[
+    CheckDef {
+        id: "cross-region.consistency.write-replicate",
+        title: "a write in one region is visible in every other region quickly",
+        target: |c: &Config| format!("replication P99 < {} ms for every region pair", c.targets.replication_p99_ms),
+    },
+    CheckDef {
+        id: "cross-region.consistency.concurrent-writes",
+        title: "concurrent writers in every region converge with no acknowledged write lost",
+        target: |_| "0 lost acknowledged writes, all regions converge".to_string(),
+    },
+    CheckDef {
+        id: "cross-region.consistency.conflict-lww",
+        title: "simultaneous writes of one key resolve to the highest version everywhere",
+        target: |_| "0 wrong last-write-wins winners, all regions converge".to_string(),
+    },
+];
+
+/// Most probe requests one observer has in flight while polling.
+const POLL_IN_FLIGHT_MAX: usize = 64;
+/// Most background writes in flight per region; beyond it a scheduled write is counted as dropped.
+const BACKGROUND_IN_FLIGHT_MAX: usize = 256;
+/// Interval between convergence scans.
+const CONVERGENCE_SCAN_INTERVAL: Duration = Duration::from_millis(50);
+/// Most operations one concurrent writer issues, whatever the duration.
+const OPS_PER_WRITER_MAX: u64 = 1_000_000;
+
+/// Runs the check `def`.
+pub async fn run(def: &CheckDef, ctx: &Ctx) -> CheckResult {
+    let rb = ResultBuilder::new(def, &ctx.config);
+    match def.id {
+        "cross-region.consistency.write-replicate" => write_replicate(rb, ctx).await,
+        "cross-region.consistency.concurrent-writes" => concurrent_writes(rb, ctx).await,
+        "cross-region.consistency.conflict-lww" => conflict_lww(rb, ctx).await,
+        other => rb.finish(Verdict::Error, format!("no implementation for check {other}")),
+    }
+}
+
+/// A write waiting to become visible in one observer region.
+struct Pending {
+    /// The key written.
+    key: String,
+    /// Index of the origin region.
+    origin: usize,
+    /// When the origin acknowledged the write.
+    acked_at: Instant,
+    /// When the last poll that did not see it was sent; visibility happened after this.
+    last_miss_sent: Option<Instant>,
+}
+
+/// What the observers measured.
+#[derive(Default)]
+struct Observed {
+    /// Delay upper bounds per (origin, observer).
+    delays: BTreeMap<(usize, usize), LatencyRecorder>,
+    /// Width of the interval in which each write became visible (resolution), all pairs.
+    resolution: LatencyRecorder,
+    /// Writes never seen within the visibility timeout, per (origin, observer).
+    never_visible: BTreeMap<(usize, usize), u64>,
+    /// Poll requests that failed.
+    poll_errors: u64,
+    /// The first probe error that made measuring impossible.
+    fatal: Option<ProbeError>,
+}
+
+async fn write_replicate(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
+    let cfg = ctx.config.checks.write_replicate.clone();
+    let target_ms = ctx.config.targets.replication_p99_ms;
+    let n = ctx.probes.len();
+    let prefix = ctx.prefix("wr");
+    let pending: Vec<Arc<Mutex<Vec<Pending>>>> = (0..n).map(|_| Arc::new(Mutex::new(Vec::new()))).collect();
+    let observed = Arc::new(Mutex::new(Observed::default()));
+    let writers_left = Arc::new(std::sync::atomic::AtomicUsize::new(n));
+    let start = Instant::now();
+    let period = Duration::from_secs_f64(1.0 / cfg.rate_per_s);
+    let visibility_timeout = Duration::from_millis(cfg.visibility_timeout_ms);
+    ctx.progress.phase(&format!(
+        "{} probe writes per region at {}/s, polling every {} ms",
+        cfg.writes_per_region, cfg.rate_per_s, cfg.poll_interval_ms
+    ));
+
+    // Writers: one per origin region, open model (each write is sent on its schedule).
+    let mut writer_tasks = Vec::new();
+    let mut write_stats: Vec<Arc<Mutex<(u64, u64, LatencyRecorder)>>> = Vec::new();
+    for origin in 0..n {
+        let probe = ctx.probes[origin].clone();
+        let history = ctx.history.clone();
+        let pending = pending.clone();
+        let observed = observed.clone();
+        let writers_left = writers_left.clone();
+        let stats = Arc::new(Mutex::new((0u64, 0u64, LatencyRecorder::new())));
+        write_stats.push(stats.clone());
+        let prefix = prefix.clone();
+        let count = cfg.writes_per_region;
+        let process = ctx.history.new_process();
+        // Stagger origins so that they do not all write at the same instant.
+        let offset = period.mul_f64(origin as f64 / n as f64);
+        writer_tasks.push(tokio::spawn(async move {
+            for i in 0..count {
+                tokio::time::sleep_until((start + offset + period.mul_f64(i as f64)).into()).await;
+                let key = format!("{prefix}{}/{i:06}", probe.region);
+                let value = format!("wr-{i}");
+                let sent = Instant::now();
+                match history.put(process, &probe, &key, &value).await {
+                    Ok(_) => {
+                        let acked_at = Instant::now();
+                        {
+                            let mut s = stats.lock().unwrap_or_else(|p| p.into_inner());
+                            s.0 += 1;
+                            s.2.record(acked_at - sent);
+                        }
+                        for (obs, list) in pending.iter().enumerate() {
+                            if obs != origin {
+                                list.lock().unwrap_or_else(|p| p.into_inner()).push(Pending {
+                                    key: key.clone(),
+                                    origin,
+                                    acked_at,
+                                    last_miss_sent: None,
+                                });
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        stats.lock().unwrap_or_else(|p| p.into_inner()).1 += 1;
+                        if matches!(e, ProbeError::Unreachable { .. }) {
+                            observed.lock().unwrap_or_else(|p| p.into_inner()).fatal.get_or_insert(e);
+                            break;
+                        }
+                    }
+                }
+            }
+            writers_left.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        }));
+    }
+
+    // Background load: unwatched writes, to measure replication under write load.
+    let background_deadline = start + period.mul_f64(cfg.writes_per_region as f64);
+    let mut background_tasks = Vec::new();
+    let background = Arc::new(Mutex::new((0u64, 0u64, 0u64))); // ok, failed, dropped
+    if cfg.background_writes_per_s > 0.0 {
+        for origin in 0..n {
+            let probe = ctx.probes[origin].clone();
+            let prefix = ctx.prefix("bg");
+            let bg = background.clone();
+            let rate = cfg.background_writes_per_s;
+            background_tasks.push(tokio::spawn(background_writer(probe, prefix, rate, background_deadline, bg)));
+        }
+    }
+
+    // Observers: each polls its pending keys every poll interval.
+    let mut observer_tasks = Vec::new();
+    for obs in 0..n {
+        let probe = ctx.probes[obs].clone();
+        let list = pending[obs].clone();
+        let observed = observed.clone();
+        let writers_left = writers_left.clone();
+        let interval = Duration::from_millis(cfg.poll_interval_ms);
+        observer_tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let keys: Vec<(usize, String)> = {
+                    let l = list.lock().unwrap_or_else(|p| p.into_inner());
+                    l.iter().enumerate().map(|(i, p)| (i, p.key.clone())).collect()
+                };
+                if keys.is_empty() {
+                    if writers_left.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                        break;
+                    }
+                    continue;
+                }
+                let results: Vec<(String, Instant, Instant, Result<Option<Record>, ProbeError>)> =
+                    futures::stream::iter(keys.into_iter().map(|(_, key)| {
+                        let probe = &probe;
+                        async move {
+                            let sent = Instant::now();
+                            let r = probe.get(&key).await;
+                            (key, sent, Instant::now(), r)
+                        }
+                    }))
+                    .buffer_unordered(POLL_IN_FLIGHT_MAX)
+                    .collect()
+                    .await;
+                let mut l = list.lock().unwrap_or_else(|p| p.into_inner());
+                let mut o = observed.lock().unwrap_or_else(|p| p.into_inner());
+                for (key, sent, received, r) in results {
+                    let Some(pos) = l.iter().position(|p| p.key == key) else { continue };
+                    match r {
+                        Ok(Some(_)) => {
+                            let p = l.swap_remove(pos);
+                            let delay = received.saturating_duration_since(p.acked_at);
+                            o.delays.entry((p.origin, obs)).or_default().record(delay);
+                            let lower = p.last_miss_sent.unwrap_or(sent).max(p.acked_at);
+                            o.resolution.record(received.saturating_duration_since(lower));
+                        }
+                        Ok(None) => {
+                            let p = &mut l[pos];
+                            p.last_miss_sent = Some(sent);
+                            if received.saturating_duration_since(p.acked_at) > visibility_timeout {
+                                let p = l.swap_remove(pos);
+                                *o.never_visible.entry((p.origin, obs)).or_default() += 1;
+                            }
+                        }
+                        Err(e) => {
+                            o.poll_errors += 1;
+                            if matches!(e, ProbeError::Unreachable { .. }) {
+                                o.fatal.get_or_insert(e);
+                                return;
+                            }
+                            if received.saturating_duration_since(l[pos].acked_at) > visibility_timeout {
+                                let p = l.swap_remove(pos);
+                                *o.never_visible.entry((p.origin, obs)).or_default() += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    for t in writer_tasks.into_iter().chain(observer_tasks).chain(background_tasks) {
+        let _ = t.await;
+    }
+
+    let o = std::mem::take(&mut *observed.lock().unwrap_or_else(|p| p.into_inner()));
+    if let Some(e) = &o.fatal {
+        return rb.error(e);
+    }
+    let names: Vec<&str> = ctx.probes.iter().map(|p| p.region.as_str()).collect();
+    let pair_name = |(a, b): (usize, usize)| format!("{} -> {}", names[a], names[b]);
+    let (mut acked, mut failed) = (0u64, 0u64);
+    let mut ack_latency = LatencyRecorder::new();
+    for s in &write_stats {
+        let s = s.lock().unwrap_or_else(|p| p.into_inner());
+        acked += s.0;
+        failed += s.1;
+        ack_latency.merge(&s.2);
+    }
+    let by_pair: BTreeMap<String, LatencyRecorder> =
+        o.delays.iter().map(|(k, v)| (pair_name(*k), v.clone())).collect();
+    let never_visible: u64 = o.never_visible.values().sum();
+    let worst = by_pair
+        .iter()
+        .map(|(k, r)| (k.clone(), r.value_ms_at(99.0)))
+        .fold(None::<(String, f64)>, |acc, x| match acc {
+            Some(a) if a.1 >= x.1 => Some(a),
+            _ => Some(x),
+        });
+    let all = xregion_check::stats::merged(by_pair.values());
+    rb.metric("p50_ms", all.value_ms_at(50.0))
+        .metric("p95_ms", all.value_ms_at(95.0))
+        .metric("p99_ms", worst.as_ref().map_or(0.0, |w| w.1))
+        .metric("max_ms", all.max_ms())
+        .metric("writes_acked", acked as f64)
+        .metric("writes_failed", failed as f64)
+        .metric("never_visible", never_visible as f64)
+        .metric("poll_errors", o.poll_errors as f64)
+        .metric("poll_interval_ms", cfg.poll_interval_ms as f64)
+        .metric("resolution_ms_p50", o.resolution.value_ms_at(50.0))
+        .metric("resolution_ms_p99", o.resolution.value_ms_at(99.0))
+        .metric("write_ack_ms_p99", ack_latency.value_ms_at(99.0));
+    for (pair, r) in &by_pair {
+        let slug = pair.replace(" -> ", "_to_");
+        rb.metric(&format!("p99_ms.{slug}"), r.value_ms_at(99.0));
+    }
+    if cfg.background_writes_per_s > 0.0 {
+        let bg = *background.lock().unwrap_or_else(|p| p.into_inner());
+        rb.metric("background_writes_ok", bg.0 as f64)
+            .metric("background_writes_failed", bg.1 as f64)
+            .metric("background_writes_dropped", bg.2 as f64)
+            .note(format!(
+                "background load: {} unwatched writes/s per region; {} ok, {} failed, {} not sent because {} were in flight",
+                cfg.background_writes_per_s, bg.0, bg.1, bg.2, BACKGROUND_IN_FLIGHT_MAX
+            ));
+    }
+    rb.note(format!(
+        "each delay runs from the origin's acknowledgement to the answer of the first read in the observer that saw the \
+         write, so it is an upper bound; the write became visible at most {:.1} ms (median; P99 {:.1} ms) earlier, \
+         which is the measuring resolution (poll interval {} ms plus one read's round trip)",
+        o.resolution.value_ms_at(50.0),
+        o.resolution.value_ms_at(99.0),
+        cfg.poll_interval_ms
+    ));
+    rb.note(
+        "xregion polls every region directly, as a probe agent inside each region would, so client-side network \
+         latency does not enter the figure",
+    );
+    let mut table = percentile_table("Replication delay by region pair (ms)", &by_pair);
+    if !o.never_visible.is_empty() {
+        table.columns.push("never visible".into());
+        for row in &mut table.rows {
+            let n = o.never_visible.iter().find(|(k, _)| pair_name(**k) == row[0]).map_or(0, |(_, v)| *v);
+            row.push(n.to_string());
+        }
+    }
+    rb.table(table);
+    for (pair, r) in &by_pair {
+        rb.distribution(r.to_distribution(pair.clone()));
+    }
+    let Some((worst_pair, worst_p99)) = worst else {
+        return rb.finish(Verdict::Fail, format!("no write became visible in another region ({failed} writes failed)"));
+    };
+    rb.measured(format!("P99 {worst_p99:.1} ms ({worst_pair})"));
+    let mut problems = Vec::new();
+    if worst_p99 >= target_ms {
+        problems.push(format!("P99 {worst_p99:.1} ms on {worst_pair} is not below {target_ms} ms"));
+    }
+    if never_visible > 0 {
+        problems.push(format!(
+            "{never_visible} replications never became visible within {} ms",
+            cfg.visibility_timeout_ms
+        ));
+    }
+    if failed > 0 {
+        problems.push(format!("{failed} of {} probe writes failed", acked + failed));
+    }
+    if problems.is_empty() {
+        rb.finish(
+            Verdict::Pass,
+            format!("worst pair P99 {worst_p99:.1} ms ({worst_pair}) over {acked} writes, all visible in every region"),
+        )
+    } else {
+        rb.finish(Verdict::Fail, problems.join("; "))
+    }
+}
+
+/// Sends unwatched writes at `rate` per second until `deadline`, with bounded writes in flight.
+async fn background_writer(
+    probe: Probe,
+    prefix: String,
+    rate: f64,
+    deadline: Instant,
+    counts: Arc<Mutex<(u64, u64, u64)>>,
+) {
+    let period = Duration::from_secs_f64(1.0 / rate);
+    let permits = Arc::new(tokio::sync::Semaphore::new(BACKGROUND_IN_FLIGHT_MAX));
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0u64.. {
+        let due = start + period.mul_f64(i as f64);
+        if due >= deadline {
+            break;
+        }
+        tokio::time::sleep_until(due.into()).await;
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            counts.lock().unwrap_or_else(|p| p.into_inner()).2 += 1;
+            continue;
+        };
+        let probe = probe.clone();
+        let key = format!("{prefix}{}/{i:08}", probe.region);
+        let counts = counts.clone();
+        tasks.spawn(async move {
+            let ok = probe.put(&key, "bg").await.is_ok();
+            let mut c = counts.lock().unwrap_or_else(|p| p.into_inner());
+            if ok { c.0 += 1 } else { c.1 += 1 }
+            drop(permit);
+        });
+        while tasks.try_join_next().is_some() {}
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Final states of every region for keys under `prefix`: region → key → record.
+pub type States = BTreeMap<String, BTreeMap<String, Record>>;
+
+/// Scans every region until they agree on every key under `prefix`, or `timeout` passes.
+/// Returns the last states read and how long after the call they first agreed (`None` if they never did).
+pub async fn await_convergence(
+    probes: &[Probe],
+    prefix: &str,
+    timeout: Duration,
+) -> Result<(States, Option<Duration>), ProbeError> {
+    let start = Instant::now();
+    loop {
+        let scans = futures::future::join_all(probes.iter().map(|p| p.scan(prefix))).await;
+        let mut states = States::new();
+        for (p, s) in probes.iter().zip(scans) {
+            states.insert(p.region.clone(), s?.into_iter().map(|r| (r.key.clone(), r)).collect());
+        }
+        if consistency::check_convergence(&states).is_ok_and(|c| c.passed()) {
+            return Ok((states, Some(start.elapsed())));
+        }
+        if start.elapsed() >= timeout {
+            return Ok((states, None));
+        }
+        tokio::time::sleep(CONVERGENCE_SCAN_INTERVAL).await;
+    }
+}
+
+async fn concurrent_writes(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
+    let cfg = ctx.config.checks.concurrent_writes.clone();
+    let prefix = ctx.prefix("cw");
+    let deadline = Instant::now() + Duration::from_millis(cfg.duration_ms);
+    ctx.progress.phase(&format!(
+        "{} writers per region over {} shared keys for {} ms",
+        cfg.writers_per_region, cfg.keys, cfg.duration_ms
+    ));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (r, probe) in ctx.probes.iter().enumerate() {
+        for w in 0..cfg.writers_per_region {
+            let probe = probe.clone();
+            let history = ctx.history.clone();
+            let process = history.new_process();
+            let prefix = prefix.clone();
+            let cfg = cfg.clone();
+            let mut rng = rand::rngs::StdRng::seed_from_u64(ctx.seed ^ ((r as u64) << 32) ^ w as u64);
+            tasks.spawn(async move {
+                let mut unreachable = None;
+                for n in 0..OPS_PER_WRITER_MAX {
+                    if Instant::now() >= deadline {
+                        break;
+                    }
+                    let key = format!("{prefix}k{:03}", rng.random_range(0..cfg.keys));
+                    let result = if rng.random_bool(cfg.delete_ratio) {
+                        history.delete(process, &probe, &key).await
+                    } else {
+                        history.put(process, &probe, &key, &format!("p{process}-{n}")).await
+                    };
+                    if let Err(e @ ProbeError::Unreachable { .. }) = result {
+                        unreachable = Some(e);
+                        break;
+                    }
+                }
+                unreachable
+            });
+        }
+    }
+    while let Some(r) = tasks.join_next().await {
+        if let Ok(Some(e)) = r {
+            return rb.error(&e);
+        }
+    }
+    ctx.progress.phase("waiting for the regions to converge");
+    let (states, converged_after) =
+        match await_convergence(&ctx.probes, &prefix, Duration::from_millis(cfg.quiet_timeout_ms)).await {
+            Ok(x) => x,
+            Err(e) => return rb.error(&e),
+        };
+    let history = ctx.history.events_with_prefix(&prefix);
+    judge_history(rb, &history, &states, converged_after, cfg.quiet_timeout_ms, false)
+}
+
+async fn conflict_lww(rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
+    let cfg = ctx.config.checks.conflict_lww.clone();
+    let prefix = ctx.prefix("lww");
+    ctx.progress.phase(&format!("{} keys written from every region at once", cfg.keys));
+    let processes: Vec<u32> = ctx.probes.iter().map(|_| ctx.history.new_process()).collect();
+    for k in 0..cfg.keys {
+        let key = format!("{prefix}k{k:04}");
+        // All regions write the key at the same moment; replication takes far longer than the spread, so every
+        // round is a true conflict.
+        let writes = ctx.probes.iter().zip(&processes).map(|(probe, &process)| {
+            let key = key.clone();
+            let history = ctx.history.clone();
+            async move { history.put(process, probe, &key, &format!("{}-{k}", probe.region)).await }
+        });
+        for r in futures::future::join_all(writes).await {
+            if let Err(e @ ProbeError::Unreachable { .. }) = r {
+                return rb.error(&e);
+            }
+        }
+    }
+    ctx.progress.phase("waiting for the regions to converge");
+    let (states, converged_after) =
+        match await_convergence(&ctx.probes, &prefix, Duration::from_millis(cfg.quiet_timeout_ms)).await {
+            Ok(x) => x,
+            Err(e) => return rb.error(&e),
+        };
+    let history = ctx.history.events_with_prefix(&prefix);
+    judge_history(rb, &history, &states, converged_after, cfg.quiet_timeout_ms, true)
+}
+
+/// Turns the checkers' findings over `history` and `states` into a verdict. Both consistency checks run all
+/// three checkers; `lww` only selects which figure is the headline.
+fn judge_history(
+    mut rb: ResultBuilder,
+    history: &[xregion_model::history::Event],
+    states: &States,
+    converged_after: Option<Duration>,
+    quiet_timeout_ms: u64,
+    lww: bool,
+) -> CheckResult {
+    let checked = consistency::check_convergence(states).and_then(|c| {
+        let w = consistency::check_writes(history, states)?;
+        let l = consistency::check_lww(history, states)?;
+        Ok((c, w, l))
+    });
+    let (convergence, writes, winners) = match checked {
+        Ok(x) => x,
+        Err(e) => return rb.finish(Verdict::Error, e.to_string()),
+    };
+    for (k, v) in convergence.metrics().into_iter().chain(writes.metrics()).chain(winners.metrics()) {
+        rb.metric(&k, v);
+    }
+    let divergent = convergence.divergent.len();
+    let lost = writes.lost.len();
+    let wrong = winners.violations.len();
+    let other = writes.findings() - lost;
+    rb.metric("convergence_ms", converged_after.map_or(-1.0, ms));
+    rb.note(
+        "a write counts as lost in a region when the region's final version of its key is lower than the version the \
+         deployment acknowledged for it, or the key is missing; unknown-outcome writes are never counted as lost",
+    );
+    rb.note(
+        "the expected last-write-wins winner of a key is the acknowledged (or observed unknown-outcome) write with the \
+         highest version (HLC wall time, logical counter, origin region)",
+    );
+    rb.note(format!(
+        "final states are read from every region once they agree, or after {quiet_timeout_ms} ms of waiting"
+    ));
+    if !writes.passed() {
+        rb.table(writes.to_table());
+    }
+    if !winners.passed() {
+        rb.table(winners.to_table());
+    }
+    if !convergence.passed() {
+        rb.table(convergence.to_table());
+    }
+    let acked = writes.counts.acked_writes;
+    let conv = match converged_after {
+        Some(d) => format!("converged {:.0} ms after the last write", ms(d)),
+        None => format!("did NOT converge within {quiet_timeout_ms} ms"),
+    };
+    rb.measured(if lww {
+        format!("{wrong} wrong winners, {divergent} divergent keys")
+    } else {
+        format!("{lost} lost of {acked} acked, {divergent} divergent")
+    });
+    let mut problems = Vec::new();
+    if lost > 0 {
+        problems.push(format!("{lost} acknowledged writes lost"));
+    }
+    if wrong > 0 {
+        problems.push(format!("{wrong} wrong last-write-wins winners"));
+    }
+    if divergent > 0 {
+        problems.push(format!("{divergent} keys differ between regions"));
+    }
+    if other > 0 {
+        problems.push(format!("{other} corrupt, phantom or failed-but-visible values"));
+    }
+    if acked == 0 {
+        problems.push("no write was acknowledged".into());
+    }
+    if problems.is_empty() {
+        rb.finish(
+            Verdict::Pass,
+            format!("{acked} acknowledged writes over {} keys: none lost, every winner right, {conv}", writes.counts.keys_checked),
+        )
+    } else {
+        rb.finish(Verdict::Fail, format!("{}; {conv}", problems.join("; ")))
+    }
+}

@@ -1,0 +1,3 @@
+//! The suites' checks, one module per area. Each module exports `CHECKS` (its catalogue entries) and `run`.
+
+pub mod cross_region;

@@ -1,0 +1,103 @@
+//! Helpers shared by the integration tests: the binary, temporary directories, and a lock that keeps tests
+//! which start a lab from running at the same time (five processes each on a 2-core machine would make the
+//! lab's timing figures meaningless, even though no test asserts a timing).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// Held by every test that starts a lab.
+static LAB_LOCK: Mutex<()> = Mutex::new(());
+
+/// Takes the lab lock, surviving a poisoned lock from a failed test.
+pub fn lab_lock() -> MutexGuard<'static, ()> {
+    LAB_LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The xregion binary under test.
+pub fn exe() -> &'static str {
+    env!("CARGO_BIN_EXE_xregion")
+}
+
+/// A fresh, empty directory for one test, removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// Creates `<tmp>/xregion-it-<name>-<pid>`.
+    pub fn new(name: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!("xregion-it-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("create temp dir");
+        TempDir(p)
+    }
+
+    /// The path.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs xregion with `args`, killing it after `limit`; returns its output.
+pub fn run_xregion(args: &[&str], envs: &[(&str, &str)], limit: Duration) -> Output {
+    let mut cmd = Command::new(exe());
+    cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    // The specification's variables from the developer's shell must not leak into tests.
+    for (k, _) in std::env::vars() {
+        if k.starts_with("API_ENDPOINT_") || k.starts_with("TARGET_") || k == "MAX_LATENCY_MS" {
+            cmd.env_remove(k);
+        }
+    }
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn xregion");
+    let deadline = Instant::now() + limit;
+    // Drain the pipes on threads so that a chatty child never blocks on a full pipe.
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let out_t = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut stdout, &mut v).ok();
+        v
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut stderr, &mut v).ok();
+        v
+    });
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("xregion {args:?} did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    Output { status, stdout: out_t.join().unwrap_or_default(), stderr: err_t.join().unwrap_or_default() }
+}
+
+/// Stdout and stderr as one string, for messages.
+pub fn text(o: &Output) -> String {
+    format!("stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// Reads OUT/report.json as JSON.
+pub fn report(out: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(out.join("report.json")).expect("report.json exists");
+    serde_json::from_str(&text).expect("report.json is JSON")
+}
+
+/// The check with `id` in a report.
+pub fn check<'a>(report: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    report["checks"].as_array().expect("checks").iter().find(|c| c["id"] == id).unwrap_or_else(|| panic!("{id} missing"))
+}

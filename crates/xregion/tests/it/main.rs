@@ -1,0 +1,4 @@
+//! Integration tests of the xregion binary: one test binary, a module per area.
+
+mod common;
+mod run;

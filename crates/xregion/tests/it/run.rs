@@ -1,0 +1,193 @@
+//! `xregion run` end to end against the lab: the default run passes and writes every artefact, each
+//! consistency check fails when the lab is broken by its defect knob, and bad input is refused clearly.
+
+use crate::common::{TempDir, check, lab_lock, report, run_xregion, text};
+use std::time::{Duration, Instant};
+
+/// Longest any single run in these tests may take before the test fails (a hang is a failure).
+const RUN_LIMIT: Duration = Duration::from_secs(180);
+
+/// Check tuning small enough for tests, large enough to measure something.
+const SMALL_CHECKS: &str = r#"
+[checks.write-replicate]
+writes_per_region = 40
+rate_per_s = 40
+
+[checks.concurrent-writes]
+writers_per_region = 3
+keys = 12
+duration_ms = 1500
+
+[checks.conflict-lww]
+keys = 30
+"#;
+
+fn write_config(dir: &TempDir, body: &str) -> String {
+    let p = dir.path().join("xregion.toml");
+    std::fs::write(&p, format!("{SMALL_CHECKS}\n{body}")).expect("write config");
+    p.display().to_string()
+}
+
+/// Goal: on the lab with defaults (WAN matrix included), the cross-region suite passes, prints every check with
+/// its figure, and writes the four artefacts; report.json validates against the committed schema.
+#[test]
+fn default_lab_run_passes_and_writes_every_artefact() {
+    let _g = lab_lock();
+    let dir = TempDir::new("run-pass");
+    let config = write_config(&dir, "");
+    let out = dir.path().join("out");
+    let o = run_xregion(
+        &["run", "--config", &config, "--out", out.to_str().unwrap(), "--seed", "7", "--suite", "cross-region"],
+        &[],
+        RUN_LIMIT,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    for id in [
+        "cross-region.consistency.write-replicate",
+        "cross-region.consistency.concurrent-writes",
+        "cross-region.consistency.conflict-lww",
+    ] {
+        assert!(stdout.contains(id), "console lacks {id}: {stdout}");
+    }
+    for f in ["report.json", "junit.xml", "report.html", "history.jsonl"] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    let r = report(&out);
+    assert_eq!(r["seed"], 7);
+    let wr = check(&r, "cross-region.consistency.write-replicate");
+    assert_eq!(wr["verdict"], "pass", "{wr}");
+    let p99 = wr["metrics"]["p99_ms"].as_f64().expect("p99_ms");
+    // Positive and below the target: a figure that was measured, not a default.
+    assert!(p99 > 0.0 && p99 < 100.0, "p99_ms {p99}");
+    // With the default matrix the slowest pair is at least its one-way delay away (62.5 ms minus jitter).
+    assert!(p99 > 50.0, "p99_ms {p99} is below the emulated one-way delay: is the WAN emulator in the path?");
+    assert_eq!(wr["distributions"].as_array().map(Vec::len), Some(6), "one distribution per ordered pair");
+
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../xregion-report/schema/report.schema.json"))
+            .expect("schema file"),
+    )
+    .expect("schema is JSON");
+    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+    let errors: Vec<String> = validator.iter_errors(&r).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+    assert!(errors.is_empty(), "report.json does not match the schema: {errors:?}");
+
+    let history = std::fs::read_to_string(out.join("history.jsonl")).expect("history");
+    let events: Vec<serde_json::Value> =
+        history.lines().map(|l| serde_json::from_str(l).expect("history line is JSON")).collect();
+    assert!(events.iter().any(|e| e["type"] == "invoke") && events.iter().any(|e| e["type"] == "ok"));
+    let junit = std::fs::read_to_string(out.join("junit.xml")).expect("junit");
+    assert_eq!(junit.matches("<testcase").count(), 3, "{junit}");
+}
+
+/// Runs one check against a lab broken by `defect` and returns the check's JSON and the exit code.
+fn run_broken(name: &str, check_id: &str, defect: &str) -> (serde_json::Value, Option<i32>, String) {
+    let _g = lab_lock();
+    let dir = TempDir::new(name);
+    let config = write_config(&dir, &format!("[lab.defects]\n{defect}\n"));
+    let out = dir.path().join("out");
+    let o = run_xregion(
+        &["run", "--config", &config, "--out", out.to_str().unwrap(), "--seed", "11", "--check", check_id],
+        &[],
+        RUN_LIMIT,
+    );
+    let r = report(&out);
+    (check(&r, check_id).clone(), o.status.code(), text(&o))
+}
+
+/// Goal: write-replicate fails when every replicated batch is held for 150 ms (P99 then exceeds 100 ms).
+#[test]
+fn write_replicate_fails_on_slow_replication() {
+    let (c, code, out) =
+        run_broken("slow-repl", "cross-region.consistency.write-replicate", "replication_delay_ms = 150");
+    assert_eq!(c["verdict"], "fail", "{c}");
+    assert!(c["metrics"]["p99_ms"].as_f64().unwrap() >= 100.0, "{c}");
+    assert_eq!(code, Some(1), "{out}");
+}
+
+/// Goal: concurrent-writes finds lost writes and divergence when replication silently drops entries.
+#[test]
+fn concurrent_writes_fails_when_replication_drops_entries() {
+    let (c, code, out) = run_broken("drop", "cross-region.consistency.concurrent-writes", "drop_one_in = 4");
+    assert_eq!(c["verdict"], "fail", "{c}");
+    let m = &c["metrics"];
+    assert!(m["lost_writes"].as_f64().unwrap() + m["divergent_keys"].as_f64().unwrap() > 0.0, "{c}");
+    assert_eq!(code, Some(1), "{out}");
+}
+
+/// Goal: conflict-lww finds wrong winners when regions apply replicated writes in arrival order.
+#[test]
+fn conflict_lww_fails_when_applied_in_arrival_order() {
+    let (c, code, out) =
+        run_broken("arrival", "cross-region.consistency.conflict-lww", "lww_arrival_order = true");
+    assert_eq!(c["verdict"], "fail", "{c}");
+    assert!(c["metrics"]["wrong_winners"].as_f64().unwrap() > 0.0, "{c}");
+    assert_eq!(code, Some(1), "{out}");
+}
+
+/// Goal: config mistakes exit 2 with file, line and column, before anything starts.
+#[test]
+fn config_errors_exit_2_with_a_position() {
+    let dir = TempDir::new("config-errors");
+    let cases = [
+        ("malformed", "[targets\nreplication_p99_ms = 100\n", ":1:"),
+        ("unknown-key", "[targets]\nreplication_p99_msec = 100\n", ":2:1:"),
+        ("unknown-region", "[lab.wan.rtt_ms]\n\"us-east-1/mars-north-1\" = 80\n", ":2:"),
+    ];
+    for (name, body, position) in cases {
+        let p = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&p, body).unwrap();
+        let o = run_xregion(&["run", "--config", p.to_str().unwrap()], &[], Duration::from_secs(30));
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{name}: {}", text(&o));
+        assert!(stderr.contains(&format!("{name}.toml{position}")), "{name}: no position in {stderr}");
+    }
+    let p = dir.path().join("unknown-region.toml");
+    let o = run_xregion(&["run", "--config", p.to_str().unwrap()], &[], Duration::from_secs(30));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("mars-north-1"), "{}", text(&o));
+}
+
+/// Goal: an unreachable endpoint gives verdict `error` naming it, exit 2, and no hang (a port nobody listens on,
+/// and a blackholed address that never answers the connect).
+#[test]
+fn unreachable_endpoint_is_an_error_naming_it() {
+    let dir = TempDir::new("unreachable");
+    // Port 9 (discard) on a loopback address nobody uses: the connection is refused at once.
+    let config = write_config(
+        &dir,
+        "[deployment]\nkind = \"http\"\nconnect_timeout_ms = 500\nrequest_timeout_ms = 1000\n\
+         [[deployment.regions]]\nname = \"us-east-1\"\nendpoint = \"http://127.0.9.1:9\"\n\
+         [[deployment.regions]]\nname = \"eu-west-1\"\nendpoint = \"http://127.0.9.2:9\"\n",
+    );
+    let out = dir.path().join("out");
+    let started = Instant::now();
+    let o = run_xregion(&["run", "--config", &config, "--out", out.to_str().unwrap()], &[], Duration::from_secs(60));
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let r = report(&out);
+    for c in r["checks"].as_array().unwrap() {
+        assert_eq!(c["verdict"], "error", "{c}");
+        assert!(c["summary"].as_str().unwrap().contains("http://127.0.9.1:9"), "{c}");
+    }
+    assert!(started.elapsed() < Duration::from_secs(60));
+}
+
+/// Goal: the specification's environment variables select an HTTP deployment and name a missing endpoint.
+#[test]
+fn env_variables_define_the_deployment() {
+    let o = run_xregion(
+        &["run"],
+        &[("AWS_REGION", "us-east-1"), ("AWS_SECONDARY_REGIONS", "eu-west-1"), ("API_ENDPOINT_US_EAST_1", "http://127.0.9.1:9")],
+        Duration::from_secs(30),
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("API_ENDPOINT_EU_WEST_1"), "{}", text(&o));
+}
+
+/// Goal: unknown suites are refused with the list of known ones.
+#[test]
+fn unknown_suite_is_refused() {
+    let o = run_xregion(&["run", "--suite", "nonsense"], &[], Duration::from_secs(30));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cross-region"), "{}", text(&o));
+}
