@@ -68,9 +68,7 @@ pub const TABLE_ROWS_MAX: usize = 50;
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CheckError {
     /// The events do not pair into operations.
-    #[error(
-        "the history is malformed: {0}; fix the recorder, no verdict can be drawn from this history"
-    )]
+    #[error("the history is malformed: {0}; fix the recorder, no verdict can be drawn from this history")]
     MalformedHistory(String),
     /// An acknowledged write carries no version.
     #[error(
@@ -85,9 +83,7 @@ pub enum CheckError {
         op: &'static str,
     },
     /// A write invoke has no value.
-    #[error(
-        "write of key {key:?} (event {index}) has no value; record deletes as `delete`, not as a write of nothing"
-    )]
+    #[error("write of key {key:?} (event {index}) has no value; record deletes as `delete`, not as a write of nothing")]
     WriteWithoutValue {
         /// Index of the invoke event.
         index: u64,
@@ -130,10 +126,7 @@ pub struct Held {
 
 impl Held {
     fn of(r: &Record) -> Self {
-        Held {
-            value: r.value.clone(),
-            version: r.version.clone(),
-        }
+        Held { value: r.value.clone(), version: r.version.clone() }
     }
 }
 
@@ -241,11 +234,7 @@ impl Convergence {
 
     /// The divergent keys, one row per key with a column per region, at most `TABLE_ROWS_MAX` rows.
     pub fn to_table(&self) -> Table {
-        let regions: BTreeSet<&String> = self
-            .divergent
-            .iter()
-            .flat_map(|d| d.holdings.keys())
-            .collect();
+        let regions: BTreeSet<&String> = self.divergent.iter().flat_map(|d| d.holdings.keys()).collect();
         let mut columns = vec!["key".to_string()];
         columns.extend(regions.iter().map(|r| r.to_string()));
         let rows = self
@@ -253,11 +242,7 @@ impl Convergence {
             .iter()
             .map(|d| {
                 let mut row = vec![d.key.clone()];
-                row.extend(
-                    regions
-                        .iter()
-                        .map(|r| show(d.holdings.get(*r).and_then(Option::as_ref))),
-                );
+                row.extend(regions.iter().map(|r| show(d.holdings.get(*r).and_then(Option::as_ref))));
                 row
             })
             .collect();
@@ -271,24 +256,15 @@ pub fn check_convergence(final_states: &FinalStates) -> Result<Convergence, Chec
     let keys: BTreeSet<&String> = final_states.values().flat_map(|m| m.keys()).collect();
     let mut divergent = Vec::new();
     for key in &keys {
-        let holdings: BTreeMap<String, Option<Held>> = final_states
-            .iter()
-            .map(|(region, m)| (region.clone(), m.get(*key).map(Held::of)))
-            .collect();
+        let holdings: BTreeMap<String, Option<Held>> =
+            final_states.iter().map(|(region, m)| (region.clone(), m.get(*key).map(Held::of))).collect();
         let mut distinct = holdings.values();
         let first = distinct.next();
         if distinct.any(|h| Some(h) != first) {
-            divergent.push(DivergentKey {
-                key: key.to_string(),
-                holdings,
-            });
+            divergent.push(DivergentKey { key: key.to_string(), holdings });
         }
     }
-    Ok(Convergence {
-        keys_checked: keys.len() as u64,
-        regions_checked: final_states.len() as u64,
-        divergent,
-    })
+    Ok(Convergence { keys_checked: keys.len() as u64, regions_checked: final_states.len() as u64, divergent })
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -382,10 +358,7 @@ impl WriteCheck {
         m.insert("corrupt_finals".into(), self.corrupt.len() as f64);
         m.insert("failed_visible".into(), self.failed_visible.len() as f64);
         m.insert("phantoms".into(), self.phantoms.len() as f64);
-        m.insert(
-            "version_conflicts".into(),
-            self.version_conflicts.len() as f64,
-        );
+        m.insert("version_conflicts".into(), self.version_conflicts.len() as f64);
         m
     }
 
@@ -401,59 +374,29 @@ impl WriteCheck {
                 show(l.actual.as_ref()),
             ]);
         }
-        for (kind, list) in [
-            ("corrupt", &self.corrupt),
-            ("failed-visible", &self.failed_visible),
-            ("phantom", &self.phantoms),
-        ] {
+        for (kind, list) in
+            [("corrupt", &self.corrupt), ("failed-visible", &self.failed_visible), ("phantom", &self.phantoms)]
+        {
             for b in list {
-                let write = b
-                    .write
-                    .as_ref()
-                    .map_or_else(|| "none".to_string(), WriteRef::to_string);
-                rows.push(vec![
-                    kind.into(),
-                    b.key.clone(),
-                    b.region.clone(),
-                    write,
-                    b.actual.to_string(),
-                ]);
+                let write = b.write.as_ref().map_or_else(|| "none".to_string(), WriteRef::to_string);
+                rows.push(vec![kind.into(), b.key.clone(), b.region.clone(), write, b.actual.to_string()]);
             }
         }
         for c in &self.version_conflicts {
-            let writes = c
-                .writes
-                .iter()
-                .map(WriteRef::to_string)
-                .collect::<Vec<_>>()
-                .join("; ");
-            rows.push(vec![
-                "version-conflict".into(),
-                c.key.clone(),
-                "-".into(),
-                writes,
-                c.version.to_string(),
-            ]);
+            let writes = c.writes.iter().map(WriteRef::to_string).collect::<Vec<_>>().join("; ");
+            rows.push(vec!["version-conflict".into(), c.key.clone(), "-".into(), writes, c.version.to_string()]);
         }
-        let columns = ["finding", "key", "region", "write", "region holds"]
-            .map(String::from)
-            .to_vec();
+        let columns = ["finding", "key", "region", "write", "region holds"].map(String::from).to_vec();
         bounded_table("Write findings", columns, rows)
     }
 }
 
 /// Checks every acknowledged write against every region's final state; see the module doc for the rules.
-pub fn check_writes(
-    history: &[Event],
-    final_states: &FinalStates,
-) -> Result<WriteCheck, CheckError> {
+pub fn check_writes(history: &[Event], final_states: &FinalStates) -> Result<WriteCheck, CheckError> {
     validate_states(final_states)?;
     let writes = collect_writes(history)?;
     let keys = keys_in_scope(&writes, final_states);
-    let mut out = WriteCheck {
-        counts: counts(&writes, &keys, final_states),
-        ..WriteCheck::default()
-    };
+    let mut out = WriteCheck { counts: counts(&writes, &keys, final_states), ..WriteCheck::default() };
 
     for (key, kw) in &writes {
         let mut by_version: BTreeMap<&Version, Vec<&Write>> = BTreeMap::new();
@@ -583,28 +526,11 @@ impl LwwCheck {
                     LwwViolationKind::ValueMismatch => "value-mismatch",
                     LwwViolationKind::Unexplained => "unexplained",
                 };
-                let expected = v
-                    .expected
-                    .as_ref()
-                    .map_or_else(|| "no known write".to_string(), Held::to_string);
-                vec![
-                    kind.into(),
-                    v.key.clone(),
-                    v.region.clone(),
-                    expected,
-                    show(v.actual.as_ref()),
-                ]
+                let expected = v.expected.as_ref().map_or_else(|| "no known write".to_string(), Held::to_string);
+                vec![kind.into(), v.key.clone(), v.region.clone(), expected, show(v.actual.as_ref())]
             })
             .collect();
-        let columns = [
-            "violation",
-            "key",
-            "region",
-            "expected winner",
-            "region holds",
-        ]
-        .map(String::from)
-        .to_vec();
+        let columns = ["violation", "key", "region", "expected winner", "region holds"].map(String::from).to_vec();
         bounded_table("Wrong LWW winners", columns, rows)
     }
 }
@@ -615,10 +541,7 @@ pub fn check_lww(history: &[Event], final_states: &FinalStates) -> Result<LwwChe
     let ops = pair(history)?;
     let writes = collect_from_ops(&ops)?;
     let keys = keys_in_scope(&writes, final_states);
-    let mut out = LwwCheck {
-        counts: counts(&writes, &keys, final_states),
-        ..LwwCheck::default()
-    };
+    let mut out = LwwCheck { counts: counts(&writes, &keys, final_states), ..LwwCheck::default() };
 
     // Where a value of a key was seen, with its version: final states and ok reads.
     let mut seen: BTreeMap<&str, BTreeSet<Held>> = BTreeMap::new();
@@ -634,31 +557,17 @@ pub fn check_lww(history: &[Event], final_states: &FinalStates) -> Result<LwwChe
         {
             seen.entry(op.invoke.key.as_str())
                 .or_default()
-                .insert(Held {
-                    value: c.value.clone(),
-                    version: version.clone(),
-                });
+                .insert(Held { value: c.value.clone(), version: version.clone() });
         }
     }
 
     let empty = KeyWrites::default();
     for key in &keys {
         let kw = writes.get(*key).unwrap_or(&empty);
-        let mut candidates: Vec<Held> = kw
-            .acked
-            .iter()
-            .map(|w| Held {
-                value: w.value.clone(),
-                version: acked_version(w).clone(),
-            })
-            .collect();
+        let mut candidates: Vec<Held> =
+            kw.acked.iter().map(|w| Held { value: w.value.clone(), version: acked_version(w).clone() }).collect();
         for w in &kw.unknown {
-            let observed: Vec<&Held> = seen
-                .get(key.as_str())
-                .into_iter()
-                .flatten()
-                .filter(|h| w.matches(h))
-                .collect();
+            let observed: Vec<&Held> = seen.get(key.as_str()).into_iter().flatten().filter(|h| w.matches(h)).collect();
             if !observed.is_empty() {
                 out.unknown_observed += 1;
             }
@@ -666,9 +575,7 @@ pub fn check_lww(history: &[Event], final_states: &FinalStates) -> Result<LwwChe
         }
         // Highest version wins; on a tie of versions with different values (a version conflict, which
         // check_writes reports), the smallest value is taken so the choice is deterministic.
-        let expected = candidates
-            .into_iter()
-            .max_by(|a, b| a.version.cmp(&b.version).then(b.value.cmp(&a.value)));
+        let expected = candidates.into_iter().max_by(|a, b| a.version.cmp(&b.version).then(b.value.cmp(&a.value)));
         for (region, state) in final_states {
             let actual = state.get(*key).map(Held::of);
             let kind = match (&expected, &actual) {
@@ -741,9 +648,7 @@ struct KeyWrites {
 
 /// The version of an acked write; `collect_from_ops` guarantees it is set.
 fn acked_version(w: &Write) -> &Version {
-    w.version
-        .as_ref()
-        .expect("collect_from_ops rejects acked writes without a version")
+    w.version.as_ref().expect("collect_from_ops rejects acked writes without a version")
 }
 
 enum Attribution<'a> {
@@ -756,11 +661,7 @@ enum Attribution<'a> {
 
 /// Which write of the history a final record comes from, in the order the module doc gives.
 fn attribute<'a>(kw: &'a KeyWrites, f: &Held) -> Attribution<'a> {
-    let same_version: Vec<&Write> = kw
-        .acked
-        .iter()
-        .filter(|w| *acked_version(w) == f.version)
-        .collect();
+    let same_version: Vec<&Write> = kw.acked.iter().filter(|w| *acked_version(w) == f.version).collect();
     if same_version.iter().any(|w| w.value == f.value) {
         return Attribution::Acked;
     }
@@ -791,10 +692,7 @@ fn collect_from_ops(ops: &[Operation]) -> Result<BTreeMap<String, KeyWrites>, Ch
         if let Some(c) = &op.completion
             && (c.key != inv.key || c.f != inv.f)
         {
-            return Err(CheckError::CompletionMismatch {
-                invoke_index: inv.index,
-                completion_index: c.index,
-            });
+            return Err(CheckError::CompletionMismatch { invoke_index: inv.index, completion_index: c.index });
         }
         let value = match inv.f {
             OpFn::Read => continue,
@@ -802,34 +700,18 @@ fn collect_from_ops(ops: &[Operation]) -> Result<BTreeMap<String, KeyWrites>, Ch
             OpFn::Write => match &inv.value {
                 Some(v) => Some(v.clone()),
                 None => {
-                    return Err(CheckError::WriteWithoutValue {
-                        index: inv.index,
-                        key: inv.key.clone(),
-                    });
+                    return Err(CheckError::WriteWithoutValue { index: inv.index, key: inv.key.clone() });
                 }
             },
         };
         let version = op.completion.as_ref().and_then(|c| c.version.clone());
         let outcome = op.outcome();
         if outcome == EventType::Ok && version.is_none() {
-            let op_name = if inv.f == OpFn::Delete {
-                "delete"
-            } else {
-                "write"
-            };
+            let op_name = if inv.f == OpFn::Delete { "delete" } else { "write" };
             let index = op.completion.as_ref().map_or(inv.index, |c| c.index);
-            return Err(CheckError::AckWithoutVersion {
-                index,
-                key: inv.key.clone(),
-                op: op_name,
-            });
+            return Err(CheckError::AckWithoutVersion { index, key: inv.key.clone(), op: op_name });
         }
-        let w = Write {
-            invoke_index: inv.index,
-            region: inv.region.clone(),
-            value,
-            version,
-        };
+        let w = Write { invoke_index: inv.index, region: inv.region.clone(), value, version };
         let kw = writes.entry(inv.key.clone()).or_default();
         match outcome {
             EventType::Ok => kw.acked.push(w),
@@ -841,21 +723,11 @@ fn collect_from_ops(ops: &[Operation]) -> Result<BTreeMap<String, KeyWrites>, Ch
     Ok(writes)
 }
 
-fn keys_in_scope<'a>(
-    writes: &'a BTreeMap<String, KeyWrites>,
-    final_states: &'a FinalStates,
-) -> BTreeSet<&'a String> {
-    writes
-        .keys()
-        .chain(final_states.values().flat_map(|m| m.keys()))
-        .collect()
+fn keys_in_scope<'a>(writes: &'a BTreeMap<String, KeyWrites>, final_states: &'a FinalStates) -> BTreeSet<&'a String> {
+    writes.keys().chain(final_states.values().flat_map(|m| m.keys())).collect()
 }
 
-fn counts(
-    writes: &BTreeMap<String, KeyWrites>,
-    keys: &BTreeSet<&String>,
-    final_states: &FinalStates,
-) -> Counts {
+fn counts(writes: &BTreeMap<String, KeyWrites>, keys: &BTreeSet<&String>, final_states: &FinalStates) -> Counts {
     Counts {
         acked_writes: writes.values().map(|k| k.acked.len() as u64).sum(),
         unknown_writes: writes.values().map(|k| k.unknown.len() as u64).sum(),
@@ -891,11 +763,7 @@ fn bounded_table(title: &str, columns: Vec<String>, mut rows: Vec<Vec<String>>) 
         last[0] = format!("... and {more} more");
         rows.push(last);
     }
-    Table {
-        title: title.to_string(),
-        columns,
-        rows,
-    }
+    Table { title: title.to_string(), columns, rows }
 }
 
 #[cfg(test)]

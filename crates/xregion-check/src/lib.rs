@@ -9,7 +9,6 @@ pub mod consistency;
 pub mod stats;
 
 pub use consistency::{
-    CheckError, Convergence, Counts, FinalStates, LwwCheck, WriteCheck, check_convergence,
-    check_lww, check_writes,
+    CheckError, Convergence, Counts, FinalStates, LwwCheck, WriteCheck, check_convergence, check_lww, check_writes,
 };
 pub use stats::LatencyRecorder;

@@ -55,12 +55,8 @@ impl LatencyRecorder {
     pub fn new() -> Self {
         // The bounds are constants that satisfy hdrhistogram's preconditions (low >= 1, high >= 2 * low,
         // sigfig <= 5), so construction cannot fail.
-        let hist = Histogram::new_with_bounds(1, VALUE_US_MAX, SIGFIG)
-            .expect("constant histogram bounds are valid");
-        Self {
-            hist,
-            clamped_count: 0,
-        }
+        let hist = Histogram::new_with_bounds(1, VALUE_US_MAX, SIGFIG).expect("constant histogram bounds are valid");
+        Self { hist, clamped_count: 0 }
     }
 
     /// Records one sample; durations beyond `VALUE_US_MAX` are clamped.
@@ -82,8 +78,7 @@ impl LatencyRecorder {
         // no-panic promise should that ever change.
         if self.hist.add(&other.hist).is_err() {
             for v in other.hist.iter_recorded() {
-                self.hist
-                    .saturating_record_n(v.value_iterated_to(), v.count_at_value());
+                self.hist.saturating_record_n(v.value_iterated_to(), v.count_at_value());
             }
         }
         self.clamped_count += other.clamped_count;
@@ -104,39 +99,23 @@ impl LatencyRecorder {
         if self.hist.is_empty() {
             return 0.0;
         }
-        let q = if pct.is_nan() {
-            1.0
-        } else {
-            (pct / 100.0).clamp(0.0, 1.0)
-        };
+        let q = if pct.is_nan() { 1.0 } else { (pct / 100.0).clamp(0.0, 1.0) };
         us_to_ms(self.hist.value_at_quantile(q))
     }
 
     /// The largest sample, in milliseconds (within the 0.1% precision); 0 when empty.
     pub fn max_ms(&self) -> f64 {
-        if self.hist.is_empty() {
-            0.0
-        } else {
-            us_to_ms(self.hist.max())
-        }
+        if self.hist.is_empty() { 0.0 } else { us_to_ms(self.hist.max()) }
     }
 
     /// The smallest sample, in milliseconds; 0 when empty.
     pub fn min_ms(&self) -> f64 {
-        if self.hist.is_empty() {
-            0.0
-        } else {
-            us_to_ms(self.hist.min())
-        }
+        if self.hist.is_empty() { 0.0 } else { us_to_ms(self.hist.min()) }
     }
 
     /// The mean, in milliseconds; 0 when empty.
     pub fn mean_ms(&self) -> f64 {
-        if self.hist.is_empty() {
-            0.0
-        } else {
-            self.hist.mean() / 1000.0
-        }
+        if self.hist.is_empty() { 0.0 } else { self.hist.mean() / 1000.0 }
     }
 
     /// The distribution for a report: unit `ms`, the `PERCENTILES`, and about 30 buckets over the observed range
@@ -145,10 +124,7 @@ impl LatencyRecorder {
         let percentiles = if self.hist.is_empty() {
             Vec::new()
         } else {
-            PERCENTILES
-                .iter()
-                .map(|&p| (p, self.value_ms_at(p)))
-                .collect()
+            PERCENTILES.iter().map(|&p| (p, self.value_ms_at(p))).collect()
         };
         Distribution {
             name: name.into(),
@@ -173,19 +149,13 @@ impl LatencyRecorder {
         let hi_us = self.hist.max();
         let p99_us = self.hist.value_at_quantile(0.99);
         let has_tail = hi_us > p99_us + p99_us / TAIL_RATIO_DIVISOR;
-        let (body_hi_us, body_buckets) = if has_tail {
-            (p99_us, BODY_BUCKETS)
-        } else {
-            (hi_us, BUCKETS_TARGET)
-        };
+        let (body_hi_us, body_buckets) = if has_tail { (p99_us, BODY_BUCKETS) } else { (hi_us, BUCKETS_TARGET) };
         let mut edges_us = if lo_us > 0 && body_hi_us / lo_us >= LOG_SPACING_RATIO_MIN {
             geometric_edges_us(lo_us, body_hi_us, body_buckets)
         } else {
             linear_edges_us(lo_us, body_hi_us, body_buckets)
         };
-        let body_top_us = *edges_us
-            .last()
-            .expect("edge functions return at least one edge");
+        let body_top_us = *edges_us.last().expect("edge functions return at least one edge");
         if body_top_us < hi_us {
             edges_us.extend(geometric_edges_us(body_top_us.max(1), hi_us, TAIL_BUCKETS));
             edges_us.dedup();
@@ -194,9 +164,7 @@ impl LatencyRecorder {
         for v in self.hist.iter_recorded() {
             let value_us = v.value_iterated_to();
             // Values at or above the last edge go into the last bucket: the last edge is the maximum itself.
-            let i = edges_us
-                .partition_point(|&e| e < value_us)
-                .min(edges_us.len() - 1);
+            let i = edges_us.partition_point(|&e| e < value_us).min(edges_us.len() - 1);
             counts[i] += v.count_at_value();
         }
         edges_us.into_iter().map(us_to_ms).zip(counts).collect()
@@ -281,31 +249,18 @@ pub fn merged<'a>(recorders: impl IntoIterator<Item = &'a LatencyRecorder>) -> L
 }
 
 /// A table with one row per recorder: name, samples, p50, p90, p99, p99.9 and max in milliseconds.
-pub fn percentile_table<K: std::fmt::Display>(
-    title: &str,
-    recorders: &BTreeMap<K, LatencyRecorder>,
-) -> Table {
-    let columns = [
-        "name", "samples", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms",
-    ];
+pub fn percentile_table<K: std::fmt::Display>(title: &str, recorders: &BTreeMap<K, LatencyRecorder>) -> Table {
+    let columns = ["name", "samples", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms"];
     let rows = recorders
         .iter()
         .map(|(k, r)| {
             let mut row = vec![k.to_string(), r.count().to_string()];
-            row.extend(
-                [50.0, 90.0, 99.0, 99.9]
-                    .iter()
-                    .map(|&p| format!("{:.3}", r.value_ms_at(p))),
-            );
+            row.extend([50.0, 90.0, 99.0, 99.9].iter().map(|&p| format!("{:.3}", r.value_ms_at(p))));
             row.push(format!("{:.3}", r.max_ms()));
             row
         })
         .collect();
-    Table {
-        title: title.to_string(),
-        columns: columns.iter().map(|c| c.to_string()).collect(),
-        rows,
-    }
+    Table { title: title.to_string(), columns: columns.iter().map(|c| c.to_string()).collect(), rows }
 }
 
 #[cfg(test)]
@@ -370,26 +325,12 @@ mod tests {
         for values in shapes {
             let r = recorder(values.iter().copied());
             let d = r.to_distribution("d");
-            assert!(
-                !d.buckets.is_empty() && d.buckets.len() <= 40,
-                "{} buckets",
-                d.buckets.len()
-            );
-            assert!(
-                d.buckets.windows(2).all(|w| w[0].0 < w[1].0),
-                "ascending: {:?}",
-                d.buckets
-            );
-            assert_eq!(
-                d.buckets.iter().map(|b| b.1).sum::<u64>(),
-                values.len() as u64
-            );
+            assert!(!d.buckets.is_empty() && d.buckets.len() <= 40, "{} buckets", d.buckets.len());
+            assert!(d.buckets.windows(2).all(|w| w[0].0 < w[1].0), "ascending: {:?}", d.buckets);
+            assert_eq!(d.buckets.iter().map(|b| b.1).sum::<u64>(), values.len() as u64);
             assert!(d.buckets.last().unwrap().0 >= r.max_ms());
             assert_eq!(d.unit, "ms");
-            assert_eq!(
-                d.percentiles.iter().map(|p| p.0).collect::<Vec<_>>(),
-                PERCENTILES.to_vec()
-            );
+            assert_eq!(d.percentiles.iter().map(|p| p.0).collect::<Vec<_>>(), PERCENTILES.to_vec());
         }
     }
 
@@ -397,11 +338,7 @@ mod tests {
     /// 1 s; most buckets must lie below p99 and the last must reach the maximum.
     #[test]
     fn tail_keeps_body_resolution() {
-        let r = recorder(
-            (0..990)
-                .map(|i| 10_000 + i * 10)
-                .chain((0..10).map(|_| 1_000_000)),
-        );
+        let r = recorder((0..990).map(|i| 10_000 + i * 10).chain((0..10).map(|_| 1_000_000)));
         let d = r.to_distribution("tail");
         let p99 = r.value_ms_at(99.0);
         let body = d.buckets.iter().filter(|b| b.0 <= p99 + 1.0).count();

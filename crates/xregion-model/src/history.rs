@@ -98,7 +98,10 @@ pub fn pair(events: &[Event]) -> Result<Vec<Operation>, String> {
             }
             _ => {
                 let Some(i) = open.remove(&e.process) else {
-                    return Err(format!("event {} completes nothing: process {} has no open invoke", e.index, e.process));
+                    return Err(format!(
+                        "event {} completes nothing: process {} has no open invoke",
+                        e.index, e.process
+                    ));
                 };
                 ops[i].completion = Some(e.clone());
             }

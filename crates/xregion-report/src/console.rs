@@ -15,14 +15,7 @@ pub fn to_console(report: &Report, color: bool) -> String {
     let rows: Vec<[String; 4]> = report
         .checks
         .iter()
-        .map(|c| {
-            [
-                verdict_label(c.verdict).to_string(),
-                clean(&c.id),
-                truncate(&clean(&c.target)),
-                clean(&c.measured),
-            ]
-        })
+        .map(|c| [verdict_label(c.verdict).to_string(), clean(&c.id), truncate(&clean(&c.target)), clean(&c.measured)])
         .collect();
     let header = ["VERDICT", "CHECK", "TARGET", "MEASURED"].map(String::from);
     let mut widths = [0usize; 4];

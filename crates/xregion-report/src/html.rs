@@ -19,10 +19,8 @@ macro_rules! w {
 }
 
 /// Series colours (Tableau 10), cycled when a check has more distributions than colours.
-const PALETTE: [&str; 10] = [
-    "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
-    "#9c755f", "#bab0ac",
-];
+const PALETTE: [&str; 10] =
+    ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"];
 
 /// Chart size in SVG user units; the SVG scales to the page width.
 const CHART_W: f64 = 640.0;
@@ -81,26 +79,19 @@ pub fn to_html(report: &Report) -> String {
     let mut h = String::with_capacity(64 * 1024);
     h.push_str("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
     // The policy forbids every fetch; inline styles and inline SVG need no fetch.
-    h.push_str("<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">\n");
-    h.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
-    w!(
-        h,
-        "<title>xregion report {}</title>\n",
-        esc(&report.started_at)
+    h.push_str(
+        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">\n",
     );
+    h.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
+    w!(h, "<title>xregion report {}</title>\n", esc(&report.started_at));
     w!(h, "<style>{CSS}</style>\n</head>\n<body>\n<main>\n");
     header(&mut h, report);
     summary_table(&mut h, report);
     for (i, check) in report.checks.iter().enumerate() {
         check_section(&mut h, i, check);
     }
-    let config = serde_json::to_string_pretty(&report.config)
-        .unwrap_or_else(|e| format!("unprintable: {e}"));
-    w!(
-        h,
-        "<details>\n<summary>Effective configuration</summary>\n<pre>{}</pre>\n</details>\n",
-        esc(&config)
-    );
+    let config = serde_json::to_string_pretty(&report.config).unwrap_or_else(|e| format!("unprintable: {e}"));
+    w!(h, "<details>\n<summary>Effective configuration</summary>\n<pre>{}</pre>\n</details>\n", esc(&config));
     w!(
         h,
         "<p class=\"muted\">Rendered from report.json (schema version {}) by xregion {}.</p>\n",
@@ -117,10 +108,7 @@ fn header(h: &mut String, r: &Report) {
     let (class, text) = match code {
         0 => ("v-pass", "Every check passed"),
         1 => ("v-fail", "A check failed: the deployment broke a promise"),
-        _ => (
-            "v-error",
-            "A check could not be measured: the run is incomplete",
-        ),
+        _ => ("v-error", "A check could not be measured: the run is incomplete"),
     };
     let count = |v: Verdict| r.checks.iter().filter(|c| c.verdict == v).count();
     w!(
@@ -151,10 +139,7 @@ fn header(h: &mut String, r: &Report) {
         ("Run started", esc(&r.started_at)),
         ("Duration", format!("{} s", num(r.duration_s))),
         ("Seed", format!("<span class=\"mono\">{}</span>", r.seed)),
-        (
-            "Git revision",
-            format!("<span class=\"mono\">{}</span>", esc(&r.git_revision)),
-        ),
+        ("Git revision", format!("<span class=\"mono\">{}</span>", esc(&r.git_revision))),
         ("xregion version", esc(&r.tool_version)),
         ("Target kind", esc(&r.target_kind)),
         ("Regions", regions),
@@ -186,17 +171,8 @@ fn summary_table(h: &mut String, r: &Report) {
 }
 
 fn check_section(h: &mut String, i: usize, c: &CheckResult) {
-    w!(
-        h,
-        "<section class=\"check {}\" id=\"check-{i}\">\n",
-        verdict_class(c.verdict)
-    );
-    w!(
-        h,
-        "<h2>{} <span class=\"mono\">{}</span></h2>\n",
-        badge(c.verdict),
-        esc(&c.id)
-    );
+    w!(h, "<section class=\"check {}\" id=\"check-{i}\">\n", verdict_class(c.verdict));
+    w!(h, "<h2>{} <span class=\"mono\">{}</span></h2>\n", badge(c.verdict), esc(&c.id));
     w!(h, "<p class=\"summary\">{}</p>\n", esc(&c.summary));
     w!(
         h,
@@ -216,12 +192,7 @@ fn check_section(h: &mut String, i: usize, c: &CheckResult) {
     if !c.metrics.is_empty() {
         h.push_str("<h3>Metrics</h3>\n<table class=\"metrics\">\n<thead><tr><th>Metric</th><th>Value</th></tr></thead>\n<tbody>\n");
         for (k, v) in &c.metrics {
-            w!(
-                h,
-                "<tr><td class=\"mono\">{}</td><td class=\"num\">{}</td></tr>\n",
-                esc(k),
-                num(*v)
-            );
+            w!(h, "<tr><td class=\"mono\">{}</td><td class=\"num\">{}</td></tr>\n", esc(k), num(*v));
         }
         h.push_str("</tbody>\n</table>\n");
     }
@@ -247,11 +218,7 @@ fn check_section(h: &mut String, i: usize, c: &CheckResult) {
 }
 
 fn table(h: &mut String, t: &Table) {
-    w!(
-        h,
-        "<div class=\"scroll\"><table>\n<caption>{}</caption>\n<thead><tr>",
-        esc(&t.title)
-    );
+    w!(h, "<div class=\"scroll\"><table>\n<caption>{}</caption>\n<thead><tr>", esc(&t.title));
     for col in &t.columns {
         w!(h, "<th>{}</th>", esc(col));
     }
@@ -268,11 +235,8 @@ fn table(h: &mut String, t: &Table) {
 
 /// A percentile chart with one line per distribution, a legend, and a table of the exact values.
 fn percentile_comparison(h: &mut String, dists: &[Distribution]) {
-    let mut pcts: Vec<f64> = dists
-        .iter()
-        .flat_map(|d| d.percentiles.iter().map(|p| p.0))
-        .filter(|p| p.is_finite())
-        .collect();
+    let mut pcts: Vec<f64> =
+        dists.iter().flat_map(|d| d.percentiles.iter().map(|p| p.0)).filter(|p| p.is_finite()).collect();
     pcts.sort_by(f64::total_cmp);
     pcts.dedup();
     let unit = dists.first().map_or("", |d| d.unit.as_str());
@@ -286,11 +250,7 @@ fn percentile_comparison(h: &mut String, dists: &[Distribution]) {
         no_samples(h);
     } else {
         let (y_max, steps) = nice_axis(
-            dists
-                .iter()
-                .flat_map(|d| d.percentiles.iter().map(|p| p.1))
-                .filter(|v| v.is_finite())
-                .fold(0.0, f64::max),
+            dists.iter().flat_map(|d| d.percentiles.iter().map(|p| p.1)).filter(|v| v.is_finite()).fold(0.0, f64::max),
         );
         y_axis(h, y_max, steps, &format!("value ({})", esc(unit)));
         let (plot_w, plot_h) = plot_size();
@@ -317,10 +277,7 @@ fn percentile_comparison(h: &mut String, dists: &[Distribution]) {
                     Some((x_of(k), y_of(*v), *p, *v))
                 })
                 .collect();
-            let path: Vec<String> = points
-                .iter()
-                .map(|(x, y, _, _)| format!("{x:.1},{y:.1}"))
-                .collect();
+            let path: Vec<String> = points.iter().map(|(x, y, _, _)| format!("{x:.1},{y:.1}")).collect();
             w!(
                 h,
                 "<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"2\" points=\"{}\"/>\n",
@@ -342,12 +299,7 @@ fn percentile_comparison(h: &mut String, dists: &[Distribution]) {
     }
     h.push_str("</svg>\n<ul class=\"legend\">\n");
     for (j, d) in dists.iter().enumerate() {
-        w!(
-            h,
-            "<li><span class=\"swatch\" style=\"background:{}\"></span>{}</li>\n",
-            color(j),
-            esc(&d.name)
-        );
+        w!(h, "<li><span class=\"swatch\" style=\"background:{}\"></span>{}</li>\n", color(j), esc(&d.name));
     }
     h.push_str("</ul>\n</figure>\n");
 
@@ -358,18 +310,9 @@ fn percentile_comparison(h: &mut String, dists: &[Distribution]) {
     }
     h.push_str("</tr></thead>\n<tbody>\n");
     for d in dists {
-        w!(
-            h,
-            "<tr><td>{}</td><td class=\"num\">{}</td>",
-            esc(&d.name),
-            d.count
-        );
+        w!(h, "<tr><td>{}</td><td class=\"num\">{}</td>", esc(&d.name), d.count);
         for p in &pcts {
-            let v = d
-                .percentiles
-                .iter()
-                .find(|q| q.0 == *p)
-                .map_or_else(|| "-".to_string(), |q| num(q.1));
+            let v = d.percentiles.iter().find(|q| q.0 == *p).map_or_else(|| "-".to_string(), |q| num(q.1));
             w!(h, "<td class=\"num\">{v}</td>");
         }
         h.push_str("</tr>\n");
@@ -384,12 +327,7 @@ fn histogram_svg(h: &mut String, d: &Distribution, fill: &str) {
         "<svg class=\"chart\" viewBox=\"0 0 {CHART_W} {CHART_H}\" role=\"img\" aria-label=\"Histogram of {}\">\n",
         esc(&d.name)
     );
-    let buckets: Vec<(f64, u64)> = d
-        .buckets
-        .iter()
-        .copied()
-        .filter(|b| b.0.is_finite())
-        .collect();
+    let buckets: Vec<(f64, u64)> = d.buckets.iter().copied().filter(|b| b.0.is_finite()).collect();
     let count_max = buckets.iter().map(|b| b.1).max().unwrap_or(0);
     if buckets.is_empty() || count_max == 0 {
         no_samples(h);
@@ -452,13 +390,7 @@ fn y_axis(h: &mut String, y_max: f64, steps: u32, label_escaped: &str) {
             "<line class=\"grid\" x1=\"{MARGIN_LEFT}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\"/>\n",
             MARGIN_LEFT + plot_w
         );
-        w!(
-            h,
-            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>\n",
-            MARGIN_LEFT - 6.0,
-            y + 4.0,
-            num(v)
-        );
+        w!(h, "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>\n", MARGIN_LEFT - 6.0, y + 4.0, num(v));
     }
     w!(
         h,
@@ -491,19 +423,11 @@ fn x_label(h: &mut String, label_escaped: &str) {
 }
 
 fn no_samples(h: &mut String) {
-    w!(
-        h,
-        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">no samples</text>\n",
-        CHART_W / 2.0,
-        CHART_H / 2.0
-    );
+    w!(h, "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">no samples</text>\n", CHART_W / 2.0, CHART_H / 2.0);
 }
 
 fn plot_size() -> (f64, f64) {
-    (
-        CHART_W - MARGIN_LEFT - MARGIN_RIGHT,
-        CHART_H - MARGIN_TOP - MARGIN_BOTTOM,
-    )
+    (CHART_W - MARGIN_LEFT - MARGIN_RIGHT, CHART_H - MARGIN_TOP - MARGIN_BOTTOM)
 }
 
 fn color(j: usize) -> &'static str {
@@ -531,11 +455,7 @@ fn verdict_class(v: Verdict) -> &'static str {
 
 /// `p50`, `p99.9`, and `max` for 100.
 fn pct_label(p: f64) -> String {
-    if p >= 100.0 {
-        "max".to_string()
-    } else {
-        format!("p{p}")
-    }
+    if p >= 100.0 { "max".to_string() } else { format!("p{p}") }
 }
 
 /// A number with precision suited to its size: `1234`, `41.2`, `4.57`, `0.123`; `n/a` when not finite.
@@ -593,10 +513,7 @@ mod tests {
     /// Goal: every character that could open markup or end an attribute is escaped. Method: escape them all.
     #[test]
     fn escapes_markup() {
-        assert_eq!(
-            esc(r#"<a href="x">'&'</a>"#),
-            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
-        );
+        assert_eq!(esc(r#"<a href="x">'&'</a>"#), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
     }
 
     /// Goal: axis maxima are round and never below the data. Method: a few values across magnitudes.

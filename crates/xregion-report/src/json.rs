@@ -20,15 +20,10 @@ pub fn to_json(report: &Report) -> String {
 /// Parses a report, rejecting one written with a newer (or an unknown) schema version.
 pub fn from_json(text: &str) -> Result<Report, ReportError> {
     let value: serde_json::Value = serde_json::from_str(text)?;
-    let found = value
-        .get("schema_version")
-        .and_then(serde_json::Value::as_u64)
-        .ok_or(ReportError::MissingSchemaVersion)?;
+    let found =
+        value.get("schema_version").and_then(serde_json::Value::as_u64).ok_or(ReportError::MissingSchemaVersion)?;
     if found > u64::from(SCHEMA_VERSION) {
-        return Err(ReportError::SchemaTooNew {
-            found,
-            supported: SCHEMA_VERSION,
-        });
+        return Err(ReportError::SchemaTooNew { found, supported: SCHEMA_VERSION });
     }
     if found == 0 {
         return Err(ReportError::SchemaUnknown { found });

@@ -34,12 +34,7 @@ pub fn to_junit(report: &Report) -> Result<String, ReportError> {
         suites[i].add_test_case(test_case(check));
     }
     for s in &mut suites {
-        let total: f64 = report
-            .checks
-            .iter()
-            .filter(|c| c.suite == s.name.as_str())
-            .map(|c| c.duration_s)
-            .sum();
+        let total: f64 = report.checks.iter().filter(|c| c.suite == s.name.as_str()).map(|c| c.duration_s).sum();
         s.set_time(seconds(total));
     }
     junit.add_test_suites(suites);
@@ -60,12 +55,7 @@ fn test_case(check: &CheckResult) -> TestCase {
     let mut tc = TestCase::new(check.id.as_str(), status);
     tc.set_classname(check.suite.as_str());
     tc.set_time(seconds(check.duration_s));
-    tc.add_properties(
-        check
-            .metrics
-            .iter()
-            .map(|(k, v)| Property::new(k.as_str(), v.to_string())),
-    );
+    tc.add_properties(check.metrics.iter().map(|(k, v)| Property::new(k.as_str(), v.to_string())));
     tc.set_system_out(system_out(check));
     tc
 }
@@ -74,18 +64,12 @@ fn non_success(kind: NonSuccessKind, ty: &str, check: &CheckResult) -> TestCaseS
     let mut s = TestCaseStatus::non_success(kind);
     s.set_message(check.summary.as_str());
     s.set_type(ty);
-    s.set_description(format!(
-        "target: {}\nmeasured: {}",
-        check.target, check.measured
-    ));
+    s.set_description(format!("target: {}\nmeasured: {}", check.target, check.measured));
     s
 }
 
 fn system_out(check: &CheckResult) -> String {
-    let mut out = format!(
-        "{}\ntarget: {}\nmeasured: {}\n",
-        check.summary, check.target, check.measured
-    );
+    let mut out = format!("{}\ntarget: {}\nmeasured: {}\n", check.summary, check.target, check.measured);
     for n in &check.notes {
         out.push_str("note: ");
         out.push_str(n);

@@ -68,10 +68,7 @@ pub enum ReportError {
 /// each file is written to a temporary name, synced and renamed over the old one.
 pub fn write_all(report: &Report, out_dir: &Path) -> Result<(), ReportError> {
     let contents = [to_json(report), to_junit(report)?, to_html(report)];
-    std::fs::create_dir_all(out_dir).map_err(|source| ReportError::Io {
-        path: out_dir.to_path_buf(),
-        source,
-    })?;
+    std::fs::create_dir_all(out_dir).map_err(|source| ReportError::Io { path: out_dir.to_path_buf(), source })?;
     for (name, text) in REPORT_FILES.iter().zip(contents) {
         write_atomically(&out_dir.join(name), text.as_bytes())?;
     }
@@ -80,10 +77,7 @@ pub fn write_all(report: &Report, out_dir: &Path) -> Result<(), ReportError> {
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
     use std::io::Write;
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = path.with_file_name(format!(".{file_name}.tmp-{}", std::process::id()));
     let io_err = |p: &Path| {
         let p = p.to_path_buf();

@@ -104,7 +104,11 @@ pub fn main() -> ExitCode {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("XREGION_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
 }
 
 /// Loads the config or prints its error; `Err(code)` means exit with it.
@@ -157,7 +161,8 @@ fn list(config: Option<&Path>) -> anyhow::Result<ExitCode> {
 
 fn rerender(file: &Path, out: Option<&Path>) -> anyhow::Result<ExitCode> {
     let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let report = xregion_report::json::from_json(&text).with_context(|| format!("{} is not a report", file.display()))?;
+    let report =
+        xregion_report::json::from_json(&text).with_context(|| format!("{} is not a report", file.display()))?;
     let out = out.map(Path::to_path_buf).unwrap_or_else(|| file.parent().unwrap_or(Path::new(".")).to_path_buf());
     xregion_report::write_all(&report, &out).with_context(|| format!("cannot write to {}", out.display()))?;
     print!("{}", xregion_report::console::to_console(&report, std::io::IsTerminal::is_terminal(&std::io::stdout())));
@@ -201,7 +206,8 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         DeploymentKind::Lab => {
             let dir = config.lab.dir.clone().unwrap_or_else(|| args.out.join("lab"));
             if dir.exists() && config.lab.dir.is_none() {
-                std::fs::remove_dir_all(&dir).with_context(|| format!("cannot clear old lab data {}", dir.display()))?;
+                std::fs::remove_dir_all(&dir)
+                    .with_context(|| format!("cannot clear old lab data {}", dir.display()))?;
             }
             progress.line(&format!("[xregion] starting the lab in {}", dir.display()));
             let exe = std::env::current_exe().context("cannot find the xregion executable to start the lab")?;
@@ -226,7 +232,8 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let timeout = Duration::from_millis(config.deployment.request_timeout_ms);
     let client = crate::probe::client(Duration::from_millis(config.deployment.connect_timeout_ms), timeout);
-    let probes = regions.iter().map(|r| crate::probe::Probe::new(&r.name, &r.endpoint, client.clone(), timeout)).collect();
+    let probes =
+        regions.iter().map(|r| crate::probe::Probe::new(&r.name, &r.endpoint, client.clone(), timeout)).collect();
     let ctx = Ctx {
         config: config.clone(),
         probes,
@@ -253,7 +260,10 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(130));
     };
     if ctx.history.overflowed() {
-        eprintln!("warning: the history exceeded {} events; later events were not recorded", crate::history::EVENTS_MAX);
+        eprintln!(
+            "warning: the history exceeded {} events; later events were not recorded",
+            crate::history::EVENTS_MAX
+        );
     }
     let report = Report {
         schema_version: SCHEMA_VERSION,

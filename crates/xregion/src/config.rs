@@ -52,7 +52,12 @@ pub struct Deployment {
 
 impl Default for Deployment {
     fn default() -> Self {
-        Deployment { kind: DeploymentKind::Lab, regions: Vec::new(), request_timeout_ms: 2_000, connect_timeout_ms: 1_000 }
+        Deployment {
+            kind: DeploymentKind::Lab,
+            regions: Vec::new(),
+            request_timeout_ms: 2_000,
+            connect_timeout_ms: 1_000,
+        }
     }
 }
 
@@ -84,7 +89,13 @@ pub struct Targets {
 
 impl Default for Targets {
     fn default() -> Self {
-        Targets { replication_p99_ms: 100.0, max_latency_ms: 200.0, rto_s: 120.0, rpo_s: 1.0, max_concurrent_users: 10_000 }
+        Targets {
+            replication_p99_ms: 100.0,
+            max_latency_ms: 200.0,
+            rto_s: 120.0,
+            rpo_s: 1.0,
+            max_concurrent_users: 10_000,
+        }
     }
 }
 
@@ -149,7 +160,13 @@ pub struct ConcurrentWrites {
 
 impl Default for ConcurrentWrites {
     fn default() -> Self {
-        ConcurrentWrites { writers_per_region: 4, keys: 24, duration_ms: 3_000, delete_ratio: 0.1, quiet_timeout_ms: 15_000 }
+        ConcurrentWrites {
+            writers_per_region: 4,
+            keys: 24,
+            duration_ms: 3_000,
+            delete_ratio: 0.1,
+            quiet_timeout_ms: 15_000,
+        }
     }
 }
 
@@ -203,7 +220,7 @@ fn line_col(src: &str, offset: usize) -> (usize, usize) {
 /// Where `needle` first appears in `src`, quoted if possible, as a 1-based (line, column).
 fn locate(src: &str, needle: &str) -> Option<(usize, usize)> {
     let quoted = format!("\"{needle}\"");
-    src.find(&quoted).map(|i| i + 1).or_else(|| src.find(needle)).map(|i| line_col(src, i))
+    src.find(&quoted).or_else(|| src.find(needle)).map(|i| line_col(src, i))
 }
 
 /// Loads the file (if any), applies the environment, and validates. `env` is passed in so tests control it.
@@ -368,13 +385,13 @@ fn validate(config: &Config) -> Result<(), (Option<String>, String)> {
         }
     }
     let w = &config.checks.write_replicate;
-    if w.writes_per_region == 0 || !(w.rate_per_s > 0.0) || w.poll_interval_ms == 0 {
+    if w.writes_per_region == 0 || w.rate_per_s.is_nan() || w.rate_per_s <= 0.0 || w.poll_interval_ms == 0 {
         return Err((
             Some("write-replicate".into()),
             "checks.write-replicate needs writes_per_region, rate_per_s and poll_interval_ms above 0".into(),
         ));
     }
-    if !(w.background_writes_per_s >= 0.0) {
+    if w.background_writes_per_s.is_nan() || w.background_writes_per_s < 0.0 {
         return Err((Some("background_writes_per_s".into()), "background_writes_per_s must be 0 or more".into()));
     }
     let c = &config.checks.concurrent_writes;

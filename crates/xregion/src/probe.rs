@@ -179,7 +179,10 @@ impl Probe {
                 None => return Ok(out),
             }
         }
-        Err(ProbeError::Contract { endpoint: self.endpoint.clone(), cause: format!("scan exceeded {SCAN_PAGES_MAX} pages") })
+        Err(ProbeError::Contract {
+            endpoint: self.endpoint.clone(),
+            cause: format!("scan exceeded {SCAN_PAGES_MAX} pages"),
+        })
     }
 
     /// `GET /v1/replication`.

@@ -3,21 +3,10 @@
 use super::*;
 
 fn v(wall_ms: u64, origin: &str) -> Version {
-    Version {
-        wall_ms,
-        logical: 0,
-        origin: origin.to_string(),
-    }
+    Version { wall_ms, logical: 0, origin: origin.to_string() }
 }
 
-fn ev(
-    process: u32,
-    kind: EventType,
-    f: OpFn,
-    region: &str,
-    key: &str,
-    value: Option<&str>,
-) -> Event {
+fn ev(process: u32, kind: EventType, f: OpFn, region: &str, key: &str, value: Option<&str>) -> Event {
     Event {
         index: 0,
         process,
@@ -41,10 +30,7 @@ fn with_version(mut e: Event, version: Version) -> Event {
 fn write_ok(p: u32, region: &str, key: &str, value: &str, version: Version) -> Vec<Event> {
     vec![
         ev(p, EventType::Invoke, OpFn::Write, region, key, Some(value)),
-        with_version(
-            ev(p, EventType::Ok, OpFn::Write, region, key, Some(value)),
-            version,
-        ),
+        with_version(ev(p, EventType::Ok, OpFn::Write, region, key, Some(value)), version),
     ]
 }
 
@@ -58,14 +44,7 @@ fn write_info(p: u32, region: &str, key: &str, value: &str) -> Vec<Event> {
 
 /// A write whose completion was never recorded (the history ended).
 fn write_open(p: u32, region: &str, key: &str, value: &str) -> Vec<Event> {
-    vec![ev(
-        p,
-        EventType::Invoke,
-        OpFn::Write,
-        region,
-        key,
-        Some(value),
-    )]
+    vec![ev(p, EventType::Invoke, OpFn::Write, region, key, Some(value))]
 }
 
 fn write_fail(p: u32, region: &str, key: &str, value: &str) -> Vec<Event> {
@@ -78,20 +57,14 @@ fn write_fail(p: u32, region: &str, key: &str, value: &str) -> Vec<Event> {
 fn delete_ok(p: u32, region: &str, key: &str, version: Version) -> Vec<Event> {
     vec![
         ev(p, EventType::Invoke, OpFn::Delete, region, key, None),
-        with_version(
-            ev(p, EventType::Ok, OpFn::Delete, region, key, None),
-            version,
-        ),
+        with_version(ev(p, EventType::Ok, OpFn::Delete, region, key, None), version),
     ]
 }
 
 fn read_ok(p: u32, region: &str, key: &str, value: &str, version: Version) -> Vec<Event> {
     vec![
         ev(p, EventType::Invoke, OpFn::Read, region, key, None),
-        with_version(
-            ev(p, EventType::Ok, OpFn::Read, region, key, Some(value)),
-            version,
-        ),
+        with_version(ev(p, EventType::Ok, OpFn::Read, region, key, Some(value)), version),
     ]
 }
 
@@ -107,10 +80,7 @@ fn history(ops: Vec<Vec<Event>>) -> Vec<Event> {
 
 /// Final states of `regions`, each holding the listed `(region, key, value, version)` records.
 fn states(regions: &[&str], records: &[(&str, &str, Option<&str>, Version)]) -> FinalStates {
-    let mut s: FinalStates = regions
-        .iter()
-        .map(|r| (r.to_string(), BTreeMap::new()))
-        .collect();
+    let mut s: FinalStates = regions.iter().map(|r| (r.to_string(), BTreeMap::new())).collect();
     for (region, key, value, version) in records {
         let rec = Record {
             key: key.to_string(),
@@ -118,9 +88,7 @@ fn states(regions: &[&str], records: &[(&str, &str, Option<&str>, Version)]) -> 
             version: version.clone(),
             region: region.to_string(),
         };
-        s.get_mut(*region)
-            .expect("region listed")
-            .insert(key.to_string(), rec);
+        s.get_mut(*region).expect("region listed").insert(key.to_string(), rec);
     }
     s
 }
@@ -137,11 +105,7 @@ fn everywhere(records: &[(&str, Option<&str>, Version)]) -> FinalStates {
 }
 
 fn all_checks(h: &[Event], s: &FinalStates) -> (Convergence, WriteCheck, LwwCheck) {
-    (
-        check_convergence(s).unwrap(),
-        check_writes(h, s).unwrap(),
-        check_lww(h, s).unwrap(),
-    )
+    (check_convergence(s).unwrap(), check_writes(h, s).unwrap(), check_lww(h, s).unwrap())
 }
 
 /// Goal: a correct run passes every checker and counts what it saw. Method: writes from two regions, the later
@@ -156,19 +120,10 @@ fn clean_history_passes() {
     ]);
     let s = everywhere(&[("k1", Some("b"), v(2, "eu")), ("k2", Some("c"), v(3, "us"))]);
     let (c, w, l) = all_checks(&h, &s);
-    assert!(
-        c.passed() && w.passed() && l.passed(),
-        "{c:?}\n{w:?}\n{l:?}"
-    );
+    assert!(c.passed() && w.passed() && l.passed(), "{c:?}\n{w:?}\n{l:?}");
     assert_eq!(
         w.counts,
-        Counts {
-            acked_writes: 3,
-            unknown_writes: 0,
-            failed_writes: 0,
-            keys_checked: 2,
-            regions_checked: 2
-        }
+        Counts { acked_writes: 3, unknown_writes: 0, failed_writes: 0, keys_checked: 2, regions_checked: 2 }
     );
     assert_eq!((w.survived, w.superseded), (4, 2));
     assert_eq!(l.correct, 4);
@@ -179,25 +134,13 @@ fn clean_history_passes() {
 /// Goal: an acked write a region never got is lost there. Method: `eu` still holds the older write.
 #[test]
 fn lost_write_is_reported() {
-    let h = history(vec![
-        write_ok(0, "us", "k", "a", v(1, "us")),
-        write_ok(0, "us", "k", "b", v(2, "us")),
-    ]);
-    let s = states(
-        &["us", "eu"],
-        &[
-            ("us", "k", Some("b"), v(2, "us")),
-            ("eu", "k", Some("a"), v(1, "us")),
-        ],
-    );
+    let h = history(vec![write_ok(0, "us", "k", "a", v(1, "us")), write_ok(0, "us", "k", "b", v(2, "us"))]);
+    let s = states(&["us", "eu"], &[("us", "k", Some("b"), v(2, "us")), ("eu", "k", Some("a"), v(1, "us"))]);
     let (c, w, l) = all_checks(&h, &s);
     assert_eq!(w.lost.len(), 1);
     assert_eq!(w.lost[0].region, "eu");
     assert_eq!(w.lost[0].write.value.as_deref(), Some("b"));
-    assert_eq!(
-        w.lost[0].actual.as_ref().unwrap().value.as_deref(),
-        Some("a")
-    );
+    assert_eq!(w.lost[0].actual.as_ref().unwrap().value.as_deref(), Some("a"));
     assert_eq!(l.violations.len(), 1);
     assert_eq!(l.violations[0].kind, LwwViolationKind::Stale);
     assert!(!c.passed());
@@ -209,22 +152,13 @@ fn lost_write_is_reported() {
 #[test]
 fn divergent_regions_are_listed() {
     let h = history(vec![write_ok(0, "us", "k", "a", v(1, "us"))]);
-    let s = states(
-        &["us", "eu", "ap"],
-        &[
-            ("us", "k", Some("a"), v(1, "us")),
-            ("ap", "k", Some("a"), v(1, "us")),
-        ],
-    );
+    let s = states(&["us", "eu", "ap"], &[("us", "k", Some("a"), v(1, "us")), ("ap", "k", Some("a"), v(1, "us"))]);
     let (c, w, l) = all_checks(&h, &s);
     assert_eq!(c.divergent.len(), 1);
     let d = &c.divergent[0];
     assert_eq!(d.key, "k");
     assert_eq!(d.holdings["eu"], None);
-    assert_eq!(
-        d.holdings["us"].as_ref().unwrap().value.as_deref(),
-        Some("a")
-    );
+    assert_eq!(d.holdings["us"].as_ref().unwrap().value.as_deref(), Some("a"));
     assert_eq!(d.holdings.len(), 3);
     assert_eq!(c.to_table().columns, vec!["key", "ap", "eu", "us"]);
     assert_eq!(w.lost.len(), 1);
@@ -236,10 +170,7 @@ fn divergent_regions_are_listed() {
 /// concurrent writes, as a deployment that resolves by arrival order would.
 #[test]
 fn wrong_lww_winner_is_reported() {
-    let h = history(vec![
-        write_ok(0, "us", "k", "a", v(5, "us")),
-        write_ok(1, "eu", "k", "b", v(3, "eu")),
-    ]);
+    let h = history(vec![write_ok(0, "us", "k", "a", v(5, "us")), write_ok(1, "eu", "k", "b", v(3, "eu"))]);
     let s = everywhere(&[("k", Some("b"), v(3, "eu"))]);
     let (c, w, l) = all_checks(&h, &s);
     assert!(c.passed(), "the regions agree");
@@ -247,20 +178,8 @@ fn wrong_lww_winner_is_reported() {
     assert_eq!(l.violations.len(), 2);
     for viol in &l.violations {
         assert_eq!(viol.kind, LwwViolationKind::Stale);
-        assert_eq!(
-            viol.expected,
-            Some(Held {
-                value: Some("a".into()),
-                version: v(5, "us")
-            })
-        );
-        assert_eq!(
-            viol.actual,
-            Some(Held {
-                value: Some("b".into()),
-                version: v(3, "eu")
-            })
-        );
+        assert_eq!(viol.expected, Some(Held { value: Some("a".into()), version: v(5, "us") }));
+        assert_eq!(viol.actual, Some(Held { value: Some("b".into()), version: v(3, "eu") }));
     }
 }
 
@@ -287,17 +206,8 @@ fn unknown_outcome_writes_are_fine_either_way() {
 /// holds the timed-out write, `eu` the older acked one.
 #[test]
 fn observed_unknown_write_must_win_everywhere() {
-    let h = history(vec![
-        write_ok(0, "us", "k", "a", v(1, "us")),
-        write_info(1, "us", "k", "x"),
-    ]);
-    let s = states(
-        &["us", "eu"],
-        &[
-            ("us", "k", Some("x"), v(2, "us")),
-            ("eu", "k", Some("a"), v(1, "us")),
-        ],
-    );
+    let h = history(vec![write_ok(0, "us", "k", "a", v(1, "us")), write_info(1, "us", "k", "x")]);
+    let s = states(&["us", "eu"], &[("us", "k", Some("x"), v(2, "us")), ("eu", "k", Some("a"), v(1, "us"))]);
     let (_, w, l) = all_checks(&h, &s);
     assert!(w.passed(), "no acked write is lost: {w:?}");
     assert_eq!(l.violations.len(), 1);
@@ -323,25 +233,15 @@ fn unknown_write_observed_by_read() {
 /// Goal: a failed write must never be the final value. Method: both regions hold the value of a failed write.
 #[test]
 fn failed_write_that_shows_is_flagged() {
-    let h = history(vec![
-        write_ok(0, "us", "k", "a", v(1, "us")),
-        write_fail(1, "eu", "k", "z"),
-    ]);
+    let h = history(vec![write_ok(0, "us", "k", "a", v(1, "us")), write_fail(1, "eu", "k", "z")]);
     let s = everywhere(&[("k", Some("z"), v(7, "eu"))]);
     let (c, w, l) = all_checks(&h, &s);
     assert!(c.passed());
     assert_eq!(w.failed_visible.len(), 2);
-    assert_eq!(
-        w.failed_visible[0].write.as_ref().unwrap().value.as_deref(),
-        Some("z")
-    );
+    assert_eq!(w.failed_visible[0].write.as_ref().unwrap().value.as_deref(), Some("z"));
     assert!(w.phantoms.is_empty() && w.lost.is_empty());
     assert_eq!(w.counts.failed_writes, 1);
-    assert!(
-        l.violations
-            .iter()
-            .all(|x| x.kind == LwwViolationKind::Unexplained)
-    );
+    assert!(l.violations.iter().all(|x| x.kind == LwwViolationKind::Unexplained));
 }
 
 /// Goal: a value no write produced is a phantom, and the writes it hides are not double-counted as lost.
@@ -349,10 +249,7 @@ fn failed_write_that_shows_is_flagged() {
 #[test]
 fn phantom_value_is_flagged() {
     let h = history(vec![write_ok(0, "us", "k", "a", v(1, "us"))]);
-    let s = everywhere(&[
-        ("k", Some("ghost"), v(8, "us")),
-        ("other", Some("boo"), v(1, "eu")),
-    ]);
+    let s = everywhere(&[("k", Some("ghost"), v(8, "us")), ("other", Some("boo"), v(1, "eu"))]);
     let (_, w, l) = all_checks(&h, &s);
     assert_eq!(w.phantoms.len(), 4, "k and other, in two regions");
     assert!(w.phantoms.iter().all(|p| p.write.is_none()));
@@ -360,24 +257,14 @@ fn phantom_value_is_flagged() {
     assert_eq!(w.superseded, 2);
     assert_eq!(w.counts.keys_checked, 2);
     assert_eq!(l.violations.len(), 4);
-    assert!(
-        l.violations
-            .iter()
-            .all(|x| x.kind == LwwViolationKind::Unexplained)
-    );
+    assert!(l.violations.iter().all(|x| x.kind == LwwViolationKind::Unexplained));
 }
 
 /// Goal: a final with an acked write's version but another value is corrupt. Method: the value changed in `eu`.
 #[test]
 fn corrupt_value_is_flagged() {
     let h = history(vec![write_ok(0, "us", "k", "a", v(1, "us"))]);
-    let s = states(
-        &["us", "eu"],
-        &[
-            ("us", "k", Some("a"), v(1, "us")),
-            ("eu", "k", Some("A"), v(1, "us")),
-        ],
-    );
+    let s = states(&["us", "eu"], &[("us", "k", Some("a"), v(1, "us")), ("eu", "k", Some("A"), v(1, "us"))]);
     let (_, w, l) = all_checks(&h, &s);
     assert_eq!(w.corrupt.len(), 1);
     assert_eq!(w.corrupt[0].region, "eu");
@@ -389,23 +276,14 @@ fn corrupt_value_is_flagged() {
 /// version; every region holds the tombstone.
 #[test]
 fn delete_supersedes_write() {
-    let h = history(vec![
-        write_ok(0, "us", "k", "a", v(1, "us")),
-        delete_ok(1, "eu", "k", v(2, "eu")),
-    ]);
+    let h = history(vec![write_ok(0, "us", "k", "a", v(1, "us")), delete_ok(1, "eu", "k", v(2, "eu"))]);
     let s = everywhere(&[("k", None, v(2, "eu"))]);
     let (c, w, l) = all_checks(&h, &s);
     assert!(c.passed() && w.passed() && l.passed(), "{w:?}\n{l:?}");
     assert_eq!((w.survived, w.superseded), (2, 2));
 
     // The write resurrected over the tombstone in one region: the delete is lost there.
-    let s = states(
-        &["us", "eu"],
-        &[
-            ("us", "k", None, v(2, "eu")),
-            ("eu", "k", Some("a"), v(1, "us")),
-        ],
-    );
+    let s = states(&["us", "eu"], &[("us", "k", None, v(2, "eu")), ("eu", "k", Some("a"), v(1, "us"))]);
     let w = check_writes(&h, &s).unwrap();
     assert_eq!(w.lost.len(), 1);
     assert_eq!(w.lost[0].write.value, None);
@@ -414,10 +292,7 @@ fn delete_supersedes_write() {
 /// Goal: two acked writes with one version make LWW ambiguous and are reported. Method: same version, two values.
 #[test]
 fn version_conflict_is_flagged() {
-    let h = history(vec![
-        write_ok(0, "us", "k", "a", v(1, "us")),
-        write_ok(1, "us", "k", "b", v(1, "us")),
-    ]);
+    let h = history(vec![write_ok(0, "us", "k", "a", v(1, "us")), write_ok(1, "us", "k", "b", v(1, "us"))]);
     let s = everywhere(&[("k", Some("b"), v(1, "us"))]);
     let w = check_writes(&h, &s).unwrap();
     assert_eq!(w.version_conflicts.len(), 1);
@@ -430,19 +305,10 @@ fn malformed_history_is_an_error() {
     let s = everywhere(&[]);
     let mut h = history(vec![write_ok(0, "us", "k", "a", v(1, "us"))]);
     h.remove(0);
-    assert!(matches!(
-        check_writes(&h, &s),
-        Err(CheckError::MalformedHistory(_))
-    ));
-    assert!(matches!(
-        check_lww(&h, &s),
-        Err(CheckError::MalformedHistory(_))
-    ));
+    assert!(matches!(check_writes(&h, &s), Err(CheckError::MalformedHistory(_))));
+    assert!(matches!(check_lww(&h, &s), Err(CheckError::MalformedHistory(_))));
 
-    let h = history(vec![
-        write_open(0, "us", "k", "a"),
-        write_open(0, "us", "k", "b"),
-    ]);
+    let h = history(vec![write_open(0, "us", "k", "a"), write_open(0, "us", "k", "b")]);
     let e = check_writes(&h, &s).unwrap_err();
     assert!(e.to_string().contains("still open"), "{e}");
 }
@@ -454,50 +320,30 @@ fn unjudgeable_inputs_are_errors() {
     let s = everywhere(&[]);
     let mut h = history(vec![write_ok(0, "us", "k", "a", v(1, "us"))]);
     h[1].version = None;
-    assert!(matches!(
-        check_writes(&h, &s),
-        Err(CheckError::AckWithoutVersion { index: 1, .. })
-    ));
+    assert!(matches!(check_writes(&h, &s), Err(CheckError::AckWithoutVersion { index: 1, .. })));
 
     let mut h = history(vec![write_info(0, "us", "k", "a")]);
     h[0].value = None;
-    assert!(matches!(
-        check_lww(&h, &s),
-        Err(CheckError::WriteWithoutValue { index: 0, .. })
-    ));
+    assert!(matches!(check_lww(&h, &s), Err(CheckError::WriteWithoutValue { index: 0, .. })));
 
     let mut h = history(vec![write_info(0, "us", "k", "a")]);
     h[1].key = "j".into();
-    assert!(matches!(
-        check_writes(&h, &s),
-        Err(CheckError::CompletionMismatch { .. })
-    ));
+    assert!(matches!(check_writes(&h, &s), Err(CheckError::CompletionMismatch { .. })));
 
-    assert_eq!(
-        check_convergence(&FinalStates::new()),
-        Err(CheckError::NoRegions)
-    );
-    assert_eq!(
-        check_writes(&[], &FinalStates::new()),
-        Err(CheckError::NoRegions)
-    );
+    assert_eq!(check_convergence(&FinalStates::new()), Err(CheckError::NoRegions));
+    assert_eq!(check_writes(&[], &FinalStates::new()), Err(CheckError::NoRegions));
 
     let mut s = everywhere(&[("k", Some("a"), v(1, "us"))]);
     s.get_mut("us").unwrap().get_mut("k").unwrap().key = "other".into();
-    assert!(matches!(
-        check_convergence(&s),
-        Err(CheckError::StateKeyMismatch { .. })
-    ));
+    assert!(matches!(check_convergence(&s), Err(CheckError::StateKeyMismatch { .. })));
 }
 
 /// Goal: finding tables stay bounded for a badly broken run. Method: 120 phantoms, table capped plus one row.
 #[test]
 fn tables_are_bounded() {
     let recs: Vec<(String, Version)> = (0..60).map(|i| (format!("k{i}"), v(i, "us"))).collect();
-    let recs: Vec<(&str, Option<&str>, Version)> = recs
-        .iter()
-        .map(|(k, ver)| (k.as_str(), Some("x"), ver.clone()))
-        .collect();
+    let recs: Vec<(&str, Option<&str>, Version)> =
+        recs.iter().map(|(k, ver)| (k.as_str(), Some("x"), ver.clone())).collect();
     let w = check_writes(&[], &everywhere(&recs)).unwrap();
     assert_eq!(w.phantoms.len(), 120);
     let t = w.to_table();

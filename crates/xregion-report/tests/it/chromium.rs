@@ -27,10 +27,7 @@ impl BrowserRun {
     /// so the level cannot be trusted; the report has no scripts, so any console line at all (a CSP violation,
     /// a refused load) means something is wrong.
     fn console_errors(&self) -> Vec<&str> {
-        self.log
-            .lines()
-            .filter(|l| l.contains(":CONSOLE") || l.contains("Uncaught"))
-            .collect()
+        self.log.lines().filter(|l| l.contains(":CONSOLE") || l.contains("Uncaught")).collect()
     }
 }
 
@@ -50,9 +47,7 @@ fn chromium_or_skip() -> Option<PathBuf> {
             std::env::var("XREGION_REQUIRE_CHROMIUM").as_deref() != Ok("1"),
             "XREGION_REQUIRE_CHROMIUM=1 but no chromium is on PATH; install it (apt-get install chromium)"
         );
-        println!(
-            "skipping: chromium is not installed (set XREGION_REQUIRE_CHROMIUM=1 to make this a failure)"
-        );
+        println!("skipping: chromium is not installed (set XREGION_REQUIRE_CHROMIUM=1 to make this a failure)");
     }
     found
 }
@@ -113,11 +108,7 @@ fn report_loads_without_console_errors() {
     };
     let tmp = sample::TempDir::new("chromium");
     let run = run_headless(&browser, &to_html(&sample::report()), &tmp.0);
-    assert!(
-        run.dom.contains("</html>") && run.dom.contains("<svg"),
-        "no DOM dump; log:\n{}",
-        run.log
-    );
+    assert!(run.dom.contains("</html>") && run.dom.contains("<svg"), "no DOM dump; log:\n{}", run.log);
     assert!(run.dom.contains("xregion report"));
     let errors = run.console_errors();
     assert!(errors.is_empty(), "console errors:\n{}", errors.join("\n"));
@@ -131,13 +122,8 @@ fn console_error_detection_works() {
         return;
     };
     let tmp = sample::TempDir::new("chromium-broken");
-    let broken =
-        "<!DOCTYPE html><html><body><p>broken</p><script>noSuchFunction();</script></body></html>";
+    let broken = "<!DOCTYPE html><html><body><p>broken</p><script>noSuchFunction();</script></body></html>";
     let run = run_headless(&browser, broken, &tmp.0);
     assert!(run.dom.contains("broken"), "no DOM dump; log:\n{}", run.log);
-    assert!(
-        !run.console_errors().is_empty(),
-        "the thrown error was not detected; log:\n{}",
-        run.log
-    );
+    assert!(!run.console_errors().is_empty(), "the thrown error was not detected; log:\n{}", run.log);
 }

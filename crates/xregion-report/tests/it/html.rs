@@ -10,27 +10,15 @@ fn one_chart_per_distribution() {
     let r = sample::report();
     let html = to_html(&r);
     let dists: usize = r.checks.iter().map(|c| c.distributions.len()).sum();
-    let comparisons = r
-        .checks
-        .iter()
-        .filter(|c| !c.distributions.is_empty())
-        .count();
+    let comparisons = r.checks.iter().filter(|c| !c.distributions.is_empty()).count();
     assert_eq!(dists, 7, "six pairs plus an empty one");
     assert_eq!(html.matches("<svg").count(), dists + comparisons);
     assert_eq!(html.matches("</svg>").count(), dists + comparisons);
     for d in r.checks.iter().flat_map(|c| &c.distributions) {
-        assert!(
-            html.contains(&format!("Histogram of {}", d.name.replace('>', "&gt;"))),
-            "{}",
-            d.name
-        );
+        assert!(html.contains(&format!("Histogram of {}", d.name.replace('>', "&gt;"))), "{}", d.name);
     }
     assert!(html.contains("no samples"));
-    assert!(
-        html.contains("bucket upper bound (ms)")
-            && html.contains("percentile")
-            && html.contains("value (ms)")
-    );
+    assert!(html.contains("bucket upper bound (ms)") && html.contains("percentile") && html.contains("value (ms)"));
     assert!(html.contains("<rect"), "bars are drawn");
     assert!(html.contains("<polyline"), "percentile lines are drawn");
 }
@@ -40,17 +28,9 @@ fn one_chart_per_distribution() {
 #[test]
 fn text_is_escaped() {
     let html = to_html(&sample::report());
-    assert!(
-        !html.to_ascii_lowercase().contains("<script"),
-        "a script tag leaked"
-    );
-    assert!(html.contains(
-        "lost 2 writes &lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;quoted&quot;"
-    ));
-    assert!(
-        html.contains("&lt;/pre&gt;&lt;script&gt;"),
-        "config is escaped"
-    );
+    assert!(!html.to_ascii_lowercase().contains("<script"), "a script tag leaked");
+    assert!(html.contains("lost 2 writes &lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;quoted&quot;"));
+    assert!(html.contains("&lt;/pre&gt;&lt;script&gt;"), "config is escaped");
 }
 
 /// Goal: the page loads nothing from anywhere. Method: no src/href attribute points off the page, and no
@@ -62,16 +42,10 @@ fn no_external_resources() {
     for attr in ["src=", "href="] {
         for (i, _) in lower.match_indices(attr) {
             let value = lower[i + attr.len()..].trim_start_matches(['"', '\'']);
-            assert!(
-                value.starts_with('#'),
-                "{attr} points off the page: {}",
-                &html[i..(i + 60).min(html.len())]
-            );
+            assert!(value.starts_with('#'), "{attr} points off the page: {}", &html[i..(i + 60).min(html.len())]);
         }
     }
-    for banned in [
-        "<link", "@import", "url(", "<iframe", "<img", "<object", "<embed",
-    ] {
+    for banned in ["<link", "@import", "url(", "<iframe", "<img", "<object", "<embed"] {
         assert!(!lower.contains(banned), "found {banned}");
     }
     // Region endpoints are shown as text, which is fine; they must never be resource references.
@@ -84,14 +58,9 @@ fn no_external_resources() {
 fn header_and_sections() {
     let r = sample::report();
     let html = to_html(&r);
-    for needle in [
-        "2025-01-02T03:04:05Z",
-        "93.2 s",
-        "0123456789abcdef",
-        "us-east-1",
-        "<details>",
-        "Effective configuration",
-    ] {
+    for needle in
+        ["2025-01-02T03:04:05Z", "93.2 s", "0123456789abcdef", "us-east-1", "<details>", "Effective configuration"]
+    {
         assert!(html.contains(needle), "missing {needle}");
     }
     for (i, c) in r.checks.iter().enumerate() {
@@ -102,9 +71,5 @@ fn header_and_sections() {
     assert!(html.contains("Polled every 1 ms"), "notes");
     assert!(html.contains("Replication delay by pair"), "tables");
     assert!(html.contains("p99_ms_worst"), "metrics");
-    assert!(
-        html.contains("badge v-fail")
-            && html.contains("badge v-error")
-            && html.contains("badge v-skipped")
-    );
+    assert!(html.contains("badge v-fail") && html.contains("badge v-error") && html.contains("badge v-skipped"));
 }

@@ -19,28 +19,13 @@ fn newer_schema_is_rejected() {
     v["schema_version"] = 2.into();
     v["a_field_from_the_future"] = true.into();
     let e = from_json(&v.to_string()).unwrap_err();
-    assert!(
-        matches!(
-            e,
-            ReportError::SchemaTooNew {
-                found: 2,
-                supported: 1
-            }
-        ),
-        "{e:?}"
-    );
+    assert!(matches!(e, ReportError::SchemaTooNew { found: 2, supported: 1 }), "{e:?}");
     assert!(e.to_string().contains("use a newer xregion"), "{e}");
 
     v.as_object_mut().unwrap().remove("schema_version");
-    assert!(matches!(
-        from_json(&v.to_string()),
-        Err(ReportError::MissingSchemaVersion)
-    ));
+    assert!(matches!(from_json(&v.to_string()), Err(ReportError::MissingSchemaVersion)));
     v["schema_version"] = 0.into();
-    assert!(matches!(
-        from_json(&v.to_string()),
-        Err(ReportError::SchemaUnknown { found: 0 })
-    ));
+    assert!(matches!(from_json(&v.to_string()), Err(ReportError::SchemaUnknown { found: 0 })));
     assert!(matches!(from_json("not json"), Err(ReportError::Json(_))));
 }
 
@@ -53,10 +38,8 @@ fn write_all_writes_three_files() {
     let r = sample::report();
     write_all(&r, &out).unwrap();
     write_all(&r, &out).unwrap();
-    let mut names: Vec<String> = std::fs::read_dir(&out)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    let mut names: Vec<String> =
+        std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     names.sort();
     assert_eq!(names, vec!["junit.xml", "report.html", "report.json"]);
     let back = from_json(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();

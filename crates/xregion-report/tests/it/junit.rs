@@ -11,17 +11,9 @@ fn one_testcase_per_check() {
     let xml = to_junit(&r).unwrap();
     assert_eq!(xml.matches("<testcase ").count(), r.checks.len(), "{xml}");
     for c in &r.checks {
-        assert!(
-            xml.contains(&format!("name=\"{}\"", c.id)),
-            "missing {}",
-            c.id
-        );
+        assert!(xml.contains(&format!("name=\"{}\"", c.id)), "missing {}", c.id);
     }
-    assert_eq!(
-        xml.matches("<testsuite ").count(),
-        3,
-        "cross-region, failover and lab"
-    );
+    assert_eq!(xml.matches("<testsuite ").count(), 3, "cross-region, failover and lab");
     assert!(xml.contains("classname=\"cross-region\""));
     assert_eq!(xml.matches("<failure").count(), 1, "{xml}");
     assert_eq!(xml.matches("<error").count(), 1);
@@ -29,10 +21,7 @@ fn one_testcase_per_check() {
     // The failure carries the (escaped) summary, and metrics are properties.
     assert!(xml.contains("lost 2 writes &lt;script&gt;"), "{xml}");
     assert!(!xml.contains("<script>"));
-    assert!(
-        xml.contains("name=\"p99_ms_worst\" value=\"80.1\""),
-        "{xml}"
-    );
+    assert!(xml.contains("name=\"p99_ms_worst\" value=\"80.1\""), "{xml}");
     assert!(xml.contains("name=\"seed\" value=\"7\""));
     assert!(xml.contains("time=\"1.5"), "durations: {xml}");
 }

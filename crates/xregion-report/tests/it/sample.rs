@@ -12,9 +12,7 @@ pub const HOSTILE_SUMMARY: &str = "lost 2 writes <script>alert('x')</script> & \
 
 /// A deterministic pseudo-random delay in microseconds around `base_ms`, with a tail.
 fn delay_us(state: &mut u64, base_ms: u64) -> u64 {
-    *state = state
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
+    *state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
     let r = (*state >> 33) % 10_000;
     let tail = if r > 9_900 { (r - 9_900) * 900 } else { 0 };
     base_ms * 1000 + r * 2 + tail
@@ -50,48 +48,23 @@ pub fn report() -> Report {
             }
         }
     }
-    let mut delay = check(
-        "cross-region.replication.delay",
-        Verdict::Pass,
-        "worst pair p99 80.1 ms < 100 ms",
-    );
+    let mut delay = check("cross-region.replication.delay", Verdict::Pass, "worst pair p99 80.1 ms < 100 ms");
     delay.metrics.insert("p99_ms_worst".into(), 80.1);
     delay.metrics.insert("samples".into(), 12000.0);
-    delay
-        .notes
-        .push("Polled every 1 ms: delays are accurate to +-1 ms.".into());
-    delay.distributions = pairs
-        .iter()
-        .map(|(k, r)| r.to_distribution(k.as_str()))
-        .collect();
-    delay
-        .tables
-        .push(percentile_table("Replication delay by pair", &pairs));
+    delay.notes.push("Polled every 1 ms: delays are accurate to +-1 ms.".into());
+    delay.distributions = pairs.iter().map(|(k, r)| r.to_distribution(k.as_str())).collect();
+    delay.tables.push(percentile_table("Replication delay by pair", &pairs));
 
-    let mut writes = check(
-        "cross-region.consistency.write-replicate",
-        Verdict::Fail,
-        HOSTILE_SUMMARY,
-    );
+    let mut writes = check("cross-region.consistency.write-replicate", Verdict::Fail, HOSTILE_SUMMARY);
     writes.metrics.insert("lost_writes".into(), 2.0);
     writes.tables.push(Table {
         title: "Write findings".into(),
         columns: vec!["finding".into(), "key".into(), "region".into()],
         rows: vec![vec!["lost".into(), "k/1".into(), "eu-west-1".into()]],
     });
-    let mut empty = check(
-        "cross-region.consistency.empty-dist",
-        Verdict::Pass,
-        "no samples yet",
-    );
-    empty
-        .distributions
-        .push(LatencyRecorder::new().to_distribution("nothing"));
-    let rto = check(
-        "failover.rto.region-down",
-        Verdict::Error,
-        "lab control API unreachable at 127.0.0.1:7000",
-    );
+    let mut empty = check("cross-region.consistency.empty-dist", Verdict::Pass, "no samples yet");
+    empty.distributions.push(LatencyRecorder::new().to_distribution("nothing"));
+    let rto = check("failover.rto.region-down", Verdict::Error, "lab control API unreachable at 127.0.0.1:7000");
     let skipped = check("lab.wan.bandwidth", Verdict::Skipped, "needs --slow");
 
     Report {
@@ -105,10 +78,7 @@ pub fn report() -> Report {
         regions: REGIONS
             .iter()
             .enumerate()
-            .map(|(i, r)| RegionInfo {
-                name: r.to_string(),
-                endpoint: format!("http://127.0.1.{}:7001", i + 1),
-            })
+            .map(|(i, r)| RegionInfo { name: r.to_string(), endpoint: format!("http://127.0.1.{}:7001", i + 1) })
             .collect(),
         config: serde_json::json!({
             "regions": REGIONS.iter().map(|r| serde_json::json!({ "name": r, "endpoint": "http://127.0.1.1:7001" })).collect::<Vec<_>>(),
@@ -125,13 +95,8 @@ impl TempDir {
     pub fn new(tag: &str) -> TempDir {
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let dir = std::env::temp_dir().join(format!(
-            "xregion-report-{tag}-{}-{n}-{nanos}",
-            std::process::id()
-        ));
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let dir = std::env::temp_dir().join(format!("xregion-report-{tag}-{}-{n}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("create temp dir");
         TempDir(dir)
     }

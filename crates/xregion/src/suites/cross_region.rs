@@ -68,6 +68,9 @@ struct Pending {
     last_miss_sent: Option<Instant>,
 }
 
+/// One poll: the key, when the read was sent, when it was answered, and what it returned.
+type PollResult = (String, Instant, Instant, Result<Option<Record>, ProbeError>);
+
 /// What the observers measured.
 #[derive(Default)]
 struct Observed {
@@ -169,9 +172,9 @@ async fn write_replicate(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
 
     // Observers: each polls its pending keys every poll interval.
     let mut observer_tasks = Vec::new();
-    for obs in 0..n {
+    for (obs, list) in pending.iter().enumerate() {
         let probe = ctx.probes[obs].clone();
-        let list = pending[obs].clone();
+        let list = list.clone();
         let observed = observed.clone();
         let writers_left = writers_left.clone();
         let interval = Duration::from_millis(cfg.poll_interval_ms);
@@ -190,18 +193,17 @@ async fn write_replicate(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
                     }
                     continue;
                 }
-                let results: Vec<(String, Instant, Instant, Result<Option<Record>, ProbeError>)> =
-                    futures::stream::iter(keys.into_iter().map(|(_, key)| {
-                        let probe = &probe;
-                        async move {
-                            let sent = Instant::now();
-                            let r = probe.get(&key).await;
-                            (key, sent, Instant::now(), r)
-                        }
-                    }))
-                    .buffer_unordered(POLL_IN_FLIGHT_MAX)
-                    .collect()
-                    .await;
+                let results: Vec<PollResult> = futures::stream::iter(keys.into_iter().map(|(_, key)| {
+                    let probe = &probe;
+                    async move {
+                        let sent = Instant::now();
+                        let r = probe.get(&key).await;
+                        (key, sent, Instant::now(), r)
+                    }
+                }))
+                .buffer_unordered(POLL_IN_FLIGHT_MAX)
+                .collect()
+                .await;
                 let mut l = list.lock().unwrap_or_else(|p| p.into_inner());
                 let mut o = observed.lock().unwrap_or_else(|p| p.into_inner());
                 for (key, sent, received, r) in results {
@@ -256,13 +258,10 @@ async fn write_replicate(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
         failed += s.1;
         ack_latency.merge(&s.2);
     }
-    let by_pair: BTreeMap<String, LatencyRecorder> =
-        o.delays.iter().map(|(k, v)| (pair_name(*k), v.clone())).collect();
+    let by_pair: BTreeMap<String, LatencyRecorder> = o.delays.iter().map(|(k, v)| (pair_name(*k), v.clone())).collect();
     let never_visible: u64 = o.never_visible.values().sum();
-    let worst = by_pair
-        .iter()
-        .map(|(k, r)| (k.clone(), r.value_ms_at(99.0)))
-        .fold(None::<(String, f64)>, |acc, x| match acc {
+    let worst =
+        by_pair.iter().map(|(k, r)| (k.clone(), r.value_ms_at(99.0))).fold(None::<(String, f64)>, |acc, x| match acc {
             Some(a) if a.1 >= x.1 => Some(a),
             _ => Some(x),
         });
@@ -326,10 +325,8 @@ async fn write_replicate(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
         problems.push(format!("P99 {worst_p99:.1} ms on {worst_pair} is not below {target_ms} ms"));
     }
     if never_visible > 0 {
-        problems.push(format!(
-            "{never_visible} replications never became visible within {} ms",
-            cfg.visibility_timeout_ms
-        ));
+        problems
+            .push(format!("{never_visible} replications never became visible within {} ms", cfg.visibility_timeout_ms));
     }
     if failed > 0 {
         problems.push(format!("{failed} of {} probe writes failed", acked + failed));
@@ -372,7 +369,11 @@ async fn background_writer(
         tasks.spawn(async move {
             let ok = probe.put(&key, "bg").await.is_ok();
             let mut c = counts.lock().unwrap_or_else(|p| p.into_inner());
-            if ok { c.0 += 1 } else { c.1 += 1 }
+            if ok {
+                c.0 += 1
+            } else {
+                c.1 += 1
+            }
             drop(permit);
         });
         while tasks.try_join_next().is_some() {}
@@ -407,7 +408,7 @@ pub async fn await_convergence(
     }
 }
 
-async fn concurrent_writes(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
+async fn concurrent_writes(rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
     let cfg = ctx.config.checks.concurrent_writes.clone();
     let prefix = ctx.prefix("cw");
     let deadline = Instant::now() + Duration::from_millis(cfg.duration_ms);
@@ -566,7 +567,10 @@ fn judge_history(
     if problems.is_empty() {
         rb.finish(
             Verdict::Pass,
-            format!("{acked} acknowledged writes over {} keys: none lost, every winner right, {conv}", writes.counts.keys_checked),
+            format!(
+                "{acked} acknowledged writes over {} keys: none lost, every winner right, {conv}",
+                writes.counts.keys_checked
+            ),
         )
     } else {
         rb.finish(Verdict::Fail, format!("{}; {conv}", problems.join("; ")))

@@ -119,8 +119,7 @@ fn concurrent_writes_fails_when_replication_drops_entries() {
 /// Goal: conflict-lww finds wrong winners when regions apply replicated writes in arrival order.
 #[test]
 fn conflict_lww_fails_when_applied_in_arrival_order() {
-    let (c, code, out) =
-        run_broken("arrival", "cross-region.consistency.conflict-lww", "lww_arrival_order = true");
+    let (c, code, out) = run_broken("arrival", "cross-region.consistency.conflict-lww", "lww_arrival_order = true");
     assert_eq!(c["verdict"], "fail", "{c}");
     assert!(c["metrics"]["wrong_winners"].as_f64().unwrap() > 0.0, "{c}");
     assert_eq!(code, Some(1), "{out}");
@@ -177,7 +176,11 @@ fn unreachable_endpoint_is_an_error_naming_it() {
 fn env_variables_define_the_deployment() {
     let o = run_xregion(
         &["run"],
-        &[("AWS_REGION", "us-east-1"), ("AWS_SECONDARY_REGIONS", "eu-west-1"), ("API_ENDPOINT_US_EAST_1", "http://127.0.9.1:9")],
+        &[
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_SECONDARY_REGIONS", "eu-west-1"),
+            ("API_ENDPOINT_US_EAST_1", "http://127.0.9.1:9"),
+        ],
         Duration::from_secs(30),
     );
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));

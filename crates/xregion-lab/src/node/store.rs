@@ -1,0 +1,540 @@
+//! A region's durable store: one redb file with the data, the outbox, the peer cursors and the clock mark.
+//!
+//! All writes go through one writer thread that does group commit: it takes every request queued on a bounded
+//! channel (up to `GROUP_COMMIT_MAX`), stamps local writes with the HLC, writes the `kv` record and its `outbox`
+//! entry, merges remote entries by last-writer-wins, saves the HLC high-water mark, and commits them all in ONE
+//! transaction with `Durability::Immediate`. Only then is each request answered, so an acknowledged write is on
+//! disk. Reads use read transactions directly and never wait for the writer.
+//!
+//! Tables: `kv` (key -> `StoredRecord`), `outbox` (seq -> own write to ship), `cursors` (peer -> highest seq
+//! it acknowledged, durable), `meta` (HLC mark and head seq).
+
+use crate::hlc::{Hlc, Stamp, wall_now_ms};
+use crate::proto::Entry;
+use crate::record::{self, MergePolicy, StoredRecord};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, watch};
+use xregion_model::Version;
+
+/// Most requests one group commit takes: bounds the transaction size and the latency a batch adds.
+pub const GROUP_COMMIT_MAX: usize = 512;
+/// Depth of the writer's request queue; a full queue makes callers wait (backpressure), never grows.
+pub const WRITE_QUEUE_DEPTH: usize = 4096;
+
+const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
+const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
+const CURSORS: TableDefinition<&str, u64> = TableDefinition::new("cursors");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+const META_HLC_WALL_MS: &str = "hlc_wall_ms";
+const META_HLC_LOGICAL: &str = "hlc_logical";
+const META_HEAD_SEQ: &str = "head_seq";
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// redb failed (I/O, corruption, ...).
+    #[error("storage failed: {0}")]
+    Db(#[from] Box<redb::Error>),
+    /// A stored record could not be decoded.
+    #[error("stored record for {what} is corrupt: {source}")]
+    Corrupt {
+        /// Which record.
+        what: String,
+        /// The decode error.
+        source: serde_json::Error,
+    },
+    /// The writer thread is gone (the node is shutting down).
+    #[error("the store is shutting down")]
+    Closed,
+    /// A blocking read task failed.
+    #[error("store task failed: {0}")]
+    Task(String),
+}
+
+fn db_err(e: impl Into<redb::Error>) -> StoreError {
+    StoreError::Db(Box::new(e.into()))
+}
+
+/// The outbox's stored form of an entry (the seq is the table key).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct OutboxRecord {
+    /// The key written.
+    key: String,
+    /// The value, `None` for a delete.
+    value: Option<String>,
+    /// The version stamped at commit.
+    version: Version,
+}
+
+/// One write request to the writer thread.
+#[derive(Debug)]
+pub enum WriteOp {
+    /// A local write; `value: None` is a delete (tombstone).
+    Local {
+        /// The key.
+        key: String,
+        /// The value or `None`.
+        value: Option<String>,
+    },
+    /// Remote entries from `from`, already validated, merged with `policy`.
+    Apply {
+        /// The sending region.
+        from: String,
+        /// The entries.
+        entries: Vec<Entry>,
+        /// LWW, or the arrival-order defect.
+        policy: MergePolicy,
+    },
+    /// Persist the acknowledged cursors of peers.
+    SaveCursors(BTreeMap<String, u64>),
+    /// Delete outbox entries every listed peer has durably acknowledged.
+    Gc {
+        /// Every peer region.
+        peers: Vec<String>,
+    },
+}
+
+/// What a write request produced.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WriteOutcome {
+    /// A local write committed with this record.
+    Written(StoredRecord),
+    /// Remote entries merged: how many replaced the local record.
+    Applied(usize),
+    /// Cursor save or GC done (GC: how many outbox entries were removed).
+    Done(u64),
+}
+
+struct WriteReq {
+    op: WriteOp,
+    reply: oneshot::Sender<Result<WriteOutcome, Arc<StoreError>>>,
+}
+
+/// Handle to a region's store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    /// The database, for read transactions.
+    db: Arc<Database>,
+    /// Requests to the writer thread (bounded).
+    tx: mpsc::Sender<WriteReq>,
+    /// Highest outbox seq committed; shippers wait on it.
+    head: watch::Receiver<u64>,
+    /// This region's name, stamped on local versions.
+    region: Arc<str>,
+}
+
+/// The state loaded at open, for the node to resume from.
+#[derive(Debug, Clone)]
+pub struct Recovered {
+    /// Durable acknowledged cursors per peer.
+    pub cursors: BTreeMap<String, u64>,
+    /// Highest outbox seq.
+    pub head_seq: u64,
+}
+
+impl Store {
+    /// Opens (or creates) the store at `path` and starts its writer thread.
+    ///
+    /// The writer thread stops when every `Store` handle is dropped; the returned join handle lets the owner
+    /// wait for the last commit.
+    pub fn open(path: &Path, region: &str) -> Result<(Store, Recovered, std::thread::JoinHandle<()>), StoreError> {
+        let db = Database::create(path).map_err(db_err)?;
+        // Create every table up front so read transactions never see a missing table.
+        let (hlc_mark, head_seq, cursors) = {
+            let txn = db.begin_write().map_err(db_err)?;
+            let (mark, head, cursors) = {
+                txn.open_table(KV).map_err(db_err)?;
+                txn.open_table(OUTBOX).map_err(db_err)?;
+                let cursors_t = txn.open_table(CURSORS).map_err(db_err)?;
+                let meta = txn.open_table(META).map_err(db_err)?;
+                let get =
+                    |k: &str| -> Result<u64, StoreError> { Ok(meta.get(k).map_err(db_err)?.map_or(0, |g| g.value())) };
+                let mark = Stamp {
+                    wall_ms: get(META_HLC_WALL_MS)?,
+                    logical: u32::try_from(get(META_HLC_LOGICAL)?).unwrap_or(u32::MAX),
+                };
+                let head = get(META_HEAD_SEQ)?;
+                let mut cursors = BTreeMap::new();
+                for item in cursors_t.iter().map_err(db_err)? {
+                    let (k, v) = item.map_err(db_err)?;
+                    cursors.insert(k.value().to_string(), v.value());
+                }
+                (mark, head, cursors)
+            };
+            txn.commit().map_err(db_err)?;
+            (mark, head, cursors)
+        };
+        let db = Arc::new(db);
+        let (tx, rx) = mpsc::channel(WRITE_QUEUE_DEPTH);
+        let (head_tx, head_rx) = watch::channel(head_seq);
+        let writer =
+            Writer { db: db.clone(), region: region.to_string(), hlc: Hlc::resume(hlc_mark), head_seq, head_tx };
+        let handle = std::thread::Builder::new()
+            .name(format!("store-writer-{region}"))
+            .spawn(move || writer.run(rx))
+            .map_err(|e| StoreError::Task(format!("cannot start the writer thread: {e}")))?;
+        tracing::info!(region, head_seq, hlc_wall_ms = hlc_mark.wall_ms, peers = cursors.len(), "store opened");
+        let store = Store { db, tx, head: head_rx, region: Arc::from(region) };
+        Ok((store, Recovered { cursors, head_seq }, handle))
+    }
+
+    /// This region's name.
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// A receiver that changes whenever new outbox entries are committed (value = head seq).
+    pub fn head(&self) -> watch::Receiver<u64> {
+        self.head.clone()
+    }
+
+    /// Sends a request to the writer and waits for its commit.
+    pub async fn write(&self, op: WriteOp) -> Result<WriteOutcome, Arc<StoreError>> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(WriteReq { op, reply }).await.map_err(|_| Arc::new(StoreError::Closed))?;
+        rx.await.map_err(|_| Arc::new(StoreError::Closed))?
+    }
+
+    /// Runs a read on the blocking pool so redb's file I/O never stalls the async workers.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || f(&me)).await.map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    /// The record of `key`, tombstones included.
+    pub fn get(&self, key: &str) -> Result<Option<StoredRecord>, StoreError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let t = txn.open_table(KV).map_err(db_err)?;
+        let Some(g) = t.get(key).map_err(db_err)? else { return Ok(None) };
+        record::decode(g.value()).map(Some).map_err(|source| StoreError::Corrupt { what: key.to_string(), source })
+    }
+
+    /// Up to `limit` records whose key starts with `prefix` and is greater than `after`, in key order, and
+    /// whether more follow.
+    pub fn scan(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<(String, StoredRecord)>, bool), StoreError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let t = txn.open_table(KV).map_err(db_err)?;
+        let start: Bound<&str> = match after {
+            Some(a) if a >= prefix => Bound::Excluded(a),
+            _ => Bound::Included(prefix),
+        };
+        let mut out = Vec::new();
+        for item in t.range::<&str>((start, Bound::Unbounded)).map_err(db_err)? {
+            let (k, v) = item.map_err(db_err)?;
+            let key = k.value();
+            if !key.starts_with(prefix) {
+                break;
+            }
+            if out.len() == limit {
+                return Ok((out, true));
+            }
+            let rec =
+                record::decode(v.value()).map_err(|source| StoreError::Corrupt { what: key.to_string(), source })?;
+            out.push((key.to_string(), rec));
+        }
+        Ok((out, false))
+    }
+
+    /// Outbox entries after `after_seq`, at most `entries_max` and about `bytes_target` bytes.
+    pub fn outbox_after(
+        &self,
+        after_seq: u64,
+        entries_max: usize,
+        bytes_target: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let t = txn.open_table(OUTBOX).map_err(db_err)?;
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        let start = after_seq.saturating_add(1);
+        for item in t.range(start..).map_err(db_err)? {
+            let (k, v) = item.map_err(db_err)?;
+            let seq = k.value();
+            let r: OutboxRecord = serde_json::from_slice(v.value())
+                .map_err(|source| StoreError::Corrupt { what: format!("outbox seq {seq}"), source })?;
+            bytes += r.key.len() + r.value.as_ref().map_or(0, String::len);
+            out.push(Entry { seq, key: r.key, value: r.value, version: r.version });
+            if out.len() >= entries_max || bytes >= bytes_target {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The wall-clock stamp of the oldest outbox entry after `after_seq`, if any.
+    pub fn oldest_after_wall_ms(&self, after_seq: u64) -> Result<Option<u64>, StoreError> {
+        Ok(self.outbox_after(after_seq, 1, usize::MAX)?.first().map(|e| e.version.wall_ms))
+    }
+}
+
+/// The writer thread's state.
+struct Writer {
+    /// The database.
+    db: Arc<Database>,
+    /// This region.
+    region: String,
+    /// The clock; only this thread stamps versions.
+    hlc: Hlc,
+    /// Highest outbox seq committed.
+    head_seq: u64,
+    /// Publishes `head_seq` after each commit.
+    head_tx: watch::Sender<u64>,
+}
+
+impl Writer {
+    fn run(mut self, mut rx: mpsc::Receiver<WriteReq>) {
+        let mut batch: Vec<WriteReq> = Vec::with_capacity(GROUP_COMMIT_MAX);
+        while let Some(first) = rx.blocking_recv() {
+            batch.push(first);
+            while batch.len() < GROUP_COMMIT_MAX {
+                match rx.try_recv() {
+                    Ok(r) => batch.push(r),
+                    Err(_) => break,
+                }
+            }
+            let ops: Vec<&WriteOp> = batch.iter().map(|r| &r.op).collect();
+            let saved = (self.hlc.clone(), self.head_seq);
+            match self.commit(&ops) {
+                Ok(outcomes) => {
+                    metrics::histogram!("xregion_group_commit_batch_size").record(batch.len() as f64);
+                    let _ = self.head_tx.send_if_modified(|h| {
+                        let changed = *h != self.head_seq;
+                        *h = self.head_seq;
+                        changed
+                    });
+                    for (req, outcome) in batch.drain(..).zip(outcomes) {
+                        let _ = req.reply.send(Ok(outcome));
+                    }
+                }
+                Err(e) => {
+                    // Nothing was committed: roll the in-memory state back so no seq is skipped. The clock
+                    // may stay ahead (harmless: stamps only need to grow).
+                    let (hlc, head) = saved;
+                    self.hlc.observe(hlc.high_water());
+                    self.head_seq = head;
+                    tracing::error!(region = %self.region, error = %e, requests = batch.len(), "group commit failed");
+                    let e = Arc::new(e);
+                    for req in batch.drain(..) {
+                        let _ = req.reply.send(Err(e.clone()));
+                    }
+                }
+            }
+        }
+        tracing::info!(region = %self.region, "store writer stopped");
+    }
+
+    /// Applies every op in one transaction and commits it durably.
+    fn commit(&mut self, ops: &[&WriteOp]) -> Result<Vec<WriteOutcome>, StoreError> {
+        let mut txn = self.db.begin_write().map_err(db_err)?;
+        txn.set_durability(Durability::Immediate).map_err(db_err)?;
+        let mut outcomes = Vec::with_capacity(ops.len());
+        let mut local_writes = 0u64;
+        let mut applied_delays: Vec<(String, u64)> = Vec::new();
+        {
+            let mut kv = txn.open_table(KV).map_err(db_err)?;
+            let mut outbox = txn.open_table(OUTBOX).map_err(db_err)?;
+            let mut cursors = txn.open_table(CURSORS).map_err(db_err)?;
+            let mut meta = txn.open_table(META).map_err(db_err)?;
+            for op in ops {
+                let outcome = match op {
+                    WriteOp::Local { key, value } => {
+                        let s = self.hlc.tick(wall_now_ms());
+                        let version = Version { wall_ms: s.wall_ms, logical: s.logical, origin: self.region.clone() };
+                        let rec = StoredRecord { value: value.clone(), version: version.clone() };
+                        kv.insert(key.as_str(), record::encode(&rec).as_slice()).map_err(db_err)?;
+                        self.head_seq += 1;
+                        let ob = OutboxRecord { key: key.clone(), value: value.clone(), version };
+                        let ob = serde_json::to_vec(&ob).unwrap_or_default();
+                        outbox.insert(self.head_seq, ob.as_slice()).map_err(db_err)?;
+                        local_writes += 1;
+                        WriteOutcome::Written(rec)
+                    }
+                    WriteOp::Apply { from, entries, policy } => {
+                        let mut replaced = 0usize;
+                        let now_ms = wall_now_ms();
+                        for e in entries {
+                            self.hlc.observe(Stamp { wall_ms: e.version.wall_ms, logical: e.version.logical });
+                            let incoming = StoredRecord { value: e.value.clone(), version: e.version.clone() };
+                            let current = match kv.get(e.key.as_str()).map_err(db_err)? {
+                                Some(g) => Some(
+                                    record::decode(g.value())
+                                        .map_err(|source| StoreError::Corrupt { what: e.key.clone(), source })?,
+                                ),
+                                None => None,
+                            };
+                            if record::should_replace(current.as_ref(), &incoming, *policy) {
+                                kv.insert(e.key.as_str(), record::encode(&incoming).as_slice()).map_err(db_err)?;
+                                replaced += 1;
+                            }
+                            applied_delays.push((from.clone(), now_ms.saturating_sub(e.version.wall_ms)));
+                        }
+                        WriteOutcome::Applied(replaced)
+                    }
+                    WriteOp::SaveCursors(map) => {
+                        for (peer, seq) in map {
+                            let cur = cursors.get(peer.as_str()).map_err(db_err)?.map_or(0, |g| g.value());
+                            // A durable cursor never moves back (acks can arrive out of order across reconnects).
+                            if *seq > cur {
+                                cursors.insert(peer.as_str(), *seq).map_err(db_err)?;
+                            }
+                        }
+                        WriteOutcome::Done(0)
+                    }
+                    WriteOp::Gc { peers } => {
+                        let mut min = u64::MAX;
+                        for p in peers {
+                            min = min.min(cursors.get(p.as_str()).map_err(db_err)?.map_or(0, |g| g.value()));
+                        }
+                        let removed = if min == u64::MAX || min == 0 {
+                            0
+                        } else {
+                            let before = outbox.len().map_err(db_err)?;
+                            outbox.retain_in(..=min, |_, _| false).map_err(db_err)?;
+                            before - outbox.len().map_err(db_err)?
+                        };
+                        WriteOutcome::Done(removed)
+                    }
+                };
+                outcomes.push(outcome);
+            }
+            let mark = self.hlc.high_water();
+            meta.insert(META_HLC_WALL_MS, mark.wall_ms).map_err(db_err)?;
+            meta.insert(META_HLC_LOGICAL, u64::from(mark.logical)).map_err(db_err)?;
+            meta.insert(META_HEAD_SEQ, self.head_seq).map_err(db_err)?;
+        }
+        txn.commit().map_err(db_err)?;
+        if local_writes > 0 {
+            metrics::counter!("xregion_writes_committed_total").increment(local_writes);
+        }
+        for (origin, delay_ms) in applied_delays {
+            metrics::histogram!("xregion_replication_apply_delay_ms", "origin" => origin).record(delay_ms as f64);
+        }
+        Ok(outcomes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn temp_path(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("xregion-lab-test-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("store.redb")
+    }
+
+    fn entry(seq: u64, key: &str, value: Option<&str>, wall_ms: u64, origin: &str) -> Entry {
+        Entry {
+            seq,
+            key: key.into(),
+            value: value.map(Into::into),
+            version: Version { wall_ms, logical: 0, origin: origin.into() },
+        }
+    }
+
+    /// Goal: local writes get increasing versions and outbox seqs, survive reopen, and the clock resumes past
+    /// them. Method: write, drop the store, reopen, write again.
+    #[tokio::test]
+    async fn writes_persist_and_clock_resumes() {
+        let path = temp_path("persist");
+        let (s, rec, h) = Store::open(&path, "a").unwrap();
+        assert_eq!(rec.head_seq, 0);
+        let w1 = s.write(WriteOp::Local { key: "k".into(), value: Some("1".into()) }).await.unwrap();
+        let w2 = s.write(WriteOp::Local { key: "k".into(), value: None }).await.unwrap();
+        let (WriteOutcome::Written(r1), WriteOutcome::Written(r2)) = (w1, w2) else { panic!("not written") };
+        assert!(r2.version > r1.version);
+        assert_eq!(*s.head().borrow(), 2);
+        drop(s);
+        h.join().unwrap();
+        let (s, rec, _h) = Store::open(&path, "a").unwrap();
+        assert_eq!(rec.head_seq, 2);
+        assert_eq!(s.get("k").unwrap(), Some(r2.clone()));
+        let WriteOutcome::Written(r3) =
+            s.write(WriteOp::Local { key: "j".into(), value: Some("x".into()) }).await.unwrap()
+        else {
+            panic!("not written")
+        };
+        assert!(r3.version > r2.version);
+        let out = s.outbox_after(0, 10, usize::MAX).unwrap();
+        assert_eq!(out.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
+    }
+
+    /// Goal: remote entries merge by LWW, a second apply changes nothing, and observing a remote version
+    /// pushes the local clock past it.
+    #[tokio::test]
+    async fn apply_is_lww_and_idempotent() {
+        let path = temp_path("apply");
+        let (s, _, _h) = Store::open(&path, "a").unwrap();
+        let future_ms = wall_now_ms() + 60_000;
+        let batch = vec![entry(1, "k", Some("new"), future_ms, "b"), entry(2, "k2", None, 5, "b")];
+        let op = || WriteOp::Apply { from: "b".into(), entries: batch.clone(), policy: MergePolicy::Lww };
+        assert_eq!(s.write(op()).await.unwrap(), WriteOutcome::Applied(2));
+        assert_eq!(s.write(op()).await.unwrap(), WriteOutcome::Applied(0));
+        let older = vec![entry(3, "k", Some("old"), 10, "b")];
+        let older_op = WriteOp::Apply { from: "b".into(), entries: older, policy: MergePolicy::Lww };
+        assert_eq!(s.write(older_op).await.unwrap(), WriteOutcome::Applied(0));
+        assert_eq!(s.get("k").unwrap().unwrap().value.as_deref(), Some("new"));
+        // A local write now orders after the remote one from the future.
+        let WriteOutcome::Written(r) =
+            s.write(WriteOp::Local { key: "k".into(), value: Some("mine".into()) }).await.unwrap()
+        else {
+            panic!("not written")
+        };
+        assert!(r.version.wall_ms >= future_ms);
+        // Remote applies do not enter the outbox: each region ships only its own writes.
+        assert_eq!(s.outbox_after(0, 10, usize::MAX).unwrap().len(), 1);
+    }
+
+    /// Goal: scans return keys in order with the prefix, page with `after`, and include tombstones.
+    #[tokio::test]
+    async fn scan_pages_in_key_order() {
+        let path = temp_path("scan");
+        let (s, _, _h) = Store::open(&path, "a").unwrap();
+        for k in ["p/3", "p/1", "q/1", "p/2", "o/9"] {
+            s.write(WriteOp::Local { key: k.into(), value: Some(k.into()) }).await.unwrap();
+        }
+        s.write(WriteOp::Local { key: "p/2".into(), value: None }).await.unwrap();
+        let (page, more) = s.scan("p/", None, 2).unwrap();
+        assert_eq!(page.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), ["p/1", "p/2"]);
+        assert!(more);
+        assert_eq!(page[1].1.value, None);
+        let (page, more) = s.scan("p/", Some("p/2"), 2).unwrap();
+        assert_eq!(page.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), ["p/3"]);
+        assert!(!more);
+    }
+
+    /// Goal: cursors are durable, never move back, and GC removes only entries every peer acknowledged.
+    #[tokio::test]
+    async fn cursors_and_gc() {
+        let path = temp_path("gc");
+        let (s, _, h) = Store::open(&path, "a").unwrap();
+        for i in 0..5 {
+            s.write(WriteOp::Local { key: format!("k{i}"), value: Some("v".into()) }).await.unwrap();
+        }
+        let peers = vec!["b".to_string(), "c".to_string()];
+        s.write(WriteOp::SaveCursors([("b".into(), 4), ("c".into(), 2)].into())).await.unwrap();
+        s.write(WriteOp::SaveCursors([("b".into(), 3)].into())).await.unwrap();
+        assert_eq!(s.write(WriteOp::Gc { peers: peers.clone() }).await.unwrap(), WriteOutcome::Done(2));
+        assert_eq!(s.outbox_after(0, 10, usize::MAX).unwrap().first().map(|e| e.seq), Some(3));
+        drop(s);
+        h.join().unwrap();
+        let (_s, rec, _h) = Store::open(&path, "a").unwrap();
+        assert_eq!(rec.cursors, [("b".to_string(), 4), ("c".to_string(), 2)].into());
+        assert_eq!(rec.head_seq, 5);
+    }
+}

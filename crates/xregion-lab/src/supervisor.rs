@@ -1,0 +1,641 @@
+//! The supervisor: starts the lab's processes, wires them, kills and restarts regions, and stops everything.
+//!
+//! Children are spawned from the xregion binary (`lab node …`, `lab wan …`) on async tasks (never from
+//! `spawn_blocking`: a parent-death signal fires when the *thread* that forked exits). Each child reports
+//! readiness with one `READY {json}` line on stdout; its stderr goes to a log file in the lab directory. Every
+//! exit path kills the children: `shutdown` (SIGTERM, then SIGKILL), `Drop` (SIGKILL, for panics and early
+//! returns), and the children's own parent-death signal if the supervisor is SIGKILLed.
+//!
+//! `run_foreground` is `xregion lab up`: it records the lab in `DIR/lab.json` and serves a small control API so
+//! that `xregion lab status` / `down` (other processes) can find and stop it.
+
+use crate::LabError;
+use crate::config::LabConfig;
+use crate::http_client;
+use crate::node::NodeReady;
+use crate::spec::{Spec, write_atomic};
+use crate::wan::WanReady;
+use axum::Router;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::Mutex;
+use xregion_model::report::RegionInfo;
+use xregion_model::wire::ErrorBody;
+
+/// Longest a child may take to print `READY`.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(15);
+/// Longest a child may take to exit after SIGTERM before it gets SIGKILL.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+/// Timeout of one control request to a lab process.
+pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Timeout of one health check in `status`.
+pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
+/// Longest `down` waits for the supervisor and its children to be gone.
+pub const DOWN_TIMEOUT: Duration = Duration::from_secs(20);
+/// The log-filter variable the xregion binary reads.
+const LOG_ENV: &str = "XREGION_LOG";
+/// Longest stdout line read while waiting for readiness.
+const READY_LINE_BYTES_MAX: usize = 64 * 1024;
+
+/// A running child process.
+struct Proc {
+    /// The child; kill_on_drop is set as one more safety net.
+    child: Child,
+    /// Its pid.
+    pid: u32,
+    /// What it is, for messages (`region us-east-1`, `wan`).
+    what: String,
+}
+
+/// A running lab. Dropping it SIGKILLs every child; call `shutdown` for a clean stop.
+pub struct Lab {
+    /// The lab directory.
+    dir: PathBuf,
+    /// The xregion binary children are started from.
+    exe: PathBuf,
+    /// The spec with the ports the nodes bound.
+    spec: Spec,
+    /// Node processes by region (None while killed).
+    nodes: BTreeMap<String, Option<Proc>>,
+    /// Each region's READY (addresses stay the same across restarts).
+    ready: BTreeMap<String, NodeReady>,
+    /// The WAN process.
+    wan: Option<Proc>,
+    /// The WAN's READY: admin address and link addresses.
+    wan_ready: Option<WanReady>,
+}
+
+impl Lab {
+    /// Starts a lab for `cfg` in `dir` from the xregion binary `exe`, and returns once every region is ready
+    /// and wired. A failure part-way kills whatever was started.
+    pub async fn start(cfg: &LabConfig, dir: &Path, exe: &Path) -> Result<Lab, LabError> {
+        cfg.validate()?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| LabError::io(format!("cannot create the lab directory {}", dir.display()), e))?;
+        let dir = std::path::absolute(dir).map_err(|e| LabError::io("cannot resolve the lab directory", e))?;
+        let mut spec = Spec::new(cfg, &dir)?;
+        spec.save(&dir.join("spec.json"))?;
+        let mut lab = Lab {
+            dir: dir.clone(),
+            exe: exe.to_path_buf(),
+            spec: spec.clone(),
+            nodes: BTreeMap::new(),
+            ready: BTreeMap::new(),
+            wan: None,
+            wan_ready: None,
+        };
+        // Start the regions concurrently; `lab` owns each as soon as it is ready, so an error kills the rest.
+        let starts = spec.regions.iter().map(|r| lab.spawn_node(&r.name));
+        let results = futures::future::join_all(starts).await;
+        let mut first_err = None;
+        for r in results {
+            match r {
+                Ok((proc, ready)) => {
+                    lab.nodes.insert(ready.region.clone(), Some(proc));
+                    lab.ready.insert(ready.region.clone(), ready);
+                }
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = first_err {
+            return Err(e);
+        }
+        // Record the bound ports so that restarts and the WAN use them.
+        for r in &mut spec.regions {
+            if let Some(ready) = lab.ready.get(&r.name) {
+                r.http_port = ready.http_addr.port();
+                r.repl_port = ready.repl_addr.port();
+            }
+        }
+        spec.save(&dir.join("spec.json"))?;
+        lab.spec = spec;
+        let (wan, wan_ready) = lab.spawn("wan", &["lab", "wan", "--spec"], None, &dir.join("wan.log")).await?;
+        let wan_ready: WanReady = serde_json::from_str(&wan_ready)
+            .map_err(|e| LabError::Spec(format!("the WAN's READY line is not valid: {e}")))?;
+        lab.wan = Some(wan);
+        lab.wan_ready = Some(wan_ready);
+        for r in lab.spec.regions.clone() {
+            lab.wire(&r.name).await?;
+        }
+        tracing::info!(dir = %dir.display(), regions = lab.spec.regions.len(), "lab started");
+        Ok(lab)
+    }
+
+    /// The regions in config order, with their probe-contract endpoints.
+    pub fn regions(&self) -> Vec<RegionInfo> {
+        self.spec
+            .regions
+            .iter()
+            .filter_map(|r| self.ready.get(&r.name))
+            .map(|ready| RegionInfo { name: ready.region.clone(), endpoint: format!("http://{}", ready.http_addr) })
+            .collect()
+    }
+
+    /// The lab directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The WAN admin API base URL (`GET /links`, `PUT /links/{from}/{to}`).
+    pub fn wan_admin_url(&self) -> Option<String> {
+        self.wan_ready.as_ref().map(|w| format!("http://{}", w.admin_addr))
+    }
+
+    /// Pid of a region's node, if it is running.
+    pub fn region_pid(&self, name: &str) -> Option<u32> {
+        self.nodes.get(name).and_then(|p| p.as_ref()).map(|p| p.pid)
+    }
+
+    /// Pid of the WAN process.
+    pub fn wan_pid(&self) -> Option<u32> {
+        self.wan.as_ref().map(|p| p.pid)
+    }
+
+    /// SIGKILLs a region's node and reaps it (a crash, as far as the region can tell).
+    pub async fn kill_region(&mut self, name: &str) -> Result<(), LabError> {
+        if !self.nodes.contains_key(name) {
+            return Err(self.unknown(name));
+        }
+        let Some(mut proc) = self.nodes.get_mut(name).and_then(Option::take) else {
+            return Err(LabError::State(format!("region {name} is not running")));
+        };
+        let _ = proc.child.start_kill();
+        match tokio::time::timeout(STOP_GRACE, proc.child.wait()).await {
+            Ok(Ok(status)) => tracing::info!(region = name, pid = proc.pid, %status, "region killed"),
+            Ok(Err(e)) => tracing::warn!(region = name, pid = proc.pid, error = %e, "cannot reap killed region"),
+            Err(_) => tracing::warn!(region = name, pid = proc.pid, "killed region did not exit in time"),
+        }
+        Ok(())
+    }
+
+    /// Restarts a killed region from its data on the same address and ports, rewires it, and waits until ready.
+    pub async fn start_region(&mut self, name: &str) -> Result<(), LabError> {
+        match self.nodes.get(name) {
+            None => return Err(self.unknown(name)),
+            Some(Some(_)) => return Err(LabError::State(format!("region {name} is already running"))),
+            Some(None) => {}
+        }
+        let (proc, ready) = self.spawn_node(name).await?;
+        let before = self.ready.get(name);
+        if before.is_some_and(|b| b.http_addr != ready.http_addr || b.repl_addr != ready.repl_addr) {
+            tracing::warn!(region = name, "restarted region came back on different addresses");
+        }
+        self.nodes.insert(name.to_string(), Some(proc));
+        self.ready.insert(name.to_string(), ready);
+        self.wire(name).await?;
+        tracing::info!(region = name, "region restarted");
+        Ok(())
+    }
+
+    /// Stops every process: SIGTERM, a short wait, then SIGKILL; leaves no process behind.
+    pub async fn shutdown(mut self) -> Result<(), LabError> {
+        let mut procs: Vec<Proc> = self.nodes.values_mut().filter_map(Option::take).collect();
+        procs.extend(self.wan.take());
+        for p in &procs {
+            let _ = kill(Pid::from_raw(p.pid as i32), Signal::SIGTERM);
+        }
+        let mut stuck = Vec::new();
+        for mut p in procs {
+            match tokio::time::timeout(STOP_GRACE, p.child.wait()).await {
+                Ok(_) => {}
+                Err(_) => {
+                    tracing::warn!(what = %p.what, pid = p.pid, "did not stop after SIGTERM; killing it");
+                    let _ = p.child.start_kill();
+                    let _ = tokio::time::timeout(STOP_GRACE, p.child.wait()).await;
+                    stuck.push(p.what.clone());
+                }
+            }
+        }
+        tracing::info!(dir = %self.dir.display(), "lab stopped");
+        if stuck.is_empty() {
+            Ok(())
+        } else {
+            Err(LabError::State(format!("{} had to be killed after SIGTERM", stuck.join(", "))))
+        }
+    }
+
+    fn unknown(&self, name: &str) -> LabError {
+        let known: Vec<&str> = self.spec.regions.iter().map(|r| r.name.as_str()).collect();
+        LabError::UnknownRegion { name: name.to_string(), known: known.join(", ") }
+    }
+
+    async fn spawn_node(&self, name: &str) -> Result<(Proc, NodeReady), LabError> {
+        let region_dir = self.dir.join(name);
+        std::fs::create_dir_all(&region_dir)
+            .map_err(|e| LabError::io(format!("cannot create {}", region_dir.display()), e))?;
+        let what = format!("region {name}");
+        let (proc, line) =
+            self.spawn(&what, &["lab", "node", "--spec"], Some(name), &region_dir.join("node.log")).await?;
+        let ready: NodeReady = serde_json::from_str(&line)
+            .map_err(|e| LabError::Spec(format!("the READY line of {what} is not valid: {e}")))?;
+        Ok((proc, ready))
+    }
+
+    /// Spawns `exe args… SPEC [--region R]` and waits for its READY line; returns the JSON after `READY `.
+    async fn spawn(
+        &self,
+        what: &str,
+        args: &[&str],
+        region: Option<&str>,
+        log: &Path,
+    ) -> Result<(Proc, String), LabError> {
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(|e| LabError::io(format!("cannot open the log {}", log.display()), e))?;
+        let mut cmd = Command::new(&self.exe);
+        cmd.args(args).arg(self.dir.join("spec.json"));
+        if let Some(r) = region {
+            cmd.arg("--region").arg(r);
+        }
+        // Children log connection events at info into their log file unless the user chose a level.
+        if std::env::var_os(LOG_ENV).is_none() {
+            cmd.env(LOG_ENV, "info");
+        }
+        // Own process group: a terminal's Ctrl-C reaches only the supervisor, which then stops children in order.
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log_file))
+            .kill_on_drop(true)
+            .process_group(0);
+        let mut child =
+            cmd.spawn().map_err(|e| LabError::io(format!("cannot start {what} from {}", self.exe.display()), e))?;
+        let pid = child.id().unwrap_or(0);
+        let not_ready =
+            |reason: String| LabError::NotReady { what: what.to_string(), reason, log: log.display().to_string() };
+        let Some(stdout) = child.stdout.take() else {
+            return Err(not_ready("its stdout is not captured".into()));
+        };
+        let mut lines = BufReader::new(stdout);
+        let wait_ready = async {
+            let mut line = String::new();
+            loop {
+                line.clear();
+                let n = (&mut lines)
+                    .take(READY_LINE_BYTES_MAX as u64)
+                    .read_line(&mut line)
+                    .await
+                    .map_err(|e| format!("cannot read its stdout: {e}"))?;
+                if n == 0 {
+                    return Err("it exited before it was ready".to_string());
+                }
+                if let Some(json) = line.trim_end().strip_prefix("READY ") {
+                    return Ok(json.to_string());
+                }
+                tracing::warn!(what, line = line.trim_end(), "unexpected stdout line before READY");
+            }
+        };
+        let result = tokio::time::timeout(READY_TIMEOUT, wait_ready).await;
+        let json = match result {
+            Ok(Ok(json)) => json,
+            Ok(Err(reason)) => {
+                let _ = child.start_kill();
+                let status = tokio::time::timeout(STOP_GRACE, child.wait()).await;
+                let reason = match status {
+                    Ok(Ok(s)) => format!("{reason} ({s})"),
+                    _ => reason,
+                };
+                return Err(not_ready(reason));
+            }
+            Err(_) => {
+                let _ = child.start_kill();
+                let _ = tokio::time::timeout(STOP_GRACE, child.wait()).await;
+                return Err(not_ready(format!("no READY line within {READY_TIMEOUT:?}")));
+            }
+        };
+        // Keep reading stdout so a stray write can never block or SIGPIPE the child.
+        let what_owned = what.to_string();
+        tokio::spawn(async move {
+            let mut rest = lines.lines();
+            while let Ok(Some(line)) = rest.next_line().await {
+                tracing::warn!(what = %what_owned, %line, "unexpected stdout line after READY");
+            }
+        });
+        tracing::info!(what, pid, "ready");
+        Ok((Proc { child, pid, what: what.to_string() }, json))
+    }
+
+    /// Tells `region` where to dial each peer: the WAN link `region -> peer`.
+    async fn wire(&self, region: &str) -> Result<(), LabError> {
+        let (Some(wan), Some(ready)) = (&self.wan_ready, self.ready.get(region)) else {
+            return Err(LabError::State(format!("cannot wire {region}: the lab is not fully started")));
+        };
+        let peers: BTreeMap<&str, SocketAddr> =
+            wan.links.iter().filter(|l| l.from == region).map(|l| (l.to.as_str(), l.addr)).collect();
+        let body = serde_json::to_vec(&peers).unwrap_or_default();
+        let (status, answer) =
+            http_client::request("PUT", ready.http_addr, "/lab/peers", Some(&body), CONTROL_TIMEOUT).await?;
+        if status != 200 {
+            return Err(LabError::Http(format!(
+                "region {region} refused its peer list ({status}): {}",
+                String::from_utf8_lossy(&answer)
+            )));
+        }
+        Ok(())
+    }
+
+    /// What `lab.json` and `GET /status` show.
+    fn record(&self, control_url: &str) -> LabRecord {
+        LabRecord {
+            supervisor_pid: std::process::id(),
+            control_url: control_url.to_string(),
+            dir: self.dir.clone(),
+            wan_pid: self.wan_pid(),
+            wan_admin_url: self.wan_admin_url(),
+            regions: self
+                .regions()
+                .into_iter()
+                .map(|r| RegionRecord { pid: self.region_pid(&r.name), name: r.name, endpoint: r.endpoint })
+                .collect(),
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        // Last resort (panic, early return, cancelled start): never leave a process behind.
+        for p in self.nodes.values_mut().filter_map(Option::as_mut).chain(self.wan.as_mut()) {
+            let _ = p.child.start_kill();
+            let _ = p.child.try_wait();
+        }
+    }
+}
+
+/// `DIR/lab.json`: how other processes find a running `lab up`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabRecord {
+    /// Pid of the `xregion lab up` process.
+    pub supervisor_pid: u32,
+    /// Base URL of its control API.
+    pub control_url: String,
+    /// The lab directory.
+    pub dir: PathBuf,
+    /// Pid of the WAN process.
+    pub wan_pid: Option<u32>,
+    /// WAN admin API base URL.
+    pub wan_admin_url: Option<String>,
+    /// Regions in config order.
+    pub regions: Vec<RegionRecord>,
+}
+
+/// One region in `lab.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegionRecord {
+    /// Region name.
+    pub name: String,
+    /// Probe-contract base URL.
+    pub endpoint: String,
+    /// Node pid, if running.
+    pub pid: Option<u32>,
+}
+
+/// What `xregion lab status` reports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabStatus {
+    /// The lab directory.
+    pub dir: PathBuf,
+    /// Whether the supervisor process is alive.
+    pub supervisor_alive: bool,
+    /// The supervisor pid from lab.json.
+    pub supervisor_pid: u32,
+    /// Control API base URL.
+    pub control_url: String,
+    /// Per region, in config order.
+    pub regions: Vec<RegionStatus>,
+}
+
+/// One region's state in `LabStatus`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegionStatus {
+    /// Region name.
+    pub name: String,
+    /// Probe-contract base URL.
+    pub endpoint: String,
+    /// Node pid, if the supervisor has one running.
+    pub pid: Option<u32>,
+    /// Whether that pid is alive.
+    pub process_alive: bool,
+    /// `ok` from `/healthz`, or why the check failed.
+    pub health: String,
+}
+
+fn lab_json(dir: &Path) -> PathBuf {
+    dir.join("lab.json")
+}
+
+/// Whether `pid` is a live (not zombie) process.
+pub fn pid_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state is the first field after the parenthesised command name.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|s| s != "Z" && s != "X"),
+        Err(_) => false,
+    }
+}
+
+/// State shared by the control API.
+struct Control {
+    /// The lab (None once shutdown has taken it).
+    lab: Mutex<Option<Lab>>,
+    /// The control API base URL, for lab.json.
+    url: String,
+}
+
+impl Control {
+    async fn save_record(&self) -> Result<LabRecord, LabError> {
+        let guard = self.lab.lock().await;
+        let Some(lab) = guard.as_ref() else {
+            return Err(LabError::State("the lab is shutting down".into()));
+        };
+        let record = lab.record(&self.url);
+        write_atomic(&lab_json(&lab.dir), &serde_json::to_vec_pretty(&record).unwrap_or_default())?;
+        Ok(record)
+    }
+}
+
+/// `xregion lab up`: starts the lab, records it in `DIR/lab.json`, serves the control API, and runs until
+/// SIGINT or SIGTERM; then stops every process and removes lab.json.
+pub async fn run_foreground(cfg: &LabConfig, dir: &Path, exe: &Path) -> Result<(), LabError> {
+    if let Ok(text) = std::fs::read(lab_json(dir))
+        && let Ok(old) = serde_json::from_slice::<LabRecord>(&text)
+        && pid_alive(old.supervisor_pid)
+    {
+        return Err(LabError::State(format!(
+            "a lab is already running in {} (pid {}); stop it with `xregion lab down`",
+            dir.display(),
+            old.supervisor_pid
+        )));
+    }
+    let lab = tokio::select! {
+        r = Lab::start(cfg, dir, exe) => r?,
+        r = crate::node::wait_for_signal() => {
+            r?;
+            return Err(LabError::State("interrupted while starting the lab".into()));
+        }
+    };
+    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .map_err(|e| LabError::io("cannot listen for the control API", e))?;
+    let addr = listener.local_addr().map_err(|e| LabError::io("cannot read the control address", e))?;
+    let control = Arc::new(Control { lab: Mutex::new(Some(lab)), url: format!("http://{addr}") });
+    let record = control.save_record().await?;
+    println!("lab up in {} (pid {})", record.dir.display(), record.supervisor_pid);
+    for r in &record.regions {
+        println!("  {:<16} {}", r.name, r.endpoint);
+    }
+    println!("control {}  (stop with Ctrl-C or `xregion lab down`)", record.control_url);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let app = Router::new()
+        .route("/status", get(control_status))
+        .route("/regions/{name}/kill", post(control_kill))
+        .route("/regions/{name}/start", post(control_start))
+        .with_state(control.clone());
+    let server_stop = stop.clone();
+    let server =
+        tokio::spawn(
+            async move { axum::serve(listener, app).with_graceful_shutdown(server_stop.cancelled_owned()).await },
+        );
+    let waited = crate::node::wait_for_signal().await;
+    stop.cancel();
+    let _ = tokio::time::timeout(CONTROL_TIMEOUT, server).await;
+    let lab = control.lab.lock().await.take();
+    let result = match lab {
+        Some(lab) => lab.shutdown().await,
+        None => Ok(()),
+    };
+    let _ = std::fs::remove_file(lab_json(dir));
+    waited?;
+    result
+}
+
+fn control_error(status: StatusCode, e: &LabError) -> Response {
+    let code = match e {
+        LabError::UnknownRegion { .. } => "unknown_region",
+        LabError::State(_) => "conflict",
+        _ => "failed",
+    };
+    let body = serde_json::to_vec(&ErrorBody { error: code.into(), message: e.to_string() }).unwrap_or_default();
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn error_status(e: &LabError) -> StatusCode {
+    match e {
+        LabError::UnknownRegion { .. } => StatusCode::NOT_FOUND,
+        LabError::State(_) => StatusCode::CONFLICT,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+async fn control_status(State(c): State<Arc<Control>>) -> Response {
+    match c.save_record().await {
+        Ok(r) => axum::Json(r).into_response(),
+        Err(e) => control_error(error_status(&e), &e),
+    }
+}
+
+async fn control_kill(State(c): State<Arc<Control>>, UrlPath(name): UrlPath<String>) -> Response {
+    control_action(c, name, true).await
+}
+
+async fn control_start(State(c): State<Arc<Control>>, UrlPath(name): UrlPath<String>) -> Response {
+    control_action(c, name, false).await
+}
+
+async fn control_action(c: Arc<Control>, name: String, kill_it: bool) -> Response {
+    let result = {
+        let mut guard = c.lab.lock().await;
+        match guard.as_mut() {
+            None => Err(LabError::State("the lab is shutting down".into())),
+            Some(lab) if kill_it => lab.kill_region(&name).await,
+            Some(lab) => lab.start_region(&name).await,
+        }
+    };
+    match result.and(c.save_record().await) {
+        Ok(r) => axum::Json(r).into_response(),
+        Err(e) => control_error(error_status(&e), &e),
+    }
+}
+
+fn read_record(dir: &Path) -> Result<LabRecord, LabError> {
+    let path = lab_json(dir);
+    let text = match std::fs::read(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(LabError::NotRunning(dir.display().to_string()));
+        }
+        Err(e) => return Err(LabError::io(format!("cannot read {}", path.display()), e)),
+    };
+    serde_json::from_slice(&text)
+        .map_err(|e| LabError::Spec(format!("{} is not a valid lab record: {e}", path.display())))
+}
+
+/// `xregion lab status`: what lab.json says, whether the processes live, and each region's health. A dead lab
+/// is reported, not waited on: every check is bounded by `HEALTH_TIMEOUT`.
+pub async fn status(dir: &Path) -> Result<LabStatus, LabError> {
+    let record = read_record(dir)?;
+    let checks = record.regions.iter().map(|r| async move {
+        let process_alive = r.pid.is_some_and(pid_alive);
+        let health = match r.endpoint.strip_prefix("http://").and_then(|a| a.parse::<SocketAddr>().ok()) {
+            None => format!("bad endpoint {}", r.endpoint),
+            Some(addr) => match http_client::request("GET", addr, "/healthz", None, HEALTH_TIMEOUT).await {
+                Ok((200, body)) => serde_json::from_slice::<xregion_model::wire::Health>(&body)
+                    .map_or_else(|e| format!("bad health answer: {e}"), |h| h.status),
+                Ok((code, _)) => format!("http {code}"),
+                Err(e) => e.to_string(),
+            },
+        };
+        RegionStatus { name: r.name.clone(), endpoint: r.endpoint.clone(), pid: r.pid, process_alive, health }
+    });
+    let regions = futures::future::join_all(checks).await;
+    Ok(LabStatus {
+        dir: record.dir.clone(),
+        supervisor_alive: pid_alive(record.supervisor_pid),
+        supervisor_pid: record.supervisor_pid,
+        control_url: record.control_url,
+        regions,
+    })
+}
+
+/// `xregion lab down`: SIGTERMs the supervisor recorded in lab.json and waits (bounded) until it and every
+/// child are gone; stragglers get SIGKILL.
+pub async fn down(dir: &Path) -> Result<(), LabError> {
+    let record = read_record(dir)?;
+    let mut pids: Vec<u32> = record.regions.iter().filter_map(|r| r.pid).collect();
+    pids.extend(record.wan_pid);
+    if pid_alive(record.supervisor_pid) {
+        let _ = kill(Pid::from_raw(record.supervisor_pid as i32), Signal::SIGTERM);
+    }
+    let all: Vec<u32> = std::iter::once(record.supervisor_pid).chain(pids.iter().copied()).collect();
+    let deadline = tokio::time::Instant::now() + DOWN_TIMEOUT;
+    while all.iter().any(|p| pid_alive(*p)) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let left: Vec<u32> = all.iter().copied().filter(|p| pid_alive(*p)).collect();
+    for p in &left {
+        let _ = kill(Pid::from_raw(*p as i32), Signal::SIGKILL);
+    }
+    let _ = std::fs::remove_file(lab_json(dir));
+    if left.is_empty() {
+        Ok(())
+    } else {
+        Err(LabError::State(format!("processes {left:?} did not stop within {DOWN_TIMEOUT:?} and were killed")))
+    }
+}
