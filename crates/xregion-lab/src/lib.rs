@@ -21,6 +21,17 @@ pub use node::run_node;
 pub use supervisor::{Lab, LabStatus, RegionStatus, down, run_foreground, status};
 pub use wan::{Rule, run_wan};
 
+/// Waits until `deadline`, returning at once when it has passed.
+///
+/// tokio rounds every timer deadline up to its next millisecond tick, so `tokio::time::sleep_until(now)` waits up
+/// to 1 ms. On the replication path (WAN release times, receiver due times) that would add up to a millisecond
+/// per hop even with no emulated delay, which is most of what the lab itself is allowed to add.
+pub(crate) async fn sleep_until(deadline: tokio::time::Instant) {
+    if deadline > tokio::time::Instant::now() {
+        tokio::time::sleep_until(deadline).await;
+    }
+}
+
 /// Why a lab operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {

@@ -371,7 +371,7 @@ async fn pump(
     };
     let writer = async move {
         while let Some((release, chunk)) = rx.recv().await {
-            tokio::time::sleep_until(release).await;
+            crate::sleep_until(release).await;
             to.write_all(&chunk).await.map_err(|e| e.to_string())?;
         }
         // The reading side finished: pass the half-close on.

@@ -277,7 +277,7 @@ async fn receive(node: &Node, stream: TcpStream) -> Result<(), StreamError> {
     };
     let applier = async {
         while let Some(first) = rx.recv().await {
-            tokio::time::sleep_until(first.due).await;
+            crate::sleep_until(first.due).await;
             // Merge the batches already due behind this one into one apply (one commit, one ack), so a backlog
             // drains at the store's group-commit rate instead of one fsync per batch.
             let mut ack_seq = first.ack_seq;
@@ -297,7 +297,7 @@ async fn receive(node: &Node, stream: TcpStream) -> Result<(), StreamError> {
             }
             apply_and_ack(node, &from, policy, entries, ack_seq, &mut sink).await?;
             if let Some(next) = held.take() {
-                tokio::time::sleep_until(next.due).await;
+                crate::sleep_until(next.due).await;
                 apply_and_ack(node, &from, policy, next.entries, next.ack_seq, &mut sink).await?;
             }
         }
