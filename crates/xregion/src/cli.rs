@@ -169,6 +169,22 @@ fn rerender(file: &Path, out: Option<&Path>) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(report.exit_code()))
 }
 
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM, so that either stops a run cleanly and takes the lab down with it.
+async fn interrupted() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
 /// The git revision xregion was built from, if the build saw one.
 fn git_revision() -> String {
     option_env!("XREGION_GIT_REVISION").unwrap_or("unknown").to_string()
@@ -213,7 +229,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             let exe = std::env::current_exe().context("cannot find the xregion executable to start the lab")?;
             let started = tokio::select! {
                 r = xregion_lab::Lab::start(&config.lab, &dir, &exe) => r,
-                _ = tokio::signal::ctrl_c() => {
+                _ = interrupted() => {
                     eprintln!("interrupted while starting the lab");
                     return Ok(ExitCode::from(130));
                 }
@@ -247,7 +263,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let outcome = tokio::select! {
         results = runner::run_checks(&defs, &ctx) => Some(results),
-        _ = tokio::signal::ctrl_c() => None,
+        _ = interrupted() => None,
     };
     if let Some(lab) = lab {
         ctx.progress.line("[xregion] stopping the lab");

@@ -194,3 +194,72 @@ fn unknown_suite_is_refused() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("cross-region"), "{}", text(&o));
 }
+
+/// The pids whose parent is `pid`, read from /proc.
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else { continue };
+        // The fields after the command name (which may contain spaces) start after the last ')'.
+        let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
+        if fields.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(pid) {
+            out.push(child);
+        }
+    }
+    out
+}
+
+/// Whether `pid` still exists and is not a zombie.
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| s.rsplit_once(')').is_some_and(|(_, r)| !r.trim_start().starts_with('Z')))
+        .unwrap_or(false)
+}
+
+/// Goal: Ctrl-C during a run stops the lab and leaves no process behind. Method: start a run, wait until a check
+/// is running (so the lab is up), note the lab's processes, send SIGINT, and check that all of them are gone.
+#[test]
+fn ctrl_c_tears_the_lab_down() {
+    use std::io::BufRead;
+    let _g = lab_lock();
+    let dir = TempDir::new("ctrl-c");
+    let out = dir.path().join("out");
+    let mut child = std::process::Command::new(crate::common::exe())
+        .args(["run", "--out", out.to_str().unwrap()])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let pid = child.id();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let line =
+            rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("a check starts within 60 s");
+        if line.contains(": running") {
+            break;
+        }
+    }
+    let lab = children_of(pid);
+    assert!(lab.len() >= 4, "expected 3 regions and the WAN process, found {lab:?}");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "xregion did not exit within 30 s of SIGINT");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(130));
+    let left: Vec<u32> = lab.into_iter().filter(|p| alive(*p)).collect();
+    assert!(left.is_empty(), "lab processes left behind: {left:?}");
+}
