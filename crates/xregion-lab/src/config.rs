@@ -26,6 +26,12 @@ pub struct LabConfig {
     pub dir: Option<PathBuf>,
     /// The emulated wide-area network between regions.
     pub wan: WanConfig,
+    /// What every region's node does beyond the probe contract (load shedding, the catalogue).
+    pub node: NodeConfig,
+    /// Global routing: the router process with one listener per routing record.
+    pub router: RouterConfig,
+    /// The CDN edges in front of the regions' catalogue.
+    pub cdn: CdnConfig,
     /// Deliberate defects, so that every check can be shown to fail.
     pub defects: Defects,
 }
@@ -50,6 +56,143 @@ pub struct Defects {
     pub lww_arrival_order: bool,
     /// The receiver silently skips one in this many replicated entries (but acknowledges it); 0 = never.
     pub drop_one_in: u64,
+    /// The router sends requests to unhealthy regions as if they were healthy.
+    pub router_ignores_health: bool,
+    /// The router never overflows a full region to the next one (the node then sheds the excess).
+    pub router_ignores_capacity: bool,
+    /// The weighted record splits evenly among healthy regions, whatever the weights.
+    pub router_weights_ignored: bool,
+    /// The latency and geolocation records pick a healthy region at random instead of by location.
+    pub router_ignores_location: bool,
+    /// The CDN edges never store a response, so every request is a miss.
+    pub cdn_never_caches: bool,
+    /// Every `/v1/*` request to a node takes this much longer (a server slower than the thresholds).
+    pub slow_ms: u64,
+}
+
+/// The `[lab.node]` table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// Most `/v1/*` requests a node serves at once; beyond it the node sheds load with `503 overloaded`, like
+    /// a real server at its limit. Also the router's default capacity per region.
+    pub max_in_flight: u32,
+    /// `max-age` of the catalogue's `Cache-Control`, in seconds.
+    pub catalog_max_age_s: u64,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig { max_in_flight: 256, catalog_max_age_s: 60 }
+    }
+}
+
+/// The `[lab.router]` table: global routing in front of the regions, like DNS records of a traffic manager.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouterConfig {
+    /// Whether the lab starts the router (and the CDN edges, which live in it).
+    pub enabled: bool,
+    /// The router's loopback address; default: the last host of `base_addr`'s /24 (127.0.1.254), or `::1`.
+    pub ip: Option<IpAddr>,
+    /// Seed of the weighted record's choices (and of `router_ignores_location`'s).
+    pub seed: u64,
+    /// Interval between two active health checks of a region (`GET /healthz`).
+    pub health_interval_ms: u64,
+    /// Timeout of one health check.
+    pub health_timeout_ms: u64,
+    /// Consecutive failed checks that mark a healthy region down.
+    pub health_failures: u32,
+    /// Consecutive passed checks that mark a down region up again.
+    pub health_successes: u32,
+    /// Location of requests without `X-Client-Location`; default: the first location (by name).
+    pub default_location: Option<String>,
+    /// One-way latency in ms from each named client location to each region; default: a built-in table of
+    /// public figures when it covers `regions`, else one `near-<region>` location per region.
+    pub locations: Option<BTreeMap<String, BTreeMap<String, f64>>>,
+    /// Geolocation record: location -> region; a location without an entry goes to its nearest region.
+    /// Default: every location to its nearest region.
+    pub geolocation: Option<BTreeMap<String, String>>,
+    /// Weighted record: region -> weight; empty means n, n-1, …, 1 in region order, and a region left out weighs 0.
+    pub weights: BTreeMap<String, u32>,
+    /// Failover record: regions in order of preference; empty means config order.
+    pub failover_order: Vec<String>,
+    /// Most requests in flight per region through the router (a traffic dial); at the limit, requests
+    /// overflow to the next nearest healthy region. Default: `node.max_in_flight`.
+    pub capacity: BTreeMap<String, u32>,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        RouterConfig {
+            enabled: true,
+            ip: None,
+            seed: 1,
+            health_interval_ms: 1000,
+            health_timeout_ms: 500,
+            health_failures: 2,
+            health_successes: 2,
+            default_location: None,
+            locations: None,
+            geolocation: None,
+            weights: BTreeMap::new(),
+            failover_order: Vec::new(),
+            capacity: BTreeMap::new(),
+        }
+    }
+}
+
+/// The `[lab.cdn]` table: one caching edge per region, serving the catalogue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CdnConfig {
+    /// One-way latency between a client location and its edge, in ms.
+    pub edge_one_way_ms: f64,
+    /// Per-location overrides of `edge_one_way_ms`.
+    pub edge_one_way_ms_by_location: BTreeMap<String, f64>,
+    /// Bytes each edge's cache may hold (bodies plus headers).
+    pub cache_bytes_max: u64,
+}
+
+impl Default for CdnConfig {
+    fn default() -> Self {
+        CdnConfig { edge_one_way_ms: 5.0, edge_one_way_ms_by_location: BTreeMap::new(), cache_bytes_max: 64 << 20 }
+    }
+}
+
+/// Built-in client locations: one-way latency in ms to each default region (about half of public round-trip
+/// figures between these cities and the AWS regions: us-east-1 is northern Virginia, us-west-2 Oregon,
+/// eu-west-1 Ireland).
+pub const BUILTIN_LOCATIONS: &[(&str, [(&str, f64); 3])] = &[
+    ("new-york", [("us-east-1", 4.0), ("us-west-2", 35.0), ("eu-west-1", 38.0)]),
+    ("chicago", [("us-east-1", 10.0), ("us-west-2", 25.0), ("eu-west-1", 48.0)]),
+    ("seattle", [("us-east-1", 33.0), ("us-west-2", 4.0), ("eu-west-1", 70.0)]),
+    ("san-francisco", [("us-east-1", 35.0), ("us-west-2", 10.0), ("eu-west-1", 72.0)]),
+    ("london", [("us-east-1", 38.0), ("us-west-2", 68.0), ("eu-west-1", 6.0)]),
+    ("dublin", [("us-east-1", 36.0), ("us-west-2", 66.0), ("eu-west-1", 2.0)]),
+    ("frankfurt", [("us-east-1", 45.0), ("us-west-2", 75.0), ("eu-west-1", 12.0)]),
+];
+
+/// The routing tables with every default filled in and every name checked: what the router and
+/// `TrafficInfo` use.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Routing {
+    /// Location -> region -> one-way ms; every location has every region.
+    pub locations: BTreeMap<String, BTreeMap<String, f64>>,
+    /// Location of requests without the header.
+    pub default_location: String,
+    /// Location -> region for the geolocation record (every location has an entry).
+    pub geolocation: BTreeMap<String, String>,
+    /// Region -> weight (every region has an entry).
+    pub weights: BTreeMap<String, u32>,
+    /// Regions in failover order.
+    pub failover_order: Vec<String>,
+    /// Region -> most requests in flight (every region has an entry).
+    pub capacity: BTreeMap<String, u32>,
+    /// Location -> its nearest region (lowest one-way latency; ties go to the earlier region in config order).
+    pub nearest: BTreeMap<String, String>,
+    /// Location -> one-way ms to its CDN edge.
+    pub edge_one_way_ms: BTreeMap<String, f64>,
 }
 
 impl Default for LabConfig {
@@ -59,6 +202,9 @@ impl Default for LabConfig {
             base_addr: IpAddr::V4(Ipv4Addr::new(127, 0, 1, 1)),
             dir: None,
             wan: WanConfig::default(),
+            node: NodeConfig::default(),
+            router: RouterConfig::default(),
+            cdn: CdnConfig::default(),
             defects: Defects::default(),
         }
     }
@@ -147,6 +293,26 @@ pub enum LabConfigError {
         /// The other region.
         b: String,
     },
+    /// A routing or CDN key names a region or location that does not exist.
+    #[error("{key} names unknown {kind} {name:?}; known {kind}s are {known}")]
+    UnknownName {
+        /// The config key, for example `lab.router.weights`.
+        key: String,
+        /// `region` or `location`.
+        kind: &'static str,
+        /// The unknown name.
+        name: String,
+        /// The known names, comma-separated.
+        known: String,
+    },
+    /// A routing or CDN value that cannot be used.
+    #[error("{key}: {message}")]
+    Invalid {
+        /// The config key.
+        key: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
     /// A number that must be finite and not negative.
     #[error("{field} is {value}; it must be a finite number >= 0")]
     Negative {
@@ -217,7 +383,216 @@ impl LabConfig {
                 }
             }
         }
-        Ok(())
+        if self.node.max_in_flight == 0 {
+            return invalid("lab.node.max_in_flight", "must be at least 1");
+        }
+        if let Some(ip) = self.router.ip
+            && !ip.is_loopback()
+        {
+            return invalid("lab.router.ip", &format!("{ip} is not a loopback address (for example 127.0.1.254)"));
+        }
+        self.routing().map(|_| ())
+    }
+
+    /// The router's address: `router.ip`, or the last host of `base_addr`'s /24 (`::1` for IPv6).
+    pub fn router_ip(&self) -> IpAddr {
+        match (self.router.ip, self.base_addr) {
+            (Some(ip), _) => ip,
+            (None, IpAddr::V4(v4)) => {
+                let [a, b, c, _] = v4.octets();
+                IpAddr::V4(Ipv4Addr::new(a, b, c, 254))
+            }
+            (None, IpAddr::V6(v6)) => IpAddr::V6(v6),
+        }
+    }
+
+    /// The routing tables with defaults filled in; checks every region and location name.
+    pub fn routing(&self) -> Result<Routing, LabConfigError> {
+        let r = &self.router;
+        let regions = &self.regions;
+        let known_regions = regions.join(", ");
+        let check_region = |key: &str, name: &str| -> Result<(), LabConfigError> {
+            if regions.iter().any(|x| x == name) {
+                Ok(())
+            } else {
+                Err(LabConfigError::UnknownName {
+                    key: key.to_string(),
+                    kind: "region",
+                    name: name.to_string(),
+                    known: known_regions.clone(),
+                })
+            }
+        };
+        for (key, v) in
+            [("lab.router.health_failures", r.health_failures), ("lab.router.health_successes", r.health_successes)]
+        {
+            if v == 0 {
+                return invalid(key, "must be at least 1");
+            }
+        }
+        if r.health_interval_ms < 10 {
+            return invalid("lab.router.health_interval_ms", "must be at least 10");
+        }
+        if r.health_timeout_ms == 0 {
+            return invalid("lab.router.health_timeout_ms", "must be at least 1");
+        }
+        let locations = match &r.locations {
+            Some(l) => l.clone(),
+            None => self.default_locations(),
+        };
+        if locations.is_empty() {
+            return invalid("lab.router.locations", "needs at least one location");
+        }
+        let known_locations: Vec<&str> = locations.keys().map(String::as_str).collect();
+        let known_locations = known_locations.join(", ");
+        let check_location = |key: &str, name: &str| -> Result<(), LabConfigError> {
+            if locations.contains_key(name) {
+                Ok(())
+            } else {
+                Err(LabConfigError::UnknownName {
+                    key: key.to_string(),
+                    kind: "location",
+                    name: name.to_string(),
+                    known: known_locations.clone(),
+                })
+            }
+        };
+        for (loc, table) in &locations {
+            let ok_chars = loc.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            if loc.is_empty() || loc.len() > 64 || !ok_chars {
+                return invalid(
+                    &format!("lab.router.locations.{loc:?}"),
+                    "a location name is 1 to 64 characters from a-z 0-9 -",
+                );
+            }
+            for (region, ms) in table {
+                check_region(&format!("lab.router.locations.{loc}"), region)?;
+                check_non_negative(&format!("lab.router.locations.{loc}.{region}"), *ms)?;
+            }
+            for region in regions {
+                if !table.contains_key(region) {
+                    return invalid(
+                        &format!("lab.router.locations.{loc}"),
+                        &format!("has no latency for region {region}; give every region ({known_regions})"),
+                    );
+                }
+            }
+        }
+        let nearest: BTreeMap<String, String> = locations
+            .iter()
+            .map(|(loc, table)| {
+                // Strictly smaller wins, so ties go to the region that comes first in config order.
+                let mut best = &regions[0];
+                for region in regions {
+                    if table[region] < table[best] {
+                        best = region;
+                    }
+                }
+                (loc.clone(), best.clone())
+            })
+            .collect();
+        let default_location = match &r.default_location {
+            Some(d) => {
+                check_location("lab.router.default_location", d)?;
+                d.clone()
+            }
+            None => locations.keys().next().cloned().unwrap_or_default(),
+        };
+        let mut geolocation = nearest.clone();
+        if let Some(g) = &r.geolocation {
+            for (loc, region) in g {
+                check_location("lab.router.geolocation", loc)?;
+                check_region(&format!("lab.router.geolocation.{loc}"), region)?;
+                geolocation.insert(loc.clone(), region.clone());
+            }
+        }
+        let weights: BTreeMap<String, u32> = if r.weights.is_empty() {
+            // Unequal by default (n, n-1, …, 1 in config order), so that a router ignoring weights shows.
+            let n = regions.len() as u32;
+            regions.iter().enumerate().map(|(i, x)| (x.clone(), n - i as u32)).collect()
+        } else {
+            for name in r.weights.keys() {
+                check_region("lab.router.weights", name)?;
+            }
+            regions.iter().map(|x| (x.clone(), r.weights.get(x).copied().unwrap_or(0))).collect()
+        };
+        if weights.values().all(|w| *w == 0) {
+            return invalid("lab.router.weights", "every weight is 0; give at least one region a weight above 0");
+        }
+        let failover_order = if r.failover_order.is_empty() {
+            regions.clone()
+        } else {
+            let mut seen = BTreeSet::new();
+            for name in &r.failover_order {
+                check_region("lab.router.failover_order", name)?;
+                if !seen.insert(name) {
+                    return invalid("lab.router.failover_order", &format!("lists {name:?} twice"));
+                }
+            }
+            r.failover_order.clone()
+        };
+        for (name, c) in &r.capacity {
+            check_region("lab.router.capacity", name)?;
+            if *c == 0 {
+                return invalid(&format!("lab.router.capacity.{name}"), "must be at least 1");
+            }
+        }
+        let capacity = regions
+            .iter()
+            .map(|x| (x.clone(), r.capacity.get(x).copied().unwrap_or(self.node.max_in_flight)))
+            .collect();
+        check_non_negative("lab.cdn.edge_one_way_ms", self.cdn.edge_one_way_ms)?;
+        for (loc, ms) in &self.cdn.edge_one_way_ms_by_location {
+            check_location("lab.cdn.edge_one_way_ms_by_location", loc)?;
+            check_non_negative(&format!("lab.cdn.edge_one_way_ms_by_location.{loc}"), *ms)?;
+        }
+        if self.cdn.cache_bytes_max == 0 {
+            return invalid("lab.cdn.cache_bytes_max", "must be at least 1");
+        }
+        let edge_one_way_ms = locations
+            .keys()
+            .map(|loc| {
+                let ms = self.cdn.edge_one_way_ms_by_location.get(loc).copied().unwrap_or(self.cdn.edge_one_way_ms);
+                (loc.clone(), ms)
+            })
+            .collect();
+        Ok(Routing {
+            locations,
+            default_location,
+            geolocation,
+            weights,
+            failover_order,
+            capacity,
+            nearest,
+            edge_one_way_ms,
+        })
+    }
+
+    /// The built-in locations when they cover every region (restricted to the lab's regions); otherwise one
+    /// `near-<region>` location per region, 5 ms from it and 5 ms plus half the WAN round trip from the others.
+    fn default_locations(&self) -> BTreeMap<String, BTreeMap<String, f64>> {
+        let builtin_covers = self.regions.iter().all(|r| BUILTIN_LOCATIONS[0].1.iter().any(|(name, _)| name == r));
+        if builtin_covers {
+            BUILTIN_LOCATIONS
+                .iter()
+                .map(|(loc, table)| {
+                    let t = table
+                        .iter()
+                        .filter(|(region, _)| self.regions.iter().any(|r| r == region))
+                        .map(|(region, ms)| (region.to_string(), *ms))
+                        .collect();
+                    (loc.to_string(), t)
+                })
+                .collect()
+        } else {
+            self.regions
+                .iter()
+                .map(|home| {
+                    let t = self.regions.iter().map(|r| (r.clone(), 5.0 + self.rtt_ms(home, r) / 2.0)).collect();
+                    (format!("near-{}", home.to_ascii_lowercase().replace(['.', '_'], "-")), t)
+                })
+                .collect()
+        }
     }
 
     /// The address of region number `index` (`base_addr + index`), or `None` past the end of the range.
@@ -243,6 +618,10 @@ impl LabConfig {
             .copied()
             .unwrap_or(0.0)
     }
+}
+
+fn invalid<T>(key: &str, message: &str) -> Result<T, LabConfigError> {
+    Err(LabConfigError::Invalid { key: key.to_string(), message: message.to_string() })
 }
 
 fn check_non_negative(field: &str, value: f64) -> Result<(), LabConfigError> {
@@ -320,5 +699,91 @@ mod tests {
         assert_eq!(c.regions.len(), 3);
         assert!(serde_json::from_str::<LabConfig>(r#"{"regoins":[]}"#).is_err());
         assert!(serde_json::from_str::<LabConfig>(r#"{"defects":{"nope":1}}"#).is_err());
+    }
+
+    /// Goal: the default routing tables are complete and plausible: every location has every region, the
+    /// nearest regions are the expected ones, and weights, failover order and capacity get their defaults.
+    #[test]
+    fn routing_defaults() {
+        let c = LabConfig::default();
+        let r = c.routing().unwrap();
+        assert_eq!(r.locations.len(), BUILTIN_LOCATIONS.len());
+        assert_eq!(r.nearest["london"], "eu-west-1");
+        assert_eq!(r.nearest["new-york"], "us-east-1");
+        assert_eq!(r.nearest["seattle"], "us-west-2");
+        assert_eq!(r.default_location, "chicago", "the first location by name");
+        assert_eq!(r.geolocation, r.nearest);
+        assert_eq!(
+            r.weights.values().copied().collect::<Vec<_>>(),
+            [1, 3, 2],
+            "by name: eu-west-1, us-east-1, us-west-2"
+        );
+        assert_eq!(r.failover_order, c.regions);
+        assert!(r.capacity.values().all(|v| *v == c.node.max_in_flight));
+        assert!(r.edge_one_way_ms.values().all(|v| *v == 5.0));
+        assert_eq!(c.router_ip(), "127.0.1.254".parse::<IpAddr>().unwrap());
+    }
+
+    /// Goal: with regions the built-in table does not know, every region gets a `near-<region>` location.
+    #[test]
+    fn routing_synthetic_locations() {
+        let mut c = LabConfig { regions: vec!["ap-south-1".into(), "us-east-1".into()], ..LabConfig::default() };
+        c.wan.rtt_ms = [("ap-south-1/us-east-1".to_string(), 200.0)].into();
+        let r = c.routing().unwrap();
+        assert_eq!(r.locations["near-ap-south-1"]["ap-south-1"], 5.0);
+        assert_eq!(r.locations["near-ap-south-1"]["us-east-1"], 105.0);
+        assert_eq!(r.nearest["near-us-east-1"], "us-east-1");
+        // A subset of the built-in regions keeps the built-in locations.
+        let mut c = LabConfig { regions: vec!["us-east-1".into(), "eu-west-1".into()], ..LabConfig::default() };
+        c.wan.rtt_ms = [("us-east-1/eu-west-1".to_string(), 70.0)].into();
+        assert_eq!(c.routing().unwrap().nearest["seattle"], "us-east-1");
+    }
+
+    /// Goal: every routing and CDN mistake names the key and the known names. Method: one mistake at a time.
+    #[test]
+    fn routing_validation_names_keys() {
+        let msg = |c: LabConfig| c.validate().unwrap_err().to_string();
+        let mut c = LabConfig::default();
+        c.router.weights.insert("ap-south-1".into(), 1);
+        let m = msg(c);
+        assert!(m.contains("lab.router.weights") && m.contains("us-east-1, us-west-2, eu-west-1"), "{m}");
+        let mut c = LabConfig::default();
+        c.router.default_location = Some("mars".into());
+        let m = msg(c);
+        assert!(m.contains("lab.router.default_location") && m.contains("london"), "{m}");
+        let mut c = LabConfig::default();
+        c.router.geolocation = Some([("london".to_string(), "nowhere".to_string())].into());
+        assert!(msg(c).contains("lab.router.geolocation.london"));
+        let mut c = LabConfig::default();
+        c.router.locations = Some([("x".to_string(), [("us-east-1".to_string(), 1.0)].into())].into());
+        let m = msg(c);
+        assert!(m.contains("lab.router.locations.x") && m.contains("us-west-2"), "{m}");
+        let mut c = LabConfig::default();
+        c.router.failover_order = vec!["us-east-1".into(), "us-east-1".into()];
+        assert!(msg(c).contains("twice"));
+        let mut c = LabConfig::default();
+        c.router.capacity.insert("eu-west-1".into(), 0);
+        assert!(msg(c).contains("lab.router.capacity.eu-west-1"));
+        let mut c = LabConfig::default();
+        c.router.weights.insert("eu-west-1".into(), 0);
+        assert!(msg(c).contains("every weight is 0"));
+        let mut c = LabConfig::default();
+        c.router.health_failures = 0;
+        assert!(msg(c).contains("lab.router.health_failures"));
+        let mut c = LabConfig::default();
+        c.cdn.edge_one_way_ms_by_location.insert("mars".into(), 1.0);
+        assert!(msg(c).contains("lab.cdn.edge_one_way_ms_by_location"));
+        let mut c = LabConfig::default();
+        c.router.ip = Some("10.0.0.1".parse().unwrap());
+        assert!(msg(c).contains("lab.router.ip"));
+        let mut c = LabConfig::default();
+        c.node.max_in_flight = 0;
+        assert!(msg(c).contains("lab.node.max_in_flight"));
+        // The new tables parse with defaults and reject unknown keys.
+        let c: LabConfig =
+            serde_json::from_str(r#"{"router":{"weights":{"us-east-1":3}},"defects":{"slow_ms":5}}"#).unwrap();
+        assert_eq!((c.routing().unwrap().weights["us-west-2"], c.defects.slow_ms), (0, 5));
+        assert!(serde_json::from_str::<LabConfig>(r#"{"router":{"wieghts":{}}}"#).is_err());
+        assert!(serde_json::from_str::<LabConfig>(r#"{"cdn":{"ttl":1}}"#).is_err());
     }
 }

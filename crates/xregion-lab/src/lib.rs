@@ -12,12 +12,14 @@ mod http_client;
 pub mod node;
 pub mod proto;
 pub mod record;
+pub mod router;
 pub mod spec;
 pub mod supervisor;
 pub mod wan;
 
-pub use config::{Defects, LabConfig, LabConfigError, WanConfig};
+pub use config::{CdnConfig, Defects, LabConfig, LabConfigError, NodeConfig, RouterConfig, Routing, WanConfig};
 pub use node::run_node;
+pub use router::{RouterReady, TrafficInfo, run_router};
 pub use supervisor::{Lab, LabStatus, RegionStatus, down, run_foreground, status};
 pub use wan::{Rule, run_wan};
 

@@ -13,6 +13,7 @@ use crate::LabError;
 use crate::config::LabConfig;
 use crate::http_client;
 use crate::node::NodeReady;
+use crate::router::{RouterReady, TrafficInfo};
 use crate::spec::{Spec, write_atomic};
 use crate::wan::WanReady;
 use axum::Router;
@@ -76,6 +77,10 @@ pub struct Lab {
     wan: Option<Proc>,
     /// The WAN's READY: admin address and link addresses.
     wan_ready: Option<WanReady>,
+    /// The router process (records and CDN edges); None when `lab.router.enabled` is false.
+    router: Option<Proc>,
+    /// The router's READY: its listeners.
+    router_ready: Option<RouterReady>,
 }
 
 impl Lab {
@@ -96,6 +101,8 @@ impl Lab {
             ready: BTreeMap::new(),
             wan: None,
             wan_ready: None,
+            router: None,
+            router_ready: None,
         };
         // Start the regions concurrently; `lab` owns each as soon as it is ready, so an error kills the rest.
         let starts = spec.regions.iter().map(|r| lab.spawn_node(&r.name));
@@ -132,6 +139,15 @@ impl Lab {
         for r in lab.spec.regions.clone() {
             lab.wire(&r.name).await?;
         }
+        // The router comes last: it reads the nodes' ports from the spec, and starts with every region healthy.
+        if cfg.router.enabled {
+            let (router, line) =
+                lab.spawn("router", &["lab", "router", "--spec"], None, &dir.join("router.log")).await?;
+            lab.router = Some(router);
+            let ready: RouterReady = serde_json::from_str(&line)
+                .map_err(|e| LabError::Spec(format!("the router's READY line is not valid: {e}")))?;
+            lab.router_ready = Some(ready);
+        }
         tracing::info!(dir = %dir.display(), regions = lab.spec.regions.len(), "lab started");
         Ok(lab)
     }
@@ -154,6 +170,19 @@ impl Lab {
     /// The WAN admin API base URL (`GET /links`, `PUT /links/{from}/{to}`).
     pub fn wan_admin_url(&self) -> Option<String> {
         self.wan_ready.as_ref().map(|w| format!("http://{}", w.admin_addr))
+    }
+
+    /// The routing records, the CDN and their tables; None when the lab runs without a router.
+    pub fn traffic(&self) -> Option<TrafficInfo> {
+        let ready = self.router_ready.as_ref()?;
+        // The spec's config was validated when the lab started, so its routing tables resolve.
+        let routing = self.spec.lab.routing().ok()?;
+        Some(TrafficInfo::new(ready, &routing))
+    }
+
+    /// Pid of the router process.
+    pub fn router_pid(&self) -> Option<u32> {
+        self.router.as_ref().map(|p| p.pid)
     }
 
     /// Pid of a region's node, if it is running.
@@ -204,7 +233,9 @@ impl Lab {
 
     /// Stops every process: SIGTERM, a short wait, then SIGKILL; leaves no process behind.
     pub async fn shutdown(mut self) -> Result<(), LabError> {
-        let mut procs: Vec<Proc> = self.nodes.values_mut().filter_map(Option::take).collect();
+        // The router first, so that it stops sending traffic before the regions go.
+        let mut procs: Vec<Proc> = self.router.take().into_iter().collect();
+        procs.extend(self.nodes.values_mut().filter_map(Option::take));
         procs.extend(self.wan.take());
         for p in &procs {
             let _ = kill(Pid::from_raw(p.pid as i32), Signal::SIGTERM);
@@ -358,6 +389,8 @@ impl Lab {
             dir: self.dir.clone(),
             wan_pid: self.wan_pid(),
             wan_admin_url: self.wan_admin_url(),
+            router_pid: self.router_pid(),
+            traffic: self.traffic(),
             regions: self
                 .regions()
                 .into_iter()
@@ -370,7 +403,9 @@ impl Lab {
 impl Drop for Lab {
     fn drop(&mut self) {
         // Last resort (panic, early return, cancelled start): never leave a process behind.
-        for p in self.nodes.values_mut().filter_map(Option::as_mut).chain(self.wan.as_mut()) {
+        let procs =
+            self.nodes.values_mut().filter_map(Option::as_mut).chain(self.wan.as_mut()).chain(self.router.as_mut());
+        for p in procs {
             let _ = p.child.start_kill();
             let _ = p.child.try_wait();
         }
@@ -390,6 +425,12 @@ pub struct LabRecord {
     pub wan_pid: Option<u32>,
     /// WAN admin API base URL.
     pub wan_admin_url: Option<String>,
+    /// Pid of the router process.
+    #[serde(default)]
+    pub router_pid: Option<u32>,
+    /// The routing records, CDN and their tables.
+    #[serde(default)]
+    pub traffic: Option<TrafficInfo>,
     /// Regions in config order.
     pub regions: Vec<RegionRecord>,
 }
@@ -500,6 +541,13 @@ pub async fn run_foreground(cfg: &LabConfig, dir: &Path, exe: &Path) -> Result<(
     println!("lab up in {} (pid {})", record.dir.display(), record.supervisor_pid);
     for r in &record.regions {
         println!("  {:<16} {}", r.name, r.endpoint);
+    }
+    if let Some(t) = &record.traffic {
+        for (name, url) in &t.records {
+            println!("  router {:<11} {url}", name);
+        }
+        println!("  cdn                {}", t.cdn);
+        println!("  router status      {}", t.router_status);
     }
     println!("control {}  (stop with Ctrl-C or `xregion lab down`)", record.control_url);
     let stop = tokio_util::sync::CancellationToken::new();
@@ -620,6 +668,7 @@ pub async fn down(dir: &Path) -> Result<(), LabError> {
     let record = read_record(dir)?;
     let mut pids: Vec<u32> = record.regions.iter().filter_map(|r| r.pid).collect();
     pids.extend(record.wan_pid);
+    pids.extend(record.router_pid);
     if pid_alive(record.supervisor_pid) {
         let _ = kill(Pid::from_raw(record.supervisor_pid as i32), Signal::SIGTERM);
     }

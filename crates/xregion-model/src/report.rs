@@ -62,6 +62,53 @@ pub struct Table {
     pub rows: Vec<Vec<String>>,
 }
 
+/// One line of a chart: values over time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Series {
+    /// Legend label, for example `p95` or `us-east-1`.
+    pub name: String,
+    /// Points as `(seconds since the check started, value)`, in time order.
+    pub points: Vec<(f64, f64)>,
+}
+
+/// A moment worth marking on a time chart, for example a fault or a recovery.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Marker {
+    /// Seconds since the check started.
+    pub t_s: f64,
+    /// What happened, for example `us-east-1 killed`.
+    pub label: String,
+}
+
+/// A time chart: several series sharing one y unit, with optional markers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Chart {
+    /// Title, for example `Latency percentiles over time`.
+    pub title: String,
+    /// Unit of every y value, for example `ms`, `req/s`, `users`, `%`.
+    pub y_unit: String,
+    /// The lines.
+    pub series: Vec<Series>,
+    /// Vertical markers.
+    #[serde(default)]
+    pub markers: Vec<Marker>,
+}
+
+/// A matrix of values drawn as a heatmap, for example region-to-region round trips.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Heatmap {
+    /// Title, for example `Round trip P95 by region pair`.
+    pub title: String,
+    /// Unit of every cell.
+    pub unit: String,
+    /// Row labels (for example the source region).
+    pub rows: Vec<String>,
+    /// Column labels (for example the destination region).
+    pub columns: Vec<String>,
+    /// `values[row][column]`; `None` where nothing was measured (for example a region to itself).
+    pub values: Vec<Vec<Option<f64>>>,
+}
+
 /// The result of one check.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckResult {
@@ -88,6 +135,12 @@ pub struct CheckResult {
     /// Tables to show.
     #[serde(default)]
     pub tables: Vec<Table>,
+    /// Time charts to draw.
+    #[serde(default)]
+    pub charts: Vec<Chart>,
+    /// Heatmaps to draw.
+    #[serde(default)]
+    pub heatmaps: Vec<Heatmap>,
     /// Wall time the check took, in seconds.
     pub duration_s: f64,
 }

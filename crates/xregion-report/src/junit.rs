@@ -2,7 +2,8 @@
 //!
 //! Verdicts map to JUnit as: pass → success, fail → `<failure>`, error → `<error>`, skipped → `<skipped>`, each
 //! carrying the check's summary as its message. Metrics become test-case properties, and the target, measured
-//! figure and notes go to `system-out`, so a CI page shows why a check failed without opening the HTML report.
+//! figure, notes and the titles of charts and heatmaps go to `system-out`, so a CI page shows why a check failed
+//! without opening the HTML report.
 
 use crate::ReportError;
 use quick_junit::{NonSuccessKind, Property, TestCase, TestCaseStatus, TestSuite};
@@ -73,6 +74,17 @@ fn system_out(check: &CheckResult) -> String {
     for n in &check.notes {
         out.push_str("note: ");
         out.push_str(n);
+        out.push('\n');
+    }
+    // The drawings themselves exist only in report.html; naming them tells a CI reader there is more to see.
+    for c in &check.charts {
+        out.push_str("chart (report.html): ");
+        out.push_str(&c.title);
+        out.push('\n');
+    }
+    for m in &check.heatmaps {
+        out.push_str("heatmap (report.html): ");
+        out.push_str(&m.title);
         out.push('\n');
     }
     out

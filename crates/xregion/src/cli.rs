@@ -45,6 +45,11 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::lab_cmd::LabCommand,
     },
+    /// Send HTTP load to one URL (closed model with --vus, open model with --rate) and print the latency table.
+    Load(crate::load_cmd::LoadArgs),
+    /// Run a load plan read as JSON on stdin and print the result as JSON (used by the runner).
+    #[command(hide = true)]
+    LoadWorker,
 }
 
 /// Arguments of `xregion run`.
@@ -65,6 +70,11 @@ pub struct RunArgs {
     /// Seed of every random choice (default: derived from the clock, and recorded in the report).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Size of the performance suite's load: `quick` (default against the lab: at least 2,000 users, a few
+    /// minutes) or `spec` (the specification's: MAX_CONCURRENT_USERS users, ramp 5 min, hold 10 min; default
+    /// against a real deployment).
+    #[arg(long, value_enum)]
+    pub profile: Option<crate::suites::performance::Profile>,
     /// Print only the final table.
     #[arg(long, short)]
     pub quiet: bool,
@@ -88,6 +98,8 @@ pub fn main() -> ExitCode {
             Command::List { config } => list(config.as_deref()),
             Command::Report { file, out } => rerender(&file, out.as_deref()),
             Command::Lab { command } => crate::lab_cmd::run(command).await,
+            Command::Load(args) => crate::load_cmd::run_load(args),
+            Command::LoadWorker => crate::load_cmd::run_worker(),
         }
     });
     // Do not wait for stray tasks (for example a poll still waiting on a dead endpoint) at exit.
@@ -169,6 +181,22 @@ fn rerender(file: &Path, out: Option<&Path>) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(report.exit_code()))
 }
 
+/// The lab's routing records and CDN in the runner's terms.
+fn lab_traffic(lab: &xregion_lab::Lab) -> Option<config::Traffic> {
+    let t = lab.traffic()?;
+    Some(config::Traffic {
+        records: t.records,
+        cdn: Some(t.cdn),
+        nearest: t.nearest,
+        geolocation: t.geolocation,
+        locations: t.locations,
+        weights: t.weights.into_iter().map(|(k, v)| (k, f64::from(v))).collect(),
+        capacity: t.capacity.into_iter().map(|(k, v)| (k, u64::from(v))).collect(),
+        failover_order: t.failover_order,
+        ..config::Traffic::default()
+    })
+}
+
 /// Resolves on Ctrl-C (SIGINT) or SIGTERM, so that either stops a run cleanly and takes the lab down with it.
 async fn interrupted() {
     let term = async {
@@ -248,6 +276,19 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let timeout = Duration::from_millis(config.deployment.request_timeout_ms);
     let client = crate::probe::client(Duration::from_millis(config.deployment.connect_timeout_ms), timeout);
+    let (traffic, faults) = match &lab {
+        Some(l) => (
+            lab_traffic(l),
+            crate::faults::FaultInjector::Lab {
+                endpoints: regions.iter().map(|r| (r.name.clone(), r.endpoint.clone())).collect(),
+                client: client.clone(),
+            },
+        ),
+        None => (
+            config.deployment.traffic.clone(),
+            crate::faults::FaultInjector::None("no fault injector is configured for this deployment".into()),
+        ),
+    };
     let probes =
         regions.iter().map(|r| crate::probe::Probe::new(&r.name, &r.endpoint, client.clone(), timeout)).collect();
     let ctx = Ctx {
@@ -255,6 +296,12 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         probes,
         history: Arc::new(crate::history::HistoryLog::new(start)),
         seed,
+        traffic: traffic.clone(),
+        profile: args.profile.unwrap_or(match config.deployment.kind {
+            DeploymentKind::Lab => crate::suites::performance::Profile::Quick,
+            DeploymentKind::Http => crate::suites::performance::Profile::Spec,
+        }),
+        faults: faults.clone(),
         key_prefix: format!(
             "xr/{seed:016x}-{}",
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis())

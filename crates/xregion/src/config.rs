@@ -48,6 +48,34 @@ pub struct Deployment {
     /// Timeout of establishing a connection, in milliseconds; an endpoint that does not answer within it is
     /// reported as unreachable.
     pub connect_timeout_ms: u64,
+    /// Global routing and CDN entry points, for the routing and CDN checks. The lab fills this in itself.
+    pub traffic: Option<Traffic>,
+}
+
+/// How clients reach the deployment: routing records, the CDN, and what each client location should get.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Traffic {
+    /// Routing record name (`latency`, `geolocation`, `weighted`, `failover`) to its base URL.
+    pub records: BTreeMap<String, String>,
+    /// Base URL of the CDN.
+    pub cdn: Option<String>,
+    /// Request header that carries the client location.
+    pub location_header: String,
+    /// Response header that names the serving region.
+    pub served_by_header: String,
+    /// Client location to its nearest region (what the latency record must pick).
+    pub nearest: BTreeMap<String, String>,
+    /// Client location to the region the geolocation record must pick.
+    pub geolocation: BTreeMap<String, String>,
+    /// Client location to each region's one-way latency in ms; orders the fallback regions.
+    pub locations: BTreeMap<String, BTreeMap<String, f64>>,
+    /// Region to its weight in the weighted record.
+    pub weights: BTreeMap<String, f64>,
+    /// Region to its capacity (requests in flight) before the router overflows to the next region.
+    pub capacity: BTreeMap<String, u64>,
+    /// Primary order of the failover record.
+    pub failover_order: Vec<String>,
 }
 
 impl Default for Deployment {
@@ -57,6 +85,24 @@ impl Default for Deployment {
             regions: Vec::new(),
             request_timeout_ms: 2_000,
             connect_timeout_ms: 1_000,
+            traffic: None,
+        }
+    }
+}
+
+impl Default for Traffic {
+    fn default() -> Self {
+        Traffic {
+            records: BTreeMap::new(),
+            cdn: None,
+            location_header: "X-Client-Location".to_string(),
+            served_by_header: "X-Served-By".to_string(),
+            nearest: BTreeMap::new(),
+            geolocation: BTreeMap::new(),
+            locations: BTreeMap::new(),
+            weights: BTreeMap::new(),
+            capacity: BTreeMap::new(),
+            failover_order: Vec::new(),
         }
     }
 }
@@ -85,6 +131,20 @@ pub struct Targets {
     pub rpo_s: f64,
     /// Concurrent users the deployment must serve (`MAX_CONCURRENT_USERS`).
     pub max_concurrent_users: u64,
+    /// Share of a client location's requests its expected region must serve, in percent.
+    pub routing_share_min_pct: f64,
+    /// Longest time an unhealthy region may keep receiving new requests, in seconds.
+    pub health_detection_s: f64,
+    /// Largest error rate under load, failover or overflow, in percent.
+    pub error_rate_max_pct: f64,
+    /// P95 response time under load must be below this, in milliseconds.
+    pub load_p95_ms: f64,
+    /// Smallest CDN hit rate over cacheable GETs, in percent.
+    pub cdn_hit_rate_min_pct: f64,
+    /// CDN edge P95 latency must be below this, in milliseconds.
+    pub cdn_p95_ms: f64,
+    /// Store read and write P95 at each region must be below this, in milliseconds.
+    pub db_p95_ms: f64,
 }
 
 impl Default for Targets {
@@ -95,6 +155,13 @@ impl Default for Targets {
             rto_s: 120.0,
             rpo_s: 1.0,
             max_concurrent_users: 10_000,
+            routing_share_min_pct: 95.0,
+            health_detection_s: 10.0,
+            error_rate_max_pct: 1.0,
+            load_p95_ms: 2_000.0,
+            cdn_hit_rate_min_pct: 90.0,
+            cdn_p95_ms: 100.0,
+            db_p95_ms: 100.0,
         }
     }
 }
@@ -112,6 +179,24 @@ pub struct Checks {
     /// `cross-region.consistency.conflict-lww`.
     #[serde(rename = "conflict-lww")]
     pub conflict_lww: ConflictLww,
+    /// `performance.load.*`.
+    pub load: Load,
+}
+
+/// Tuning of the load checks, on top of the `--profile`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Load {
+    /// Users to reach instead of the profile's (2,000 for `quick`, `MAX_CONCURRENT_USERS` for `spec`).
+    pub users: Option<u32>,
+    /// Multiplies every stage's duration; below 1 shortens the profile.
+    pub time_scale: f64,
+}
+
+impl Default for Load {
+    fn default() -> Self {
+        Load { users: None, time_scale: 1.0 }
+    }
 }
 
 /// Tuning of the write-replicate check.
@@ -379,6 +464,13 @@ fn validate(config: &Config) -> Result<(), (Option<String>, String)> {
         ("max_latency_ms", t.max_latency_ms),
         ("rto_s", t.rto_s),
         ("rpo_s", t.rpo_s),
+        ("routing_share_min_pct", t.routing_share_min_pct),
+        ("health_detection_s", t.health_detection_s),
+        ("error_rate_max_pct", t.error_rate_max_pct),
+        ("load_p95_ms", t.load_p95_ms),
+        ("cdn_hit_rate_min_pct", t.cdn_hit_rate_min_pct),
+        ("cdn_p95_ms", t.cdn_p95_ms),
+        ("db_p95_ms", t.db_p95_ms),
     ] {
         if !(v.is_finite() && v > 0.0) {
             return Err((Some(name.into()), format!("targets.{name} must be a positive number, got {v}")));
@@ -400,6 +492,10 @@ fn validate(config: &Config) -> Result<(), (Option<String>, String)> {
             Some("concurrent-writes".into()),
             "checks.concurrent-writes needs writers_per_region and keys above 0 and delete_ratio in 0..=1".into(),
         ));
+    }
+    let l = &config.checks.load;
+    if !(l.time_scale.is_finite() && l.time_scale > 0.0) || l.users == Some(0) {
+        return Err((Some("time_scale".into()), "checks.load needs time_scale above 0 and users above 0".into()));
     }
     if config.checks.conflict_lww.keys == 0 {
         return Err((Some("conflict-lww".into()), "checks.conflict-lww.keys must be above 0".into()));

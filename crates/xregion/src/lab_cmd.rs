@@ -1,6 +1,6 @@
 //! `xregion lab …`: glue between the CLI and `xregion-lab`.
 //!
-//! `up`, `status` and `down` are for people; `node` and `wan` are hidden: the lab's supervisor starts them as
+//! `up`, `status` and `down` are for people; `node`, `wan` and `router` are hidden: the lab's supervisor starts them as
 //! child processes of the same binary.
 
 use anyhow::Context;
@@ -52,6 +52,13 @@ pub enum LabCommand {
         #[arg(long)]
         spec: PathBuf,
     },
+    /// Run the global router and CDN edges (started by the supervisor).
+    #[command(hide = true)]
+    Router {
+        /// The lab spec file.
+        #[arg(long)]
+        spec: PathBuf,
+    },
 }
 
 /// Runs a lab subcommand.
@@ -91,6 +98,10 @@ pub async fn run(command: LabCommand) -> anyhow::Result<ExitCode> {
         }
         LabCommand::Wan { spec } => {
             xregion_lab::run_wan(&spec).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        LabCommand::Router { spec } => {
+            xregion_lab::run_router(&spec).await?;
             Ok(ExitCode::SUCCESS)
         }
     }

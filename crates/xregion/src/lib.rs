@@ -7,8 +7,10 @@
 
 pub mod cli;
 pub mod config;
+pub mod faults;
 pub mod history;
 pub mod lab_cmd;
+pub mod load_cmd;
 pub mod probe;
 pub mod progress;
 pub mod runner;

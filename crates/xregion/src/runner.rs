@@ -49,7 +49,8 @@ impl CheckDef {
 
 /// Every check, in run order.
 pub fn catalogue() -> Vec<CheckDef> {
-    crate::suites::cross_region::CHECKS.to_vec()
+    use crate::suites::{cross_region, performance, routing};
+    [cross_region::CHECKS, routing::CHECKS, performance::CHECKS].concat()
 }
 
 /// Everything a check needs.
@@ -66,6 +67,12 @@ pub struct Ctx {
     pub key_prefix: String,
     /// Progress display.
     pub progress: Progress,
+    /// Routing records and CDN, when the deployment has them.
+    pub traffic: Option<crate::config::Traffic>,
+    /// How faults reach the deployment.
+    pub faults: crate::faults::FaultInjector,
+    /// Size of the performance suite's load.
+    pub profile: crate::suites::performance::Profile,
 }
 
 impl Ctx {
@@ -98,6 +105,8 @@ impl ResultBuilder {
                 notes: Vec::new(),
                 distributions: Vec::new(),
                 tables: Vec::new(),
+                charts: Vec::new(),
+                heatmaps: Vec::new(),
                 duration_s: 0.0,
             },
             started: Instant::now(),
@@ -125,6 +134,18 @@ impl ResultBuilder {
     /// Adds a table.
     pub fn table(&mut self, t: Table) -> &mut Self {
         self.result.tables.push(t);
+        self
+    }
+
+    /// Adds a time chart.
+    pub fn chart(&mut self, c: xregion_model::report::Chart) -> &mut Self {
+        self.result.charts.push(c);
+        self
+    }
+
+    /// Adds a heatmap.
+    pub fn heatmap(&mut self, h: xregion_model::report::Heatmap) -> &mut Self {
+        self.result.heatmaps.push(h);
         self
     }
 
@@ -164,7 +185,14 @@ pub async fn preflight(probes: &[Probe]) -> Vec<String> {
 
 /// Runs one check by id.
 pub async fn run_check(def: &CheckDef, ctx: &Ctx) -> CheckResult {
-    crate::suites::cross_region::run(def, ctx).await
+    use crate::suites::{cross_region, performance, routing};
+    if def.id.starts_with("cross-region.routing.") {
+        routing::run(def, ctx).await
+    } else if def.suite() == "performance" {
+        performance::run(def, ctx).await
+    } else {
+        cross_region::run(def, ctx).await
+    }
 }
 
 /// Runs `defs` in order, or marks them `error` when the preflight found the deployment unusable.

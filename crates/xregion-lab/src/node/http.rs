@@ -1,4 +1,9 @@
-//! The probe contract over HTTP (see `docs/probe-contract.md`), plus the lab-only `PUT /lab/peers`.
+//! The probe contract over HTTP (see `docs/probe-contract.md`), the cacheable catalogue, and the lab-only
+//! `PUT /lab/peers` and `PUT /lab/health`.
+//!
+//! Every `/v1/*` request passes `admit` first: it counts the request as in flight for its whole life (the
+//! `slow_ms` defect and a catalogue `work_ms` included) and sheds it with `503 overloaded` beyond
+//! `lab.node.max_in_flight`, as a real server at its limit would.
 //!
 //! Every 4xx and 5xx answer is a JSON `ErrorBody`, including the ones axum would produce itself (unknown route,
 //! wrong method, oversized body), so a client can always parse an error.
@@ -18,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use xregion_model::Version;
@@ -52,10 +57,13 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/kv/{*key}", get(get_kv).put(put_kv).delete(delete_kv))
         .route("/v1/replication", get(replication))
         .route("/metrics", get(metrics_text))
+        .route("/v1/catalog/{item}", get(catalog))
         .route("/lab/peers", put(set_peers))
+        .route("/lab/health", put(set_health))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
+        .layer(axum::middleware::from_fn_with_state(node.clone(), admit))
         .layer(axum::middleware::from_fn(count_requests))
         .with_state(node)
 }
@@ -137,8 +145,168 @@ async fn count_requests(req: Request, next: Next) -> Response {
     resp
 }
 
+/// Longest `work_ms` a catalogue request may ask for.
+pub const WORK_MS_MAX: u64 = 1000;
+/// `Last-Modified` of every catalogue item: the catalogue is static, like a product page published once.
+pub const CATALOG_LAST_MODIFIED: &str = "Thu, 01 Jan 2026 00:00:00 GMT";
+/// Longest catalogue item id.
+pub const ITEM_LEN_MAX: usize = 64;
+
+/// Decrements the in-flight count when the request is done, whichever way it ends.
+struct InFlight<'a>(&'a AtomicU64);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Load shedding and the `slow_ms` defect for `/v1/*`; health, metrics and lab routes are never shed, so that
+/// an overloaded region still answers its health checks (as a real one with a separate health port would).
+async fn admit(State(node): Shared, req: Request, next: Next) -> Response {
+    if !req.uri().path().starts_with("/v1/") {
+        return next.run(req).await;
+    }
+    let now = node.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
+    let _guard = InFlight(&node.in_flight);
+    if now > u64::from(node.settings.max_in_flight) {
+        metrics::counter!("xregion_http_shed_total").increment(1);
+        return err(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            format!(
+                "region {} is at its limit of {} requests in flight; retry later or elsewhere",
+                node.region, node.settings.max_in_flight
+            ),
+        )
+        .into_response();
+    }
+    if node.defects.slow_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(node.defects.slow_ms)).await;
+    }
+    next.run(req).await
+}
+
 async fn healthz(State(node): Shared) -> Response {
-    json(&Health { status: "ok".into(), region: node.region.clone() })
+    let status = node.health.lock().map(|s| s.clone()).unwrap_or_else(|p| p.into_inner().clone());
+    let body = Health { status: status.clone(), region: node.region.clone() };
+    if status == "ok" {
+        json(&body)
+    } else {
+        let bytes = serde_json::to_vec(&body).unwrap_or_default();
+        (StatusCode::SERVICE_UNAVAILABLE, [(header::CONTENT_TYPE, "application/json")], bytes).into_response()
+    }
+}
+
+/// Body of `PUT /lab/health`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetHealth {
+    /// `ok`, `degraded` or `down`.
+    status: String,
+}
+
+/// `PUT /lab/health`: `{"status":"down"}` makes `/healthz` answer 503 with that status (the node keeps serving
+/// everything else: a failing health check, not a dead region); `{"status":"ok"}` restores it.
+async fn set_health(State(node): Shared, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    let body = body.map_err(body_rejection)?;
+    let req: SetHealth = serde_json::from_slice(&body).map_err(|e| {
+        err(StatusCode::BAD_REQUEST, "invalid_body", format!("expected {{\"status\": \"ok\"|\"down\"}}: {e}"))
+    })?;
+    if !matches!(req.status.as_str(), "ok" | "degraded" | "down") {
+        return Err(err(StatusCode::BAD_REQUEST, "invalid_body", "status must be ok, degraded or down"));
+    }
+    match node.health.lock() {
+        Ok(mut s) => *s = req.status.clone(),
+        Err(p) => *p.into_inner() = req.status.clone(),
+    }
+    tracing::info!(region = %node.region, status = %req.status, "health set");
+    Ok(json(&Health { status: req.status, region: node.region.clone() }))
+}
+
+/// Query of `GET /v1/catalog/{item}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CatalogQuery {
+    /// Hold the request this long before answering (service time), at most `WORK_MS_MAX`.
+    work_ms: Option<u64>,
+}
+
+/// A catalogue product: deterministic for its id, identical in every region (like content from one origin).
+#[derive(Debug, Serialize)]
+struct Product<'a> {
+    item: &'a str,
+    name: String,
+    price_cents: u64,
+    currency: &'static str,
+    stock: u64,
+    description: String,
+}
+
+/// FNV-1a, stable across builds and processes (the ETag must be the same in every region).
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// The body and strong ETag of an item.
+pub fn catalog_item(item: &str) -> (Vec<u8>, String) {
+    let h = fnv(item.as_bytes());
+    let product = Product {
+        item,
+        name: format!("Product {item}"),
+        price_cents: 100 + h % 99_900,
+        currency: "USD",
+        stock: (h >> 20) % 1000,
+        description: format!("Catalogue entry {item}: deterministic, the same in every region, cacheable."),
+    };
+    let body = serde_json::to_vec(&product).unwrap_or_default();
+    let etag = format!("\"{:016x}\"", fnv(&body));
+    (body, etag)
+}
+
+/// Whether an `If-None-Match` value matches `etag` (weak comparison, as RFC 9110 asks for this header).
+pub fn etag_matches(if_none_match: &str, etag: &str) -> bool {
+    let bare = |t: &str| t.trim().trim_start_matches("W/").to_string();
+    if_none_match.split(',').any(|t| t.trim() == "*" || bare(t) == bare(etag))
+}
+
+/// `GET /v1/catalog/{item}`: a cacheable product with `Cache-Control`, `ETag` and `Last-Modified`; answers
+/// `304` to a matching `If-None-Match`.
+async fn catalog(
+    State(node): Shared,
+    Path(item): Path<String>,
+    q: Result<Query<CatalogQuery>, QueryRejection>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(|e| err(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
+    let ok_chars = item.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if item.is_empty() || item.len() > ITEM_LEN_MAX || !ok_chars {
+        return Err(err(
+            StatusCode::BAD_REQUEST,
+            "invalid_key",
+            format!("an item id is 1 to {ITEM_LEN_MAX} characters from a-z 0-9 -"),
+        ));
+    }
+    let work_ms = q.work_ms.unwrap_or(0);
+    if work_ms > WORK_MS_MAX {
+        return Err(err(StatusCode::BAD_REQUEST, "invalid_query", format!("work_ms must be 0 to {WORK_MS_MAX}")));
+    }
+    if work_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(work_ms)).await;
+    }
+    let (body, etag) = catalog_item(&item);
+    let cache_control = format!("public, max-age={}", node.settings.catalog_max_age_s);
+    let matched =
+        headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| etag_matches(v, &etag));
+    let common = [
+        (header::CACHE_CONTROL, cache_control),
+        (header::ETAG, etag),
+        (header::LAST_MODIFIED, CATALOG_LAST_MODIFIED.to_string()),
+    ];
+    if matched {
+        return Ok((StatusCode::NOT_MODIFIED, common).into_response());
+    }
+    Ok((StatusCode::OK, common, [(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 async fn get_kv(State(node): Shared, key: Result<Path<String>, PathRejection>) -> Result<Response, ApiError> {
@@ -367,6 +535,89 @@ mod tests {
             assert_eq!((s, r["error"].as_str()), (status, Some(code)), "{method} {path}: {r}");
             assert!(r["message"].as_str().is_some_and(|m| !m.is_empty()), "{method} {path}: {r}");
         }
+        node.shutdown.cancel();
+    }
+
+    /// Sends a raw request and returns the answer's head, lowercased.
+    async fn raw_head(addr: SocketAddr, request: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(request.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await.unwrap().unwrap();
+        let text = String::from_utf8_lossy(&out).to_string();
+        text.split("\r\n\r\n").next().unwrap_or("").to_ascii_lowercase().replace("http/1.1", "HTTP/1.1")
+    }
+
+    /// Goal: `PUT /lab/health` makes `/healthz` answer 503 with that status while other routes keep working,
+    /// and `ok` restores it.
+    #[tokio::test]
+    async fn lab_health_fails_the_health_check_only() {
+        let (node, addr) = start("http-health").await;
+        let (s, r) = call(addr, "PUT", "/lab/health", Some(br#"{"status":"down"}"#)).await;
+        assert_eq!((s, r["status"].as_str()), (200, Some("down")));
+        let (s, r) = call(addr, "GET", "/healthz", None).await;
+        assert_eq!((s, r["status"].as_str()), (503, Some("down")));
+        let (s, _) = call(addr, "GET", "/v1/catalog/x", None).await;
+        assert_eq!(s, 200, "the node still serves");
+        let (s, _) = call(addr, "PUT", "/lab/health", Some(br#"{"status":"sick"}"#)).await;
+        assert_eq!(s, 400);
+        call(addr, "PUT", "/lab/health", Some(br#"{"status":"ok"}"#)).await;
+        let (s, _) = call(addr, "GET", "/healthz", None).await;
+        assert_eq!(s, 200);
+        node.shutdown.cancel();
+    }
+
+    /// Goal: the catalogue is deterministic and cacheable, honours If-None-Match, and rejects bad ids and
+    /// work_ms. Method: raw requests, since the tiny client drops headers.
+    #[tokio::test]
+    async fn catalog_is_cacheable_and_conditional() {
+        let (node, addr) = start("http-catalog").await;
+        let (body, etag) = catalog_item("item-7");
+        assert_eq!(catalog_item("item-7"), (body.clone(), etag.clone()), "deterministic");
+        let (s, r) = call(addr, "GET", "/v1/catalog/item-7?work_ms=5", None).await;
+        assert_eq!((s, r), (200, serde_json::from_slice::<serde_json::Value>(&body).unwrap()));
+        let head = raw_head(addr, "GET /v1/catalog/item-7 HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(head.contains("cache-control: public, max-age=60"), "{head}");
+        assert!(head.contains(&format!("etag: {etag}")), "{head}");
+        assert!(head.contains(&format!("last-modified: {}", CATALOG_LAST_MODIFIED.to_ascii_lowercase())), "{head}");
+        let req = format!(
+            "GET /v1/catalog/item-7 HTTP/1.1\r\nhost: x\r\nif-none-match: W/{etag}\r\nconnection: close\r\n\r\n"
+        );
+        let head = raw_head(addr, &req).await;
+        assert!(head.starts_with("HTTP/1.1 304"), "{head}");
+        for path in ["/v1/catalog/UPPER", "/v1/catalog/x?work_ms=1001", "/v1/catalog/x?nope=1"] {
+            let (s, r) = call(addr, "GET", path, None).await;
+            assert_eq!(s, 400, "{path}: {r}");
+        }
+        assert!(
+            etag_matches("\"a\", W/\"b\"", "\"b\"") && etag_matches("*", "\"x\"") && !etag_matches("\"a\"", "\"b\"")
+        );
+        node.shutdown.cancel();
+    }
+
+    /// Goal: beyond `max_in_flight` the node sheds `/v1/*` with 503 overloaded, but never its health check.
+    /// Method: a limit of 1, one request held by work_ms, a second one at the same time.
+    #[tokio::test]
+    async fn sheds_load_beyond_max_in_flight() {
+        let settings = crate::config::NodeConfig { max_in_flight: 1, catalog_max_age_s: 60 };
+        let node = testutil::node_with("http-shed", "a", &["b"], Defects::default(), settings);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(serve(node.clone(), listener));
+        let slow = tokio::spawn(async move { call(addr, "GET", "/v1/catalog/x?work_ms=1000", None).await });
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while node.in_flight.load(Ordering::Acquire) == 0 {
+            assert!(std::time::Instant::now() < deadline, "the slow request never arrived");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let (s, r) = call(addr, "GET", "/v1/catalog/y", None).await;
+        assert_eq!((s, r["error"].as_str()), (503, Some("overloaded")));
+        let (s, _) = call(addr, "GET", "/healthz", None).await;
+        assert_eq!(s, 200, "health checks are never shed");
+        assert_eq!(slow.await.unwrap().0, 200);
+        assert_eq!(node.in_flight.load(Ordering::Acquire), 0, "the count returns to zero");
         node.shutdown.cancel();
     }
 }

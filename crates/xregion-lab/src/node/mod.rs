@@ -11,7 +11,7 @@ pub mod repl;
 pub mod store;
 
 use crate::LabError;
-use crate::config::Defects;
+use crate::config::{Defects, NodeConfig};
 use crate::hlc::wall_now_ms;
 use crate::spec::Spec;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -76,6 +76,12 @@ pub struct Node {
     pub peers: BTreeMap<String, Arc<PeerState>>,
     /// Deliberate defects from the spec.
     pub defects: Defects,
+    /// Load shedding and catalogue settings.
+    pub settings: NodeConfig,
+    /// What `/healthz` reports: `ok`, or the status set by `PUT /lab/health` (then `/healthz` answers 503).
+    pub health: std::sync::Mutex<String>,
+    /// `/v1/*` requests being served now, for load shedding at `settings.max_in_flight`.
+    pub in_flight: AtomicU64,
     /// Renders `/metrics`.
     pub metrics: Option<PrometheusHandle>,
     /// Counts received entries for the `drop_one_in` defect.
@@ -150,6 +156,9 @@ pub async fn run_node(spec_path: &Path, region: &str) -> Result<(), LabError> {
         store,
         peers,
         defects: spec.lab.defects.clone(),
+        settings: spec.lab.node.clone(),
+        health: std::sync::Mutex::new("ok".to_string()),
+        in_flight: AtomicU64::new(0),
         metrics,
         received_entries: AtomicU64::new(0),
         shutdown: CancellationToken::new(),
@@ -299,6 +308,11 @@ pub(crate) mod testutil {
 
     /// A node of `region` with `peers`, its store in a fresh temp dir.
     pub fn node(test: &str, region: &str, peers: &[&str], defects: Defects) -> Arc<Node> {
+        node_with(test, region, peers, defects, NodeConfig::default())
+    }
+
+    /// As `node`, with node settings.
+    pub fn node_with(test: &str, region: &str, peers: &[&str], defects: Defects, settings: NodeConfig) -> Arc<Node> {
         let dir = std::env::temp_dir().join(format!("xregion-lab-unit-{}-{test}-{region}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -322,6 +336,9 @@ pub(crate) mod testutil {
             store,
             peers,
             defects,
+            settings,
+            health: std::sync::Mutex::new("ok".to_string()),
+            in_flight: AtomicU64::new(0),
             metrics: None,
             received_entries: AtomicU64::new(0),
             shutdown: CancellationToken::new(),

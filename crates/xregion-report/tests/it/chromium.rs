@@ -110,6 +110,10 @@ fn report_loads_without_console_errors() {
     let run = run_headless(&browser, &to_html(&sample::report()), &tmp.0);
     assert!(run.dom.contains("</html>") && run.dom.contains("<svg"), "no DOM dump; log:\n{}", run.log);
     assert!(run.dom.contains("xregion report"));
+    assert!(
+        run.dom.contains("us-east-1 killed") && run.dom.contains("Round trip P95"),
+        "charts and heatmap are in the DOM"
+    );
     let errors = run.console_errors();
     assert!(errors.is_empty(), "console errors:\n{}", errors.join("\n"));
 }

@@ -30,7 +30,7 @@ fn columns_are_aligned() {
 fn totals_and_exit_meaning() {
     let r = sample::report();
     let out = to_console(&r, false);
-    assert!(out.contains("2 passed, 1 failed, 1 errors, 1 skipped"), "{out}");
+    assert!(out.contains("3 passed, 1 failed, 1 errors, 1 skipped"), "{out}");
     assert!(out.contains("exit 2:"), "{out}");
     let mut ok = r.clone();
     ok.checks.retain(|c| c.verdict == Verdict::Pass);

@@ -24,6 +24,9 @@ fn one_testcase_per_check() {
     assert!(xml.contains("name=\"p99_ms_worst\" value=\"80.1\""), "{xml}");
     assert!(xml.contains("name=\"seed\" value=\"7\""));
     assert!(xml.contains("time=\"1.5"), "durations: {xml}");
+    // Charts and heatmaps are only named, pointing the reader to report.html.
+    assert!(xml.contains("chart (report.html): Latency percentiles over time\n"), "{xml}");
+    assert!(xml.contains("heatmap (report.html): Round trip P95 by region pair\n"), "{xml}");
 }
 
 /// Goal: a report with no checks, or nonsense durations, still renders. Method: empty checks; negative time.

@@ -86,11 +86,37 @@ struct Observed {
     fatal: Option<ProbeError>,
 }
 
-async fn write_replicate(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
+/// What a replication measurement recorded.
+pub struct ReplicationMeasurement {
+    /// What the observers saw.
+    observed: Observed,
+    /// Probe writes acknowledged.
+    acked: u64,
+    /// Probe writes that failed.
+    failed: u64,
+    /// Acknowledgement latency of the probe writes.
+    ack_latency: LatencyRecorder,
+    /// Background writes: ok, failed, not sent.
+    background: (u64, u64, u64),
+}
+
+async fn write_replicate(rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
     let cfg = ctx.config.checks.write_replicate.clone();
-    let target_ms = ctx.config.targets.replication_p99_ms;
+    match measure_replication(ctx, &cfg, &ctx.prefix("wr")).await {
+        Ok(m) => judge_replication(rb, ctx, &cfg, m),
+        Err(e) => rb.error(&e),
+    }
+}
+
+/// Writes probe keys in every region on schedule (plus optional background load) and measures when each becomes
+/// visible in every other region.
+pub async fn measure_replication(
+    ctx: &Ctx,
+    cfg: &crate::config::WriteReplicate,
+    prefix: &str,
+) -> Result<ReplicationMeasurement, ProbeError> {
     let n = ctx.probes.len();
-    let prefix = ctx.prefix("wr");
+    let prefix = prefix.to_string();
     let pending: Vec<Arc<Mutex<Vec<Pending>>>> = (0..n).map(|_| Arc::new(Mutex::new(Vec::new()))).collect();
     let observed = Arc::new(Mutex::new(Observed::default()));
     let writers_left = Arc::new(std::sync::atomic::AtomicUsize::new(n));
@@ -245,11 +271,9 @@ async fn write_replicate(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
     }
 
     let o = std::mem::take(&mut *observed.lock().unwrap_or_else(|p| p.into_inner()));
-    if let Some(e) = &o.fatal {
-        return rb.error(e);
+    if let Some(e) = o.fatal.clone() {
+        return Err(e);
     }
-    let names: Vec<&str> = ctx.probes.iter().map(|p| p.region.as_str()).collect();
-    let pair_name = |(a, b): (usize, usize)| format!("{} -> {}", names[a], names[b]);
     let (mut acked, mut failed) = (0u64, 0u64);
     let mut ack_latency = LatencyRecorder::new();
     for s in &write_stats {
@@ -258,6 +282,21 @@ async fn write_replicate(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
         failed += s.1;
         ack_latency.merge(&s.2);
     }
+    let background = *background.lock().unwrap_or_else(|p| p.into_inner());
+    Ok(ReplicationMeasurement { observed: o, acked, failed, ack_latency, background })
+}
+
+/// Turns a replication measurement into a verdict against `targets.replication_p99_ms`.
+pub fn judge_replication(
+    mut rb: ResultBuilder,
+    ctx: &Ctx,
+    cfg: &crate::config::WriteReplicate,
+    m: ReplicationMeasurement,
+) -> CheckResult {
+    let target_ms = ctx.config.targets.replication_p99_ms;
+    let ReplicationMeasurement { observed: o, acked, failed, ack_latency, background: bg } = m;
+    let names: Vec<&str> = ctx.probes.iter().map(|p| p.region.as_str()).collect();
+    let pair_name = |(a, b): (usize, usize)| format!("{} -> {}", names[a], names[b]);
     let by_pair: BTreeMap<String, LatencyRecorder> = o.delays.iter().map(|(k, v)| (pair_name(*k), v.clone())).collect();
     let never_visible: u64 = o.never_visible.values().sum();
     let worst =
@@ -283,7 +322,6 @@ async fn write_replicate(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
         rb.metric(&format!("p99_ms.{slug}"), r.value_ms_at(99.0));
     }
     if cfg.background_writes_per_s > 0.0 {
-        let bg = *background.lock().unwrap_or_else(|p| p.into_inner());
         rb.metric("background_writes_ok", bg.0 as f64)
             .metric("background_writes_failed", bg.1 as f64)
             .metric("background_writes_dropped", bg.2 as f64)

@@ -1,3 +1,5 @@
 //! The suites' checks, one module per area. Each module exports `CHECKS` (its catalogue entries) and `run`.
 
 pub mod cross_region;
+pub mod performance;
+pub mod routing;

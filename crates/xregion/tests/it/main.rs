@@ -3,3 +3,4 @@
 mod common;
 mod lab;
 mod run;
+mod traffic;

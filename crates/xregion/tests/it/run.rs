@@ -20,6 +20,10 @@ duration_ms = 1500
 
 [checks.conflict-lww]
 keys = 30
+
+[checks.load]
+users = 60
+time_scale = 0.15
 "#;
 
 fn write_config(dir: &TempDir, body: &str) -> String {
@@ -47,6 +51,10 @@ fn default_lab_run_passes_and_writes_every_artefact() {
         "cross-region.consistency.write-replicate",
         "cross-region.consistency.concurrent-writes",
         "cross-region.consistency.conflict-lww",
+        "cross-region.routing.geo",
+        "cross-region.routing.weighted",
+        "cross-region.routing.health",
+        "cross-region.routing.capacity",
     ] {
         assert!(stdout.contains(id), "console lacks {id}: {stdout}");
     }
@@ -78,7 +86,11 @@ fn default_lab_run_passes_and_writes_every_artefact() {
         history.lines().map(|l| serde_json::from_str(l).expect("history line is JSON")).collect();
     assert!(events.iter().any(|e| e["type"] == "invoke") && events.iter().any(|e| e["type"] == "ok"));
     let junit = std::fs::read_to_string(out.join("junit.xml")).expect("junit");
-    assert_eq!(junit.matches("<testcase").count(), 3, "{junit}");
+    let checks = r["checks"].as_array().unwrap();
+    assert_eq!(junit.matches("<testcase").count(), checks.len(), "{junit}");
+    for c in checks {
+        assert_eq!(c["verdict"], "pass", "{c}");
+    }
 }
 
 /// Runs one check against a lab broken by `defect` and returns the check's JSON and the exit code.
@@ -93,7 +105,9 @@ fn run_broken(name: &str, check_id: &str, defect: &str) -> (serde_json::Value, O
         RUN_LIMIT,
     );
     let r = report(&out);
-    (check(&r, check_id).clone(), o.status.code(), text(&o))
+    let first =
+        r["checks"].as_array().and_then(|cs| cs.iter().find(|c| c["id"].as_str().unwrap_or("").starts_with(check_id)));
+    (first.unwrap_or_else(|| check(&r, check_id)).clone(), o.status.code(), text(&o))
 }
 
 /// Goal: write-replicate fails when every replicated batch is held for 150 ms (P99 then exceeds 100 ms).
@@ -123,6 +137,92 @@ fn conflict_lww_fails_when_applied_in_arrival_order() {
     assert_eq!(c["verdict"], "fail", "{c}");
     assert!(c["metrics"]["wrong_winners"].as_f64().unwrap() > 0.0, "{c}");
     assert_eq!(code, Some(1), "{out}");
+}
+
+/// Goal: the geo check fails when the router ignores the client's location.
+#[test]
+fn routing_geo_fails_when_location_is_ignored() {
+    let (c, code, out) = run_broken("geo", "cross-region.routing.geo", "router_ignores_location = true");
+    assert_eq!(c["verdict"], "fail", "{c}");
+    assert!(c["metrics"]["share_pct_min"].as_f64().unwrap() < 95.0, "{c}");
+    assert_eq!(code, Some(1), "{out}");
+}
+
+/// Goal: the weighted check fails when the router splits evenly despite unequal weights.
+#[test]
+fn routing_weighted_fails_when_weights_are_ignored() {
+    let (c, code, out) = run_broken("weights", "cross-region.routing.weighted", "router_weights_ignored = true");
+    assert_eq!(c["verdict"], "fail", "{c}");
+    assert_eq!(code, Some(1), "{out}");
+}
+
+/// Goal: the health check fails when the router keeps sending to an unhealthy region.
+#[test]
+fn routing_health_fails_when_health_is_ignored() {
+    let (c, code, out) = run_broken("health", "cross-region.routing.health", "router_ignores_health = true");
+    assert_eq!(c["verdict"], "fail", "{c}");
+    assert!(c["summary"].as_str().unwrap().contains("still received"), "{c}");
+    assert_eq!(code, Some(1), "{out}");
+}
+
+/// Goal: the capacity check fails when the router does not overflow at a region's capacity.
+#[test]
+fn routing_capacity_fails_when_capacity_is_not_enforced() {
+    let (c, code, out) = run_broken("capacity", "cross-region.routing.capacity", "router_ignores_capacity = true");
+    assert_eq!(c["verdict"], "fail", "{c}");
+    assert_eq!(code, Some(1), "{out}");
+}
+
+/// Goal: the CDN hit-rate check fails on a cache that never stores.
+#[test]
+fn cdn_hit_rate_fails_when_the_cache_never_hits() {
+    let (c, code, out) = run_broken("cdn-hit", "performance.cdn.hit-rate", "cdn_never_caches = true");
+    assert_eq!(c["verdict"], "fail", "{c}");
+    assert_eq!(c["metrics"]["hit_rate_pct"].as_f64(), Some(0.0), "{c}");
+    assert_eq!(code, Some(1), "{out}");
+}
+
+/// Goal: the edge-latency check fails when every request misses and the origin is slower than the threshold.
+#[test]
+fn cdn_edge_latency_fails_on_a_slow_origin() {
+    let (c, code, out) =
+        run_broken("cdn-slow", "performance.cdn.edge-latency", "cdn_never_caches = true\nslow_ms = 150");
+    assert_eq!(c["verdict"], "fail", "{c}");
+    assert!(c["metrics"]["p95_ms"].as_f64().unwrap() >= 100.0, "{c}");
+    assert_eq!(code, Some(1), "{out}");
+}
+
+/// Goal: the store checks fail when every region request is slower than the 100 ms threshold.
+#[test]
+fn database_checks_fail_on_a_slow_store() {
+    for id in ["performance.database.read", "performance.database.write-replicate"] {
+        let (c, code, out) = run_broken("db-slow", id, "slow_ms = 150");
+        assert_eq!(c["verdict"], "fail", "{id}: {c}");
+        assert_eq!(code, Some(1), "{id}: {out}");
+    }
+}
+
+/// Goal: every load check fails when the server is slower than the P95 threshold (users still reached).
+#[test]
+fn load_checks_fail_on_a_slow_server() {
+    let _g = lab_lock();
+    let dir = TempDir::new("load-slow");
+    let config = write_config(&dir, "[deployment]\nrequest_timeout_ms = 5000\n[lab.defects]\nslow_ms = 2100\n");
+    let out = dir.path().join("out");
+    let o = run_xregion(
+        &["run", "--config", &config, "--out", out.to_str().unwrap(), "--seed", "5", "--check", "performance.load"],
+        &[],
+        RUN_LIMIT,
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let r = report(&out);
+    let checks = r["checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 3);
+    for c in checks {
+        assert_eq!(c["verdict"], "fail", "{c}");
+        assert!(c["metrics"]["p95_ms"].as_f64().unwrap() >= 2000.0, "{c}");
+        assert_eq!(c["metrics"]["users_max"], c["metrics"]["users_target"], "{c}");
+    }
 }
 
 /// Goal: config mistakes exit 2 with file, line and column, before anything starts.

@@ -1,0 +1,749 @@
+//! Global routing and CDN edges: the lab's traffic manager, one process in front of the regions.
+//!
+//! The router serves one listener per routing record (`latency`, `geolocation`, `weighted`, `failover`), like
+//! one DNS name per routing policy, plus one listener for the CDN edges (`cdn`) and one for its status. A
+//! request names its client location in `X-Client-Location`; the record's policy (`policy`) orders the
+//! candidate regions, the traffic dial (per-region capacity in requests in flight) overflows a full region to
+//! the next nearest, and the request is forwarded with its path unchanged to the chosen region's node.
+//!
+//! The client side of the WAN is emulated here, in user space: the request waits the location -> region
+//! one-way latency before it is forwarded and again before it is answered. Timers on the request path cost no
+//! descriptor, whereas a delaying TCP proxy per (location, region) would add a proxied socket pair for every
+//! client connection. Deadlines count from the request's arrival, so the router's own work hides inside the
+//! emulated latency instead of adding to it.
+//!
+//! Descriptors: at most `CLIENT_CONNECTIONS_MAX` client connections over all listeners, and at most
+//! `UPSTREAM_CONNECTIONS_MAX` requests (so connections) to each region at once; 10,000 clients and three
+//! regions need about 11,600 descriptors, under the 15,000 budget of one lab process.
+
+pub mod cdn;
+pub mod health;
+pub mod policy;
+
+use crate::LabError;
+use crate::config::{Defects, Routing};
+use crate::node::{print_ready, wait_for_signal};
+use crate::spec::Spec;
+use bytes::Bytes;
+use health::HealthState;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use policy::{Policy, RecordKind};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use xregion_model::wire::ErrorBody;
+
+/// Most client connections the router holds over all its listeners; beyond it, new connections wait in the
+/// listen backlog. Sized for 10,000 load-test connections plus slack.
+pub const CLIENT_CONNECTIONS_MAX: usize = 12_000;
+/// Most requests (and so pooled connections) to one region at once; more wait for a connection, like an
+/// upstream connection pool of a real proxy.
+pub const UPSTREAM_CONNECTIONS_MAX: usize = 512;
+/// Largest request body the router buffers (it buffers bodies so that a failed attempt can be retried).
+pub const REQUEST_BODY_BYTES_MAX: usize = 1 << 20;
+/// Largest response body the router buffers from a region (a full scan page is far smaller).
+pub const RESPONSE_BODY_BYTES_MAX: usize = 16 << 20;
+/// Longest one upstream exchange may take, waiting for a pooled connection included.
+pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest a connection to a region may take to open.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Listen backlog of every listener, so that thousands of clients connecting at once are not refused.
+pub const LISTEN_BACKLOG: u32 = 4096;
+/// The client location header.
+pub const LOCATION_HEADER: &str = "x-client-location";
+
+/// The body of every answer: the router buffers bodies (see `REQUEST_BODY_BYTES_MAX`).
+pub type Body = Full<Bytes>;
+
+/// The `READY` line of the router process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RouterReady {
+    /// Record name -> listener.
+    pub records: BTreeMap<String, SocketAddr>,
+    /// The CDN edges' listener.
+    pub cdn_addr: SocketAddr,
+    /// The status listener (`GET /router/status`).
+    pub status_addr: SocketAddr,
+    /// Process id.
+    pub pid: u32,
+}
+
+/// How to reach the lab's routing and CDN, and the tables they use: what the routing and CDN checks need.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrafficInfo {
+    /// Record name (`latency`, `geolocation`, `weighted`, `failover`) -> base URL.
+    pub records: BTreeMap<String, String>,
+    /// Base URL of the CDN edges.
+    pub cdn: String,
+    /// URL of the router's status (`GET`), lab-only.
+    pub router_status: String,
+    /// Location -> region -> one-way ms.
+    pub locations: BTreeMap<String, BTreeMap<String, f64>>,
+    /// Location -> its nearest region.
+    pub nearest: BTreeMap<String, String>,
+    /// Location -> region of the geolocation record.
+    pub geolocation: BTreeMap<String, String>,
+    /// Region -> weight of the weighted record.
+    pub weights: BTreeMap<String, u32>,
+    /// Region -> most requests in flight through the router.
+    pub capacity: BTreeMap<String, u32>,
+    /// Regions in the failover record's order.
+    pub failover_order: Vec<String>,
+    /// Location of requests without `X-Client-Location`.
+    pub default_location: String,
+    /// Location -> one-way ms to its CDN edge.
+    pub edge_one_way_ms: BTreeMap<String, f64>,
+}
+
+impl TrafficInfo {
+    /// The info for a router that reported `ready` and routes by `routing`.
+    pub fn new(ready: &RouterReady, routing: &Routing) -> TrafficInfo {
+        TrafficInfo {
+            records: ready.records.iter().map(|(k, a)| (k.clone(), format!("http://{a}"))).collect(),
+            cdn: format!("http://{}", ready.cdn_addr),
+            router_status: format!("http://{}/router/status", ready.status_addr),
+            locations: routing.locations.clone(),
+            nearest: routing.nearest.clone(),
+            geolocation: routing.geolocation.clone(),
+            weights: routing.weights.clone(),
+            capacity: routing.capacity.clone(),
+            failover_order: routing.failover_order.clone(),
+            default_location: routing.default_location.clone(),
+            edge_one_way_ms: routing.edge_one_way_ms.clone(),
+        }
+    }
+}
+
+/// One region as the router sees it.
+pub struct RegionState {
+    /// Region name.
+    pub name: String,
+    /// The node's HTTP address.
+    pub addr: SocketAddr,
+    /// Whether it gets traffic (mirrors `health.up`, readable without the lock on every request).
+    pub healthy: AtomicBool,
+    /// The health state machine.
+    pub health: Mutex<HealthState>,
+    /// Requests in flight through the router to this region (the traffic dial's gauge).
+    pub in_flight: AtomicU32,
+    /// Most requests in flight before overflow.
+    pub capacity: u32,
+    /// Requests answered, per record.
+    pub served: [AtomicU64; 4],
+    /// Requests that came here because their first choice was full.
+    pub overflow_in: AtomicU64,
+    /// Times a failed connection ejected it.
+    pub ejections: AtomicU64,
+    /// Health checks done.
+    pub checks: AtomicU64,
+    /// Outcome of the last check: `ok` or the error.
+    pub last_check: Mutex<String>,
+    /// Fetches by the CDN edges.
+    pub origin_fetches: AtomicU64,
+    /// Bounds the connections to the region (`UPSTREAM_CONNECTIONS_MAX`).
+    pub upstream: Semaphore,
+}
+
+impl RegionState {
+    /// A healthy region with nothing in flight.
+    pub fn new(name: &str, addr: SocketAddr, capacity: u32) -> RegionState {
+        RegionState {
+            name: name.to_string(),
+            addr,
+            healthy: AtomicBool::new(true),
+            health: Mutex::new(HealthState::new()),
+            in_flight: AtomicU32::new(0),
+            capacity,
+            served: Default::default(),
+            overflow_in: AtomicU64::new(0),
+            ejections: AtomicU64::new(0),
+            checks: AtomicU64::new(0),
+            last_check: Mutex::new("not checked yet".into()),
+            origin_fetches: AtomicU64::new(0),
+            upstream: Semaphore::new(UPSTREAM_CONNECTIONS_MAX),
+        }
+    }
+
+    /// Marks the region down at once (passive health); returns whether it was up.
+    pub fn eject(&self) -> bool {
+        let mut h = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        let was_up = h.eject();
+        self.healthy.store(false, Ordering::Release);
+        self.ejections.fetch_add(1, Ordering::Relaxed);
+        was_up
+    }
+}
+
+/// A request's place in a region's traffic dial; dropping it frees the place.
+pub struct Slot(Arc<RegionState>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Takes a place in `region`'s dial if it has room (always, when `unlimited`).
+pub fn try_reserve(region: &Arc<RegionState>, unlimited: bool) -> Option<Slot> {
+    let mut cur = region.in_flight.load(Ordering::Acquire);
+    loop {
+        if !unlimited && cur >= region.capacity {
+            return None;
+        }
+        match region.in_flight.compare_exchange_weak(cur, cur + 1, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return Some(Slot(region.clone())),
+            Err(now) => cur = now,
+        }
+    }
+}
+
+/// The traffic dial: the first candidate with room, as its position in `candidates` and its slot. Under
+/// `ignore_capacity` the first candidate always takes the request (no overflow).
+pub fn admit(regions: &[Arc<RegionState>], candidates: &[usize], ignore_capacity: bool) -> Option<(usize, Slot)> {
+    if ignore_capacity {
+        let first = *candidates.first()?;
+        return try_reserve(&regions[first], true).map(|s| (0, s));
+    }
+    candidates.iter().enumerate().find_map(|(pos, i)| try_reserve(&regions[*i], false).map(|s| (pos, s)))
+}
+
+/// Requests the router answered itself, by reason.
+#[derive(Default)]
+struct Rejected {
+    /// Unknown `X-Client-Location`.
+    bad_location: AtomicU64,
+    /// No region was eligible.
+    no_healthy_region: AtomicU64,
+    /// Every eligible region was at capacity.
+    no_capacity: AtomicU64,
+    /// The request failed upstream (after the retry, if any).
+    upstream_failed: AtomicU64,
+    /// The request body was too large or broken.
+    bad_body: AtomicU64,
+}
+
+/// Everything the router's tasks share.
+pub struct Router {
+    /// The routing tables by region index.
+    policy: Policy,
+    /// The routing tables by name (for status and errors).
+    routing: Routing,
+    /// Regions in config order.
+    regions: Vec<Arc<RegionState>>,
+    /// One-way ms between regions (edge -> origin), by index.
+    region_one_way_ms: Vec<Vec<f64>>,
+    /// Deliberate defects.
+    defects: Defects,
+    /// Seeded choices (weighted record, `router_ignores_location`).
+    rng: Mutex<StdRng>,
+    /// The pooled client to the regions.
+    client: Client<HttpConnector, Body>,
+    /// The CDN edges, one per region.
+    edges: cdn::Edges,
+    /// Requests answered by the router itself.
+    rejected: Rejected,
+}
+
+/// Which listener a request came in on.
+#[derive(Debug, Clone, Copy)]
+enum Door {
+    Record(RecordKind),
+    Cdn,
+    Status,
+}
+
+impl Router {
+    /// Builds the router's state from the spec: the regions' addresses (config order) and the routing tables.
+    pub fn new(spec: &Spec) -> Result<Router, LabError> {
+        let routing = spec.lab.routing()?;
+        let names: Vec<String> = spec.regions.iter().map(|r| r.name.clone()).collect();
+        let mut regions = Vec::new();
+        for r in &spec.regions {
+            if r.http_port == 0 {
+                return Err(LabError::Spec(format!("the spec has no HTTP port for {}", r.name)));
+            }
+            let capacity = routing.capacity.get(&r.name).copied().unwrap_or(spec.lab.node.max_in_flight);
+            regions.push(Arc::new(RegionState::new(&r.name, SocketAddr::new(r.ip, r.http_port), capacity)));
+        }
+        let region_one_way_ms =
+            names.iter().map(|a| names.iter().map(|b| spec.lab.rtt_ms(a, b) / 2.0).collect()).collect();
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(UPSTREAM_CONNECTIONS_MAX)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build(connector);
+        let edges = cdn::Edges::new(&names, spec.lab.cdn.cache_bytes_max);
+        Ok(Router {
+            policy: Policy::new(&names, &routing),
+            routing,
+            regions,
+            region_one_way_ms,
+            defects: spec.lab.defects.clone(),
+            rng: Mutex::new(StdRng::seed_from_u64(spec.lab.router.seed)),
+            client,
+            edges,
+            rejected: Rejected::default(),
+        })
+    }
+
+    /// Which regions may get traffic now.
+    fn eligible(&self) -> Vec<bool> {
+        self.regions.iter().map(|r| self.defects.router_ignores_health || r.healthy.load(Ordering::Acquire)).collect()
+    }
+
+    fn candidates(&self, record: RecordKind, location: &str, defects: &Defects) -> Vec<usize> {
+        let eligible = self.eligible();
+        let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+        self.policy.candidates(record, location, &eligible, defects, &mut *rng)
+    }
+
+    /// The client's location: the header, or the default location without it; unknown -> 400.
+    fn location(&self, headers: &HeaderMap) -> Result<String, Box<Response<Body>>> {
+        let Some(v) = headers.get(LOCATION_HEADER) else {
+            return Ok(self.routing.default_location.clone());
+        };
+        let loc = v.to_str().unwrap_or("").trim().to_ascii_lowercase();
+        if self.routing.locations.contains_key(&loc) {
+            return Ok(loc);
+        }
+        self.rejected.bad_location.fetch_add(1, Ordering::Relaxed);
+        let known: Vec<&str> = self.routing.locations.keys().map(String::as_str).collect();
+        Err(Box::new(error_response(
+            StatusCode::BAD_REQUEST,
+            "unknown_location",
+            &format!("X-Client-Location {:?} is not a known location; known locations are {}", v, known.join(", ")),
+        )))
+    }
+
+    /// Sends one request to `region` and buffers the answer.
+    async fn send(
+        &self,
+        region: &RegionState,
+        method: &Method,
+        path_and_query: &str,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Result<Response<Bytes>, SendError> {
+        let exchange = async {
+            let _permit = region.upstream.acquire().await.map_err(|_| SendError::Other("router stopping".into()))?;
+            let uri = format!("http://{}{}", region.addr, path_and_query);
+            let mut req = Request::builder().method(method.clone()).uri(uri);
+            if let Some(h) = req.headers_mut() {
+                for (name, value) in headers {
+                    if !is_hop_by_hop(name) && name != header::HOST && name != header::CONTENT_LENGTH {
+                        h.append(name.clone(), value.clone());
+                    }
+                }
+            }
+            let req = req.body(Full::new(body)).map_err(|e| SendError::Other(format!("bad request: {e}")))?;
+            let resp = self.client.request(req).await.map_err(|e| {
+                if e.is_connect() {
+                    SendError::Connect(format!("cannot connect to {} ({}): {e:?}", region.name, region.addr))
+                } else {
+                    SendError::Other(format!("{} ({}) failed: {e:?}", region.name, region.addr))
+                }
+            })?;
+            let (parts, body) = resp.into_parts();
+            let bytes = Limited::new(body, RESPONSE_BODY_BYTES_MAX)
+                .collect()
+                .await
+                .map_err(|e| SendError::Other(format!("cannot read the answer of {}: {e}", region.name)))?
+                .to_bytes();
+            Ok(Response::from_parts(parts, bytes))
+        };
+        match tokio::time::timeout(UPSTREAM_TIMEOUT, exchange).await {
+            Ok(r) => r,
+            Err(_) => Err(SendError::Other(format!("{} did not answer within {UPSTREAM_TIMEOUT:?}", region.name))),
+        }
+    }
+
+    /// A routed request: pick by the record, overflow by capacity, emulate the client's WAN, forward, and
+    /// retry once at the next candidate after a connection failure (any failure, for idempotent methods).
+    async fn route(&self, record: RecordKind, req: Request<Incoming>) -> Response<Body> {
+        let arrival = Instant::now();
+        let location = match self.location(req.headers()) {
+            Ok(l) => l,
+            Err(resp) => return with_route_headers(*resp, record, None, None),
+        };
+        let (parts, body) = req.into_parts();
+        let body = match read_body(body).await {
+            Ok(b) => b,
+            Err(resp) => {
+                self.rejected.bad_body.fetch_add(1, Ordering::Relaxed);
+                return with_route_headers(resp.map(Full::new), record, Some(&location), None);
+            }
+        };
+        let candidates = self.candidates(record, &location, &self.defects);
+        if candidates.is_empty() {
+            self.rejected.no_healthy_region.fetch_add(1, Ordering::Relaxed);
+            let resp = error_response(StatusCode::SERVICE_UNAVAILABLE, "no_healthy_region", "no region is healthy");
+            return with_route_headers(resp, record, Some(&location), None);
+        }
+        let idempotent =
+            matches!(parts.method, Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS);
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let mut next = 0;
+        let mut failure: Option<(String, String)> = None;
+        for attempt in 0..2 {
+            let Some((pos, slot)) = admit(&self.regions, &candidates[next..], self.defects.router_ignores_capacity)
+            else {
+                break;
+            };
+            let index = candidates[next + pos];
+            next += pos + 1;
+            let region = &self.regions[index];
+            if pos > 0 || attempt > 0 {
+                region.overflow_in.fetch_add(1, Ordering::Relaxed);
+            }
+            let one_way = ms(self.policy.one_way_ms(&location, index));
+            crate::sleep_until(arrival + one_way).await;
+            let result = self.send(region, &parts.method, path, &parts.headers, body.clone()).await;
+            drop(slot);
+            match result {
+                Ok(resp) => {
+                    region.served[record.index()].fetch_add(1, Ordering::Relaxed);
+                    crate::sleep_until(Instant::now() + one_way).await;
+                    let (p, b) = resp.into_parts();
+                    let mut resp = Response::from_parts(p, Full::new(b));
+                    strip_hop_by_hop(resp.headers_mut());
+                    return with_route_headers(resp, record, Some(&location), Some(&region.name));
+                }
+                Err(SendError::Connect(e)) => {
+                    if region.eject() {
+                        tracing::warn!(region = %region.name, error = %e, "region ejected after a failed connection");
+                    }
+                    failure = Some((region.name.clone(), e));
+                }
+                Err(SendError::Other(e)) => {
+                    failure = Some((region.name.clone(), e));
+                    if !idempotent {
+                        break;
+                    }
+                }
+            }
+        }
+        match failure {
+            Some((region, e)) => {
+                self.rejected.upstream_failed.fetch_add(1, Ordering::Relaxed);
+                let resp = error_response(StatusCode::BAD_GATEWAY, "upstream_failed", &e);
+                with_route_headers(resp, record, Some(&location), Some(&region))
+            }
+            None => {
+                self.rejected.no_capacity.fetch_add(1, Ordering::Relaxed);
+                let resp = error_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "no_capacity",
+                    "every healthy region is at its capacity; retry later",
+                );
+                with_route_headers(resp, record, Some(&location), None)
+            }
+        }
+    }
+
+    /// `GET /router/status`.
+    async fn status(&self) -> serde_json::Value {
+        let regions: Vec<serde_json::Value> = self
+            .regions
+            .iter()
+            .map(|r| {
+                let h = r.health.lock().map(|h| h.clone()).unwrap_or_default();
+                let served: BTreeMap<&str, u64> =
+                    RecordKind::ALL.iter().map(|k| (k.name(), r.served[k.index()].load(Ordering::Relaxed))).collect();
+                serde_json::json!({
+                    "name": r.name,
+                    "endpoint": format!("http://{}", r.addr),
+                    "healthy": r.healthy.load(Ordering::Acquire),
+                    "consecutive_failures": h.failures,
+                    "consecutive_successes": h.successes,
+                    "health_checks": r.checks.load(Ordering::Relaxed),
+                    "last_check": r.last_check.lock().map(|s| s.clone()).unwrap_or_default(),
+                    "ejections": r.ejections.load(Ordering::Relaxed),
+                    "in_flight": r.in_flight.load(Ordering::Relaxed),
+                    "capacity": r.capacity,
+                    "served": served,
+                    "served_total": served.values().sum::<u64>(),
+                    "overflow_in": r.overflow_in.load(Ordering::Relaxed),
+                    "origin_fetches": r.origin_fetches.load(Ordering::Relaxed),
+                })
+            })
+            .collect();
+        let rj = &self.rejected;
+        serde_json::json!({
+            "regions": regions,
+            "edges": self.edges.status(&self.regions).await,
+            "rejected": {
+                "bad_location": rj.bad_location.load(Ordering::Relaxed),
+                "no_healthy_region": rj.no_healthy_region.load(Ordering::Relaxed),
+                "no_capacity": rj.no_capacity.load(Ordering::Relaxed),
+                "upstream_failed": rj.upstream_failed.load(Ordering::Relaxed),
+                "bad_body": rj.bad_body.load(Ordering::Relaxed),
+            },
+            "defects": self.defects,
+        })
+    }
+
+    async fn handle(self: Arc<Self>, door: Door, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+        Ok(match door {
+            Door::Record(record) => self.route(record, req).await,
+            Door::Cdn => cdn::handle(&self, req).await,
+            Door::Status if req.uri().path() == "/router/status" && req.method() == Method::GET => {
+                json_response(StatusCode::OK, &self.status().await)
+            }
+            Door::Status => {
+                error_response(StatusCode::NOT_FOUND, "not_found", "the status listener serves GET /router/status")
+            }
+        })
+    }
+}
+
+/// Why an upstream exchange failed.
+#[derive(Debug)]
+enum SendError {
+    /// No connection could be made: the region is down as far as the router can tell.
+    Connect(String),
+    /// The exchange failed after connecting (reset, timeout, broken answer).
+    Other(String),
+}
+
+fn ms(v: f64) -> Duration {
+    Duration::from_secs_f64(v.max(0.0) / 1000.0)
+}
+
+/// Buffers a request body up to `REQUEST_BODY_BYTES_MAX`.
+async fn read_body(body: Incoming) -> Result<Bytes, Response<Bytes>> {
+    match Limited::new(body, REQUEST_BODY_BYTES_MAX).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(error_bytes(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            &format!("the router buffers request bodies up to {REQUEST_BODY_BYTES_MAX} bytes"),
+        )),
+        Err(e) => Err(error_bytes(StatusCode::BAD_REQUEST, "invalid_body", &format!("cannot read the body: {e}"))),
+    }
+}
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+    )
+}
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let drop: Vec<HeaderName> = headers.keys().filter(|n| is_hop_by_hop(n)).cloned().collect();
+    for n in drop {
+        headers.remove(n);
+    }
+}
+
+fn set(headers: &mut HeaderMap, name: &'static str, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        headers.insert(HeaderName::from_static(name), v);
+    }
+}
+
+fn with_route_headers(
+    mut resp: Response<Body>,
+    record: RecordKind,
+    location: Option<&str>,
+    served_by: Option<&str>,
+) -> Response<Body> {
+    let h = resp.headers_mut();
+    set(h, "x-route-record", record.name());
+    if let Some(l) = location {
+        set(h, "x-client-location", l);
+    }
+    if let Some(s) = served_by {
+        set(h, "x-served-by", s);
+    }
+    resp
+}
+
+fn json_bytes<T: Serialize>(status: StatusCode, value: &T) -> Response<Bytes> {
+    let body = serde_json::to_vec(value).unwrap_or_default();
+    let mut resp = Response::new(Bytes::from(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+fn json_response<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
+    json_bytes(status, value).map(Full::new)
+}
+
+/// A JSON `ErrorBody` answer, unwrapped.
+pub(crate) fn error_bytes(status: StatusCode, code: &str, message: &str) -> Response<Bytes> {
+    json_bytes(status, &ErrorBody { error: code.to_string(), message: message.to_string() })
+}
+
+/// A JSON `ErrorBody` answer.
+pub(crate) fn error_response(status: StatusCode, code: &str, message: &str) -> Response<Body> {
+    error_bytes(status, code, message).map(Full::new)
+}
+
+/// A listener on `ip` with a backlog of `LISTEN_BACKLOG`.
+fn bind(ip: IpAddr) -> std::io::Result<TcpListener> {
+    let socket = if ip.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(SocketAddr::new(ip, 0))?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// Serves HTTP/1.1 keep-alive connections on `listener` until `stop`.
+async fn serve(router: Arc<Router>, listener: TcpListener, door: Door, slots: Arc<Semaphore>, stop: CancellationToken) {
+    loop {
+        let permit = tokio::select! {
+            _ = stop.cancelled() => return,
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+        };
+        let stream = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    // Out of descriptors, for example: back off instead of spinning.
+                    tracing::warn!(?door, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let svc = hyper::service::service_fn(move |req| router.clone().handle(door, req));
+            let conn =
+                hyper::server::conn::http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), svc);
+            if let Err(e) = conn.await {
+                tracing::debug!(?door, error = %e, "client connection ended with an error");
+            }
+        });
+    }
+}
+
+/// Runs the router from the spec until SIGTERM or SIGINT.
+pub async fn run_router(spec_path: &Path) -> Result<(), LabError> {
+    if let Err(e) = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL) {
+        tracing::warn!(error = %e, "cannot set the parent-death signal");
+    }
+    let spec = Spec::load(spec_path)?;
+    let router = Arc::new(Router::new(&spec)?);
+    let ip = spec.lab.router_ip();
+    let stop = CancellationToken::new();
+    let cfg = &spec.lab.router;
+    for region in &router.regions {
+        tokio::spawn(health::check_loop(
+            region.clone(),
+            Duration::from_millis(cfg.health_interval_ms),
+            Duration::from_millis(cfg.health_timeout_ms),
+            cfg.health_failures,
+            cfg.health_successes,
+            stop.clone(),
+        ));
+    }
+    let slots = Arc::new(Semaphore::new(CLIENT_CONNECTIONS_MAX));
+    let mut records = BTreeMap::new();
+    let mut doors = Vec::new();
+    for kind in RecordKind::ALL {
+        let l =
+            bind(ip).map_err(|e| LabError::io(format!("cannot listen for the {} record on {ip}", kind.name()), e))?;
+        let addr = l.local_addr().map_err(|e| LabError::io("cannot read a record address", e))?;
+        records.insert(kind.name().to_string(), addr);
+        doors.push((Door::Record(kind), l));
+    }
+    let cdn = bind(ip).map_err(|e| LabError::io(format!("cannot listen for the CDN on {ip}"), e))?;
+    let cdn_addr = cdn.local_addr().map_err(|e| LabError::io("cannot read the CDN address", e))?;
+    doors.push((Door::Cdn, cdn));
+    let status = bind(ip).map_err(|e| LabError::io(format!("cannot listen for the router status on {ip}"), e))?;
+    let status_addr = status.local_addr().map_err(|e| LabError::io("cannot read the status address", e))?;
+    doors.push((Door::Status, status));
+    for (door, l) in doors {
+        tokio::spawn(serve(router.clone(), l, door, slots.clone(), stop.clone()));
+    }
+    let ready = RouterReady { records, cdn_addr, status_addr, pid: std::process::id() };
+    print_ready(&ready)?;
+    tracing::info!(%ip, %cdn_addr, %status_addr, "router ready");
+    wait_for_signal().await?;
+    tracing::info!("router shutting down");
+    stop.cancel();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn region(name: &str, capacity: u32) -> Arc<RegionState> {
+        Arc::new(RegionState::new(name, "127.0.0.1:1".parse().unwrap(), capacity))
+    }
+
+    /// Goal: the traffic dial: a full region overflows to the next candidate, slots free on drop, all full
+    /// means no admission, and `router_ignores_capacity` never overflows.
+    #[test]
+    fn capacity_overflows_to_next_candidate() {
+        let regions = vec![region("a", 2), region("b", 1), region("c", 1)];
+        let order = [2, 0, 1];
+        let (p1, s1) = admit(&regions, &order, false).unwrap();
+        let (p2, s2) = admit(&regions, &order, false).unwrap();
+        let (p3, s3) = admit(&regions, &order, false).unwrap();
+        let (p4, s4) = admit(&regions, &order, false).unwrap();
+        assert_eq!((p1, p2, p3, p4), (0, 1, 1, 2), "c, then a twice, then b");
+        assert!(admit(&regions, &order, false).is_none(), "every region is full");
+        assert_eq!(regions.iter().map(|r| r.in_flight.load(Ordering::Relaxed)).collect::<Vec<_>>(), vec![2, 1, 1]);
+        drop(s2);
+        assert_eq!(admit(&regions, &order, false).map(|(p, _)| p), Some(1), "a has room again");
+        drop((s1, s3, s4));
+        assert!(regions.iter().all(|r| r.in_flight.load(Ordering::Relaxed) == 0));
+        // Ignoring capacity: the first candidate takes everything.
+        let held: Vec<Slot> = (0..5)
+            .map(|_| admit(&regions, &order, true).unwrap())
+            .map(|(p, s)| {
+                assert_eq!(p, 0);
+                s
+            })
+            .collect();
+        assert_eq!(regions[2].in_flight.load(Ordering::Relaxed), 5);
+        drop(held);
+        assert!(admit(&regions, &[], false).is_none());
+    }
+
+    /// Goal: ejection marks a region down at once and counts it.
+    #[test]
+    fn ejection_marks_down() {
+        let r = region("a", 1);
+        assert!(r.eject());
+        assert!(!r.healthy.load(Ordering::Relaxed));
+        assert!(!r.eject());
+        assert_eq!(r.ejections.load(Ordering::Relaxed), 2);
+    }
+}

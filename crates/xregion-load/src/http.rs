@@ -1,0 +1,301 @@
+//! One HTTP/1.1 client connection on a raw `TcpStream`: writes pre-rendered requests, parses responses with
+//! `httparse` (Content-Length, chunked, or until close), keeps the connection alive, and reconnects when the
+//! server has closed it. Nothing on this path allocates once the read buffer exists.
+
+use crate::plan::CompiledTarget;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Read buffer of a connection; responses larger than it stream through it.
+const READ_BUF_BYTES: usize = 8 * 1024;
+/// Largest response head (status line and headers) accepted; the buffer grows up to it.
+const HEAD_BYTES_MAX: usize = 64 * 1024;
+/// Most response headers parsed.
+const HEADERS_MAX: usize = 64;
+
+/// Why a request failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// Could not connect.
+    Connect,
+    /// Over the request timeout.
+    Timeout,
+    /// Malformed response, or closed mid-response.
+    Protocol,
+}
+
+/// Internal outcome of one attempt: a closed keep-alive connection before any response byte is retried.
+enum AttemptError {
+    /// The server closed (or reset) the connection before sending anything: a keep-alive race.
+    ClosedBeforeResponse,
+    /// Anything else.
+    Failed(Failure),
+}
+
+/// A client connection that reconnects on demand.
+pub(crate) struct Conn {
+    stream: Option<TcpStream>,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// Whether a connection was ever opened, so that later ones count as reconnects.
+    opened_before: bool,
+    /// Connections opened since the caller last asked.
+    pub opened: u32,
+    /// Of which reconnects.
+    pub reconnects: u32,
+}
+
+impl Conn {
+    pub(crate) fn new() -> Conn {
+        Conn { stream: None, buf: Vec::new(), start: 0, end: 0, opened_before: false, opened: 0, reconnects: 0 }
+    }
+
+    fn close(&mut self) {
+        self.stream = None;
+        self.start = 0;
+        self.end = 0;
+    }
+
+    /// Sends `target` and reads the whole response; `on_head(status, headers)` sees the response head once.
+    /// Returns the status code.
+    pub(crate) async fn request(
+        &mut self,
+        target: &CompiledTarget,
+        timeout: Duration,
+        on_head: &mut impl FnMut(u16, &[httparse::Header<'_>]),
+    ) -> Result<u16, Failure> {
+        match tokio::time::timeout(timeout, self.exchange(target, on_head)).await {
+            Ok(r) => r,
+            Err(_) => {
+                self.close();
+                Err(Failure::Timeout)
+            }
+        }
+    }
+
+    async fn exchange(
+        &mut self,
+        target: &CompiledTarget,
+        on_head: &mut impl FnMut(u16, &[httparse::Header<'_>]),
+    ) -> Result<u16, Failure> {
+        // A reused connection may have been closed by the server while idle; one retry on a fresh connection
+        // covers that race, and a fresh connection that closes at once is a real failure.
+        for _ in 0..2 {
+            let fresh = self.stream.is_none();
+            if fresh {
+                self.connect(target.addr).await?;
+            }
+            match self.attempt(target, on_head).await {
+                Ok(status) => return Ok(status),
+                Err(AttemptError::ClosedBeforeResponse) if !fresh => self.close(),
+                Err(AttemptError::ClosedBeforeResponse) => {
+                    self.close();
+                    return Err(Failure::Protocol);
+                }
+                Err(AttemptError::Failed(f)) => {
+                    self.close();
+                    return Err(f);
+                }
+            }
+        }
+        Err(Failure::Protocol)
+    }
+
+    async fn connect(&mut self, addr: SocketAddr) -> Result<(), Failure> {
+        let stream = TcpStream::connect(addr).await.map_err(|_| Failure::Connect)?;
+        // Requests are small and written whole; Nagle would only add delay.
+        stream.set_nodelay(true).map_err(|_| Failure::Connect)?;
+        if self.buf.is_empty() {
+            self.buf = vec![0; READ_BUF_BYTES];
+        }
+        self.stream = Some(stream);
+        self.start = 0;
+        self.end = 0;
+        self.opened += 1;
+        if self.opened_before {
+            self.reconnects += 1;
+        }
+        self.opened_before = true;
+        Ok(())
+    }
+
+    /// Reads more bytes into the buffer; `Ok(0)` is end of stream.
+    async fn fill(&mut self) -> std::io::Result<usize> {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        } else if self.end == self.buf.len() && self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.end == self.buf.len() {
+            if self.buf.len() >= HEAD_BYTES_MAX {
+                return Err(std::io::Error::other("response head too large"));
+            }
+            self.buf.resize(self.buf.len() * 2, 0);
+        }
+        let stream = self.stream.as_mut().expect("fill is only called on an open connection");
+        let n = stream.read(&mut self.buf[self.end..]).await?;
+        self.end += n;
+        Ok(n)
+    }
+
+    async fn attempt(
+        &mut self,
+        target: &CompiledTarget,
+        on_head: &mut impl FnMut(u16, &[httparse::Header<'_>]),
+    ) -> Result<u16, AttemptError> {
+        let failed = AttemptError::Failed;
+        let stream = self.stream.as_mut().expect("attempt runs on an open connection");
+        if stream.write_all(&target.bytes).await.is_err() {
+            return Err(AttemptError::ClosedBeforeResponse);
+        }
+        // Leftover bytes from a previous response would be a protocol error; they are parsed as such below.
+        let mut got_any = self.end > self.start;
+        let (status, body, close) = loop {
+            if self.end > self.start {
+                let mut headers = [httparse::EMPTY_HEADER; HEADERS_MAX];
+                let mut resp = httparse::Response::new(&mut headers);
+                match resp.parse(&self.buf[self.start..self.end]) {
+                    Ok(httparse::Status::Complete(n)) => {
+                        let status = resp.code.unwrap_or(0);
+                        let head = read_head(&resp, status, target.is_head);
+                        self.start += n;
+                        if (100..200).contains(&status) {
+                            continue; // 100 Continue and friends: the real response follows.
+                        }
+                        on_head(status, resp.headers);
+                        break (status, head.0, head.1);
+                    }
+                    Ok(httparse::Status::Partial) => {}
+                    Err(_) => return Err(failed(Failure::Protocol)),
+                }
+            }
+            match self.fill().await {
+                Ok(0) | Err(_) if !got_any => return Err(AttemptError::ClosedBeforeResponse),
+                Ok(0) | Err(_) => return Err(failed(Failure::Protocol)),
+                Ok(_) => got_any = true,
+            }
+        };
+        match body {
+            Body::None => {}
+            Body::Length(n) => self.skip(n).await.map_err(|_| failed(Failure::Protocol))?,
+            Body::Chunked => self.skip_chunked().await.map_err(|_| failed(Failure::Protocol))?,
+            Body::UntilClose => {
+                self.start = self.end;
+                loop {
+                    match self.fill().await {
+                        Ok(0) => break,
+                        Ok(_) => self.start = self.end,
+                        Err(_) => return Err(failed(Failure::Protocol)),
+                    }
+                }
+            }
+        }
+        if close || matches!(body, Body::UntilClose) {
+            self.close();
+        }
+        Ok(status)
+    }
+
+    /// Discards `n` body bytes.
+    async fn skip(&mut self, mut n: u64) -> std::io::Result<()> {
+        loop {
+            let avail = (self.end - self.start) as u64;
+            if avail >= n {
+                self.start += n as usize;
+                return Ok(());
+            }
+            n -= avail;
+            self.start = self.end;
+            if self.fill().await? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+    }
+
+    /// Discards a chunked body, trailers included.
+    async fn skip_chunked(&mut self) -> std::io::Result<()> {
+        loop {
+            let size = loop {
+                match httparse::parse_chunk_size(&self.buf[self.start..self.end]) {
+                    Ok(httparse::Status::Complete((used, size))) => {
+                        self.start += used;
+                        break size;
+                    }
+                    Ok(httparse::Status::Partial) => {
+                        if self.fill().await? == 0 {
+                            return Err(std::io::ErrorKind::UnexpectedEof.into());
+                        }
+                    }
+                    Err(_) => return Err(std::io::ErrorKind::InvalidData.into()),
+                }
+            };
+            if size == 0 {
+                break;
+            }
+            // The chunk's data, then its CRLF.
+            self.skip(size + 2).await?;
+        }
+        // Trailers: lines up to an empty one.
+        loop {
+            match self.buf[self.start..self.end].windows(2).position(|w| w == b"\r\n") {
+                Some(0) => {
+                    self.start += 2;
+                    return Ok(());
+                }
+                Some(i) => self.start += i + 2,
+                None => {
+                    if self.fill().await? == 0 {
+                        return Err(std::io::ErrorKind::UnexpectedEof.into());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// How the body of a response is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Body {
+    None,
+    Length(u64),
+    Chunked,
+    UntilClose,
+}
+
+/// The body framing and whether the server will close the connection after this response.
+fn read_head(resp: &httparse::Response<'_, '_>, status: u16, is_head: bool) -> (Body, bool) {
+    let mut length = None;
+    let mut chunked = false;
+    // HTTP/1.0 closes unless it says keep-alive; HTTP/1.1 keeps alive unless it says close.
+    let mut close = resp.version == Some(0);
+    for h in resp.headers.iter() {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            length = std::str::from_utf8(h.value).ok().and_then(|v| v.trim().parse::<u64>().ok());
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = h.value.split(|b| *b == b',').any(|v| v.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            let v = h.value.trim_ascii();
+            if v.eq_ignore_ascii_case(b"close") {
+                close = true;
+            } else if v.eq_ignore_ascii_case(b"keep-alive") {
+                close = false;
+            }
+        }
+    }
+    let body = if is_head || status == 204 || status == 304 || (100..200).contains(&status) {
+        Body::None
+    } else if chunked {
+        Body::Chunked
+    } else if let Some(n) = length {
+        Body::Length(n)
+    } else {
+        Body::UntilClose
+    };
+    (body, close)
+}

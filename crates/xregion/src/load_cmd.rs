@@ -1,0 +1,205 @@
+//! `xregion load URL`: a quick load run against one URL, like oha or hey, on the `xregion-load` engine; and the
+//! hidden `load-worker` subcommand that runs a plan from stdin in its own process (`xregion_load::run_in_child`).
+//!
+//! Flags are parsed into `LoadArgs`, then turned into a `Plan`: `--vus` (or `--connections` alone) selects the
+//! closed model, `--rate` the open one. Exit code 1 when a threshold fails, 2 when the run could not be done.
+
+use anyhow::Context as _;
+use std::process::ExitCode;
+use std::time::Duration;
+use xregion_load::{Executor, LoadResult, Percentiles, Plan, RequestSpec, Threshold};
+
+/// VUs (closed model) or connections (open model) when neither `--vus` nor `--connections` is given.
+const CONNECTIONS_DEFAULT: u32 = 50;
+/// In-flight iterations allowed per connection in the open model when `--max-in-flight` is not given.
+const IN_FLIGHT_PER_CONNECTION: u32 = 100;
+
+/// Arguments of `xregion load`.
+#[derive(Debug, clap::Args)]
+pub struct LoadArgs {
+    /// Target URL, `http://host[:port]/path`. Only loopback addresses unless `--allow-remote`.
+    pub url: String,
+    /// Closed model: concurrent virtual users, each with its own connection (default: --connections, or 50).
+    #[arg(long, conflicts_with = "rate")]
+    pub vus: Option<u32>,
+    /// Open model: requests started per second whatever the responses; latency is corrected for coordinated
+    /// omission.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Length of the run, e.g. `10s`, `2m`.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// Connections: the VUs of the closed model, or the connections the open model shares (default 50).
+    #[arg(long, short = 'c')]
+    pub connections: Option<u32>,
+    /// Open model: most requests in progress; past it a scheduled request is dropped (default: 100 per connection).
+    #[arg(long)]
+    pub max_in_flight: Option<u32>,
+    /// HTTP method.
+    #[arg(long, short = 'm', default_value = "GET")]
+    pub method: String,
+    /// Request header `Name: value`; repeat for several.
+    #[arg(long = "header", short = 'H')]
+    pub headers: Vec<String>,
+    /// Request body.
+    #[arg(long, short = 'd')]
+    pub body: Option<String>,
+    /// Closed model: pause of each VU between its requests.
+    #[arg(long, default_value = "0ms", value_parser = humantime::parse_duration)]
+    pub think_time: Duration,
+    /// Limit of one request, connect included.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    /// Pass/fail criterion, e.g. `p95 < 200ms`, `error_rate < 1%`, `rps > 100`; repeat for several.
+    #[arg(long = "threshold")]
+    pub thresholds: Vec<String>,
+    /// Response header whose values are counted, e.g. `x-served-by`; repeat for several.
+    #[arg(long = "capture-header")]
+    pub capture_headers: Vec<String>,
+    /// Worker threads (default: the CPUs this process may use).
+    #[arg(long)]
+    pub workers: Option<u32>,
+    /// Seed of random choices (recorded in the result).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Allow a target that is not a loopback address. Only for hosts you are responsible for.
+    #[arg(long)]
+    pub allow_remote: bool,
+    /// Print the full result as JSON instead of the summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl LoadArgs {
+    /// The plan these flags describe.
+    pub fn to_plan(&self) -> anyhow::Result<Plan> {
+        let duration_ms = u64::try_from(self.duration.as_millis()).context("--duration is too long")?;
+        let headers = self
+            .headers
+            .iter()
+            .map(|h| {
+                let (k, v) = h.split_once(':').with_context(|| format!("--header {h:?}: expected `Name: value`"))?;
+                Ok((k.trim().to_string(), v.trim().to_string()))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let thresholds = self.thresholds.iter().map(|t| t.parse::<Threshold>()).collect::<Result<Vec<_>, _>>()?;
+        let (executor, connections_max) = match self.rate {
+            Some(rate_per_s) => {
+                let conns = self.connections.unwrap_or(CONNECTIONS_DEFAULT);
+                let max_in_flight = self.max_in_flight.unwrap_or(conns.saturating_mul(IN_FLIGHT_PER_CONNECTION));
+                (Executor::ConstantArrivalRate { rate_per_s, duration_ms, max_in_flight }, Some(conns))
+            }
+            None => {
+                let vus = self.vus.or(self.connections).unwrap_or(CONNECTIONS_DEFAULT);
+                let think_time_ms = self.think_time.as_millis() as u64;
+                (Executor::ConstantVus { vus, duration_ms, think_time_ms }, self.connections.map(|c| c.max(vus)))
+            }
+        };
+        Ok(Plan {
+            targets: vec![RequestSpec {
+                name: "load".into(),
+                url: self.url.clone(),
+                method: self.method.clone(),
+                headers,
+                body: self.body.clone(),
+                weight: 1,
+            }],
+            executor,
+            request_timeout_ms: self.timeout.as_millis().max(1) as u64,
+            connections_max,
+            window_ms: 1_000,
+            capture_headers: self.capture_headers.clone(),
+            thresholds,
+            seed: self.seed,
+            workers: self.workers,
+            allow_remote: self.allow_remote,
+        })
+    }
+}
+
+/// Runs `xregion load`: 0 when every threshold passed, 1 when one failed.
+pub fn run_load(args: LoadArgs) -> anyhow::Result<ExitCode> {
+    let plan = args.to_plan()?;
+    let result = xregion_load::run_plan(&plan)?;
+    // Written without `println!`, which panics when the reader of a pipe has gone.
+    let text = if args.json { serde_json::to_string_pretty(&result)? + "\n" } else { summary(&plan, &result) };
+    std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes()).context("cannot write the result")?;
+    Ok(if result.thresholds_pass() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// Runs the hidden `load-worker` subcommand: a plan as JSON on stdin, the result as JSON on stdout.
+pub fn run_worker() -> anyhow::Result<ExitCode> {
+    xregion_load::worker_main(std::io::stdin().lock(), std::io::stdout().lock())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The human summary: throughput, errors, statuses, the latency table, open-model counters and thresholds.
+pub fn summary(plan: &Plan, r: &LoadResult) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let model = if plan.executor.is_open() {
+        format!("open model, {} connections", plan.connections_needed())
+    } else {
+        format!("closed model, {} VUs", r.vus_max)
+    };
+    let _ = writeln!(s, "Summary ({model}, {} workers):", r.workers);
+    let _ = writeln!(s, "  Requests      {} in {:.2} s", r.requests, r.duration_s);
+    let _ = writeln!(s, "  Requests/s    {:.1}", r.rps());
+    let e = &r.errors;
+    let _ = writeln!(
+        s,
+        "  Errors        {} (connect {}, timeout {}, status {}, protocol {})",
+        e.total(),
+        e.connect,
+        e.timeout,
+        e.status,
+        e.protocol
+    );
+    let _ = writeln!(s, "  Connections   {} opened, {} reconnects", r.connections_opened, r.reconnects);
+    if plan.executor.is_open() {
+        let _ = writeln!(
+            s,
+            "  Open model    late {} (max lag {:.1} ms), dropped {}, interrupted {}",
+            r.late, r.late_lag_ms_max, r.dropped, r.interrupted
+        );
+    }
+    if !r.statuses.is_empty() {
+        let _ = writeln!(s, "Status codes:");
+        for (code, n) in &r.statuses {
+            let _ = writeln!(s, "  [{code}] {n}");
+        }
+    }
+    let _ = writeln!(s, "Latency (ms):        p50       p90       p95       p99     p99.9       max");
+    let row = |label: &str, p: Percentiles| {
+        format!(
+            "  {label:<14}{:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3}\n",
+            p.p50, p.p90, p.p95, p.p99, p.p999, p.max
+        )
+    };
+    if let Some(p) = r.percentiles(None) {
+        s.push_str(&row(if plan.executor.is_open() { "corrected" } else { "" }, p));
+    }
+    if plan.executor.is_open()
+        && let Some(p) = r.percentiles_uncorrected(None)
+    {
+        s.push_str(&row("uncorrected", p));
+    }
+    for (name, stats) in &r.per_request {
+        for (header, values) in &stats.header_counts {
+            let list: Vec<String> = values.iter().map(|(v, n)| format!("{v}: {n}")).collect();
+            let _ = writeln!(s, "Header {header} ({name}): {}", list.join(", "));
+        }
+    }
+    if !r.thresholds.is_empty() {
+        let _ = writeln!(s, "Thresholds:");
+        for t in &r.thresholds {
+            let measured = match (t.measured, &t.detail) {
+                (Some(m), _) => format!("{m:.3} {}", t.unit),
+                (None, Some(d)) => d.clone(),
+                (None, None) => "-".into(),
+            };
+            let _ = writeln!(s, "  {} {}  (measured {measured})", if t.pass { "PASS" } else { "FAIL" }, t.threshold);
+        }
+    }
+    s
+}
