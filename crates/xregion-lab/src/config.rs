@@ -68,6 +68,8 @@ pub struct Defects {
     pub cdn_never_caches: bool,
     /// Every `/v1/*` request to a node takes this much longer (a server slower than the thresholds).
     pub slow_ms: u64,
+    /// The store holds every commit this long (a slow disk), so requests wait to get the store.
+    pub store_commit_delay_ms: u64,
 }
 
 /// The `[lab.node]` table.
@@ -83,7 +85,7 @@ pub struct NodeConfig {
 
 impl Default for NodeConfig {
     fn default() -> Self {
-        NodeConfig { max_in_flight: 256, catalog_max_age_s: 60 }
+        NodeConfig { max_in_flight: 1024, catalog_max_age_s: 60 }
     }
 }
 

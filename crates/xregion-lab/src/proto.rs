@@ -5,6 +5,11 @@
 //! acknowledgements (pipelining); the receiver answers each applied batch with `Ack{seq}` for its highest
 //! sequence number. A receiver checks a whole batch with `validate_batch` before applying any of it, so a
 //! malformed frame is rejected with no partial apply.
+//!
+//! The same listener also answers round-trip probes (`GET /v1/peers/rtt`), so that they cross the WAN exactly as
+//! replication does: a prober opens a fresh connection with `Probe{from}` instead of `Hello`, then sends up to
+//! `PROBE_PINGS_MAX` sequential `Ping{nonce}`s, each answered by `Pong{nonce}`. A probe connection never carries
+//! batches, and anything but a ping on it closes it.
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -18,6 +23,9 @@ pub const FRAME_BYTES_MAX: usize = 16 * 1024 * 1024;
 pub const BATCH_ENTRIES_MAX: usize = 512;
 /// A sender stops adding entries to a batch once it holds about this many bytes of keys and values.
 pub const BATCH_BYTES_TARGET: usize = 1024 * 1024;
+/// Most pings one probe connection may carry (the most round trips one `GET /v1/peers/rtt` asks for); a
+/// prober that sends more is cut off, so a probe connection cannot be held open forever.
+pub const PROBE_PINGS_MAX: u32 = xregion_model::wire::RTT_COUNT_MAX;
 
 /// One outbox entry on the wire: a write (or tombstone) made in the sending region.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,6 +59,21 @@ pub enum Frame {
     Ack {
         /// Highest applied sequence number.
         seq: u64,
+    },
+    /// First frame of a round-trip probe connection (instead of `Hello`): who is measuring.
+    Probe {
+        /// The measuring region.
+        from: String,
+    },
+    /// From the prober: answer with `Pong` carrying the same nonce.
+    Ping {
+        /// Distinguishes the round trips of one connection.
+        nonce: u64,
+    },
+    /// From the probed region: the answer to `Ping`.
+    Pong {
+        /// The ping's nonce.
+        nonce: u64,
     },
 }
 
@@ -191,11 +214,18 @@ mod tests {
             Frame::Hello { from: "a".into() },
             Frame::Batch { entries: vec![entry(1, "k", "a")] },
             Frame::Ack { seq: 9 },
+            Frame::Probe { from: "a".into() },
+            Frame::Ping { nonce: 7 },
+            Frame::Pong { nonce: 7 },
         ] {
             assert_eq!(decode(&encode(&f)).unwrap(), f);
         }
         assert!(decode(b"not json").is_err());
         assert!(decode(br#"{"type":"ack","seq":1,"extra":2}"#).is_err());
         assert!(decode(br#"{"type":"nope"}"#).is_err());
+        assert_eq!(decode(br#"{"type":"ping","nonce":3}"#), Ok(Frame::Ping { nonce: 3 }));
+        assert!(decode(br#"{"type":"ping"}"#).is_err(), "a ping needs its nonce");
+        assert!(decode(br#"{"type":"pong","nonce":-1}"#).is_err());
+        assert!(decode(br#"{"type":"probe","from":"a","seq":1}"#).is_err());
     }
 }

@@ -58,8 +58,17 @@ pub fn worker_main(input: impl Read, mut output: impl Write) -> Result<(), LoadE
     let mut text = String::new();
     input.take(PLAN_BYTES_MAX).read_to_string(&mut text)?;
     let plan: Plan = serde_json::from_str(&text)?;
-    let result = crate::engine::run_plan(&plan)?;
+    let mut result = crate::engine::run_plan(&plan)?;
+    result.rss_bytes_peak = peak_rss_bytes();
     serde_json::to_writer(&mut output, &result)?;
     output.flush()?;
     Ok(())
+}
+
+/// This process's peak resident memory (`VmHWM`), so that a run can report what its generator cost.
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }

@@ -168,6 +168,9 @@ pub struct LoadResult {
     pub connections_opened: u64,
     /// Outcome of each threshold of the plan.
     pub thresholds: Vec<crate::threshold::ThresholdResult>,
+    /// Peak resident memory of the generator process, when it ran in its own process (`load-worker`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rss_bytes_peak: Option<u64>,
 }
 
 /// Latency percentiles in ms.

@@ -12,6 +12,10 @@ pub const KEY_LEN_MAX: usize = 256;
 pub const BODY_BYTES_MAX: usize = 64 * 1024;
 /// Most records one scan page returns.
 pub const SCAN_LIMIT_MAX: usize = 1000;
+/// Round trips per peer that `GET /v1/peers/rtt` measures when the query gives no `count`.
+pub const RTT_COUNT_DEFAULT: u32 = 20;
+/// Most round trips per peer one `GET /v1/peers/rtt` may ask for: bounds how long the request takes.
+pub const RTT_COUNT_MAX: u32 = 100;
 
 /// Returns why `key` is not a valid contract key, or `None` when it is valid.
 pub fn key_problem(key: &str) -> Option<String> {
@@ -90,6 +94,57 @@ pub struct ReplicationStatus {
     pub head_seq: u64,
     /// One entry per peer region.
     pub peers: Vec<PeerStatus>,
+}
+
+/// Round trips from the answering region to one peer, over the path its replication uses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerRtt {
+    /// The peer region.
+    pub region: String,
+    /// One round trip per sample, in milliseconds, in the order measured; empty when `error` is set.
+    #[serde(default)]
+    pub samples_ms: Vec<f64>,
+    /// Why the peer could not be measured (unreachable, timed out, protocol error); absent on success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// `GET /v1/peers/rtt?count=N` (optional route): region-to-region round trips.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeersRtt {
+    /// The region answering (the one that measured).
+    pub region: String,
+    /// One entry per peer region, in name order.
+    pub peers: Vec<PeerRtt>,
+}
+
+/// A latency distribution in milliseconds. Every field is 0 when `count` is 0.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct LatencySummary {
+    /// Samples recorded.
+    pub count: u64,
+    /// Median.
+    pub p50: f64,
+    /// 95th percentile.
+    pub p95: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Largest sample.
+    pub max: f64,
+}
+
+/// `GET /v1/stats/store` (optional route): how long requests waited for the store and used it, since the
+/// region started or since the last `?reset=true`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoreStats {
+    /// The region answering.
+    pub region: String,
+    /// Waiting to get the store (the equivalent of acquiring a pooled database connection).
+    pub acquire_ms: LatencySummary,
+    /// Each durable commit (group commit, fsync included).
+    pub commit_ms: LatencySummary,
+    /// Each read's time in the store.
+    pub read_ms: LatencySummary,
 }
 
 /// Body of every 4xx and 5xx answer.

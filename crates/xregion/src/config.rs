@@ -145,6 +145,8 @@ pub struct Targets {
     pub cdn_p95_ms: f64,
     /// Store read and write P95 at each region must be below this, in milliseconds.
     pub db_p95_ms: f64,
+    /// Store (connection-pool) acquisition P95 at each region must be below this, in milliseconds.
+    pub pool_acquire_p95_ms: f64,
 }
 
 impl Default for Targets {
@@ -162,6 +164,7 @@ impl Default for Targets {
             cdn_hit_rate_min_pct: 90.0,
             cdn_p95_ms: 100.0,
             db_p95_ms: 100.0,
+            pool_acquire_p95_ms: 10.0,
         }
     }
 }
@@ -471,6 +474,7 @@ fn validate(config: &Config) -> Result<(), (Option<String>, String)> {
         ("cdn_hit_rate_min_pct", t.cdn_hit_rate_min_pct),
         ("cdn_p95_ms", t.cdn_p95_ms),
         ("db_p95_ms", t.db_p95_ms),
+        ("pool_acquire_p95_ms", t.pool_acquire_p95_ms),
     ] {
         if !(v.is_finite() && v > 0.0) {
             return Err((Some(name.into()), format!("targets.{name} must be a positive number, got {v}")));

@@ -185,6 +185,24 @@ impl Probe {
         })
     }
 
+    /// `GET {path}` for an optional route of the contract: `None` when the deployment answers 404 (or 405), so
+    /// the check that needs it can be skipped with a reason.
+    pub async fn get_optional<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        timeout: Option<Duration>,
+    ) -> Result<Option<T>, ProbeError> {
+        let mut req = self.client.get(self.url(path));
+        if let Some(t) = timeout {
+            req = req.timeout(t);
+        }
+        let resp = self.send(req).await?;
+        if matches!(resp.status(), reqwest::StatusCode::NOT_FOUND | reqwest::StatusCode::METHOD_NOT_ALLOWED) {
+            return Ok(None);
+        }
+        self.decode(resp).await.map(Some)
+    }
+
     /// `GET /v1/replication`.
     pub async fn replication(&self) -> Result<ReplicationStatus, ProbeError> {
         let resp = self.send(self.client.get(self.url("/v1/replication"))).await?;

@@ -49,8 +49,8 @@ impl CheckDef {
 
 /// Every check, in run order.
 pub fn catalogue() -> Vec<CheckDef> {
-    use crate::suites::{cross_region, performance, routing};
-    [cross_region::CHECKS, routing::CHECKS, performance::CHECKS].concat()
+    use crate::suites::{cross_region, latency, performance, routing};
+    [cross_region::CHECKS, routing::CHECKS, performance::CHECKS, latency::CHECKS].concat()
 }
 
 /// Everything a check needs.
@@ -185,9 +185,11 @@ pub async fn preflight(probes: &[Probe]) -> Vec<String> {
 
 /// Runs one check by id.
 pub async fn run_check(def: &CheckDef, ctx: &Ctx) -> CheckResult {
-    use crate::suites::{cross_region, performance, routing};
+    use crate::suites::{cross_region, latency, performance, routing};
     if def.id.starts_with("cross-region.routing.") {
         routing::run(def, ctx).await
+    } else if def.id.starts_with("performance.latency.") {
+        latency::run(def, ctx).await
     } else if def.suite() == "performance" {
         performance::run(def, ctx).await
     } else {

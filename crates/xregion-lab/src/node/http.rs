@@ -1,5 +1,6 @@
-//! The probe contract over HTTP (see `docs/probe-contract.md`), the cacheable catalogue, and the lab-only
-//! `PUT /lab/peers` and `PUT /lab/health`.
+//! The probe contract over HTTP (see `docs/probe-contract.md`), the cacheable catalogue, the optional
+//! `GET /v1/peers/rtt` (round trips to the peers, `rtt`) and `GET /v1/stats/store` (the store's waits and
+//! durations, `store::StoreTimings`), and the lab-only `PUT /lab/peers` and `PUT /lab/health`.
 //!
 //! Every `/v1/*` request passes `admit` first: it counts the request as in flight for its whole life (the
 //! `slow_ms` defect and a catalogue `work_ms` included) and sheds it with `503 overloaded` beyond
@@ -9,7 +10,7 @@
 //! wrong method, oversized body), so a client can always parse an error.
 
 use super::store::{StoreError, WriteOp, WriteOutcome};
-use super::{Node, peer_backlog};
+use super::{Node, peer_backlog, rtt};
 use crate::record::StoredRecord;
 use axum::Router;
 use axum::body::Bytes;
@@ -29,7 +30,7 @@ use tokio::net::TcpListener;
 use xregion_model::Version;
 use xregion_model::wire::{
     BODY_BYTES_MAX, ErrorBody, Health, PeerStatus, PutRequest, Record, ReplicationStatus, SCAN_LIMIT_MAX, ScanPage,
-    key_problem,
+    StoreStats, key_problem,
 };
 
 /// Records per scan page when the client gives no limit.
@@ -56,6 +57,8 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/kv", get(scan))
         .route("/v1/kv/{*key}", get(get_kv).put(put_kv).delete(delete_kv))
         .route("/v1/replication", get(replication))
+        .route("/v1/peers/rtt", get(peers_rtt))
+        .route("/v1/stats/store", get(store_stats))
         .route("/metrics", get(metrics_text))
         .route("/v1/catalog/{item}", get(catalog))
         .route("/lab/peers", put(set_peers))
@@ -404,6 +407,39 @@ async fn replication(State(node): Shared) -> Response {
     json(&ReplicationStatus { region: node.region.clone(), head_seq: node.head_seq(), peers })
 }
 
+/// Query of `GET /v1/peers/rtt`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RttQuery {
+    /// Round trips per peer, 1..=RTT_COUNT_MAX (default RTT_COUNT_DEFAULT).
+    count: Option<u32>,
+}
+
+/// `GET /v1/peers/rtt?count=N`: N round trips to each peer over its replication link; a peer that cannot be
+/// measured is listed with its error (still 200).
+async fn peers_rtt(State(node): Shared, q: Result<Query<RttQuery>, QueryRejection>) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(|e| err(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
+    let count = rtt::checked_count(q.count).map_err(|m| err(StatusCode::BAD_REQUEST, "invalid_query", m))?;
+    Ok(json(&rtt::measure_all(&node, count).await))
+}
+
+/// Query of `GET /v1/stats/store`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatsQuery {
+    /// Empty the histograms after answering.
+    #[serde(default)]
+    reset: bool,
+}
+
+/// `GET /v1/stats/store[?reset=true]`: the store's acquire, commit and read times since the start or the last
+/// reset.
+async fn store_stats(State(node): Shared, q: Result<Query<StatsQuery>, QueryRejection>) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(|e| err(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
+    let (acquire_ms, commit_ms, read_ms) = node.store.timings().summaries(q.reset);
+    Ok(json(&StoreStats { region: node.region.clone(), acquire_ms, commit_ms, read_ms }))
+}
+
 async fn metrics_text(State(node): Shared) -> Response {
     let text = node.metrics.as_ref().map(|m| m.render()).unwrap_or_default();
     (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
@@ -529,12 +565,47 @@ mod tests {
             ("GET", "/v1/kv?limit=abc", None, 400, "invalid_query"),
             ("GET", "/v1/kv?prefix=a%20b", None, 400, "invalid_key"),
             ("PUT", "/lab/peers", Some(br#"{"zz":"127.0.0.1:1"}"#), 400, "unknown_region"),
+            ("GET", "/v1/peers/rtt?count=0", None, 400, "invalid_query"),
+            ("GET", "/v1/peers/rtt?count=101", None, 400, "invalid_query"),
+            ("GET", "/v1/peers/rtt?count=-1", None, 400, "invalid_query"),
+            ("GET", "/v1/peers/rtt?count=x", None, 400, "invalid_query"),
+            ("GET", "/v1/peers/rtt?n=5", None, 400, "invalid_query"),
+            ("GET", "/v1/stats/store?reset=maybe", None, 400, "invalid_query"),
+            ("GET", "/v1/stats/store?other=1", None, 400, "invalid_query"),
+            ("POST", "/v1/stats/store", None, 405, "method_not_allowed"),
         ];
         for (method, path, body, status, code) in cases {
             let (s, r) = call(addr, method, path, body).await;
             assert_eq!((s, r["error"].as_str()), (status, Some(code)), "{method} {path}: {r}");
             assert!(r["message"].as_str().is_some_and(|m| !m.is_empty()), "{method} {path}: {r}");
         }
+        node.shutdown.cancel();
+    }
+
+    /// Goal: `/v1/stats/store` counts the writes' group commits and waits and the reads, and `?reset=true`
+    /// answers with the counts so far and then starts again from zero. Method: a fresh node with no background
+    /// tasks, so only these requests touch its store.
+    #[tokio::test]
+    async fn store_stats_count_and_reset() {
+        let (node, addr) = start("http-stats").await;
+        let (s, r) = call(addr, "GET", "/v1/stats/store", None).await;
+        let empty: StoreStats = serde_json::from_value(r).unwrap();
+        assert_eq!((s, empty.region.as_str(), empty.commit_ms.count, empty.read_ms.count), (200, "a", 0, 0));
+        for i in 0..3 {
+            call(addr, "PUT", &format!("/v1/kv/s/{i}"), Some(br#"{"value":"x"}"#)).await;
+            call(addr, "GET", &format!("/v1/kv/s/{i}"), None).await;
+        }
+        let (_, r) = call(addr, "GET", "/v1/stats/store?reset=true", None).await;
+        let st: StoreStats = serde_json::from_value(r).unwrap();
+        assert!((1..=3).contains(&st.commit_ms.count), "{st:?}");
+        assert_eq!(st.read_ms.count, 3, "{st:?}");
+        assert_eq!(st.acquire_ms.count, 6, "three writes and three reads: {st:?}");
+        for l in [st.acquire_ms, st.commit_ms, st.read_ms] {
+            assert!(l.p50 <= l.p95 && l.p95 <= l.p99 && l.p99 <= l.max && l.max > 0.0, "{st:?}");
+        }
+        let (_, r) = call(addr, "GET", "/v1/stats/store", None).await;
+        let after: StoreStats = serde_json::from_value(r).unwrap();
+        assert_eq!((after.acquire_ms.count, after.commit_ms.count, after.read_ms.count), (0, 0, 0), "{after:?}");
         node.shutdown.cancel();
     }
 

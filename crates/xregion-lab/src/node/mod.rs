@@ -2,12 +2,14 @@
 //! replicates its own writes to every other region.
 //!
 //! `run_node` wires the parts: the store (`store`, group commit and the HLC), the HTTP API (`http`), the
-//! replication shippers and receiver (`repl`), and the background tasks that persist cursors, collect the outbox
-//! and refresh gauges. It prints exactly one `READY {json}` line to stdout once both listeners are bound; logs go
-//! to stderr. SIGTERM or SIGINT stop it cleanly, and it dies with its parent (parent-death signal).
+//! replication shippers and receiver (`repl`), the round-trip probes over the replication links (`rtt`), and
+//! the background tasks that persist cursors, collect the outbox and refresh gauges. It prints exactly one
+//! `READY {json}` line to stdout once both listeners are bound; logs go to stderr. SIGTERM or SIGINT stop it
+//! cleanly, and it dies with its parent (parent-death signal).
 
 pub mod http;
 pub mod repl;
+pub mod rtt;
 pub mod store;
 
 use crate::LabError;
@@ -86,6 +88,8 @@ pub struct Node {
     pub metrics: Option<PrometheusHandle>,
     /// Counts received entries for the `drop_one_in` defect.
     pub received_entries: AtomicU64,
+    /// Bounds the round-trip probes running at once (`rtt::PROBES_MAX`).
+    pub rtt_probes: tokio::sync::Semaphore,
     /// Cancelled when the node shuts down.
     pub shutdown: CancellationToken,
 }
@@ -124,6 +128,7 @@ pub async fn run_node(spec_path: &Path, region: &str) -> Result<(), LabError> {
         .map_err(|e| LabError::io(format!("cannot create the region directory {}", data_dir.display()), e))?;
     let metrics = install_metrics();
     let (store, recovered, writer) = Store::open(&data_dir.join("store.redb"), region)?;
+    store.set_commit_delay(spec.lab.defects.store_commit_delay_ms);
 
     let http_listener = TcpListener::bind((me.ip, me.http_port))
         .await
@@ -161,6 +166,7 @@ pub async fn run_node(spec_path: &Path, region: &str) -> Result<(), LabError> {
         in_flight: AtomicU64::new(0),
         metrics,
         received_entries: AtomicU64::new(0),
+        rtt_probes: tokio::sync::Semaphore::new(rtt::PROBES_MAX),
         shutdown: CancellationToken::new(),
     });
 
@@ -341,6 +347,7 @@ pub(crate) mod testutil {
             in_flight: AtomicU64::new(0),
             metrics: None,
             received_entries: AtomicU64::new(0),
+            rtt_probes: tokio::sync::Semaphore::new(rtt::PROBES_MAX),
             shutdown: CancellationToken::new(),
         })
     }

@@ -10,9 +10,11 @@
 //! applies it in one durable transaction through the store's writer, then acks its highest seq. Each batch is
 //! due at arrival + `replication_delay_ms` (0 unless the defect is on), in order, so a delay defect does not
 //! slow delivery of the batches behind it.
+//!
+//! A connection that opens with `Probe` instead of `Hello` is a round-trip probe (`rtt`), answered there.
 
 use super::store::{WriteOp, WriteOutcome};
-use super::{Node, PeerState};
+use super::{Node, PeerState, rtt};
 use crate::proto::{self, BATCH_BYTES_TARGET, BATCH_ENTRIES_MAX, BatchError, Entry, Frame};
 use crate::record::MergePolicy;
 use futures::{SinkExt, StreamExt};
@@ -44,11 +46,11 @@ pub const ACK_TIMEOUT_BASE: Duration = Duration::from_secs(5);
 /// Longest wait to connect, to send a frame, or for the peer's Hello.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
-type Conn = Framed<TcpStream, tokio_util::codec::LengthDelimitedCodec>;
+pub(super) type Conn = Framed<TcpStream, tokio_util::codec::LengthDelimitedCodec>;
 
-/// Why a replication stream ended.
+/// Why a replication stream (or a probe connection) ended.
 #[derive(Debug, thiserror::Error)]
-enum StreamError {
+pub(super) enum StreamError {
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
     #[error("protocol: {0}")]
@@ -99,7 +101,7 @@ pub async fn ship(node: Arc<Node>, peer: Arc<PeerState>) {
 }
 
 /// Dials from this region's own address, so the peer (and its logs) see where the traffic comes from.
-async fn dial(node: &Node, addr: SocketAddr) -> Result<TcpStream, StreamError> {
+pub(super) async fn dial(node: &Node, addr: SocketAddr) -> Result<TcpStream, StreamError> {
     let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
     if node.ip.is_ipv4() == addr.is_ipv4() {
         socket.bind(SocketAddr::new(node.ip, 0))?;
@@ -239,20 +241,23 @@ struct Pending {
     entries: Vec<Entry>,
 }
 
-/// Serves one inbound connection: Hello, then batches.
+/// Serves one inbound connection: Hello, then batches; or Probe, then pings.
 async fn receive(node: &Node, stream: TcpStream) -> Result<(), StreamError> {
     stream.set_nodelay(true)?;
-    let conn: Conn = Framed::new(stream, proto::codec());
-    let (mut sink, mut stream) = conn.split();
-    let hello = tokio::time::timeout(IO_TIMEOUT, stream.next()).await.map_err(|_| StreamError::Timeout)?;
+    let mut conn: Conn = Framed::new(stream, proto::codec());
+    let hello = tokio::time::timeout(IO_TIMEOUT, conn.next()).await.map_err(|_| StreamError::Timeout)?;
     let from = match hello {
         Some(b) => match proto::decode(&b?)? {
             Frame::Hello { from } if node.peers.contains_key(&from) => from,
-            Frame::Hello { from } => return Err(StreamError::Protocol(format!("hello from unknown region {from:?}"))),
-            other => return Err(StreamError::Protocol(format!("expected hello, got {other:?}"))),
+            Frame::Probe { from } if node.peers.contains_key(&from) => return rtt::answer(&mut conn).await,
+            Frame::Hello { from } | Frame::Probe { from } => {
+                return Err(StreamError::Protocol(format!("hello from unknown region {from:?}")));
+            }
+            other => return Err(StreamError::Protocol(format!("expected hello or probe, got {other:?}"))),
         },
         None => return Err(StreamError::Closed),
     };
+    let (mut sink, mut stream) = conn.split();
     tracing::info!(region = %node.region, %from, "replication stream accepted");
     let delay = Duration::from_millis(node.defects.replication_delay_ms);
     let policy = if node.defects.lww_arrival_order { MergePolicy::ArrivalOrder } else { MergePolicy::Lww };

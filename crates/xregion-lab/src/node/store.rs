@@ -8,23 +8,38 @@
 //!
 //! Tables: `kv` (key -> `StoredRecord`), `outbox` (seq -> own write to ship), `cursors` (peer -> highest seq
 //! it acknowledged, durable), `meta` (HLC mark and head seq).
+//!
+//! `StoreTimings` keeps what `GET /v1/stats/store` reports, the lab's equivalent of connection-pool statistics:
+//! how long each request waited to get the store (a write from enqueueing until the writer thread took it, a
+//! read until it began on a blocking thread), how long each group commit took, and how long each read used the
+//! store. Every user of the store counts (client requests, replication applies, cursor saves, outbox
+//! collection, the shippers' outbox reads), as every user of a real pool contends for its connections.
 
 use crate::hlc::{Hlc, Stamp, wall_now_ms};
 use crate::proto::Entry;
 use crate::record::{self, MergePolicy, StoredRecord};
+use hdrhistogram::Histogram;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 use xregion_model::Version;
+use xregion_model::wire::LatencySummary;
 
 /// Most requests one group commit takes: bounds the transaction size and the latency a batch adds.
 pub const GROUP_COMMIT_MAX: usize = 512;
 /// Depth of the writer's request queue; a full queue makes callers wait (backpressure), never grows.
 pub const WRITE_QUEUE_DEPTH: usize = 4096;
+
+/// Largest duration the timing histograms track, in microseconds (one hour); longer ones are clamped to it,
+/// which keeps each histogram's memory fixed.
+pub const TIMING_US_MAX: u64 = 3_600 * 1_000_000;
+/// Significant digits of the timing histograms: a relative error below 0.1%.
+const TIMING_SIGFIG: u8 = 3;
 
 const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
 const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
@@ -114,6 +129,105 @@ pub enum WriteOutcome {
 struct WriteReq {
     op: WriteOp,
     reply: oneshot::Sender<Result<WriteOutcome, Arc<StoreError>>>,
+    /// When the caller started to enqueue it (waiting for room on a full queue counts as waiting for the store).
+    enqueued: Instant,
+}
+
+/// The three timing histograms, in microseconds.
+struct Timings {
+    /// Waits to get the store, writes and reads.
+    acquire_us: Histogram<u64>,
+    /// Group commits, fsync included.
+    commit_us: Histogram<u64>,
+    /// Reads' time in the store.
+    read_us: Histogram<u64>,
+}
+
+impl Timings {
+    fn new() -> Timings {
+        // The bounds are constants that satisfy hdrhistogram's preconditions (low >= 1, high >= 2 * low,
+        // sigfig <= 5), so construction cannot fail.
+        let h = || {
+            Histogram::new_with_bounds(1, TIMING_US_MAX, TIMING_SIGFIG).expect("constant histogram bounds are valid")
+        };
+        Timings { acquire_us: h(), commit_us: h(), read_us: h() }
+    }
+}
+
+/// How long requests waited for the store and used it; shared by every `Store` handle and the writer thread.
+///
+/// One mutex guards the histograms: the writer takes it once per group commit and a read once when it ends,
+/// each for a few hundred nanoseconds, so it stays off the critical path of the fsync.
+pub struct StoreTimings {
+    /// The histograms since the store opened or since the last reset.
+    inner: Mutex<Timings>,
+}
+
+/// A duration in whole microseconds, clamped to the histograms' range.
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX).min(TIMING_US_MAX)
+}
+
+impl StoreTimings {
+    /// Empty histograms.
+    pub fn new() -> StoreTimings {
+        StoreTimings { inner: Mutex::new(Timings::new()) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Timings> {
+        // A panic while recording cannot leave a histogram half-updated in a way that matters for statistics.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// One group commit of `commit`, and the wait of each request in it (microseconds).
+    fn record_commit(&self, waits_us: &[u64], commit: Duration) {
+        let mut t = self.lock();
+        for w in waits_us {
+            t.acquire_us.saturating_record(*w);
+        }
+        t.commit_us.saturating_record(micros(commit));
+    }
+
+    /// One read that waited `acquire` to begin and then used the store for `read`.
+    fn record_read(&self, acquire: Duration, read: Duration) {
+        let mut t = self.lock();
+        t.acquire_us.saturating_record(micros(acquire));
+        t.read_us.saturating_record(micros(read));
+    }
+
+    /// The summaries of `(acquire, commit, read)` in milliseconds; with `reset`, the histograms are emptied in
+    /// the same critical section, so no sample is lost or counted twice between two resets.
+    pub fn summaries(&self, reset: bool) -> (LatencySummary, LatencySummary, LatencySummary) {
+        let mut t = self.lock();
+        let out = (summary(&t.acquire_us), summary(&t.commit_us), summary(&t.read_us));
+        if reset {
+            t.acquire_us.reset();
+            t.commit_us.reset();
+            t.read_us.reset();
+        }
+        out
+    }
+}
+
+impl Default for StoreTimings {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A histogram of microseconds as a summary in milliseconds (all zero when it is empty).
+pub fn summary(h: &Histogram<u64>) -> LatencySummary {
+    if h.is_empty() {
+        return LatencySummary::default();
+    }
+    let ms = |us: u64| us as f64 / 1000.0;
+    LatencySummary {
+        count: h.len(),
+        p50: ms(h.value_at_quantile(0.50)),
+        p95: ms(h.value_at_quantile(0.95)),
+        p99: ms(h.value_at_quantile(0.99)),
+        max: ms(h.max()),
+    }
 }
 
 /// Handle to a region's store; cheap to clone.
@@ -127,6 +241,10 @@ pub struct Store {
     head: watch::Receiver<u64>,
     /// This region's name, stamped on local versions.
     region: Arc<str>,
+    /// Waits and durations for `GET /v1/stats/store`.
+    timings: Arc<StoreTimings>,
+    /// Defect knob `store_commit_delay_ms`: extra time the writer holds every commit, shared with the writer.
+    commit_delay_ms: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// The state loaded at open, for the node to resume from.
@@ -173,14 +291,23 @@ impl Store {
         let db = Arc::new(db);
         let (tx, rx) = mpsc::channel(WRITE_QUEUE_DEPTH);
         let (head_tx, head_rx) = watch::channel(head_seq);
-        let writer =
-            Writer { db: db.clone(), region: region.to_string(), hlc: Hlc::resume(hlc_mark), head_seq, head_tx };
+        let timings = Arc::new(StoreTimings::new());
+        let commit_delay_ms = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let writer = Writer {
+            db: db.clone(),
+            region: region.to_string(),
+            hlc: Hlc::resume(hlc_mark),
+            head_seq,
+            head_tx,
+            timings: timings.clone(),
+            commit_delay_ms: commit_delay_ms.clone(),
+        };
         let handle = std::thread::Builder::new()
             .name(format!("store-writer-{region}"))
             .spawn(move || writer.run(rx))
             .map_err(|e| StoreError::Task(format!("cannot start the writer thread: {e}")))?;
         tracing::info!(region, head_seq, hlc_wall_ms = hlc_mark.wall_ms, peers = cursors.len(), "store opened");
-        let store = Store { db, tx, head: head_rx, region: Arc::from(region) };
+        let store = Store { db, tx, head: head_rx, region: Arc::from(region), timings, commit_delay_ms };
         Ok((store, Recovered { cursors, head_seq }, handle))
     }
 
@@ -189,25 +316,45 @@ impl Store {
         &self.region
     }
 
-    /// A receiver that changes whenever new outbox entries are committed (value = head seq).
+    /// Holds every later commit `delay_ms` longer (defect knob `store_commit_delay_ms`; 0 turns it off).
+    pub fn set_commit_delay(&self, delay_ms: u64) {
+        self.commit_delay_ms.store(delay_ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The highest committed outbox seq, as a watch that changes after every commit.
     pub fn head(&self) -> watch::Receiver<u64> {
         self.head.clone()
+    }
+
+    /// How long requests waited for the store and used it.
+    pub fn timings(&self) -> &StoreTimings {
+        &self.timings
     }
 
     /// Sends a request to the writer and waits for its commit.
     pub async fn write(&self, op: WriteOp) -> Result<WriteOutcome, Arc<StoreError>> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(WriteReq { op, reply }).await.map_err(|_| Arc::new(StoreError::Closed))?;
+        let req = WriteReq { op, reply, enqueued: Instant::now() };
+        self.tx.send(req).await.map_err(|_| Arc::new(StoreError::Closed))?;
         rx.await.map_err(|_| Arc::new(StoreError::Closed))?
     }
 
-    /// Runs a read on the blocking pool so redb's file I/O never stalls the async workers.
+    /// Runs a read on the blocking pool so redb's file I/O never stalls the async workers. The wait for a
+    /// blocking thread is the read's acquire time, and `f`'s run its read time.
     pub async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let me = self.clone();
-        tokio::task::spawn_blocking(move || f(&me)).await.map_err(|e| StoreError::Task(e.to_string()))?
+        let called = Instant::now();
+        tokio::task::spawn_blocking(move || {
+            let began = Instant::now();
+            let result = f(&me);
+            me.timings.record_read(began.duration_since(called), began.elapsed());
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
     /// The record of `key`, tombstones included.
@@ -293,22 +440,36 @@ struct Writer {
     head_seq: u64,
     /// Publishes `head_seq` after each commit.
     head_tx: watch::Sender<u64>,
+    /// Where each commit and each request's wait are recorded.
+    timings: Arc<StoreTimings>,
+    /// Defect knob: milliseconds to hold every commit (a slow disk).
+    commit_delay_ms: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Writer {
     fn run(mut self, mut rx: mpsc::Receiver<WriteReq>) {
         let mut batch: Vec<WriteReq> = Vec::with_capacity(GROUP_COMMIT_MAX);
+        // Each request's wait from enqueueing until this thread took it, in microseconds.
+        let mut waits_us: Vec<u64> = Vec::with_capacity(GROUP_COMMIT_MAX);
         while let Some(first) = rx.blocking_recv() {
+            waits_us.push(micros(first.enqueued.elapsed()));
             batch.push(first);
             while batch.len() < GROUP_COMMIT_MAX {
                 match rx.try_recv() {
-                    Ok(r) => batch.push(r),
+                    Ok(r) => {
+                        waits_us.push(micros(r.enqueued.elapsed()));
+                        batch.push(r);
+                    }
                     Err(_) => break,
                 }
             }
             let ops: Vec<&WriteOp> = batch.iter().map(|r| &r.op).collect();
             let saved = (self.hlc.clone(), self.head_seq);
-            match self.commit(&ops) {
+            let started = Instant::now();
+            let committed = self.commit(&ops);
+            self.timings.record_commit(&waits_us, started.elapsed());
+            waits_us.clear();
+            match committed {
                 Ok(outcomes) => {
                     metrics::histogram!("xregion_group_commit_batch_size").record(batch.len() as f64);
                     let _ = self.head_tx.send_if_modified(|h| {
@@ -416,6 +577,11 @@ impl Writer {
             meta.insert(META_HLC_LOGICAL, u64::from(mark.logical)).map_err(db_err)?;
             meta.insert(META_HEAD_SEQ, self.head_seq).map_err(db_err)?;
         }
+        let delay_ms = self.commit_delay_ms.load(std::sync::atomic::Ordering::Relaxed);
+        if delay_ms > 0 {
+            // A slow disk: this is the writer thread, so every queued request waits behind it.
+            std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        }
         txn.commit().map_err(db_err)?;
         if local_writes > 0 {
             metrics::counter!("xregion_writes_committed_total").increment(local_writes);
@@ -445,6 +611,25 @@ mod tests {
             value: value.map(Into::into),
             version: Version { wall_ms, logical: 0, origin: origin.into() },
         }
+    }
+
+    /// Goal: a summary is in milliseconds, its percentiles follow the samples within the histogram's 0.1%, an
+    /// empty one is all zero, and `summaries(true)` answers before it resets. Method: 100 reads of 1..=100 ms.
+    #[test]
+    fn timings_summarize_in_ms_and_reset_after_answering() {
+        let t = StoreTimings::new();
+        assert_eq!(t.summaries(false).2, LatencySummary::default());
+        for ms in 1..=100u64 {
+            t.record_read(Duration::from_micros(10), Duration::from_millis(ms));
+        }
+        t.record_commit(&[5, 7], Duration::from_millis(2));
+        let (acquire, commit, read) = t.summaries(true);
+        assert_eq!((acquire.count, commit.count, read.count), (102, 1, 100));
+        let near = |got: f64, want: f64| (got - want).abs() <= want * 0.001 + 0.001;
+        assert!(near(read.p50, 50.0) && near(read.p95, 95.0) && near(read.p99, 99.0), "{read:?}");
+        assert!(near(read.max, 100.0) && near(commit.max, 2.0) && near(acquire.max, 0.010), "{read:?} {commit:?}");
+        let (acquire, commit, read) = t.summaries(false);
+        assert_eq!((acquire.count, commit.count, read.count), (0, 0, 0), "reset after answering");
     }
 
     /// Goal: local writes get increasing versions and outbox seqs, survive reopen, and the clock resumes past

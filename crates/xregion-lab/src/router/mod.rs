@@ -5,6 +5,9 @@
 //! request names its client location in `X-Client-Location`; the record's policy (`policy`) orders the
 //! candidate regions, the traffic dial (per-region capacity in requests in flight) overflows a full region to
 //! the next nearest, and the request is forwarded with its path unchanged to the chosen region's node.
+//! `X-Route-To: <region>` overrides the record's choice (`Policy::forced`); such a request still waits the
+//! location's latency, takes a place in the region's dial (no overflow: a full region answers `no_capacity`)
+//! and gets `X-Served-By`.
 //!
 //! The client side of the WAN is emulated here, in user space: the request waits the location -> region
 //! one-way latency before it is forwarded and again before it is answered. Timers on the request path cost no
@@ -68,6 +71,8 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const LISTEN_BACKLOG: u32 = 4096;
 /// The client location header.
 pub const LOCATION_HEADER: &str = "x-client-location";
+/// The header that forces a region on any record (latency measurements from every location to every region).
+pub const ROUTE_TO_HEADER: &str = "x-route-to";
 
 /// The body of every answer: the router buffers bodies (see `REQUEST_BODY_BYTES_MAX`).
 pub type Body = Full<Bytes>;
@@ -237,6 +242,10 @@ struct Rejected {
     upstream_failed: AtomicU64,
     /// The request body was too large or broken.
     bad_body: AtomicU64,
+    /// `X-Route-To` named an unknown region.
+    unknown_region: AtomicU64,
+    /// `X-Route-To` named an unhealthy region.
+    region_unhealthy: AtomicU64,
 }
 
 /// Everything the router's tasks share.
@@ -334,6 +343,30 @@ impl Router {
         )))
     }
 
+    /// The region `X-Route-To` forces, if the header is present; unknown -> 400, unhealthy -> 503.
+    fn forced(&self, headers: &HeaderMap) -> Result<Option<usize>, Box<Response<Body>>> {
+        let Some(v) = headers.get(ROUTE_TO_HEADER) else {
+            return Ok(None);
+        };
+        let name = String::from_utf8_lossy(v.as_bytes());
+        match self.policy.forced(&name, &self.eligible()) {
+            Ok(index) => Ok(Some(index)),
+            Err(e) => {
+                let status = match e {
+                    policy::RouteToError::Unknown { .. } => {
+                        self.rejected.unknown_region.fetch_add(1, Ordering::Relaxed);
+                        StatusCode::BAD_REQUEST
+                    }
+                    policy::RouteToError::Unhealthy(_) => {
+                        self.rejected.region_unhealthy.fetch_add(1, Ordering::Relaxed);
+                        StatusCode::SERVICE_UNAVAILABLE
+                    }
+                };
+                Err(Box::new(error_response(status, e.code(), &e.to_string())))
+            }
+        }
+    }
+
     /// Sends one request to `region` and buffers the answer.
     async fn send(
         &self,
@@ -384,6 +417,10 @@ impl Router {
             Ok(l) => l,
             Err(resp) => return with_route_headers(*resp, record, None, None),
         };
+        let forced = match self.forced(req.headers()) {
+            Ok(f) => f,
+            Err(resp) => return with_route_headers(*resp, record, Some(&location), None),
+        };
         let (parts, body) = req.into_parts();
         let body = match read_body(body).await {
             Ok(b) => b,
@@ -392,7 +429,12 @@ impl Router {
                 return with_route_headers(resp.map(Full::new), record, Some(&location), None);
             }
         };
-        let candidates = self.candidates(record, &location, &self.defects);
+        // A forced region is the only candidate: no overflow and no retry elsewhere, or the measurement would
+        // be of another region.
+        let candidates = match forced {
+            Some(index) => vec![index],
+            None => self.candidates(record, &location, &self.defects),
+        };
         if candidates.is_empty() {
             self.rejected.no_healthy_region.fetch_add(1, Ordering::Relaxed);
             let resp = error_response(StatusCode::SERVICE_UNAVAILABLE, "no_healthy_region", "no region is healthy");
@@ -496,6 +538,8 @@ impl Router {
                 "no_capacity": rj.no_capacity.load(Ordering::Relaxed),
                 "upstream_failed": rj.upstream_failed.load(Ordering::Relaxed),
                 "bad_body": rj.bad_body.load(Ordering::Relaxed),
+                "unknown_region": rj.unknown_region.load(Ordering::Relaxed),
+                "region_unhealthy": rj.region_unhealthy.load(Ordering::Relaxed),
             },
             "defects": self.defects,
         })

@@ -4,6 +4,9 @@
 //! A policy answers with an ordered list of candidates: the record's choice first, then every other eligible
 //! region nearest first (by the client location's one-way latency). The proxy walks that list when a region
 //! is at its capacity (the traffic dial overflows to the next nearest) or when a connection fails.
+//!
+//! `X-Route-To: <region>` overrides the record on any listener (`Policy::forced`): the request goes to that region
+//! only, so that xregion can measure the API latency from every client location to every region.
 
 use crate::config::{Defects, Routing};
 use rand::Rng;
@@ -42,6 +45,43 @@ impl RecordKind {
     /// Index into per-record counters.
     pub fn index(self) -> usize {
         self as usize
+    }
+}
+
+/// Why an `X-Route-To` override cannot be honoured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteToError {
+    /// The header names no region.
+    Unknown {
+        /// The header's value.
+        name: String,
+        /// Every region, in config order.
+        known: Vec<String>,
+    },
+    /// The region may not get traffic now (its health check fails).
+    Unhealthy(String),
+}
+
+impl RouteToError {
+    /// The error code of the answer: `unknown_region` (400) or `region_unhealthy` (503).
+    pub fn code(&self) -> &'static str {
+        match self {
+            RouteToError::Unknown { .. } => "unknown_region",
+            RouteToError::Unhealthy(_) => "region_unhealthy",
+        }
+    }
+}
+
+impl std::fmt::Display for RouteToError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RouteToError::Unknown { name, known } => {
+                write!(f, "X-Route-To {name:?} is not a known region; known regions are {}", known.join(", "))
+            }
+            RouteToError::Unhealthy(name) => {
+                write!(f, "X-Route-To names {name}, whose health check fails; it gets no traffic until it passes")
+            }
+        }
     }
 }
 
@@ -93,6 +133,20 @@ impl Policy {
     /// One-way ms from `location` to region `region`.
     pub fn one_way_ms(&self, location: &str, region: usize) -> f64 {
         self.latency_ms.get(location).and_then(|v| v.get(region)).copied().unwrap_or(0.0)
+    }
+
+    /// The region an `X-Route-To: <name>` override forces (names compare ASCII case-insensitively, surrounding
+    /// blanks ignored), if `eligible` lets it get traffic.
+    pub fn forced(&self, name: &str, eligible: &[bool]) -> Result<usize, RouteToError> {
+        let wanted = name.trim();
+        let Some(index) = self.regions.iter().position(|r| r.eq_ignore_ascii_case(wanted)) else {
+            return Err(RouteToError::Unknown { name: wanted.to_string(), known: self.regions.clone() });
+        };
+        if eligible.get(index).copied().unwrap_or(false) {
+            Ok(index)
+        } else {
+            Err(RouteToError::Unhealthy(self.regions[index].clone()))
+        }
     }
 
     /// The candidates for a request from `location` on `record`: the record's choice, then every other
@@ -234,6 +288,21 @@ mod tests {
         assert_eq!(p.candidates(RecordKind::Failover, "seattle", &ALL_UP, &d, &mut rng), vec![2, 1, 0]);
         assert_eq!(p.candidates(RecordKind::Failover, "seattle", &[true, true, false], &d, &mut rng), vec![1, 0]);
         assert_eq!(p.candidates(RecordKind::Failover, "seattle", &[true, false, false], &d, &mut rng), vec![0]);
+    }
+
+    /// Goal: `X-Route-To` picks the named region whatever its distance, rejects unknown names with the known
+    /// ones, and refuses an unhealthy region instead of overflowing elsewhere.
+    #[test]
+    fn route_to_forces_a_region() {
+        let p = policy(&LabConfig::default());
+        assert_eq!(p.forced("eu-west-1", &ALL_UP), Ok(2));
+        assert_eq!(p.forced(" US-West-2 ", &ALL_UP), Ok(1));
+        let e = p.forced("mars-1", &ALL_UP).unwrap_err();
+        assert_eq!(e.code(), "unknown_region");
+        assert!(e.to_string().contains("us-east-1, us-west-2, eu-west-1"), "{e}");
+        assert!(matches!(p.forced("", &ALL_UP), Err(RouteToError::Unknown { .. })));
+        let e = p.forced("eu-west-1", &[true, true, false]).unwrap_err();
+        assert_eq!((e.code(), e), ("region_unhealthy", RouteToError::Unhealthy("eu-west-1".into())));
     }
 
     /// Goal: `router_ignores_location` spreads a location over every region instead of its nearest.

@@ -1,5 +1,6 @@
 //! The suites' checks, one module per area. Each module exports `CHECKS` (its catalogue entries) and `run`.
 
 pub mod cross_region;
+pub mod latency;
 pub mod performance;
 pub mod routing;

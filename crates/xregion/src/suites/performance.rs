@@ -45,6 +45,11 @@ pub const CHECKS: &[CheckDef] = &[
         },
     },
     CheckDef {
+        id: "performance.database.pool",
+        title: "requests get the store (the lab's connection pool) without waiting under load",
+        target: |c: &Config| format!("store acquisition P95 < {} ms at every region", c.targets.pool_acquire_p95_ms),
+    },
+    CheckDef {
         id: "performance.cdn.hit-rate",
         title: "the CDN serves cacheable content from its edges",
         target: |c: &Config| format!("hit rate > {}% of cacheable GETs", c.targets.cdn_hit_rate_min_pct),
@@ -93,6 +98,7 @@ pub async fn run(def: &CheckDef, ctx: &Ctx) -> CheckResult {
         }
         "performance.database.read" => database(rb, ctx, false).await,
         "performance.database.write-replicate" => database(rb, ctx, true).await,
+        "performance.database.pool" => pool(rb, ctx).await,
         "performance.cdn.hit-rate" | "performance.cdn.edge-latency" => {
             cdn(rb, ctx, def.id == "performance.cdn.hit-rate").await
         }
@@ -302,6 +308,10 @@ async fn load(mut rb: ResultBuilder, ctx: &Ctx, id: &str) -> CheckResult {
     let errors = error_pct(&r);
     common_metrics(&mut rb, &r, &p, errors);
     rb.metric("users_target", users as f64).metric("users_max", r.vus_max as f64);
+    if let Some(rss) = r.rss_bytes_peak {
+        rb.metric("generator_rss_mb_peak", rss as f64 / 1_048_576.0)
+            .metric("generator_rss_kb_per_user", rss as f64 / 1024.0 / f64::from(r.vus_max.max(1)));
+    }
     rb.table(threshold_table(&r));
     for c in charts(&r) {
         rb.chart(c);
@@ -591,5 +601,116 @@ async fn cdn(mut rb: ResultBuilder, ctx: &Ctx, hit_rate: bool) -> CheckResult {
         } else {
             rb.finish(Verdict::Pass, format!("edge P95 {:.1} ms over {} requests", p.p95, r.requests))
         }
+    }
+}
+
+async fn pool(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
+    // Reset the counters, so the figures cover this check's load only.
+    for p in &ctx.probes {
+        match p.get_optional::<serde_json::Value>("/v1/stats/store?reset=true", None).await {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                return rb.finish(
+                    Verdict::Skipped,
+                    format!("{} does not offer GET /v1/stats/store (optional in the probe contract)", p.endpoint),
+                );
+            }
+            Err(e) => return rb.error(&e),
+        }
+    }
+    let prefix = ctx.prefix("pool");
+    let mut specs = Vec::new();
+    for p in &ctx.probes {
+        specs.push(RequestSpec {
+            name: format!("write@{}", p.region),
+            url: format!("{}/v1/kv/{prefix}{}", p.endpoint, p.region),
+            method: "PUT".into(),
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: Some("{\"value\":\"pool\"}".into()),
+            weight: 1,
+        });
+        specs.push(RequestSpec {
+            name: format!("read@{}", p.region),
+            url: format!("{}/v1/kv/{prefix}{}", p.endpoint, p.region),
+            method: "GET".into(),
+            headers: Vec::new(),
+            body: None,
+            weight: 3,
+        });
+    }
+    let rate = DB_RATE_PER_REGION * ctx.probes.len() as f64;
+    let plan = match plan(
+        ctx,
+        specs,
+        Executor::ConstantArrivalRate { rate_per_s: rate, duration_ms: SHORT_LOAD_MS, max_in_flight: 512 },
+        &[],
+    ) {
+        Ok(p) => p,
+        Err(e) => return rb.finish(Verdict::Error, e),
+    };
+    ctx.progress.phase(&format!("{rate:.0} reads and writes/s spread over the regions"));
+    let r = match run_load(ctx, &plan).await {
+        Ok(r) => r,
+        Err(e) => return rb.finish(Verdict::Error, format!("the load generator failed: {e}")),
+    };
+    let mut rows = Vec::new();
+    let mut worst: Option<(String, f64)> = None;
+    for p in &ctx.probes {
+        let stats = match p.get_optional::<xregion_model::wire::StoreStats>("/v1/stats/store", None).await {
+            Ok(Some(s)) => s,
+            Ok(None) => return rb.finish(Verdict::Error, format!("{} stopped offering /v1/stats/store", p.endpoint)),
+            Err(e) => return rb.error(&e),
+        };
+        let a = &stats.acquire_ms;
+        rb.metric(&format!("acquire_ms_p95.{}", p.region), a.p95);
+        rows.push(vec![
+            p.region.clone(),
+            a.count.to_string(),
+            format!("{:.3}", a.p50),
+            format!("{:.3}", a.p95),
+            format!("{:.3}", a.p99),
+            format!("{:.3}", a.max),
+            format!("{:.3}", stats.commit_ms.p95),
+            format!("{:.3}", stats.read_ms.p95),
+        ]);
+        if a.count > 0 && worst.as_ref().is_none_or(|w| a.p95 > w.1) {
+            worst = Some((p.region.clone(), a.p95));
+        }
+    }
+    rb.table(Table {
+        title: "Store acquisition by region (ms), as each region measured it".into(),
+        columns: vec![
+            "region".into(),
+            "samples".into(),
+            "acquire p50".into(),
+            "acquire p95".into(),
+            "acquire p99".into(),
+            "acquire max".into(),
+            "commit p95".into(),
+            "read p95".into(),
+        ],
+        rows,
+    });
+    let errors = error_pct(&r);
+    rb.metric("requests", r.requests as f64).metric("error_rate_pct", errors);
+    rb.note(format!(
+        "open model at {DB_RATE_PER_REGION} requests/s per region (3 reads to 1 durable write), straight to each \
+         region; acquisition is the time a request waits to get the store (the group-commit queue for writes, the \
+         start of a read transaction for reads), reported by the region itself through GET /v1/stats/store"
+    ));
+    let Some((region, p95)) = worst else {
+        return rb.finish(Verdict::Error, "no region reported a store acquisition");
+    };
+    let limit = ctx.config.targets.pool_acquire_p95_ms;
+    rb.metric("acquire_ms_p95", p95).measured(format!("worst P95 {p95:.2} ms ({region})"));
+    if p95 >= limit {
+        rb.finish(Verdict::Fail, format!("{region}: store acquisition P95 {p95:.2} ms is not below {limit} ms"))
+    } else if errors >= ctx.config.targets.error_rate_max_pct {
+        rb.finish(Verdict::Fail, format!("{errors:.2}% of requests failed"))
+    } else {
+        rb.finish(
+            Verdict::Pass,
+            format!("worst store acquisition P95 {p95:.2} ms ({region}) over {} requests", r.requests),
+        )
     }
 }

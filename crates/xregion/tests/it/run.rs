@@ -225,6 +225,47 @@ fn load_checks_fail_on_a_slow_server() {
     }
 }
 
+/// Goal: the region matrix fails when one pair's round trip exceeds 200 ms (a 450 ms link).
+#[test]
+fn region_matrix_fails_on_a_long_link() {
+    let _g = lab_lock();
+    let dir = TempDir::new("matrix");
+    let config = write_config(
+        &dir,
+        "[lab.wan.rtt_ms]\n\"us-east-1/us-west-2\" = 65\n\"us-east-1/eu-west-1\" = 70\n\"us-west-2/eu-west-1\" = 450\n",
+    );
+    let out = dir.path().join("out");
+    let o = run_xregion(
+        &["run", "--config", &config, "--out", out.to_str().unwrap(), "--check", "performance.latency.region-matrix"],
+        &[],
+        RUN_LIMIT,
+    );
+    let r = report(&out);
+    let c = check(&r, "performance.latency.region-matrix");
+    assert_eq!(c["verdict"], "fail", "{c}");
+    assert!(c["summary"].as_str().unwrap().contains("us-west-2"), "{c}");
+    assert_eq!(c["heatmaps"].as_array().map(Vec::len), Some(1), "{c}");
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+}
+
+/// Goal: the API latency check fails when every region answers slower than 200 ms.
+#[test]
+fn api_latency_fails_on_a_slow_server() {
+    let (c, code, out) = run_broken("api-slow", "performance.latency.api", "slow_ms = 250");
+    assert_eq!(c["verdict"], "fail", "{c}");
+    assert!(c["metrics"]["p95_ms"].as_f64().unwrap() >= 200.0, "{c}");
+    assert_eq!(code, Some(1), "{out}");
+}
+
+/// Goal: the pool check fails when the store makes requests wait (every commit held 20 ms).
+#[test]
+fn pool_fails_on_a_slow_store() {
+    let (c, code, out) = run_broken("pool-slow", "performance.database.pool", "store_commit_delay_ms = 20");
+    assert_eq!(c["verdict"], "fail", "{c}");
+    assert!(c["metrics"]["acquire_ms_p95"].as_f64().unwrap() >= 10.0, "{c}");
+    assert_eq!(code, Some(1), "{out}");
+}
+
 /// Goal: config mistakes exit 2 with file, line and column, before anything starts.
 #[test]
 fn config_errors_exit_2_with_a_position() {

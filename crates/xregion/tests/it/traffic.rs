@@ -2,7 +2,8 @@
 //! routing and CDN checks will drive it. The records pick the right regions, the weighted split follows the
 //! weights, a region whose health check fails stops getting traffic, a full region overflows to the next
 //! nearest, a killed region is skipped and picked up again once restarted, and the CDN caches (or, with the
-//! `cdn_never_caches` defect, never does).
+//! `cdn_never_caches` defect, never does). The lab features the performance checks measure with work too:
+//! region-to-region round trips over the WAN links, the router's `X-Route-To` override, and store statistics.
 //!
 //! Every wait is bounded and waits on a condition (`/router/status`), never on a fixed sleep; no test asserts
 //! a timing. Counts that depend on concurrency are asserted only where the margin is wide.
@@ -12,6 +13,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use xregion_lab::{Lab, LabConfig, TrafficInfo};
+use xregion_model::wire::{PeersRtt, StoreStats};
 
 /// Longest any wait in these tests may take before the test fails.
 const WAIT_LIMIT: Duration = Duration::from_secs(30);
@@ -245,6 +247,119 @@ fn health_and_capacity_defects_route_wrongly() {
         // The node still serves everything but its health check.
         let counts = served_counts(&c, &format!("{latency}/v1/catalog/h"), "london", 20, 4).await;
         assert_eq!(counts, BTreeMap::from([("eu-west-1".to_string(), 20)]), "health ignored");
+        lab.shutdown().await.expect("clean shutdown");
+    });
+}
+
+/// Sends `GET url` with `X-Client-Location: location` and `X-Route-To: region`; returns the status,
+/// `X-Served-By`, the JSON body and how long the exchange took.
+async fn get_routed(
+    c: &reqwest::Client,
+    url: &str,
+    location: &str,
+    region: &str,
+) -> (u16, String, serde_json::Value, Duration) {
+    let started = Instant::now();
+    let resp = c
+        .get(url)
+        .header("X-Client-Location", location)
+        .header("X-Route-To", region)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = resp.status().as_u16();
+    let served = resp.headers().get("x-served-by").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let body = resp.json().await.unwrap_or(serde_json::Value::Null);
+    (status, served, body, started.elapsed())
+}
+
+async fn store_stats(c: &reqwest::Client, endpoint: &str) -> StoreStats {
+    let r = c.get(format!("{endpoint}/v1/stats/store")).send().await.expect("GET /v1/stats/store");
+    assert_eq!(r.status(), 200);
+    r.json().await.expect("StoreStats JSON")
+}
+
+/// Goal: the lab features behind the round-trip, per-region API latency and pool checks: `/v1/peers/rtt`
+/// measures every peer over its WAN link, `X-Route-To` forces a region from any location on any record (and
+/// rejects unknown or unhealthy regions), and `/v1/stats/store` counts the store's work. Method: a lab with the
+/// default WAN matrix and locations; times are checked only against the emulation's lower bounds (the
+/// configured round trip minus the jitter, twice the location's one-way latency), never against an upper bound.
+#[test]
+fn peer_rtt_route_override_and_store_stats() {
+    let _g = lab_lock();
+    let dir = TempDir::new("traffic-probes");
+    let mut cfg = LabConfig::default();
+    cfg.router.health_interval_ms = 50;
+    runtime().block_on(async {
+        let lab = Lab::start(&cfg, dir.path(), Path::new(exe())).await.expect("lab starts");
+        let t = lab.traffic().expect("router");
+        let c = client();
+        let endpoints: BTreeMap<String, String> = lab.regions().into_iter().map(|r| (r.name, r.endpoint)).collect();
+        let east = &endpoints["us-east-1"];
+
+        // Round trips from us-east-1 to both peers, each at least the emulated round trip.
+        let r = c.get(format!("{east}/v1/peers/rtt?count=5")).send().await.expect("GET /v1/peers/rtt");
+        assert_eq!(r.status(), 200);
+        let rtt: PeersRtt = r.json().await.expect("PeersRtt JSON");
+        assert_eq!(rtt.region, "us-east-1");
+        let peers: Vec<&str> = rtt.peers.iter().map(|p| p.region.as_str()).collect();
+        assert_eq!(peers, ["eu-west-1", "us-west-2"]);
+        for p in &rtt.peers {
+            assert_eq!((p.error.as_deref(), p.samples_ms.len()), (None, 5), "{p:?}");
+            let floor_ms = cfg.rtt_ms("us-east-1", &p.region) - cfg.wan.jitter_ms;
+            assert!(floor_ms > 0.0 && p.samples_ms.iter().all(|s| *s >= floor_ms), "{p:?} below {floor_ms} ms");
+        }
+        for query in ["count=0", "count=101", "count=x"] {
+            let r = c.get(format!("{east}/v1/peers/rtt?{query}")).send().await.expect("GET /v1/peers/rtt");
+            let status = r.status().as_u16();
+            let body: serde_json::Value = r.json().await.expect("JSON error");
+            assert_eq!((status, body["error"].as_str()), (400, Some("invalid_query")), "{query}: {body}");
+        }
+
+        // X-Route-To: every record serves the named region, even far from the location, after the location's
+        // latency both ways.
+        for (record, location, region) in [
+            ("latency", "seattle", "eu-west-1"),
+            ("latency", "london", "us-west-2"),
+            ("geolocation", "new-york", "eu-west-1"),
+            ("weighted", "frankfurt", "us-east-1"),
+            ("failover", "london", "eu-west-1"),
+        ] {
+            let url = format!("{}/healthz", t.records[record]);
+            let (s, by, body, took) = get_routed(&c, &url, location, region).await;
+            assert_eq!((s, by.as_str()), (200, region), "{record} from {location}: {body}");
+            let floor = Duration::from_secs_f64(2.0 * t.locations[location][region] / 1000.0);
+            assert!(took >= floor, "{record} from {location} to {region} took {took:?}, under {floor:?}");
+        }
+        let latency = &t.records["latency"];
+        let (s, by, body, _) = get_routed(&c, &format!("{latency}/healthz"), "london", "mars-1").await;
+        assert_eq!((s, by.as_str(), body["error"].as_str()), (400, "", Some("unknown_region")), "{body}");
+        assert!(body["message"].as_str().unwrap_or("").contains("eu-west-1"), "{body}");
+        set_node_health(&c, &lab, "us-west-2", "down").await;
+        wait_health(&c, &t, "us-west-2", false).await;
+        let (s, by, body, _) = get_routed(&c, &format!("{latency}/healthz"), "seattle", "us-west-2").await;
+        assert_eq!((s, by.as_str(), body["error"].as_str()), (503, "", Some("region_unhealthy")), "{body}");
+        set_node_health(&c, &lab, "us-west-2", "ok").await;
+        wait_health(&c, &t, "us-west-2", true).await;
+        let (s, by, _, _) = get_routed(&c, &format!("{latency}/healthz"), "seattle", "us-west-2").await;
+        assert_eq!((s, by.as_str()), (200, "us-west-2"));
+
+        // Store statistics: three writes and three reads at us-east-1 add at least that many samples.
+        let before = store_stats(&c, east).await;
+        assert_eq!(before.region, "us-east-1");
+        for i in 0..3 {
+            let r = c.put(format!("{east}/v1/kv/stats/{i}")).json(&serde_json::json!({"value": "v"})).send().await;
+            assert_eq!(r.expect("PUT").status(), 200);
+            let r = c.get(format!("{east}/v1/kv/stats/{i}")).send().await;
+            assert_eq!(r.expect("GET").status(), 200);
+        }
+        let after = store_stats(&c, east).await;
+        assert!(after.commit_ms.count > before.commit_ms.count, "{before:?} -> {after:?}");
+        assert!(after.read_ms.count >= before.read_ms.count + 3, "{before:?} -> {after:?}");
+        assert!(after.acquire_ms.count >= before.acquire_ms.count + 6, "{before:?} -> {after:?}");
+        for l in [after.acquire_ms, after.commit_ms, after.read_ms] {
+            assert!(l.p50 <= l.p95 && l.p95 <= l.p99 && l.p99 <= l.max, "{after:?}");
+        }
         lab.shutdown().await.expect("clean shutdown");
     });
 }

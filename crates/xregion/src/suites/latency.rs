@@ -1,0 +1,229 @@
+//! The `performance` suite's latency checks: the region-to-region round-trip matrix, and API latency from every
+//! client location to every region.
+//!
+//! Round trips are measured by each region itself over the path replication uses (`GET /v1/peers/rtt`), the
+//! way a probe agent inside each region would measure them; xregion only collects the samples. API latency is
+//! measured by xregion through the latency record, forcing each region in turn with `X-Route-To`, so that the
+//! client-location latency of each path is included.
+
+use crate::config::Config;
+use crate::runner::{CheckDef, Ctx, ResultBuilder};
+use crate::suites::routing::fire;
+use std::collections::BTreeMap;
+use xregion_check::stats::{LatencyRecorder, percentile_table};
+use xregion_model::report::{CheckResult, Heatmap, Verdict};
+use xregion_model::wire::PeersRtt;
+
+/// The checks of this module.
+pub const CHECKS: &[CheckDef] = &[
+    CheckDef {
+        id: "performance.latency.region-matrix",
+        title: "round trips between every pair of regions are short",
+        target: |c: &Config| format!("round-trip P95 < {} ms for every region pair", c.targets.max_latency_ms),
+    },
+    CheckDef {
+        id: "performance.latency.api",
+        title: "API requests from every client location to every region are fast",
+        target: |c: &Config| format!("API P95 < {} ms from every location to every region", c.targets.max_latency_ms),
+    },
+];
+
+/// Round trips each region measures to each peer.
+const RTT_SAMPLES: u32 = 30;
+/// Requests per (location, region) pair for the API check.
+const API_REQUESTS_PER_PAIR: usize = 40;
+/// Concurrency per pair for the API check.
+const API_CONCURRENCY: usize = 4;
+/// Path requested by the API check: a small read every region serves.
+const API_PATH: &str = "/v1/catalog/api-latency-probe";
+
+/// One measured path: client location, region, URL, request headers.
+type ApiPath = (String, String, String, Vec<(String, String)>);
+
+/// Runs the check `def`.
+pub async fn run(def: &CheckDef, ctx: &Ctx) -> CheckResult {
+    let rb = ResultBuilder::new(def, &ctx.config);
+    match def.id {
+        "performance.latency.region-matrix" => region_matrix(rb, ctx).await,
+        "performance.latency.api" => api(rb, ctx).await,
+        other => rb.finish(Verdict::Error, format!("no implementation for check {other}")),
+    }
+}
+
+/// A heatmap of `f(recorder)` over `rows` x `columns`.
+fn heatmap(
+    title: &str,
+    rows: &[String],
+    columns: &[String],
+    cells: &BTreeMap<(String, String), LatencyRecorder>,
+    pct: f64,
+) -> Heatmap {
+    Heatmap {
+        title: title.to_string(),
+        unit: "ms".into(),
+        rows: rows.to_vec(),
+        columns: columns.to_vec(),
+        values: rows
+            .iter()
+            .map(|r| {
+                columns
+                    .iter()
+                    .map(|c| cells.get(&(r.clone(), c.clone())).filter(|x| x.count() > 0).map(|x| x.value_ms_at(pct)))
+                    .collect()
+            })
+            .collect(),
+    }
+}
+
+async fn region_matrix(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
+    let limit = ctx.config.targets.max_latency_ms;
+    ctx.progress.phase(&format!("{RTT_SAMPLES} round trips from every region to every peer"));
+    let path = format!("/v1/peers/rtt?count={RTT_SAMPLES}");
+    // Each region needs count x its longest round trip; allow for 1 s links before calling it a hang.
+    let timeout = Some(std::time::Duration::from_secs(5 + u64::from(RTT_SAMPLES)));
+    let answers =
+        futures::future::join_all(ctx.probes.iter().map(|p| p.get_optional::<PeersRtt>(&path, timeout))).await;
+    let mut cells: BTreeMap<(String, String), LatencyRecorder> = BTreeMap::new();
+    let mut problems = Vec::new();
+    for (probe, answer) in ctx.probes.iter().zip(answers) {
+        let answer = match answer {
+            Ok(Some(a)) => a,
+            Ok(None) => {
+                return rb.finish(
+                    Verdict::Skipped,
+                    format!("{} does not offer GET /v1/peers/rtt (optional in the probe contract)", probe.endpoint),
+                );
+            }
+            Err(e) => return rb.error(&e),
+        };
+        for peer in answer.peers {
+            if let Some(e) = peer.error {
+                problems.push(format!("{} could not reach {}: {e}", answer.region, peer.region));
+                continue;
+            }
+            let rec = cells.entry((answer.region.clone(), peer.region.clone())).or_default();
+            for s in peer.samples_ms {
+                rec.record_us((s * 1000.0).max(0.0) as u64);
+            }
+        }
+    }
+    let names: Vec<String> = ctx.probes.iter().map(|p| p.region.clone()).collect();
+    let by_pair: BTreeMap<String, LatencyRecorder> =
+        cells.iter().map(|((a, b), r)| (format!("{a} -> {b}"), r.clone())).collect();
+    rb.heatmap(heatmap("Round-trip P95 by region pair (row: from, column: to)", &names, &names, &cells, 95.0));
+    rb.table(percentile_table("Round trips by region pair (ms)", &by_pair));
+    for (pair, r) in &by_pair {
+        rb.metric(&format!("p95_ms.{}", pair.replace(" -> ", "_to_")), r.value_ms_at(95.0));
+    }
+    rb.note(format!(
+        "each region measured {RTT_SAMPLES} sequential round trips to each peer over its replication path (in the lab, \
+         through the WAN emulator), as a probe agent inside the region would; xregion only collects them"
+    ));
+    let worst = by_pair.iter().map(|(k, r)| (k.clone(), r.value_ms_at(95.0))).max_by(|a, b| a.1.total_cmp(&b.1));
+    let Some((pair, p95)) = worst else {
+        return rb.finish(Verdict::Error, format!("no round trip was measured: {}", problems.join("; ")));
+    };
+    rb.metric("p95_ms", p95).measured(format!("worst P95 {p95:.1} ms ({pair})"));
+    if !problems.is_empty() {
+        rb.finish(Verdict::Fail, problems.join("; "))
+    } else if p95 >= limit {
+        rb.finish(Verdict::Fail, format!("{pair}: round-trip P95 {p95:.1} ms is not below {limit} ms"))
+    } else {
+        rb.finish(Verdict::Pass, format!("every pair below {limit} ms; worst P95 {p95:.1} ms ({pair})"))
+    }
+}
+
+async fn api(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
+    let limit = ctx.config.targets.max_latency_ms;
+    let client = reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_millis(ctx.config.deployment.connect_timeout_ms))
+        .timeout(std::time::Duration::from_millis(ctx.config.deployment.request_timeout_ms))
+        .pool_max_idle_per_host(API_CONCURRENCY * 4)
+        .build()
+        .unwrap_or_default();
+    let regions: Vec<String> = ctx.probes.iter().map(|p| p.region.clone()).collect();
+    // With routing records, every (location, region) path through the router; without, this machine to each
+    // region's own endpoint.
+    let mut paths: Vec<ApiPath> = Vec::new();
+    match ctx.traffic.as_ref().and_then(|t| t.records.get("latency").map(|u| (t, u))) {
+        Some((t, base)) => {
+            for loc in t.nearest.keys() {
+                for r in &regions {
+                    paths.push((
+                        loc.clone(),
+                        r.clone(),
+                        format!("{base}{API_PATH}"),
+                        vec![(t.location_header.clone(), loc.clone()), ("X-Route-To".into(), r.clone())],
+                    ));
+                }
+            }
+        }
+        None => {
+            for p in &ctx.probes {
+                paths.push(("this machine".into(), p.region.clone(), format!("{}{API_PATH}", p.endpoint), Vec::new()));
+            }
+        }
+    }
+    ctx.progress.phase(&format!("{API_REQUESTS_PER_PAIR} requests on each of {} location-region paths", paths.len()));
+    let mut cells: BTreeMap<(String, String), LatencyRecorder> = BTreeMap::new();
+    let mut errors = 0usize;
+    let mut total = 0usize;
+    let mut first_error = None;
+    for (loc, region, url, headers) in &paths {
+        let samples = fire(&client, url, headers, "x-served-by", API_REQUESTS_PER_PAIR, API_CONCURRENCY).await;
+        total += samples.len();
+        let rec = cells.entry((loc.clone(), region.clone())).or_default();
+        for s in &samples {
+            let served_right = s.served_by.as_deref().is_none_or(|b| b == region);
+            if s.status.is_some_and(|c| (200..400).contains(&c)) && served_right {
+                rec.record(s.latency);
+            } else {
+                errors += 1;
+                if first_error.is_none() {
+                    first_error = Some(format!(
+                        "{loc} -> {region}: {}",
+                        s.error.clone().unwrap_or_else(|| format!(
+                            "status {:?}, served by {:?}",
+                            s.status,
+                            s.served_by.as_deref().unwrap_or("?")
+                        ))
+                    ));
+                }
+            }
+        }
+    }
+    let locations: Vec<String> = {
+        let mut v: Vec<String> = paths.iter().map(|p| p.0.clone()).collect();
+        v.dedup();
+        v
+    };
+    rb.heatmap(heatmap("API latency P95 (row: client location, column: region)", &locations, &regions, &cells, 95.0));
+    let by_pair: BTreeMap<String, LatencyRecorder> =
+        cells.iter().map(|((a, b), r)| (format!("{a} -> {b}"), r.clone())).collect();
+    rb.table(percentile_table("API latency by location and region (ms)", &by_pair));
+    let error_pct = if total == 0 { 0.0 } else { 100.0 * errors as f64 / total as f64 };
+    rb.metric("error_rate_pct", error_pct).metric("requests", total as f64);
+    rb.note(format!(
+        "{API_REQUESTS_PER_PAIR} requests per path, {API_CONCURRENCY} at a time; through the latency record with the \
+         client location and `X-Route-To` naming the region, so each figure includes that location's network path; a \
+         request served by another region than the one asked for counts as an error"
+    ));
+    let worst = by_pair.iter().map(|(k, r)| (k.clone(), r.value_ms_at(95.0))).max_by(|a, b| a.1.total_cmp(&b.1));
+    let Some((pair, p95)) = worst.filter(|w| w.1 > 0.0 || errors < total) else {
+        return rb.finish(
+            Verdict::Error,
+            format!("no API request succeeded: {}", first_error.unwrap_or_else(|| "nothing sent".into())),
+        );
+    };
+    rb.metric("p95_ms", p95).measured(format!("worst P95 {p95:.1} ms ({pair})"));
+    if p95 >= limit {
+        rb.finish(Verdict::Fail, format!("{pair}: API P95 {p95:.1} ms is not below {limit} ms"))
+    } else if error_pct >= ctx.config.targets.error_rate_max_pct {
+        rb.finish(
+            Verdict::Fail,
+            format!("{error_pct:.2}% of API requests failed (first: {})", first_error.unwrap_or_default()),
+        )
+    } else {
+        rb.finish(Verdict::Pass, format!("every path below {limit} ms; worst P95 {p95:.1} ms ({pair})"))
+    }
+}
