@@ -309,6 +309,7 @@ fn lab_up_status_down_leaves_no_process() {
     let mut pids: Vec<u32> =
         record["regions"].as_array().expect("regions").iter().map(|r| r["pid"].as_u64().expect("pid") as u32).collect();
     pids.push(record["wan_pid"].as_u64().expect("wan pid") as u32);
+    pids.push(record["router_pid"].as_u64().expect("router pid") as u32);
     assert!(pids.iter().all(|p| pid_alive(*p)));
 
     let status =
