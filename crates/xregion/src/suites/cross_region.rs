@@ -489,14 +489,7 @@ async fn concurrent_writes(rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
             return rb.error(&e);
         }
     }
-    ctx.progress.phase("waiting for the regions to converge");
-    let (states, converged_after) =
-        match await_convergence(&ctx.probes, &prefix, Duration::from_millis(cfg.quiet_timeout_ms)).await {
-            Ok(x) => x,
-            Err(e) => return rb.error(&e),
-        };
-    let history = ctx.history.events_with_prefix(&prefix);
-    judge_history(rb, &history, &states, converged_after, cfg.quiet_timeout_ms, false)
+    settle_and_judge(rb, ctx, &prefix, cfg.quiet_timeout_ms, false).await
 }
 
 async fn conflict_lww(rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
@@ -519,14 +512,20 @@ async fn conflict_lww(rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
             }
         }
     }
+    settle_and_judge(rb, ctx, &prefix, cfg.quiet_timeout_ms, true).await
+}
+
+/// Waits for the regions to agree on every key under `prefix`, then judges this prefix's history against what
+/// every region holds.
+async fn settle_and_judge(rb: ResultBuilder, ctx: &Ctx, prefix: &str, quiet_timeout_ms: u64, lww: bool) -> CheckResult {
     ctx.progress.phase("waiting for the regions to converge");
     let (states, converged_after) =
-        match await_convergence(&ctx.probes, &prefix, Duration::from_millis(cfg.quiet_timeout_ms)).await {
+        match await_convergence(&ctx.probes, prefix, Duration::from_millis(quiet_timeout_ms)).await {
             Ok(x) => x,
             Err(e) => return rb.error(&e),
         };
-    let history = ctx.history.events_with_prefix(&prefix);
-    judge_history(rb, &history, &states, converged_after, cfg.quiet_timeout_ms, true)
+    let history = ctx.history.events_with_prefix(prefix);
+    judge_history(rb, &history, &states, converged_after, quiet_timeout_ms, lww)
 }
 
 /// Turns the checkers' findings over `history` and `states` into a verdict. Both consistency checks run all
