@@ -212,12 +212,19 @@ impl Default for LabConfig {
     }
 }
 
+/// Round trips between the default regions, approximating public inter-region figures. A config that names
+/// some pairs in `[lab.wan.rtt_ms]` keeps these for the pairs it leaves out.
+const BUILTIN_RTT_MS: [(&str, &str, f64); 3] =
+    [("us-east-1", "us-west-2", 65.0), ("us-east-1", "eu-west-1", 70.0), ("us-west-2", "eu-west-1", 125.0)];
+
+/// The built-in round trip between `a` and `b`, in either order.
+fn builtin_rtt_ms(a: &str, b: &str) -> Option<f64> {
+    BUILTIN_RTT_MS.iter().find(|(x, y, _)| (*x == a && *y == b) || (*x == b && *y == a)).map(|(_, _, v)| *v)
+}
+
 impl Default for WanConfig {
     fn default() -> Self {
-        let rtt_ms = [("us-east-1/us-west-2", 65.0), ("us-east-1/eu-west-1", 70.0), ("us-west-2/eu-west-1", 125.0)]
-            .iter()
-            .map(|(k, v)| (k.to_string(), *v))
-            .collect();
+        let rtt_ms = BUILTIN_RTT_MS.iter().map(|(a, b, v)| (format!("{a}/{b}"), *v)).collect();
         WanConfig { jitter_ms: 1.0, rtt_ms }
     }
 }
@@ -380,7 +387,7 @@ impl LabConfig {
         for (i, a) in self.regions.iter().enumerate() {
             for b in &self.regions[i + 1..] {
                 let pair = if a < b { (a.as_str(), b.as_str()) } else { (b.as_str(), a.as_str()) };
-                if !pairs.contains(&pair) {
+                if !pairs.contains(&pair) && builtin_rtt_ms(a, b).is_none() {
                     return Err(LabConfigError::MissingPair { a: a.clone(), b: b.clone() });
                 }
             }
@@ -611,13 +618,15 @@ impl LabConfig {
         }
     }
 
-    /// Round-trip time between two regions in milliseconds, whichever order the key uses; 0 when absent.
+    /// Round-trip time between two regions in milliseconds, whichever order the key uses; the built-in figure
+    /// when the config leaves the pair out; 0 when there is none (validation rejects that for lab regions).
     pub fn rtt_ms(&self, a: &str, b: &str) -> f64 {
         self.wan
             .rtt_ms
             .get(&format!("{a}/{b}"))
             .or_else(|| self.wan.rtt_ms.get(&format!("{b}/{a}")))
             .copied()
+            .or_else(|| builtin_rtt_ms(a, b))
             .unwrap_or(0.0)
     }
 }
@@ -657,8 +666,14 @@ mod tests {
         let msg = e.to_string();
         assert!(msg.contains("us-east-1/ap-south-1") && msg.contains("us-east-1, us-west-2, eu-west-1"), "{msg}");
 
+        // A pair left out falls back to the built-in figure; a pair with no built-in figure must be given.
         let mut c = LabConfig::default();
         c.wan.rtt_ms.remove("us-west-2/eu-west-1");
+        assert!(c.validate().is_ok());
+        assert_eq!(c.rtt_ms("eu-west-1", "us-west-2"), 125.0);
+        let mut c = LabConfig::default();
+        c.regions = vec!["us-east-1".into(), "ap-south-1".into()];
+        c.wan.rtt_ms.clear();
         assert!(matches!(c.validate(), Err(LabConfigError::MissingPair { .. })));
 
         let mut c = LabConfig::default();

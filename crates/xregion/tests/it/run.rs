@@ -230,10 +230,8 @@ fn load_checks_fail_on_a_slow_server() {
 fn region_matrix_fails_on_a_long_link() {
     let _g = lab_lock();
     let dir = TempDir::new("matrix");
-    let config = write_config(
-        &dir,
-        "[lab.wan.rtt_ms]\n\"us-east-1/us-west-2\" = 65\n\"us-east-1/eu-west-1\" = 70\n\"us-west-2/eu-west-1\" = 450\n",
-    );
+    // Only the changed pair is named: the others keep their built-in round trips.
+    let config = write_config(&dir, "[lab.wan.rtt_ms]\n\"us-west-2/eu-west-1\" = 450\n");
     let out = dir.path().join("out");
     let o = run_xregion(
         &["run", "--config", &config, "--out", out.to_str().unwrap(), "--check", "performance.latency.region-matrix"],
