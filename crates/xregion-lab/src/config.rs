@@ -671,8 +671,7 @@ mod tests {
         c.wan.rtt_ms.remove("us-west-2/eu-west-1");
         assert!(c.validate().is_ok());
         assert_eq!(c.rtt_ms("eu-west-1", "us-west-2"), 125.0);
-        let mut c = LabConfig::default();
-        c.regions = vec!["us-east-1".into(), "ap-south-1".into()];
+        let mut c = LabConfig { regions: vec!["us-east-1".into(), "ap-south-1".into()], ..Default::default() };
         c.wan.rtt_ms.clear();
         assert!(matches!(c.validate(), Err(LabConfigError::MissingPair { .. })));
 
