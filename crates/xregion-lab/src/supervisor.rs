@@ -36,6 +36,9 @@ use tokio::sync::Mutex;
 use xregion_model::report::RegionInfo;
 use xregion_model::wire::ErrorBody;
 
+/// Longest wait at start for every replication stream to connect.
+const REPLICATION_CONNECT_WAIT_MAX: Duration = Duration::from_secs(10);
+
 /// Longest a child may take to print `READY`.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(15);
 /// Longest a child may take to exit after SIGTERM before it gets SIGKILL.
@@ -139,6 +142,7 @@ impl Lab {
         for r in lab.spec.regions.clone() {
             lab.wire(&r.name).await?;
         }
+        lab.await_replication_connected(REPLICATION_CONNECT_WAIT_MAX).await;
         // The router comes last: it reads the nodes' ports from the spec, and starts with every region healthy.
         if cfg.router.enabled {
             let (router, line) =
@@ -363,6 +367,40 @@ impl Lab {
     }
 
     /// Tells `region` where to dial each peer: the WAN link `region -> peer`.
+    /// Waits until every region reports every replication stream connected, so that a run does not start
+    /// measuring while the streams are still being dialled. Bounded: past `limit` it logs and goes on, because a
+    /// stream that does not connect is itself something the checks will show.
+    async fn await_replication_connected(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let mut all = true;
+            for ready in self.ready.values() {
+                let connected = match http_client::request(
+                    "GET",
+                    ready.http_addr,
+                    "/v1/replication",
+                    None,
+                    CONTROL_TIMEOUT,
+                )
+                .await
+                {
+                    Ok((200, body)) => serde_json::from_slice::<xregion_model::wire::ReplicationStatus>(&body)
+                        .is_ok_and(|s| s.peers.iter().all(|p| p.connected)),
+                    _ => false,
+                };
+                all &= connected;
+            }
+            if all {
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(?limit, "replication streams not all connected; starting anyway");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     async fn wire(&self, region: &str) -> Result<(), LabError> {
         let (Some(wan), Some(ready)) = (&self.wan_ready, self.ready.get(region)) else {
             return Err(LabError::State(format!("cannot wire {region}: the lab is not fully started")));

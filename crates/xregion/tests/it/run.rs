@@ -10,8 +10,9 @@ const RUN_LIMIT: Duration = Duration::from_secs(180);
 /// Check tuning small enough for tests, large enough to measure something.
 const SMALL_CHECKS: &str = r#"
 [checks.write-replicate]
-writes_per_region = 40
-rate_per_s = 40
+# 100 samples per pair, so that P99 is not simply the maximum of the pair.
+writes_per_region = 100
+rate_per_s = 50
 
 [checks.concurrent-writes]
 writers_per_region = 3
