@@ -696,7 +696,7 @@ mod tests {
         c.wan.rtt_ms.clear();
         assert!(matches!(c.validate(), Err(LabConfigError::TooFewRegions { count: 1 })));
 
-        let c = LabConfig { base_addr: "10.0.0.1".parse().unwrap(), ..LabConfig::default() };
+        let c = LabConfig { base_addr: "192.0.2.1".parse().unwrap(), ..LabConfig::default() };
         assert!(matches!(c.validate(), Err(LabConfigError::NotLoopback { .. })));
 
         let c = LabConfig { base_addr: "127.255.255.254".parse().unwrap(), ..LabConfig::default() };
@@ -790,7 +790,7 @@ mod tests {
         c.cdn.edge_one_way_ms_by_location.insert("mars".into(), 1.0);
         assert!(msg(c).contains("lab.cdn.edge_one_way_ms_by_location"));
         let mut c = LabConfig::default();
-        c.router.ip = Some("10.0.0.1".parse().unwrap());
+        c.router.ip = Some("192.0.2.1".parse().unwrap());
         assert!(msg(c).contains("lab.router.ip"));
         let mut c = LabConfig::default();
         c.node.max_in_flight = 0;
