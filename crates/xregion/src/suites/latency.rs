@@ -135,12 +135,7 @@ async fn region_matrix(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
 
 async fn api(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
     let limit = ctx.config.targets.max_latency_ms;
-    let client = reqwest::Client::builder()
-        .connect_timeout(std::time::Duration::from_millis(ctx.config.deployment.connect_timeout_ms))
-        .timeout(std::time::Duration::from_millis(ctx.config.deployment.request_timeout_ms))
-        .pool_max_idle_per_host(API_CONCURRENCY * 4)
-        .build()
-        .unwrap_or_default();
+    let client = crate::suites::routing::client(ctx, API_CONCURRENCY * 4);
     let regions: Vec<String> = ctx.probes.iter().map(|p| p.region.clone()).collect();
     // With routing records, every (location, region) path through the router; without, this machine to each
     // region's own endpoint.

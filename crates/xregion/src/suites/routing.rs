@@ -183,8 +183,9 @@ pub async fn paced(
     samples
 }
 
-/// A client with a pool big enough for `concurrency` and the deployment's timeouts.
-fn client(ctx: &Ctx, concurrency: usize) -> reqwest::Client {
+/// A client with a pool big enough for `concurrency` and the deployment's timeouts (plus the longest service
+/// time a check asks for).
+pub fn client(ctx: &Ctx, concurrency: usize) -> reqwest::Client {
     reqwest::Client::builder()
         .connect_timeout(Duration::from_millis(ctx.config.deployment.connect_timeout_ms))
         .timeout(
