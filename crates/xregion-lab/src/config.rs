@@ -70,6 +70,15 @@ pub struct Defects {
     pub slow_ms: u64,
     /// The store holds every commit this long (a slow disk), so requests wait to get the store.
     pub store_commit_delay_ms: u64,
+    /// Split-brain prevention is off: a region cut off from the majority keeps acknowledging writes.
+    pub fence_disabled: bool,
+    /// A region that crashes (SIGKILL) loses the outbox entries its peers had not acknowledged, so writes it
+    /// acknowledged never reach the other regions: permanent data loss.
+    pub lose_unreplicated_on_kill: bool,
+    /// After a restart, a region acknowledges replicated batches without applying them: it never catches up.
+    pub no_catch_up_after_restart: bool,
+    /// The router never fails over: it ignores health checks, never ejects a region and never retries.
+    pub router_never_fails_over: bool,
 }
 
 /// The `[lab.node]` table.
@@ -81,11 +90,25 @@ pub struct NodeConfig {
     pub max_in_flight: u32,
     /// `max-age` of the catalogue's `Cache-Control`, in seconds.
     pub catalog_max_age_s: u64,
+    /// How often a replication stream sends a heartbeat when it has no batch to send.
+    pub heartbeat_interval_ms: u64,
+    /// A peer counts as in contact while this region heard from it (any frame) within this long.
+    pub contact_timeout_ms: u64,
+    /// Split-brain prevention: a region out of contact with a majority of regions for this long stops
+    /// acknowledging writes (503 `fenced`) and reports itself unhealthy, until contact returns and it has caught
+    /// up with its peers.
+    pub fence_timeout_ms: u64,
 }
 
 impl Default for NodeConfig {
     fn default() -> Self {
-        NodeConfig { max_in_flight: 1024, catalog_max_age_s: 60 }
+        NodeConfig {
+            max_in_flight: 1024,
+            catalog_max_age_s: 60,
+            heartbeat_interval_ms: 200,
+            contact_timeout_ms: 1000,
+            fence_timeout_ms: 3000,
+        }
     }
 }
 
@@ -394,6 +417,12 @@ impl LabConfig {
         }
         if self.node.max_in_flight == 0 {
             return invalid("lab.node.max_in_flight", "must be at least 1");
+        }
+        if self.node.heartbeat_interval_ms == 0 {
+            return invalid("lab.node.heartbeat_interval_ms", "must be at least 1");
+        }
+        if self.node.contact_timeout_ms <= self.node.heartbeat_interval_ms {
+            return invalid("lab.node.contact_timeout_ms", "must be longer than lab.node.heartbeat_interval_ms");
         }
         if let Some(ip) = self.router.ip
             && !ip.is_loopback()

@@ -5,6 +5,7 @@
 //! records (`history`) and the report every renderer reads (`report`). It has no I/O, no clocks and no async, so
 //! that the pure checkers and renderers can depend on it without pulling in a runtime.
 
+pub mod fault;
 pub mod history;
 pub mod report;
 pub mod version;

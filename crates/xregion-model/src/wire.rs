@@ -34,7 +34,7 @@ pub fn key_problem(key: &str) -> Option<String> {
 /// `GET /healthz`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Health {
-    /// `ok`, `degraded` or `down`.
+    /// `ok`, `degraded`, `fenced` or `down`.
     pub status: String,
     /// The region answering.
     pub region: String,
@@ -83,6 +83,20 @@ pub struct PeerStatus {
     pub lag_ms: u64,
     /// Whether the replication stream to this peer is connected now.
     pub connected: bool,
+    /// Whether this region heard from the peer recently (any frame, either direction); absent when the
+    /// deployment does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_contact: Option<bool>,
+    /// Milliseconds since this region last heard from the peer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heard_ms_ago: Option<u64>,
+    /// Highest sequence number of the peer's outbox applied here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_seq: Option<u64>,
+    /// The peer's outbox head as it last advertised it (heartbeats); applied_seq below it means this region is
+    /// still catching up with the peer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_head_seq: Option<u64>,
 }
 
 /// `GET /v1/replication`.
@@ -94,6 +108,10 @@ pub struct ReplicationStatus {
     pub head_seq: u64,
     /// One entry per peer region.
     pub peers: Vec<PeerStatus>,
+    /// Whether the region has fenced itself off (split-brain prevention: it lost contact with a majority and
+    /// refuses writes); absent when the deployment does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fenced: Option<bool>,
 }
 
 /// Round trips from the answering region to one peer, over the path its replication uses.

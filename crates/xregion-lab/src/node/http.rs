@@ -402,9 +402,13 @@ async fn replication(State(node): Shared) -> Response {
             pending_entries,
             lag_ms,
             connected: p.connected.load(Ordering::Acquire),
+            in_contact: None,
+            heard_ms_ago: None,
+            applied_seq: None,
+            peer_head_seq: None,
         });
     }
-    json(&ReplicationStatus { region: node.region.clone(), head_seq: node.head_seq(), peers })
+    json(&ReplicationStatus { region: node.region.clone(), head_seq: node.head_seq(), peers, fenced: None })
 }
 
 /// Query of `GET /v1/peers/rtt`.
