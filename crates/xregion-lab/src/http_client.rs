@@ -46,6 +46,27 @@ pub async fn request(
     }
 }
 
+/// Sends `body` as JSON with `method` and returns the answer's body; any status but 200 is an error that names
+/// `what` (for example `region us-east-1`) and quotes the answer.
+pub async fn call_json<T: serde::Serialize + ?Sized>(
+    method: &str,
+    addr: SocketAddr,
+    path: &str,
+    body: &T,
+    what: &str,
+    timeout: Duration,
+) -> Result<Vec<u8>, LabError> {
+    let body = serde_json::to_vec(body).unwrap_or_default();
+    let (status, answer) = request(method, addr, path, Some(&body), timeout).await?;
+    if status != 200 {
+        return Err(LabError::Http(format!(
+            "{what} refused {method} {path} ({status}): {}",
+            String::from_utf8_lossy(&answer)
+        )));
+    }
+    Ok(answer)
+}
+
 /// Splits a raw `Connection: close` response into status and body.
 fn parse_response(raw: &[u8]) -> Option<(u16, Vec<u8>)> {
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;

@@ -7,6 +7,8 @@
 //! (`docs/probe-contract.md`) over HTTP, which is all the rest of xregion sees of the lab.
 
 pub mod config;
+pub mod control;
+pub mod faults;
 pub mod hlc;
 mod http_client;
 pub mod node;
@@ -18,9 +20,10 @@ pub mod supervisor;
 pub mod wan;
 
 pub use config::{CdnConfig, Defects, LabConfig, LabConfigError, NodeConfig, RouterConfig, Routing, WanConfig};
+pub use control::ControlServer;
 pub use node::run_node;
 pub use router::{RouterReady, TrafficInfo, run_router};
-pub use supervisor::{Lab, LabStatus, RegionStatus, down, run_foreground, status};
+pub use supervisor::{Lab, LabRecord, LabStatus, RegionRecord, RegionStatus, down, run_foreground, status};
 pub use wan::{Rule, run_wan};
 
 /// Waits until `deadline`, returning at once when it has passed.
@@ -81,6 +84,9 @@ pub enum LabError {
     /// The state of the lab does not allow the operation.
     #[error("{0}")]
     State(String),
+    /// A request to the lab is invalid (a bad fault spec, for example).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl LabError {

@@ -6,35 +6,30 @@
 //! exit path kills the children: `shutdown` (SIGTERM, then SIGKILL), `Drop` (SIGKILL, for panics and early
 //! returns), and the children's own parent-death signal if the supervisor is SIGKILLed.
 //!
-//! `run_foreground` is `xregion lab up`: it records the lab in `DIR/lab.json` and serves a small control API so
-//! that `xregion lab status` / `down` (other processes) can find and stop it.
+//! `run_foreground` is `xregion lab up`: it serves the control API (`control::ControlServer`, which also records
+//! the lab in `DIR/lab.json`) so that `xregion lab status` / `down` (other processes) can find and stop it, and
+//! fault injectors can fail and restore regions. The faults themselves are in `faults`.
 
 use crate::LabError;
 use crate::config::LabConfig;
+use crate::control::ControlServer;
+use crate::faults::InForce;
 use crate::http_client;
 use crate::node::NodeReady;
 use crate::router::{RouterReady, TrafficInfo};
-use crate::spec::{Spec, write_atomic};
+use crate::spec::Spec;
 use crate::wan::WanReady;
-use axum::Router;
-use axum::extract::{Path as UrlPath, State};
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
-use tokio::sync::Mutex;
 use xregion_model::report::RegionInfo;
-use xregion_model::wire::ErrorBody;
 
 /// Longest wait at start for every replication stream to connect.
 const REPLICATION_CONNECT_WAIT_MAX: Duration = Duration::from_secs(10);
@@ -71,19 +66,21 @@ pub struct Lab {
     /// The xregion binary children are started from.
     exe: PathBuf,
     /// The spec with the ports the nodes bound.
-    spec: Spec,
+    pub(crate) spec: Spec,
     /// Node processes by region (None while killed).
     nodes: BTreeMap<String, Option<Proc>>,
     /// Each region's READY (addresses stay the same across restarts).
-    ready: BTreeMap<String, NodeReady>,
+    pub(crate) ready: BTreeMap<String, NodeReady>,
     /// The WAN process.
     wan: Option<Proc>,
     /// The WAN's READY: admin address and link addresses.
-    wan_ready: Option<WanReady>,
+    pub(crate) wan_ready: Option<WanReady>,
     /// The router process (records and CDN edges); None when `lab.router.enabled` is false.
     router: Option<Proc>,
     /// The router's READY: its listeners.
-    router_ready: Option<RouterReady>,
+    pub(crate) router_ready: Option<RouterReady>,
+    /// The faults in force, by region, with what each did (`faults`).
+    pub(crate) faults: BTreeMap<String, InForce>,
 }
 
 impl Lab {
@@ -106,6 +103,7 @@ impl Lab {
             wan_ready: None,
             router: None,
             router_ready: None,
+            faults: BTreeMap::new(),
         };
         // Start the regions concurrently; `lab` owns each as soon as it is ready, so an error kills the rest.
         let starts = spec.regions.iter().map(|r| lab.spawn_node(&r.name));
@@ -264,7 +262,7 @@ impl Lab {
         }
     }
 
-    fn unknown(&self, name: &str) -> LabError {
+    pub(crate) fn unknown(&self, name: &str) -> LabError {
         let known: Vec<&str> = self.spec.regions.iter().map(|r| r.name.as_str()).collect();
         LabError::UnknownRegion { name: name.to_string(), known: known.join(", ") }
     }
@@ -407,20 +405,20 @@ impl Lab {
         };
         let peers: BTreeMap<&str, SocketAddr> =
             wan.links.iter().filter(|l| l.from == region).map(|l| (l.to.as_str(), l.addr)).collect();
-        let body = serde_json::to_vec(&peers).unwrap_or_default();
-        let (status, answer) =
-            http_client::request("PUT", ready.http_addr, "/lab/peers", Some(&body), CONTROL_TIMEOUT).await?;
-        if status != 200 {
-            return Err(LabError::Http(format!(
-                "region {region} refused its peer list ({status}): {}",
-                String::from_utf8_lossy(&answer)
-            )));
-        }
-        Ok(())
+        http_client::call_json(
+            "PUT",
+            ready.http_addr,
+            "/lab/peers",
+            &peers,
+            &format!("region {region}"),
+            CONTROL_TIMEOUT,
+        )
+        .await
+        .map(|_| ())
     }
 
     /// What `lab.json` and `GET /status` show.
-    fn record(&self, control_url: &str) -> LabRecord {
+    pub(crate) fn record(&self, control_url: &str) -> LabRecord {
         LabRecord {
             supervisor_pid: std::process::id(),
             control_url: control_url.to_string(),
@@ -514,7 +512,8 @@ pub struct RegionStatus {
     pub health: String,
 }
 
-fn lab_json(dir: &Path) -> PathBuf {
+/// `DIR/lab.json`.
+pub(crate) fn lab_json(dir: &Path) -> PathBuf {
     dir.join("lab.json")
 }
 
@@ -527,26 +526,6 @@ pub fn pid_alive(pid: u32) -> bool {
             .and_then(|(_, rest)| rest.split_whitespace().next())
             .is_some_and(|s| s != "Z" && s != "X"),
         Err(_) => false,
-    }
-}
-
-/// State shared by the control API.
-struct Control {
-    /// The lab (None once shutdown has taken it).
-    lab: Mutex<Option<Lab>>,
-    /// The control API base URL, for lab.json.
-    url: String,
-}
-
-impl Control {
-    async fn save_record(&self) -> Result<LabRecord, LabError> {
-        let guard = self.lab.lock().await;
-        let Some(lab) = guard.as_ref() else {
-            return Err(LabError::State("the lab is shutting down".into()));
-        };
-        let record = lab.record(&self.url);
-        write_atomic(&lab_json(&lab.dir), &serde_json::to_vec_pretty(&record).unwrap_or_default())?;
-        Ok(record)
     }
 }
 
@@ -570,12 +549,8 @@ pub async fn run_foreground(cfg: &LabConfig, dir: &Path, exe: &Path) -> Result<(
             return Err(LabError::State("interrupted while starting the lab".into()));
         }
     };
-    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .await
-        .map_err(|e| LabError::io("cannot listen for the control API", e))?;
-    let addr = listener.local_addr().map_err(|e| LabError::io("cannot read the control address", e))?;
-    let control = Arc::new(Control { lab: Mutex::new(Some(lab)), url: format!("http://{addr}") });
-    let record = control.save_record().await?;
+    let server = ControlServer::start(lab).await?;
+    let record = server.record();
     println!("lab up in {} (pid {})", record.dir.display(), record.supervisor_pid);
     for r in &record.regions {
         println!("  {:<16} {}", r.name, r.endpoint);
@@ -588,76 +563,10 @@ pub async fn run_foreground(cfg: &LabConfig, dir: &Path, exe: &Path) -> Result<(
         println!("  router status      {}", t.router_status);
     }
     println!("control {}  (stop with Ctrl-C or `xregion lab down`)", record.control_url);
-    let stop = tokio_util::sync::CancellationToken::new();
-    let app = Router::new()
-        .route("/status", get(control_status))
-        .route("/regions/{name}/kill", post(control_kill))
-        .route("/regions/{name}/start", post(control_start))
-        .with_state(control.clone());
-    let server_stop = stop.clone();
-    let server =
-        tokio::spawn(
-            async move { axum::serve(listener, app).with_graceful_shutdown(server_stop.cancelled_owned()).await },
-        );
     let waited = crate::node::wait_for_signal().await;
-    stop.cancel();
-    let _ = tokio::time::timeout(CONTROL_TIMEOUT, server).await;
-    let lab = control.lab.lock().await.take();
-    let result = match lab {
-        Some(lab) => lab.shutdown().await,
-        None => Ok(()),
-    };
-    let _ = std::fs::remove_file(lab_json(dir));
+    let result = server.shutdown().await;
     waited?;
     result
-}
-
-fn control_error(status: StatusCode, e: &LabError) -> Response {
-    let code = match e {
-        LabError::UnknownRegion { .. } => "unknown_region",
-        LabError::State(_) => "conflict",
-        _ => "failed",
-    };
-    let body = serde_json::to_vec(&ErrorBody { error: code.into(), message: e.to_string() }).unwrap_or_default();
-    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
-}
-
-fn error_status(e: &LabError) -> StatusCode {
-    match e {
-        LabError::UnknownRegion { .. } => StatusCode::NOT_FOUND,
-        LabError::State(_) => StatusCode::CONFLICT,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    }
-}
-
-async fn control_status(State(c): State<Arc<Control>>) -> Response {
-    match c.save_record().await {
-        Ok(r) => axum::Json(r).into_response(),
-        Err(e) => control_error(error_status(&e), &e),
-    }
-}
-
-async fn control_kill(State(c): State<Arc<Control>>, UrlPath(name): UrlPath<String>) -> Response {
-    control_action(c, name, true).await
-}
-
-async fn control_start(State(c): State<Arc<Control>>, UrlPath(name): UrlPath<String>) -> Response {
-    control_action(c, name, false).await
-}
-
-async fn control_action(c: Arc<Control>, name: String, kill_it: bool) -> Response {
-    let result = {
-        let mut guard = c.lab.lock().await;
-        match guard.as_mut() {
-            None => Err(LabError::State("the lab is shutting down".into())),
-            Some(lab) if kill_it => lab.kill_region(&name).await,
-            Some(lab) => lab.start_region(&name).await,
-        }
-    };
-    match result.and(c.save_record().await) {
-        Ok(r) => axum::Json(r).into_response(),
-        Err(e) => control_error(error_status(&e), &e),
-    }
 }
 
 fn read_record(dir: &Path) -> Result<LabRecord, LabError> {
@@ -681,12 +590,7 @@ pub async fn status(dir: &Path) -> Result<LabStatus, LabError> {
         let process_alive = r.pid.is_some_and(pid_alive);
         let health = match r.endpoint.strip_prefix("http://").and_then(|a| a.parse::<SocketAddr>().ok()) {
             None => format!("bad endpoint {}", r.endpoint),
-            Some(addr) => match http_client::request("GET", addr, "/healthz", None, HEALTH_TIMEOUT).await {
-                Ok((200, body)) => serde_json::from_slice::<xregion_model::wire::Health>(&body)
-                    .map_or_else(|e| format!("bad health answer: {e}"), |h| h.status),
-                Ok((code, _)) => format!("http {code}"),
-                Err(e) => e.to_string(),
-            },
+            Some(addr) => crate::faults::health_of(addr).await,
         };
         RegionStatus { name: r.name.clone(), endpoint: r.endpoint.clone(), pid: r.pid, process_alive, health }
     });

@@ -1,0 +1,291 @@
+//! The control API of a running lab, served in-process by whoever owns the `Lab` (`xregion lab up`, and
+//! `xregion run`, whose fault injector calls it).
+//!
+//! Routes (every error is a JSON `ErrorBody`):
+//! - `GET /status`: the `LabRecord` (also written to `DIR/lab.json`).
+//! - `POST /regions/{name}/kill`, `POST /regions/{name}/start`: SIGKILL or restart a region's node.
+//! - `POST /regions/{name}/fail` with a `FaultSpec`: 200 `ActiveFault`; 400 invalid spec; 404 unknown region or
+//!   peer; 409 when the region already has a fault.
+//! - `POST /regions/{name}/restore`: 200 `RegionFaultStatus`; clears whatever fault is in force, and makes sure
+//!   the node runs and its links pass (so it also undoes a bare kill). Idempotent.
+//! - `GET /faults`: `FaultStatus`, every region in config order.
+//!
+//! A fault with `duration_ms` is restored by a timer task. The timer is cancelled (under the lab's lock) by a
+//! restore or by shutdown, and checks its cancellation again once it holds the lock, so it never restores a
+//! newer fault than its own.
+
+use crate::LabError;
+use crate::supervisor::{CONTROL_TIMEOUT, Lab, LabRecord, lab_json};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use xregion_model::fault::FaultSpec;
+use xregion_model::wire::ErrorBody;
+
+/// A lab with its control API. Dropping it without `shutdown` stops serving and SIGKILLs the lab's processes.
+pub struct ControlServer {
+    /// State shared with the handlers and timers.
+    shared: Arc<Shared>,
+    /// The serving task.
+    server: Option<JoinHandle<std::io::Result<()>>>,
+    /// `DIR/lab.json`.
+    record_path: PathBuf,
+}
+
+/// What the handlers share.
+struct Shared {
+    /// The lab and the auto-restore timers, under one lock.
+    inner: Mutex<Inner>,
+    /// The control API base URL.
+    url: String,
+    /// The last record written to lab.json (pids change on kill and restart).
+    record: std::sync::Mutex<LabRecord>,
+    /// Stops the server and every timer.
+    stop: CancellationToken,
+}
+
+struct Inner {
+    /// The lab (None once shutdown has taken it).
+    lab: Option<Lab>,
+    /// Auto-restore timers by region; cancelled by a restore, a newer fault, or shutdown.
+    timers: BTreeMap<String, CancellationToken>,
+}
+
+impl ControlServer {
+    /// Serves the control API for `lab` on 127.0.0.1:0 and writes `DIR/lab.json`.
+    pub async fn start(lab: Lab) -> Result<ControlServer, LabError> {
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .map_err(|e| LabError::io("cannot listen for the control API", e))?;
+        let addr = listener.local_addr().map_err(|e| LabError::io("cannot read the control address", e))?;
+        let url = format!("http://{addr}");
+        let record = lab.record(&url);
+        let record_path = lab_json(lab.dir());
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(Inner { lab: Some(lab), timers: BTreeMap::new() }),
+            url,
+            record: std::sync::Mutex::new(record),
+            stop: CancellationToken::new(),
+        });
+        shared.save_record().await?;
+        let app = Router::new()
+            .route("/status", get(get_status))
+            .route("/regions/{name}/kill", post(post_kill))
+            .route("/regions/{name}/start", post(post_start))
+            .route("/regions/{name}/fail", post(post_fail))
+            .route("/regions/{name}/restore", post(post_restore))
+            .route("/faults", get(get_faults))
+            .fallback(|| async { error_response(StatusCode::NOT_FOUND, "not_found", "no such route".into()) })
+            .with_state(shared.clone());
+        let stop = shared.stop.clone();
+        let server =
+            tokio::spawn(
+                async move { axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await },
+            );
+        Ok(ControlServer { shared, server: Some(server), record_path })
+    }
+
+    /// The control API base URL, `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> &str {
+        &self.shared.url
+    }
+
+    /// The lab as last recorded in `lab.json`: regions, endpoints, pids, routing.
+    pub fn record(&self) -> LabRecord {
+        self.shared.record.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Stops serving, cancels the auto-restore timers, shuts the lab down (whatever faults are in force) and
+    /// removes `lab.json`.
+    pub async fn shutdown(mut self) -> Result<(), LabError> {
+        self.shared.stop.cancel();
+        if let Some(mut server) = self.server.take()
+            && tokio::time::timeout(CONTROL_TIMEOUT, &mut server).await.is_err()
+        {
+            server.abort();
+        }
+        let lab = {
+            let mut inner = self.shared.inner.lock().await;
+            for (_, t) in std::mem::take(&mut inner.timers) {
+                t.cancel();
+            }
+            inner.lab.take()
+        };
+        let result = match lab {
+            Some(lab) => lab.shutdown().await,
+            None => Ok(()),
+        };
+        let _ = std::fs::remove_file(&self.record_path);
+        result
+    }
+}
+
+impl Drop for ControlServer {
+    fn drop(&mut self) {
+        // Without `shutdown` (a panic, an early return): stop serving so that the last reference to the lab goes
+        // and its `Drop` kills the processes.
+        if self.server.is_some() {
+            self.shared.stop.cancel();
+            if let Ok(mut inner) = self.shared.inner.try_lock() {
+                inner.lab.take();
+            }
+            let _ = std::fs::remove_file(&self.record_path);
+        }
+    }
+}
+
+impl Shared {
+    /// Runs `f` on the lab and its timers under the lock; fails when the lab is shutting down.
+    async fn with_lab<T>(
+        &self,
+        f: impl AsyncFnOnce(&mut Lab, &mut BTreeMap<String, CancellationToken>) -> Result<T, LabError>,
+    ) -> Result<T, LabError> {
+        let mut inner = self.inner.lock().await;
+        let Inner { lab, timers } = &mut *inner;
+        match lab.as_mut() {
+            None => Err(shutting_down()),
+            Some(lab) => f(lab, timers).await,
+        }
+    }
+
+    /// Writes lab.json from the lab's current state and keeps a copy for `record`.
+    async fn save_record(&self) -> Result<LabRecord, LabError> {
+        let inner = self.inner.lock().await;
+        let Some(lab) = inner.lab.as_ref() else {
+            return Err(shutting_down());
+        };
+        let record = lab.record(&self.url);
+        crate::spec::write_atomic(&lab_json(lab.dir()), &serde_json::to_vec_pretty(&record).unwrap_or_default())?;
+        *self.record.lock().unwrap_or_else(|p| p.into_inner()) = record.clone();
+        Ok(record)
+    }
+}
+
+fn shutting_down() -> LabError {
+    LabError::State("the lab is shutting down".into())
+}
+
+/// Restores `region` after `after` unless `token` is cancelled first (or while it waits for the lab).
+async fn auto_restore(shared: Arc<Shared>, region: String, token: CancellationToken, after: Duration) {
+    tokio::select! {
+        _ = token.cancelled() => return,
+        _ = tokio::time::sleep(after) => {}
+    }
+    {
+        let mut inner = shared.inner.lock().await;
+        if token.is_cancelled() {
+            return;
+        }
+        inner.timers.remove(&region);
+        let Some(lab) = inner.lab.as_mut() else { return };
+        match lab.restore(&region).await {
+            Ok(_) => tracing::info!(region, ?after, "fault restored after its duration"),
+            Err(e) => tracing::warn!(region, error = %e, "cannot restore the fault after its duration"),
+        }
+    }
+    if let Err(e) = shared.save_record().await {
+        tracing::debug!(error = %e, "cannot update lab.json after an automatic restore");
+    }
+}
+
+fn error_response(status: StatusCode, code: &str, message: String) -> Response {
+    let body = serde_json::to_vec(&ErrorBody { error: code.into(), message }).unwrap_or_default();
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn lab_error(e: &LabError) -> Response {
+    let (status, code) = match e {
+        LabError::UnknownRegion { .. } => (StatusCode::NOT_FOUND, "unknown_region"),
+        LabError::State(_) => (StatusCode::CONFLICT, "conflict"),
+        LabError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_fault"),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "failed"),
+    };
+    error_response(status, code, e.to_string())
+}
+
+fn answer<T: serde::Serialize>(r: Result<T, LabError>) -> Response {
+    match r {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(e) => lab_error(&e),
+    }
+}
+
+async fn get_status(State(s): State<Arc<Shared>>) -> Response {
+    answer(s.save_record().await)
+}
+
+async fn post_kill(State(s): State<Arc<Shared>>, UrlPath(name): UrlPath<String>) -> Response {
+    region_action(s, name, true).await
+}
+
+async fn post_start(State(s): State<Arc<Shared>>, UrlPath(name): UrlPath<String>) -> Response {
+    region_action(s, name, false).await
+}
+
+async fn region_action(s: Arc<Shared>, name: String, kill_it: bool) -> Response {
+    let result = s
+        .with_lab(async |lab, _| if kill_it { lab.kill_region(&name).await } else { lab.start_region(&name).await })
+        .await;
+    answer(result.and(s.save_record().await))
+}
+
+async fn post_fail(State(s): State<Arc<Shared>>, UrlPath(name): UrlPath<String>, body: Bytes) -> Response {
+    let spec: FaultSpec = match serde_json::from_slice(&body) {
+        Ok(spec) => spec,
+        Err(e) => {
+            return error_response(StatusCode::BAD_REQUEST, "invalid_body", format!("expected a fault spec: {e}"));
+        }
+    };
+    let result = s
+        .with_lab(async |lab, timers| {
+            let fault = lab.fail(&name, &spec).await?;
+            if let Some(ms) = spec.duration_ms {
+                let token = s.stop.child_token();
+                if let Some(old) = timers.insert(name.clone(), token.clone()) {
+                    old.cancel();
+                }
+                tokio::spawn(auto_restore(s.clone(), name.clone(), token, Duration::from_millis(ms)));
+            }
+            Ok(fault)
+        })
+        .await;
+    let _ = s.save_record().await;
+    answer(result)
+}
+
+async fn post_restore(State(s): State<Arc<Shared>>, UrlPath(name): UrlPath<String>) -> Response {
+    let result = s
+        .with_lab(async |lab, timers| {
+            // Whatever the outcome, the fault's timer is moot: the fault is restored or needs another restore.
+            if let Some(t) = timers.remove(&name) {
+                t.cancel();
+            }
+            lab.restore(&name).await
+        })
+        .await;
+    let _ = s.save_record().await;
+    answer(result)
+}
+
+async fn get_faults(State(s): State<Arc<Shared>>) -> Response {
+    // Snapshot under the lock, check health without it.
+    let targets = {
+        let inner = s.inner.lock().await;
+        match inner.lab.as_ref() {
+            None => return lab_error(&shutting_down()),
+            Some(lab) => lab.fault_targets(),
+        }
+    };
+    axum::Json(crate::faults::check_targets(targets).await).into_response()
+}
