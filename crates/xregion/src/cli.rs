@@ -45,6 +45,12 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::lab_cmd::LabCommand,
     },
+    /// Inject a fault into a region of the lab (from `xregion lab up`) or of the --config deployment.
+    Fail(crate::fault_cmd::FailArgs),
+    /// Lift every fault of a region.
+    Restore(crate::fault_cmd::RestoreArgs),
+    /// Show every region's health and fault.
+    Status(crate::fault_cmd::StatusArgs),
     /// Send HTTP load to one URL (closed model with --vus, open model with --rate) and print the latency table.
     Load(crate::load_cmd::LoadArgs),
     /// Run a load plan read as JSON on stdin and print the result as JSON (used by the runner).
@@ -98,6 +104,9 @@ pub fn main() -> ExitCode {
             Command::List { config } => list(config.as_deref()),
             Command::Report { file, out } => rerender(&file, out.as_deref()),
             Command::Lab { command } => crate::lab_cmd::run(command).await,
+            Command::Fail(args) => crate::fault_cmd::fail(args).await,
+            Command::Restore(args) => crate::fault_cmd::restore(args).await,
+            Command::Status(args) => crate::fault_cmd::status(args).await,
             Command::Load(args) => crate::load_cmd::run_load(args),
             Command::LoadWorker => crate::load_cmd::run_worker(),
         }
@@ -276,19 +285,11 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let timeout = Duration::from_millis(config.deployment.request_timeout_ms);
     let client = crate::probe::client(Duration::from_millis(config.deployment.connect_timeout_ms), timeout);
-    let (traffic, faults) = match &lab {
-        Some(l) => (
-            lab_traffic(l),
-            crate::faults::FaultInjector::Lab {
-                endpoints: regions.iter().map(|r| (r.name.clone(), r.endpoint.clone())).collect(),
-                client: client.clone(),
-            },
-        ),
-        None => (
-            config.deployment.traffic.clone(),
-            crate::faults::FaultInjector::None("no fault injector is configured for this deployment".into()),
-        ),
+    let traffic = match &lab {
+        Some(l) => lab_traffic(l),
+        None => config.deployment.traffic.clone(),
     };
+    let faults = crate::faults::FaultInjector::from_config(&config, &regions, None);
     let probes =
         regions.iter().map(|r| crate::probe::Probe::new(&r.name, &r.endpoint, client.clone(), timeout)).collect();
     let ctx = Ctx {
@@ -307,11 +308,16 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis())
         ),
         progress,
+        scenarios: Default::default(),
     };
     let outcome = tokio::select! {
         results = runner::run_checks(&defs, &ctx) => Some(results),
         _ = interrupted() => None,
     };
+    // Faults a check left in force (an interrupted run, a check that failed before restoring) are lifted here.
+    for (region, e) in faults.restore_injected().await {
+        eprintln!("warning: could not restore {region}: {e}");
+    }
     if let Some(lab) = lab {
         ctx.progress.line("[xregion] stopping the lab");
         if let Err(e) = lab.shutdown().await {

@@ -22,6 +22,8 @@ pub struct Config {
     pub targets: Targets,
     /// Tuning of individual checks.
     pub checks: Checks,
+    /// How faults reach the deployment (`[faults]`).
+    pub faults: Faults,
 }
 
 /// Which deployment to test.
@@ -147,6 +149,13 @@ pub struct Targets {
     pub db_p95_ms: f64,
     /// Store (connection-pool) acquisition P95 at each region must be below this, in milliseconds.
     pub pool_acquire_p95_ms: f64,
+    /// Smallest share of successful client requests from a fault to the end of recovery, in percent.
+    pub availability_min_pct: f64,
+    /// Longest time a restored region may take to be healthy, caught up and serving its users again, in seconds.
+    pub failback_s: f64,
+    /// Longest time a region cut off from the majority may keep acknowledging writes, in seconds. Unset: for the
+    /// lab, its contact plus fence timeouts plus half a second; for other deployments, 10.
+    pub fence_s: Option<f64>,
 }
 
 impl Default for Targets {
@@ -165,6 +174,9 @@ impl Default for Targets {
             cdn_p95_ms: 100.0,
             db_p95_ms: 100.0,
             pool_acquire_p95_ms: 10.0,
+            availability_min_pct: 99.0,
+            failback_s: 60.0,
+            fence_s: None,
         }
     }
 }
@@ -184,6 +196,59 @@ pub struct Checks {
     pub conflict_lww: ConflictLww,
     /// `performance.load.*`.
     pub load: Load,
+    /// `cross-region.failover.*` and `disaster-recovery.*`.
+    pub failover: Failover,
+}
+
+/// Tuning of the failover and disaster-recovery scenarios.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Failover {
+    /// The region that fails; default: the first region.
+    pub region: Option<String>,
+    /// Steady traffic before the fault, in ms.
+    pub warmup_ms: u64,
+    /// Longest observation after the fault before the region is restored, in ms; default: the RTO target plus
+    /// `stable_ms`, so that a region that has not recovered when the observation ends has missed the target.
+    pub observe_max_ms: Option<u64>,
+    /// The fault is kept until the success rate has stayed above the threshold this long, in ms.
+    pub stable_ms: u64,
+    /// Longest observation after the restore, in ms.
+    pub restore_observe_max_ms: u64,
+    /// Canary requests per second from each client location, through the routing record; default by profile
+    /// (50 quick, 100 spec).
+    pub canary_rate_per_location: Option<f64>,
+    /// Sequenced writes per second the RPO writer sends straight into the failing region.
+    pub rpo_writes_per_s: f64,
+    /// Width of the sliding success-rate window, in ms.
+    pub window_ms: u64,
+    /// Step between two windows, in ms (the RTO's resolution).
+    pub step_ms: u64,
+    /// A window recovers at this success rate, in percent.
+    pub success_threshold_pct: f64,
+    /// Longest wait for the regions to converge at the end of a scenario, in ms.
+    pub settle_timeout_ms: u64,
+    /// The partial-failure scenario's share of requests answered 503 on top of failing writes (0 to 1).
+    pub partial_error_share: f64,
+}
+
+impl Default for Failover {
+    fn default() -> Self {
+        Failover {
+            region: None,
+            warmup_ms: 3_000,
+            observe_max_ms: None,
+            stable_ms: 5_000,
+            restore_observe_max_ms: 60_000,
+            canary_rate_per_location: None,
+            rpo_writes_per_s: 100.0,
+            window_ms: 1_000,
+            step_ms: 100,
+            success_threshold_pct: 99.0,
+            settle_timeout_ms: 30_000,
+            partial_error_share: 0.0,
+        }
+    }
 }
 
 /// Tuning of the load checks, on top of the `--profile`.
@@ -271,6 +336,151 @@ pub struct ConflictLww {
 impl Default for ConflictLww {
     fn default() -> Self {
         ConflictLww { keys: 60, quiet_timeout_ms: 15_000 }
+    }
+}
+
+/// Which fault injector a run (and `xregion fail`) uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InjectorKind {
+    /// The lab's control API; only for `deployment.kind = "lab"`.
+    Lab,
+    /// The user's shell commands in `[faults.command]`.
+    Command,
+    /// No fault injection: checks that need it are skipped.
+    None,
+}
+
+/// `[faults]`: how faults are injected.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Faults {
+    /// The injector. Unset: `lab` for the lab, `command` when `[faults.command]` is given, otherwise `none`.
+    pub injector: Option<InjectorKind>,
+    /// Longest one fault command may run, in seconds; then its whole process group is killed.
+    pub timeout_s: f64,
+    /// The commands of the `command` injector.
+    pub command: Option<FaultCommands>,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Faults { injector: None, timeout_s: 120.0, command: None }
+    }
+}
+
+impl Faults {
+    /// The injector in effect for a deployment of `kind`.
+    pub fn effective_injector(&self, kind: DeploymentKind) -> InjectorKind {
+        match (self.injector, kind) {
+            (Some(k), _) => k,
+            (None, DeploymentKind::Lab) => InjectorKind::Lab,
+            (None, DeploymentKind::Http) if self.command.is_some() => InjectorKind::Command,
+            (None, DeploymentKind::Http) => InjectorKind::None,
+        }
+    }
+}
+
+/// `[faults.command]`: shell commands (run with `sh -c`) that inject and lift faults in a real deployment. The
+/// contract (environment, exit codes, status JSON) is in `docs/fault-injection.md`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultCommands {
+    /// Injects a fault of any kind that has no command of its own.
+    pub fail: Option<String>,
+    /// Injects a complete failure.
+    pub fail_complete: Option<String>,
+    /// Injects a partial failure.
+    pub fail_partial: Option<String>,
+    /// Injects a network partition.
+    pub fail_network: Option<String>,
+    /// Injects extra latency.
+    pub fail_latency: Option<String>,
+    /// Lifts every fault of a region; required.
+    pub restore: Option<String>,
+    /// Prints the state of every region, ideally as `FaultStatus` JSON.
+    pub status: Option<String>,
+    /// Makes a region's health check fail while it keeps serving.
+    pub health_down: Option<String>,
+    /// Makes a region's health check pass again.
+    pub health_up: Option<String>,
+}
+
+impl FaultCommands {
+    /// The command that injects `kind`: its own, else `fail`.
+    pub fn fail_for(&self, kind: xregion_model::fault::FaultKind) -> Option<&str> {
+        use xregion_model::fault::FaultKind;
+        let own = match kind {
+            FaultKind::Complete => &self.fail_complete,
+            FaultKind::Partial => &self.fail_partial,
+            FaultKind::Network => &self.fail_network,
+            FaultKind::Latency => &self.fail_latency,
+        };
+        own.as_deref().or(self.fail.as_deref())
+    }
+
+    /// Every command that is set, with its key, for validation.
+    fn all(&self) -> [(&'static str, &Option<String>); 9] {
+        [
+            ("fail", &self.fail),
+            ("fail_complete", &self.fail_complete),
+            ("fail_partial", &self.fail_partial),
+            ("fail_network", &self.fail_network),
+            ("fail_latency", &self.fail_latency),
+            ("restore", &self.restore),
+            ("status", &self.status),
+            ("health_down", &self.health_down),
+            ("health_up", &self.health_up),
+        ]
+    }
+}
+
+/// Checks `[faults]`; errors carry a token to locate in the file.
+fn validate_faults(config: &Config) -> Result<(), (Option<String>, String)> {
+    let f = &config.faults;
+    if !(f.timeout_s.is_finite() && f.timeout_s > 0.0 && f.timeout_s <= 86_400.0) {
+        return Err((
+            Some("timeout_s".into()),
+            format!("faults.timeout_s must be above 0 and at most 86400, got {}", f.timeout_s),
+        ));
+    }
+    if let Some(c) = &f.command {
+        for (key, cmd) in c.all() {
+            if cmd.as_ref().is_some_and(|s| s.trim().is_empty()) {
+                return Err((Some(key.into()), format!("faults.command.{key} is empty; remove it or give a command")));
+            }
+        }
+    }
+    match f.effective_injector(config.deployment.kind) {
+        InjectorKind::Lab if config.deployment.kind == DeploymentKind::Http => Err((
+            Some("lab".into()),
+            "faults.injector = \"lab\" needs deployment.kind = \"lab\"; for an http deployment use \"command\"".into(),
+        )),
+        InjectorKind::Command => {
+            let Some(c) = &f.command else {
+                return Err((
+                    Some("command".into()),
+                    "faults.injector = \"command\" needs a [faults.command] table with fail and restore commands"
+                        .into(),
+                ));
+            };
+            if c.restore.is_none() {
+                return Err((
+                    Some("command".into()),
+                    "faults.injector = \"command\" needs faults.command.restore, the command that lifts a fault".into(),
+                ));
+            }
+            if xregion_model::fault::FaultKind::ALL.iter().all(|k| c.fail_for(*k).is_none()) {
+                return Err((
+                    Some("command".into()),
+                    "faults.injector = \"command\" needs faults.command.fail (or fail_complete, fail_partial, \
+                     fail_network, fail_latency)"
+                        .into(),
+                ));
+            }
+            Ok(())
+        }
+        _ => Ok(()),
     }
 }
 
@@ -475,6 +685,9 @@ fn validate(config: &Config) -> Result<(), (Option<String>, String)> {
         ("cdn_p95_ms", t.cdn_p95_ms),
         ("db_p95_ms", t.db_p95_ms),
         ("pool_acquire_p95_ms", t.pool_acquire_p95_ms),
+        ("availability_min_pct", t.availability_min_pct),
+        ("failback_s", t.failback_s),
+        ("fence_s", t.fence_s.unwrap_or(1.0)),
     ] {
         if !(v.is_finite() && v > 0.0) {
             return Err((Some(name.into()), format!("targets.{name} must be a positive number, got {v}")));
@@ -501,9 +714,32 @@ fn validate(config: &Config) -> Result<(), (Option<String>, String)> {
     if !(l.time_scale.is_finite() && l.time_scale > 0.0) || l.users == Some(0) {
         return Err((Some("time_scale".into()), "checks.load needs time_scale above 0 and users above 0".into()));
     }
+    let f = &config.checks.failover;
+    if f.window_ms == 0
+        || f.step_ms == 0
+        || f.step_ms > f.window_ms
+        || !(f.rpo_writes_per_s.is_finite() && f.rpo_writes_per_s > 0.0)
+        || !(0.0..=100.0).contains(&f.success_threshold_pct)
+        || !(0.0..1.0).contains(&f.partial_error_share)
+        || f.canary_rate_per_location.is_some_and(|r| !(r.is_finite() && r > 0.0))
+    {
+        return Err((
+            Some("failover".into()),
+            "checks.failover needs window_ms >= step_ms > 0, rpo_writes_per_s and canary_rate_per_location above 0, \
+             success_threshold_pct in 0..=100 and partial_error_share in 0..1"
+                .into(),
+        ));
+    }
+    if let Some(r) = &f.region
+        && config.deployment.kind == DeploymentKind::Http
+        && !config.deployment.regions.iter().any(|x| &x.name == r)
+    {
+        return Err((Some(r.clone()), format!("checks.failover.region {r} is not a configured region")));
+    }
     if config.checks.conflict_lww.keys == 0 {
         return Err((Some("conflict-lww".into()), "checks.conflict-lww.keys must be above 0".into()));
     }
+    validate_faults(config)?;
     Ok(())
 }
 

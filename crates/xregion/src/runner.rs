@@ -49,8 +49,9 @@ impl CheckDef {
 
 /// Every check, in run order.
 pub fn catalogue() -> Vec<CheckDef> {
-    use crate::suites::{cross_region, latency, performance, routing};
-    [cross_region::CHECKS, routing::CHECKS, performance::CHECKS, latency::CHECKS].concat()
+    use crate::suites::{cross_region, failover, latency, performance, routing};
+    [cross_region::CHECKS, routing::CHECKS, failover::CHECKS, performance::CHECKS, latency::CHECKS, failover::DR_CHECKS]
+        .concat()
 }
 
 /// Everything a check needs.
@@ -73,6 +74,8 @@ pub struct Ctx {
     pub faults: crate::faults::FaultInjector,
     /// Size of the performance suite's load.
     pub profile: crate::suites::performance::Profile,
+    /// Failover scenarios already run, shared by the checks that judge them.
+    pub scenarios: crate::suites::failover::ScenarioCache,
 }
 
 impl Ctx {
@@ -185,9 +188,11 @@ pub async fn preflight(probes: &[Probe]) -> Vec<String> {
 
 /// Runs one check by id.
 pub async fn run_check(def: &CheckDef, ctx: &Ctx) -> CheckResult {
-    use crate::suites::{cross_region, latency, performance, routing};
+    use crate::suites::{cross_region, failover, latency, performance, routing};
     if def.id.starts_with("cross-region.routing.") {
         routing::run(def, ctx).await
+    } else if def.id.starts_with("cross-region.failover.") || def.suite() == "disaster-recovery" {
+        failover::run(def, ctx).await
     } else if def.id.starts_with("performance.latency.") {
         latency::run(def, ctx).await
     } else if def.suite() == "performance" {

@@ -1,6 +1,7 @@
 //! The suites' checks, one module per area. Each module exports `CHECKS` (its catalogue entries) and `run`.
 
 pub mod cross_region;
+pub mod failover;
 pub mod latency;
 pub mod performance;
 pub mod routing;

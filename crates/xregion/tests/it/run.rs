@@ -25,6 +25,10 @@ keys = 30
 [checks.load]
 users = 60
 time_scale = 0.15
+
+[checks.failover]
+warmup_ms = 2000
+stable_ms = 3000
 "#;
 
 fn write_config(dir: &TempDir, body: &str) -> String {
@@ -42,7 +46,19 @@ fn default_lab_run_passes_and_writes_every_artefact() {
     let config = write_config(&dir, "");
     let out = dir.path().join("out");
     let o = run_xregion(
-        &["run", "--config", &config, "--out", out.to_str().unwrap(), "--seed", "7", "--suite", "cross-region"],
+        &[
+            "run",
+            "--config",
+            &config,
+            "--out",
+            out.to_str().unwrap(),
+            "--seed",
+            "7",
+            "--suite",
+            "cross-region",
+            "--suite",
+            "disaster-recovery",
+        ],
         &[],
         RUN_LIMIT,
     );
@@ -56,6 +72,12 @@ fn default_lab_run_passes_and_writes_every_artefact() {
         "cross-region.routing.weighted",
         "cross-region.routing.health",
         "cross-region.routing.capacity",
+        "cross-region.failover.complete-region",
+        "cross-region.failover.partial-service",
+        "cross-region.failover.network-partition",
+        "cross-region.failover.auto-recovery",
+        "disaster-recovery.rto",
+        "disaster-recovery.rpo",
     ] {
         assert!(stdout.contains(id), "console lacks {id}: {stdout}");
     }
@@ -109,6 +131,96 @@ fn run_broken(name: &str, check_id: &str, defect: &str) -> (serde_json::Value, O
     let first =
         r["checks"].as_array().and_then(|cs| cs.iter().find(|c| c["id"].as_str().unwrap_or("").starts_with(check_id)));
     (first.unwrap_or_else(|| check(&r, check_id)).clone(), o.status.code(), text(&o))
+}
+
+/// Runs `checks` against a lab configured with `extra` (TOML appended to the test config) and returns the report
+/// and the exit code.
+fn run_failover(name: &str, checks: &[&str], extra: &str) -> (serde_json::Value, Option<i32>, String) {
+    let _g = lab_lock();
+    let dir = TempDir::new(name);
+    let config = write_config(&dir, extra);
+    let out = dir.path().join("out");
+    let mut args = vec!["run", "--config", &config, "--out", out.to_str().unwrap(), "--seed", "13"];
+    for c in checks {
+        args.extend(["--check", c]);
+    }
+    let o = run_xregion(&args, &[], RUN_LIMIT);
+    (report(&out), o.status.code(), text(&o))
+}
+
+/// Goal: with a router that never fails over, a killed region's users get errors until the restore: RTO is not
+/// met (complete-region and disaster-recovery.rto fail), and the partial failure's writes fail at the client.
+#[test]
+fn failover_fails_when_the_router_never_fails_over() {
+    let (r, code, out) = run_failover(
+        "no-failover",
+        &["cross-region.failover.complete-region", "disaster-recovery.rto", "cross-region.failover.partial-service"],
+        "[lab.defects]\nrouter_never_fails_over = true\n[targets]\nrto_s = 5\n",
+    );
+    for id in ["cross-region.failover.complete-region", "disaster-recovery.rto"] {
+        let c = check(&r, id);
+        assert_eq!(c["verdict"], "fail", "{c}");
+        let rto = c["metrics"]["rto_ms"].as_f64().unwrap();
+        assert!(rto < 0.0 || rto > 5000.0, "{c}");
+        assert!(
+            c["summary"].as_str().unwrap().contains("recovered") || c["summary"].as_str().unwrap().contains("RTO"),
+            "{c}"
+        );
+    }
+    let p = check(&r, "cross-region.failover.partial-service");
+    assert_eq!(p["verdict"], "fail", "{p}");
+    assert!(p["summary"].as_str().unwrap().contains("failed"), "{p}");
+    assert_eq!(code, Some(1), "{out}");
+}
+
+/// Goal: a region that loses its unreplicated log when killed is caught: the writer's acknowledged writes never
+/// reach the other regions, so disaster-recovery.rpo reports permanent loss whatever the RPO.
+#[test]
+fn rpo_fails_when_a_killed_region_loses_its_log() {
+    let (r, code, out) = run_failover(
+        "lose-log",
+        &["disaster-recovery.rpo", "cross-region.failover.complete-region"],
+        "[lab.defects]\nlose_unreplicated_on_kill = true\n",
+    );
+    let c = check(&r, "disaster-recovery.rpo");
+    assert_eq!(c["verdict"], "fail", "{c}");
+    assert!(c["metrics"]["lost_for_good"].as_f64().unwrap() > 0.0, "{c}");
+    assert!(c["summary"].as_str().unwrap().contains("permanent loss"), "{c}");
+    let f = check(&r, "cross-region.failover.complete-region");
+    assert_eq!(f["verdict"], "fail", "{f}");
+    assert!(f["metrics"]["lost_writes"].as_f64().unwrap() > 0.0, "{f}");
+    assert_eq!(code, Some(1), "{out}");
+}
+
+/// Goal: with the fence switched off, the partitioned region keeps acknowledging writes: split brain detected.
+#[test]
+fn partition_fails_without_a_fence() {
+    let (r, code, out) = run_failover(
+        "no-fence",
+        &["cross-region.failover.network-partition"],
+        "[lab.defects]\nfence_disabled = true\n",
+    );
+    let c = check(&r, "cross-region.failover.network-partition");
+    assert_eq!(c["verdict"], "fail", "{c}");
+    assert!(c["metrics"]["minority_acks_after_fence"].as_f64().unwrap() > 0.0, "{c}");
+    assert!(c["summary"].as_str().unwrap().contains("split brain"), "{c}");
+    assert_eq!(code, Some(1), "{out}");
+}
+
+/// Goal: a region that never catches up after its restart fails auto-recovery (and the history shows the loss).
+#[test]
+fn auto_recovery_fails_when_the_region_never_catches_up() {
+    let (r, code, out) = run_failover(
+        "no-catch-up",
+        &["cross-region.failover.auto-recovery"],
+        // Keys before the first header continue the test config's last table, [checks.failover].
+        "restore_observe_max_ms = 8000\nsettle_timeout_ms = 3000\n[lab.defects]\nno_catch_up_after_restart = true\n",
+    );
+    let c = check(&r, "cross-region.failover.auto-recovery");
+    assert_eq!(c["verdict"], "fail", "{c}");
+    let m = &c["metrics"];
+    assert!(m["lost_writes"].as_f64().unwrap() + m["divergent_keys"].as_f64().unwrap() > 0.0, "{c}");
+    assert_eq!(code, Some(1), "{out}");
 }
 
 /// Goal: write-replicate fails when every replicated batch is held for 150 ms (P99 then exceeds 100 ms).
