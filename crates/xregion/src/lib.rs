@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod fault_cmd;
 pub mod faults;
 pub mod history;
 pub mod lab_cmd;
