@@ -1,5 +1,6 @@
 //! The suites' checks, one module per area. Each module exports `CHECKS` (its catalogue entries) and `run`.
 
+pub mod compliance;
 pub mod cross_region;
 pub mod failover;
 pub mod latency;
