@@ -247,8 +247,10 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let progress = crate::progress::Progress::new(args.quiet);
     let start = Instant::now();
 
-    // The lab lives exactly as long as this function: shut down on every path, Ctrl-C included.
-    let mut lab = None;
+    // The lab (inside its control API server, which the fault injector calls) lives exactly as long as this
+    // function: shut down on every path, Ctrl-C included.
+    let mut lab: Option<xregion_lab::ControlServer> = None;
+    let mut lab_traffic_info = None;
     let regions: Vec<RegionInfo> = match config.deployment.kind {
         DeploymentKind::Http => config
             .deployment
@@ -279,17 +281,25 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 }
             };
             let regions = l.regions();
-            lab = Some(l);
+            lab_traffic_info = lab_traffic(&l);
+            // Binding a loopback port is quick; if it fails, dropping the lab SIGKILLs its processes.
+            match xregion_lab::ControlServer::start(l).await {
+                Ok(server) => lab = Some(server),
+                Err(e) => {
+                    eprintln!("error: the lab's control API did not start: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            }
             regions
         }
     };
     let timeout = Duration::from_millis(config.deployment.request_timeout_ms);
     let client = crate::probe::client(Duration::from_millis(config.deployment.connect_timeout_ms), timeout);
     let traffic = match &lab {
-        Some(l) => lab_traffic(l),
+        Some(_) => lab_traffic_info,
         None => config.deployment.traffic.clone(),
     };
-    let faults = crate::faults::FaultInjector::from_config(&config, &regions, None);
+    let faults = crate::faults::FaultInjector::from_config(&config, &regions, lab.as_ref().map(|l| l.url()));
     let probes =
         regions.iter().map(|r| crate::probe::Probe::new(&r.name, &r.endpoint, client.clone(), timeout)).collect();
     let ctx = Ctx {

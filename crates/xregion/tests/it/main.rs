@@ -1,6 +1,7 @@
 //! Integration tests of the xregion binary: one test binary, a module per area.
 
 mod common;
+mod faults;
 mod lab;
 mod run;
 mod traffic;
