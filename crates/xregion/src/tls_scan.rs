@@ -1,0 +1,507 @@
+//! TLS probing, as testssl.sh does it: which protocol versions an endpoint accepts, and what its certificate says.
+//!
+//! - **TLS 1.0, 1.1 and 1.2** are probed with a hand-built ClientHello that offers exactly one version (no
+//!   `supported_versions` extension) and a broad list of cipher suites, because rustls cannot send a TLS 1.0 or
+//!   1.1 hello. The server's first answer decides: a ServerHello carrying the offered version means it was
+//!   **accepted**; an alert, or a close before any ServerHello, means the **server refused**. The builder is
+//!   proven sound by the unit tests, where a server that does speak TLS 1.2 accepts the same hand-built hello, so
+//!   a refusal cannot be the client's fault.
+//! - **TLS 1.3** is probed with rustls offering only TLS 1.3.
+//! - **Certificates**: the chain the server presents is recorded during a handshake and then verified on its own
+//!   against the configured CA (chain, hostname, validity), and the days left are read from the leaf.
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A TLS protocol version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TlsVersion {
+    /// TLS 1.0.
+    Tls10,
+    /// TLS 1.1.
+    Tls11,
+    /// TLS 1.2.
+    Tls12,
+    /// TLS 1.3.
+    Tls13,
+}
+
+impl TlsVersion {
+    /// Every version, oldest first.
+    pub const ALL: [TlsVersion; 4] = [TlsVersion::Tls10, TlsVersion::Tls11, TlsVersion::Tls12, TlsVersion::Tls13];
+
+    /// `TLS 1.2`.
+    pub fn name(self) -> &'static str {
+        match self {
+            TlsVersion::Tls10 => "TLS 1.0",
+            TlsVersion::Tls11 => "TLS 1.1",
+            TlsVersion::Tls12 => "TLS 1.2",
+            TlsVersion::Tls13 => "TLS 1.3",
+        }
+    }
+
+    /// The version on the wire.
+    fn wire(self) -> u16 {
+        match self {
+            TlsVersion::Tls10 => 0x0301,
+            TlsVersion::Tls11 => 0x0302,
+            TlsVersion::Tls12 => 0x0303,
+            TlsVersion::Tls13 => 0x0304,
+        }
+    }
+}
+
+/// What the server did with a hello offering one version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handshake {
+    /// The server chose the offered version.
+    Accepted {
+        /// The cipher suite it chose, as its IANA number (`0xC02F`) or rustls name.
+        cipher: String,
+    },
+    /// The server refused: how (an alert's name, or closing the connection).
+    Refused {
+        /// For example `alert protocol_version` or `closed the connection`.
+        how: String,
+    },
+}
+
+/// Cipher suites offered by the hand-built hello: every common suite of TLS 1.0 to 1.2, so that a server that
+/// speaks the version finds one it accepts.
+const LEGACY_SUITES: &[u16] = &[
+    0xc02b, 0xc02f, 0xc02c, 0xc030, 0xcca9, 0xcca8, // ECDHE AEAD (TLS 1.2)
+    0x009c, 0x009d, 0x009e, 0x009f, // RSA and DHE AEAD (TLS 1.2)
+    0xc009, 0xc013, 0xc00a, 0xc014, // ECDHE CBC-SHA
+    0x0033, 0x0039, 0x002f, 0x0035, 0x000a, // DHE and RSA CBC-SHA, 3DES
+    0x00ff, // renegotiation SCSV
+];
+
+/// Signature schemes offered (needed by TLS 1.2 servers; ignored by older ones).
+const SIGNATURE_SCHEMES: &[u16] =
+    &[0x0403, 0x0503, 0x0603, 0x0804, 0x0805, 0x0806, 0x0401, 0x0501, 0x0601, 0x0807, 0x0201, 0x0203];
+
+fn push_u16(out: &mut Vec<u8>, v: u16) {
+    out.extend_from_slice(&v.to_be_bytes());
+}
+
+fn push_u24(out: &mut Vec<u8>, v: usize) {
+    out.extend_from_slice(&(v as u32).to_be_bytes()[1..]);
+}
+
+fn extension(out: &mut Vec<u8>, kind: u16, body: &[u8]) {
+    push_u16(out, kind);
+    push_u16(out, body.len() as u16);
+    out.extend_from_slice(body);
+}
+
+/// A complete TLS record holding a ClientHello that offers only `version` (1.0 to 1.2).
+pub fn client_hello(version: TlsVersion, server_name: &str, random: [u8; 32]) -> Vec<u8> {
+    let mut exts = Vec::new();
+    if !server_name.is_empty() && server_name.parse::<std::net::IpAddr>().is_err() {
+        let mut sni = Vec::new();
+        push_u16(&mut sni, (server_name.len() + 3) as u16);
+        sni.push(0);
+        push_u16(&mut sni, server_name.len() as u16);
+        sni.extend_from_slice(server_name.as_bytes());
+        extension(&mut exts, 0x0000, &sni);
+    }
+    // supported_groups: x25519, secp256r1, secp384r1.
+    extension(&mut exts, 0x000a, &[0, 6, 0x00, 0x1d, 0x00, 0x17, 0x00, 0x18]);
+    // ec_point_formats: uncompressed.
+    extension(&mut exts, 0x000b, &[1, 0]);
+    let mut sigs = Vec::new();
+    push_u16(&mut sigs, (SIGNATURE_SCHEMES.len() * 2) as u16);
+    for s in SIGNATURE_SCHEMES {
+        push_u16(&mut sigs, *s);
+    }
+    extension(&mut exts, 0x000d, &sigs);
+    // extended_master_secret, renegotiation_info.
+    extension(&mut exts, 0x0017, &[]);
+    extension(&mut exts, 0xff01, &[0]);
+
+    let mut body = Vec::new();
+    push_u16(&mut body, version.wire());
+    body.extend_from_slice(&random);
+    body.push(0); // no session id
+    push_u16(&mut body, (LEGACY_SUITES.len() * 2) as u16);
+    for s in LEGACY_SUITES {
+        push_u16(&mut body, *s);
+    }
+    body.extend_from_slice(&[1, 0]); // compression: null only
+    push_u16(&mut body, exts.len() as u16);
+    body.extend_from_slice(&exts);
+
+    let mut handshake = vec![1u8]; // client_hello
+    push_u24(&mut handshake, body.len());
+    handshake.extend_from_slice(&body);
+
+    let mut record = vec![0x16u8]; // handshake
+    push_u16(&mut record, 0x0301); // record-layer version, as real clients send it
+    push_u16(&mut record, handshake.len() as u16);
+    record.extend_from_slice(&handshake);
+    record
+}
+
+/// The name of a TLS alert description.
+fn alert_name(code: u8) -> String {
+    let name = match code {
+        0 => "close_notify",
+        10 => "unexpected_message",
+        20 => "bad_record_mac",
+        40 => "handshake_failure",
+        42 => "bad_certificate",
+        47 => "illegal_parameter",
+        50 => "decode_error",
+        70 => "protocol_version",
+        71 => "insufficient_security",
+        80 => "internal_error",
+        86 => "inappropriate_fallback",
+        109 => "missing_extension",
+        110 => "unsupported_extension",
+        112 => "unrecognized_name",
+        _ => return format!("alert {code}"),
+    };
+    format!("alert {name}")
+}
+
+/// Reads the server's first answer to a hello and judges it.
+pub fn judge_answer(offered: TlsVersion, answer: &[u8]) -> Option<Handshake> {
+    if answer.len() < 5 {
+        return None;
+    }
+    let (kind, len) = (answer[0], u16::from_be_bytes([answer[3], answer[4]]) as usize);
+    let body = &answer[5..];
+    match kind {
+        0x15 if body.len() >= 2 => Some(Handshake::Refused { how: alert_name(body[1]) }),
+        0x16 => {
+            // Handshake: type(1) length(3) version(2) random(32) session_id_len(1) session_id cipher(2).
+            if body.len() < 4 + 2 + 32 + 1 || body.len() < len.min(4 + 2 + 32 + 1) {
+                return None;
+            }
+            if body[0] != 2 {
+                return Some(Handshake::Refused { how: format!("answered with handshake message {}", body[0]) });
+            }
+            let version = u16::from_be_bytes([body[4], body[5]]);
+            let sid = body[38] as usize;
+            let at = 39 + sid;
+            if body.len() < at + 2 {
+                return None;
+            }
+            let cipher = u16::from_be_bytes([body[at], body[at + 1]]);
+            if version == offered.wire() {
+                Some(Handshake::Accepted { cipher: format!("0x{cipher:04X}") })
+            } else {
+                Some(Handshake::Refused { how: format!("answered with version 0x{version:04X}") })
+            }
+        }
+        other => Some(Handshake::Refused { how: format!("answered with record type {other}") }),
+    }
+}
+
+/// Offers only `version` (1.0 to 1.2) with a hand-built hello and reports what the server did.
+pub async fn probe_legacy(
+    addr: SocketAddr,
+    server_name: &str,
+    version: TlsVersion,
+    timeout: Duration,
+) -> Result<Handshake, String> {
+    if version == TlsVersion::Tls13 {
+        return probe_tls13(addr, server_name, timeout).await;
+    }
+    let work = async {
+        let mut s = TcpStream::connect(addr).await.map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+        let random: [u8; 32] = rand::random();
+        s.write_all(&client_hello(version, server_name, random)).await.map_err(|e| format!("cannot send: {e}"))?;
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) => {
+                    return Ok(judge_answer(version, &answer)
+                        .unwrap_or(Handshake::Refused { how: "closed the connection".into() }));
+                }
+                Ok(n) => {
+                    answer.extend_from_slice(&buf[..n]);
+                    if let Some(h) = judge_answer(version, &answer) {
+                        return Ok(h);
+                    }
+                    if answer.len() > 64 * 1024 {
+                        return Err("the answer is not TLS".to_string());
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                    return Ok(Handshake::Refused { how: "reset the connection".into() });
+                }
+                Err(e) => return Err(format!("cannot read the answer: {e}")),
+            }
+        }
+    };
+    tokio::time::timeout(timeout, work).await.map_err(|_| format!("{addr} did not answer within {timeout:?}"))?
+}
+
+/// Accepts any certificate and records the chain: used where only the protocol matters, or to capture the chain
+/// for an independent verification.
+#[derive(Debug)]
+struct Recorder {
+    chain: Mutex<Vec<CertificateDer<'static>>>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl ServerCertVerifier for Recorder {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let mut chain = self.chain.lock().unwrap_or_else(|p| p.into_inner());
+        chain.clear();
+        chain.push(end_entity.clone().into_owned());
+        chain.extend(intermediates.iter().map(|c| c.clone().into_owned()));
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Runs a rustls handshake offering `versions`, recording the chain. Returns the negotiated version and suite.
+async fn rustls_handshake(
+    addr: SocketAddr,
+    server_name: &str,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+    timeout: Duration,
+) -> Result<(Result<(String, String), String>, Vec<CertificateDer<'static>>), String> {
+    let recorder = Arc::new(Recorder { chain: Mutex::default(), provider: provider() });
+    let config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(versions)
+        .map_err(|e| format!("cannot configure TLS: {e}"))?
+        .dangerous()
+        .with_custom_certificate_verifier(recorder.clone())
+        .with_no_client_auth();
+    let name = ServerName::try_from(server_name.to_string()).map_err(|e| format!("bad server name: {e}"))?;
+    let work = async {
+        let tcp = TcpStream::connect(addr).await.map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        Ok::<_, String>(match connector.connect(name, tcp).await {
+            Ok(tls) => {
+                let (_, conn) = tls.get_ref();
+                let version = conn.protocol_version().map_or("?".into(), |v| format!("{v:?}"));
+                let suite = conn.negotiated_cipher_suite().map_or("?".into(), |s| format!("{:?}", s.suite()));
+                Ok((version, suite))
+            }
+            Err(e) => Err(e.to_string()),
+        })
+    };
+    let outcome = tokio::time::timeout(timeout, work)
+        .await
+        .map_err(|_| format!("{addr} did not answer within {timeout:?}"))??;
+    let chain = recorder.chain.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    Ok((outcome, chain))
+}
+
+/// Offers only TLS 1.3 (rustls) and reports what the server did.
+pub async fn probe_tls13(addr: SocketAddr, server_name: &str, timeout: Duration) -> Result<Handshake, String> {
+    let (outcome, _) = rustls_handshake(addr, server_name, &[&rustls::version::TLS13], timeout).await?;
+    Ok(match outcome {
+        Ok((_, suite)) => Handshake::Accepted { cipher: suite },
+        Err(e) => Handshake::Refused { how: e },
+    })
+}
+
+/// What the certificate check found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CertReport {
+    /// Subject of the leaf.
+    pub subject: String,
+    /// Issuer of the leaf.
+    pub issuer: String,
+    /// Days until the leaf expires (negative once expired).
+    pub days_left: f64,
+    /// `None` when the chain verifies to the CA for the name and is valid now; otherwise why not.
+    pub problem: Option<String>,
+}
+
+/// Fetches the chain `addr` presents for `server_name` and verifies it against `ca_pem` (PEM, one or more CA
+/// certificates) at the current time.
+pub async fn check_certificate(
+    addr: SocketAddr,
+    server_name: &str,
+    ca_pem: &[u8],
+    timeout: Duration,
+) -> Result<CertReport, String> {
+    let versions = [&rustls::version::TLS13, &rustls::version::TLS12];
+    let (_, chain) = rustls_handshake(addr, server_name, &versions, timeout).await?;
+    let Some(leaf) = chain.first() else {
+        return Err(format!("{addr} presented no certificate"));
+    };
+    let (subject, issuer, not_after) = match x509_parser::parse_x509_certificate(leaf) {
+        Ok((_, c)) => (c.subject().to_string(), c.issuer().to_string(), c.validity().not_after.timestamp()),
+        Err(e) => return Err(format!("the certificate of {addr} cannot be parsed: {e}")),
+    };
+    let now = UnixTime::now();
+    let days_left = (not_after - now.as_secs() as i64) as f64 / 86_400.0;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in <CertificateDer<'static> as rustls_pki_types::pem::PemObject>::pem_slice_iter(ca_pem) {
+        let c = c.map_err(|e| format!("the CA file is not valid PEM: {e}"))?;
+        roots.add(c).map_err(|e| format!("the CA certificate is not usable: {e}"))?;
+    }
+    if roots.is_empty() {
+        return Err("the CA file holds no certificate".into());
+    }
+    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+        .build()
+        .map_err(|e| format!("cannot build a verifier: {e}"))?;
+    let name = ServerName::try_from(server_name.to_string()).map_err(|e| format!("bad server name: {e}"))?;
+    let problem = verifier.verify_server_cert(leaf, &chain[1..], &name, &[], now).err().map(|e| match e {
+        rustls::Error::InvalidCertificate(c) => format!("{c:?}"),
+        other => other.to_string(),
+    });
+    Ok(CertReport { subject, issuer, days_left, problem })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    /// A rustls server on loopback speaking `versions`, with a certificate for `localhost` valid from `not_before`
+    /// to `not_after` (Unix seconds), signed by a fresh CA; returns its address and the CA PEM.
+    async fn server(
+        versions: &[&'static rustls::SupportedProtocolVersion],
+        not_after_days: i64,
+    ) -> (SocketAddr, String) {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params.distinguished_name.push(rcgen::DnType::CommonName, "test CA");
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        let now = time_now();
+        params.not_before = now - time::Duration::days(2);
+        params.not_after = now + time::Duration::days(not_after_days);
+        let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(versions)
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            for _ in 0..16 {
+                let Ok((tcp, _)) = listener.accept().await else { return };
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    if let Ok(mut tls) = acceptor.accept(tcp).await {
+                        let _ = tls.shutdown().await;
+                    }
+                });
+            }
+        });
+        (addr, ca.pem())
+    }
+
+    fn time_now() -> time::OffsetDateTime {
+        time::OffsetDateTime::now_utc()
+    }
+
+    const T: Duration = Duration::from_secs(5);
+
+    /// Goal: against a TLS 1.3-only server, 1.0, 1.1 and 1.2 are refused by the server (an alert) and 1.3 is
+    /// accepted; against a server that also speaks 1.2, the same hand-built 1.2 hello is accepted, which proves
+    /// the builder and so that the refusals are the server's.
+    #[tokio::test]
+    async fn versions_are_told_apart() {
+        let (addr, _) = server(&[&rustls::version::TLS13], 90).await;
+        for v in [TlsVersion::Tls10, TlsVersion::Tls11, TlsVersion::Tls12] {
+            let h = probe_legacy(addr, "localhost", v, T).await.unwrap();
+            assert!(matches!(&h, Handshake::Refused { how } if how.starts_with("alert")), "{v:?}: {h:?}");
+        }
+        let h = probe_legacy(addr, "localhost", TlsVersion::Tls13, T).await.unwrap();
+        assert!(matches!(&h, Handshake::Accepted { cipher } if cipher.contains("TLS13")), "{h:?}");
+
+        let (addr12, _) = server(&[&rustls::version::TLS13, &rustls::version::TLS12], 90).await;
+        let h = probe_legacy(addr12, "localhost", TlsVersion::Tls12, T).await.unwrap();
+        assert!(matches!(&h, Handshake::Accepted { .. }), "{h:?}");
+        let h = probe_legacy(addr12, "localhost", TlsVersion::Tls10, T).await.unwrap();
+        assert!(matches!(&h, Handshake::Refused { .. }), "{h:?}");
+    }
+
+    /// Goal: a hand-written ServerHello for TLS 1.0 is judged accepted, an alert refused, a short answer undecided.
+    #[test]
+    fn answers_are_judged() {
+        let mut hello = vec![0x16, 0x03, 0x01, 0x00, 0x2a, 0x02, 0x00, 0x00, 0x26, 0x03, 0x01];
+        hello.extend_from_slice(&[0u8; 32]);
+        hello.extend_from_slice(&[0x00, 0xc0, 0x13, 0x00]);
+        assert_eq!(judge_answer(TlsVersion::Tls10, &hello), Some(Handshake::Accepted { cipher: "0xC013".into() }));
+        assert_eq!(
+            judge_answer(TlsVersion::Tls10, &[0x15, 0x03, 0x01, 0x00, 0x02, 0x02, 70]),
+            Some(Handshake::Refused { how: "alert protocol_version".into() })
+        );
+        assert_eq!(judge_answer(TlsVersion::Tls10, &[0x16, 0x03]), None);
+        let h = client_hello(TlsVersion::Tls11, "example.test", [7; 32]);
+        assert_eq!(&h[..3], &[0x16, 0x03, 0x01]);
+        assert_eq!(u16::from_be_bytes([h[9], h[10]]), 0x0302, "client_version is the offered one");
+        assert_eq!(h.len(), 5 + u16::from_be_bytes([h[3], h[4]]) as usize);
+    }
+
+    /// Goal: the certificate check verifies chain and name, reports days left, and names what is wrong with a wrong
+    /// CA, a wrong name and an expired certificate.
+    #[tokio::test]
+    async fn certificates_are_verified() {
+        let (addr, ca) = server(&[&rustls::version::TLS13], 90).await;
+        let r = check_certificate(addr, "localhost", ca.as_bytes(), T).await.unwrap();
+        assert_eq!(r.problem, None, "{r:?}");
+        assert!((88.0..=91.0).contains(&r.days_left), "{r:?}");
+        let wrong_name = check_certificate(addr, "other.test", ca.as_bytes(), T).await.unwrap();
+        assert!(wrong_name.problem.unwrap().contains("NotValidForName"));
+        let (_, other_ca) = server(&[&rustls::version::TLS13], 90).await;
+        let wrong_ca = check_certificate(addr, "localhost", other_ca.as_bytes(), T).await.unwrap();
+        // Both test CAs share a name, so the chain is built and its signature fails.
+        let p = wrong_ca.problem.unwrap();
+        assert!(p.contains("UnknownIssuer") || p.contains("Signature"), "{p}");
+        let (old, old_ca) = server(&[&rustls::version::TLS13], -1).await;
+        let expired = check_certificate(old, "localhost", old_ca.as_bytes(), T).await.unwrap();
+        assert!(expired.days_left < 0.0);
+        assert!(expired.problem.unwrap().contains("Expired"));
+    }
+}
