@@ -161,7 +161,8 @@ fn failover_fails_when_the_router_never_fails_over() {
         let c = check(&r, id);
         assert_eq!(c["verdict"], "fail", "{c}");
         let rto = c["metrics"]["rto_ms"].as_f64().unwrap();
-        assert!(rto < 0.0 || rto > 5000.0, "{c}");
+        // -1 when the clients never recovered while observed.
+        assert!(!(0.0..=5000.0).contains(&rto), "{c}");
         assert!(
             c["summary"].as_str().unwrap().contains("recovered") || c["summary"].as_str().unwrap().contains("RTO"),
             "{c}"
