@@ -6,6 +6,11 @@
 //! sequence number. A receiver checks a whole batch with `validate_batch` before applying any of it, so a
 //! malformed frame is rejected with no partial apply.
 //!
+//! Right after `Hello`, and whenever it has sent nothing for the heartbeat interval, the sender sends
+//! `Heartbeat{head, acked}`: its outbox head and the highest seq this receiver acknowledged (on this connection
+//! or an earlier one). So an idle but healthy link is told apart from a dead one, and the receiver knows how far
+//! behind the sender it is, even right after its own restart. Heartbeats are not acknowledged.
+//!
 //! The same listener also answers round-trip probes (`GET /v1/peers/rtt`), so that they cross the WAN exactly as
 //! replication does: a prober opens a fresh connection with `Probe{from}` instead of `Hello`, then sends up to
 //! `PROBE_PINGS_MAX` sequential `Ping{nonce}`s, each answered by `Pong{nonce}`. A probe connection never carries
@@ -54,6 +59,13 @@ pub enum Frame {
     Batch {
         /// The entries.
         entries: Vec<Entry>,
+    },
+    /// From the sender, when it has nothing else to send: it is alive, and how far its outbox goes.
+    Heartbeat {
+        /// The sender's highest outbox seq.
+        head: u64,
+        /// The highest seq the receiver acknowledged to the sender (the sender's cursor for the receiver).
+        acked: u64,
     },
     /// From the receiver: every entry up to and including `seq` is applied durably.
     Ack {
@@ -214,6 +226,7 @@ mod tests {
             Frame::Hello { from: "a".into() },
             Frame::Batch { entries: vec![entry(1, "k", "a")] },
             Frame::Ack { seq: 9 },
+            Frame::Heartbeat { head: 12, acked: 10 },
             Frame::Probe { from: "a".into() },
             Frame::Ping { nonce: 7 },
             Frame::Pong { nonce: 7 },
@@ -227,5 +240,8 @@ mod tests {
         assert!(decode(br#"{"type":"ping"}"#).is_err(), "a ping needs its nonce");
         assert!(decode(br#"{"type":"pong","nonce":-1}"#).is_err());
         assert!(decode(br#"{"type":"probe","from":"a","seq":1}"#).is_err());
+        assert_eq!(decode(br#"{"type":"heartbeat","head":4,"acked":2}"#), Ok(Frame::Heartbeat { head: 4, acked: 2 }));
+        assert!(decode(br#"{"type":"heartbeat","head":4}"#).is_err(), "a heartbeat needs its cursor");
+        assert!(decode(br#"{"type":"heartbeat","head":4,"acked":2,"x":1}"#).is_err());
     }
 }

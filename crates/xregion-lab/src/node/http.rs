@@ -1,10 +1,15 @@
 //! The probe contract over HTTP (see `docs/probe-contract.md`), the cacheable catalogue, the optional
 //! `GET /v1/peers/rtt` (round trips to the peers, `rtt`) and `GET /v1/stats/store` (the store's waits and
-//! durations, `store::StoreTimings`), and the lab-only `PUT /lab/peers` and `PUT /lab/health`.
+//! durations, `store::StoreTimings`), and the lab-only `PUT /lab/peers`, `PUT /lab/health` and
+//! `PUT|GET /lab/fault`.
 //!
 //! Every `/v1/*` request passes `admit` first: it counts the request as in flight for its whole life (the
 //! `slow_ms` defect and a catalogue `work_ms` included) and sheds it with `503 overloaded` beyond
-//! `lab.node.max_in_flight`, as a real server at its limit would.
+//! `lab.node.max_in_flight`, as a real server at its limit would. Then a partial fault's `error_share` fails its
+//! share of requests with `503 injected_fault`.
+//!
+//! Writes (`PUT` and `DELETE` on `/v1/kv/*`) are refused with `503 fenced` while the region is fenced (`fence`)
+//! and with `503 store_unavailable` while a partial fault fails the store's writes.
 //!
 //! Every 4xx and 5xx answer is a JSON `ErrorBody`, including the ones axum would produce itself (unknown route,
 //! wrong method, oversized body), so a client can always parse an error.
@@ -25,9 +30,10 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use xregion_model::Version;
+use xregion_model::fault::NodeFault;
 use xregion_model::wire::{
     BODY_BYTES_MAX, ErrorBody, Health, PeerStatus, PutRequest, Record, ReplicationStatus, SCAN_LIMIT_MAX, ScanPage,
     StoreStats, key_problem,
@@ -63,6 +69,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/catalog/{item}", get(catalog))
         .route("/lab/peers", put(set_peers))
         .route("/lab/health", put(set_health))
+        .route("/lab/fault", get(get_fault).put(set_fault))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
@@ -184,14 +191,34 @@ async fn admit(State(node): Shared, req: Request, next: Next) -> Response {
         )
         .into_response();
     }
+    if node.fault().roll() {
+        metrics::counter!("xregion_http_injected_faults_total").increment(1);
+        return err(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "injected_fault",
+            format!("region {} failed this request on purpose (a partial fault is injected)", node.region),
+        )
+        .into_response();
+    }
     if node.defects.slow_ms > 0 {
         tokio::time::sleep(Duration::from_millis(node.defects.slow_ms)).await;
     }
     next.run(req).await
 }
 
+/// `GET /healthz`: the status forced by `PUT /lab/health` if any; else `fenced` while the region is fenced;
+/// else `degraded` while a partial fault is injected; else `ok`. Anything but `ok` answers 503.
 async fn healthz(State(node): Shared) -> Response {
-    let status = node.health.lock().map(|s| s.clone()).unwrap_or_else(|p| p.into_inner().clone());
+    let forced = node.health.lock().map(|s| s.clone()).unwrap_or_else(|p| p.into_inner().clone());
+    let status = if forced != "ok" {
+        forced
+    } else if node.is_fenced() {
+        "fenced".to_string()
+    } else if node.fault().fault.active() {
+        "degraded".to_string()
+    } else {
+        forced
+    };
     let body = Health { status: status.clone(), region: node.region.clone() };
     if status == "ok" {
         json(&body)
@@ -225,6 +252,35 @@ async fn set_health(State(node): Shared, body: Result<Bytes, BytesRejection>) ->
     }
     tracing::info!(region = %node.region, status = %req.status, "health set");
     Ok(json(&Health { status: req.status, region: node.region.clone() }))
+}
+
+/// `PUT /lab/fault`: a `NodeFault` (`{"writes_fail": true, "error_share": 0.2}`) replaces the partial failure in
+/// force; `{}` (or every field off) clears it. Answers with the fault now in force.
+async fn set_fault(State(node): Shared, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    let body = body.map_err(body_rejection)?;
+    let fault: NodeFault = serde_json::from_slice(&body).map_err(|e| {
+        err(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            format!("expected {{\"writes_fail\": bool, \"error_share\": 0..1}}: {e}"),
+        )
+    })?;
+    if !(fault.error_share.is_finite() && (0.0..=1.0).contains(&fault.error_share)) {
+        return Err(err(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            format!("error_share is {}; it must be between 0 and 1", fault.error_share),
+        ));
+    }
+    node.fault().set(fault.clone());
+    tracing::info!(region = %node.region, writes_fail = fault.writes_fail, error_share = fault.error_share, "partial fault set");
+    Ok(json(&fault))
+}
+
+/// `GET /lab/fault`: the partial failure in force (all off when none).
+async fn get_fault(State(node): Shared) -> Response {
+    let fault = node.fault().fault.clone();
+    json(&fault)
 }
 
 /// Query of `GET /v1/catalog/{item}`.
@@ -348,13 +404,47 @@ async fn delete_kv(State(node): Shared, key: Result<Path<String>, PathRejection>
     write(&node, key, None).await
 }
 
+/// `503 fenced`, with what happened to the write.
+fn fenced(node: &Node, what: &str) -> ApiError {
+    err(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "fenced",
+        format!(
+            "region {} is fenced off: it lost contact with a majority of the regions and refuses writes until \
+             contact returns; {what}",
+            node.region
+        ),
+    )
+}
+
+/// A local write or delete.
+///
+/// The fence is checked twice. At admission, so that a fenced region starts no write. And again after the
+/// commit, right before the answer: a write admitted just before the region fenced (its commit can take
+/// milliseconds, or seconds on a slow disk) is then answered `503 fenced` instead of `200`. So no write is
+/// acknowledged later than the fence's publication plus the few microseconds between this check and the answer.
+/// Such a write is committed locally and will still replicate: that is allowed, since the client saw no
+/// acknowledgement and must count the outcome as unknown (as for any 503 on a write).
 async fn write(node: &Node, key: String, value: Option<String>) -> Result<Response, ApiError> {
+    if node.is_fenced() {
+        return Err(fenced(node, "the write was not made"));
+    }
+    if node.fault().fault.writes_fail {
+        return Err(err(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            format!("the store of region {} fails every write (a partial fault is injected)", node.region),
+        ));
+    }
     let op = WriteOp::Local { key: key.clone(), value };
     let outcome = tokio::time::timeout(WRITE_TIMEOUT, node.store.write(op))
         .await
         .map_err(|_| store_failed(format!("the write did not commit within {WRITE_TIMEOUT:?}")))?
         .map_err(|e: Arc<StoreError>| store_failed(e))?;
     match outcome {
+        WriteOutcome::Written(_) if node.is_fenced() => {
+            Err(fenced(node, "the write was committed here just before the fence and is not acknowledged"))
+        }
         WriteOutcome::Written(r) => Ok(json(&record(node, key, r))),
         other => Err(store_failed(format!("unexpected write outcome {other:?}"))),
     }
@@ -393,22 +483,28 @@ async fn scan(State(node): Shared, q: Result<Query<ScanQuery>, QueryRejection>) 
 }
 
 async fn replication(State(node): Shared) -> Response {
+    let contact_timeout = Duration::from_millis(node.settings.contact_timeout_ms);
     let mut peers = Vec::with_capacity(node.peers.len());
     for p in node.peers.values() {
         let (pending_entries, lag_ms) = peer_backlog(&node, p).await;
+        let heard = p.heard();
+        let now = Instant::now();
         peers.push(PeerStatus {
             region: p.name.clone(),
             acked_seq: p.acked_seq.load(Ordering::Acquire),
             pending_entries,
             lag_ms,
             connected: p.connected.load(Ordering::Acquire),
-            in_contact: None,
-            heard_ms_ago: None,
-            applied_seq: None,
-            peer_head_seq: None,
+            in_contact: Some(heard.in_contact(now, contact_timeout)),
+            heard_ms_ago: heard
+                .at
+                .map(|at| u64::try_from(now.saturating_duration_since(at).as_millis()).unwrap_or(u64::MAX)),
+            applied_seq: Some(heard.applied),
+            peer_head_seq: heard.head,
         });
     }
-    json(&ReplicationStatus { region: node.region.clone(), head_seq: node.head_seq(), peers, fenced: None })
+    let fenced = Some(node.is_fenced());
+    json(&ReplicationStatus { region: node.region.clone(), head_seq: node.head_seq(), peers, fenced })
 }
 
 /// Query of `GET /v1/peers/rtt`.
@@ -498,7 +594,11 @@ mod tests {
     use crate::node::testutil;
 
     async fn start(test: &str) -> (Arc<Node>, SocketAddr) {
-        let node = testutil::node(test, "a", &["b"], Defects::default());
+        serve_node(testutil::node(test, "a", &["b"], Defects::default())).await
+    }
+
+    /// Serves `node`'s API on a fresh port.
+    async fn serve_node(node: Arc<Node>) -> (Arc<Node>, SocketAddr) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(serve(node.clone(), listener));
@@ -676,11 +776,9 @@ mod tests {
     /// Method: a limit of 1, one request held by work_ms, a second one at the same time.
     #[tokio::test]
     async fn sheds_load_beyond_max_in_flight() {
-        let settings = crate::config::NodeConfig { max_in_flight: 1, catalog_max_age_s: 60 };
-        let node = testutil::node_with("http-shed", "a", &["b"], Defects::default(), settings);
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(serve(node.clone(), listener));
+        let settings = crate::config::NodeConfig { max_in_flight: 1, ..Default::default() };
+        let (node, addr) =
+            serve_node(testutil::node_with("http-shed", "a", &["b"], Defects::default(), settings)).await;
         let slow = tokio::spawn(async move { call(addr, "GET", "/v1/catalog/x?work_ms=1000", None).await });
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while node.in_flight.load(Ordering::Acquire) == 0 {
@@ -693,6 +791,95 @@ mod tests {
         assert_eq!(s, 200, "health checks are never shed");
         assert_eq!(slow.await.unwrap().0, 200);
         assert_eq!(node.in_flight.load(Ordering::Acquire), 0, "the count returns to zero");
+        node.shutdown.cancel();
+    }
+
+    /// Goal: a partial fault fails the store's writes (503 store_unavailable) while reads work, makes the health
+    /// check answer 503 degraded (a forced health still wins), fails exactly its share of `/v1/*` requests
+    /// (every second one at 0.5) with 503 injected_fault, rejects bad bodies with JSON errors, and clears with
+    /// `{}`.
+    #[tokio::test]
+    async fn partial_fault_fails_writes_and_a_share_of_requests() {
+        let (node, addr) = start("http-fault").await;
+        assert_eq!(call(addr, "PUT", "/v1/kv/k", Some(br#"{"value":"x"}"#)).await.0, 200);
+        let (s, r) = call(addr, "PUT", "/lab/fault", Some(br#"{"writes_fail":true}"#)).await;
+        assert_eq!((s, r["writes_fail"].as_bool()), (200, Some(true)));
+        let (s, r) = call(addr, "GET", "/lab/fault", None).await;
+        assert_eq!((s, serde_json::from_value::<NodeFault>(r).unwrap().writes_fail), (200, true));
+        for (method, body) in [("PUT", Some(&br#"{"value":"y"}"#[..])), ("DELETE", None)] {
+            let (s, r) = call(addr, method, "/v1/kv/k", body).await;
+            assert_eq!((s, r["error"].as_str()), (503, Some("store_unavailable")), "{method}: {r}");
+        }
+        let (s, r) = call(addr, "GET", "/v1/kv/k", None).await;
+        assert_eq!((s, r["value"].as_str()), (200, Some("x")), "reads work and the failed writes left no trace");
+        let (s, r) = call(addr, "GET", "/healthz", None).await;
+        assert_eq!((s, r["status"].as_str()), (503, Some("degraded")));
+        call(addr, "PUT", "/lab/health", Some(br#"{"status":"down"}"#)).await;
+        assert_eq!(call(addr, "GET", "/healthz", None).await.1["status"].as_str(), Some("down"), "forced wins");
+        call(addr, "PUT", "/lab/health", Some(br#"{"status":"ok"}"#)).await;
+
+        let (s, _) = call(addr, "PUT", "/lab/fault", Some(br#"{"error_share":0.5}"#)).await;
+        assert_eq!(s, 200);
+        let mut failed = Vec::new();
+        for _ in 0..10 {
+            let (s, r) = call(addr, "GET", "/v1/catalog/x", None).await;
+            assert!(s == 200 || (s, r["error"].as_str()) == (503, Some("injected_fault")), "{s} {r}");
+            failed.push(s == 503);
+        }
+        assert_eq!(failed, [false, true].repeat(5), "every second request fails");
+        assert_eq!(call(addr, "PUT", "/v1/kv/k", Some(br#"{"value":"z"}"#)).await.0, 200, "writes work again");
+
+        let bad: [&[u8]; 5] = [
+            br#"{"error_share":1.5}"#,
+            br#"{"error_share":-0.1}"#,
+            br#"{"writes_fail":true,"bogus":1}"#,
+            br#"{"writes_fail":"yes"}"#,
+            b"not json",
+        ];
+        for body in bad {
+            let (s, r) = call(addr, "PUT", "/lab/fault", Some(body)).await;
+            assert_eq!((s, r["error"].as_str()), (400, Some("invalid_body")), "{}", String::from_utf8_lossy(body));
+        }
+        let (s, r) = call(addr, "PUT", "/lab/fault", Some(b"{}")).await;
+        assert_eq!((s, serde_json::from_value::<NodeFault>(r).unwrap()), (200, NodeFault::default()));
+        let (s, r) = call(addr, "GET", "/healthz", None).await;
+        assert_eq!((s, r["status"].as_str()), (200, Some("ok")));
+        for _ in 0..4 {
+            assert_eq!(call(addr, "GET", "/v1/kv/k", None).await.0, 200);
+        }
+        node.shutdown.cancel();
+    }
+
+    /// Goal: a fenced region refuses writes with 503 fenced, keeps serving reads, reports `fenced` in its health
+    /// check (over a partial fault's `degraded`) and in `/v1/replication`, and serves writes again once
+    /// unfenced. Method: set the fence flag directly (the fence task has its own tests).
+    #[tokio::test]
+    async fn fenced_region_refuses_writes_and_serves_reads() {
+        let (node, addr) = start("http-fenced").await;
+        assert_eq!(call(addr, "PUT", "/v1/kv/k", Some(br#"{"value":"x"}"#)).await.0, 200);
+        let (_, r) = call(addr, "GET", "/v1/replication", None).await;
+        let rs: ReplicationStatus = serde_json::from_value(r).unwrap();
+        assert_eq!(rs.fenced, Some(false));
+        let p = &rs.peers[0];
+        assert_eq!((p.in_contact, p.heard_ms_ago, p.applied_seq, p.peer_head_seq), (Some(false), None, Some(0), None));
+
+        node.fenced.store(true, Ordering::Release);
+        call(addr, "PUT", "/lab/fault", Some(br#"{"writes_fail":true}"#)).await;
+        for (method, body) in [("PUT", Some(&br#"{"value":"y"}"#[..])), ("DELETE", None)] {
+            let (s, r) = call(addr, method, "/v1/kv/k", body).await;
+            assert_eq!((s, r["error"].as_str()), (503, Some("fenced")), "{method}: {r}");
+        }
+        let (s, r) = call(addr, "GET", "/v1/kv/k", None).await;
+        assert_eq!((s, r["value"].as_str()), (200, Some("x")));
+        let (s, r) = call(addr, "GET", "/healthz", None).await;
+        assert_eq!((s, r["status"].as_str(), r["region"].as_str()), (503, Some("fenced"), Some("a")));
+        let (_, r) = call(addr, "GET", "/v1/replication", None).await;
+        assert_eq!(serde_json::from_value::<ReplicationStatus>(r).unwrap().fenced, Some(true));
+
+        call(addr, "PUT", "/lab/fault", Some(b"{}")).await;
+        node.fenced.store(false, Ordering::Release);
+        assert_eq!(call(addr, "PUT", "/v1/kv/k", Some(br#"{"value":"y"}"#)).await.0, 200);
+        assert_eq!(call(addr, "GET", "/healthz", None).await.0, 200);
         node.shutdown.cancel();
     }
 }

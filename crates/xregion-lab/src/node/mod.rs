@@ -2,11 +2,16 @@
 //! replicates its own writes to every other region.
 //!
 //! `run_node` wires the parts: the store (`store`, group commit and the HLC), the HTTP API (`http`), the
-//! replication shippers and receiver (`repl`), the round-trip probes over the replication links (`rtt`), and
-//! the background tasks that persist cursors, collect the outbox and refresh gauges. It prints exactly one
-//! `READY {json}` line to stdout once both listeners are bound; logs go to stderr. SIGTERM or SIGINT stop it
-//! cleanly, and it dies with its parent (parent-death signal).
+//! replication shippers and receiver (`repl`), the round-trip probes over the replication links (`rtt`), the
+//! split-brain fence (`fence`), and the background tasks that persist cursors, collect the outbox and refresh
+//! gauges. It prints exactly one `READY {json}` line to stdout once both listeners are bound; logs go to stderr.
+//! SIGTERM or SIGINT stop it cleanly, and it dies with its parent (parent-death signal).
+//!
+//! `open_region` prepares the region directory for a run: it tells whether the previous run ended cleanly (a
+//! `running` marker file exists from start until a clean stop removes it) and applies the restart defects
+//! (`lose_unreplicated_on_kill`, `no_catch_up_after_restart`).
 
+pub mod fence;
 pub mod http;
 pub mod repl;
 pub mod rtt;
@@ -20,15 +25,16 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::net::SocketAddr;
-use std::path::Path;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 use store::{Store, WriteOp};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use xregion_model::fault::NodeFault;
 
 /// How often acknowledged cursors are made durable: the durable cursor may lag the acks by about this much
 /// (re-sending is safe), which keeps cursor fsyncs off the write path.
@@ -37,6 +43,9 @@ pub const CURSOR_FLUSH_INTERVAL: Duration = Duration::from_millis(20);
 pub const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(500);
 /// How long shutdown waits for in-flight work before giving up on it.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// The file in the region directory that exists while a node runs; found at start, it means the previous run
+/// did not stop cleanly (SIGKILL, crash).
+pub const RUNNING_MARKER: &str = "running";
 
 /// The line a lab process prints on stdout once it is ready.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,7 +60,8 @@ pub struct NodeReady {
     pub pid: u32,
 }
 
-/// Replication state towards one peer, shared by its shipper, the HTTP API and the cursor flusher.
+/// Replication state towards one peer, shared by its shipper, its receiver, the HTTP API, the fence and the
+/// cursor flusher.
 #[derive(Debug)]
 pub struct PeerState {
     /// Peer region name.
@@ -64,6 +74,136 @@ pub struct PeerState {
     pub connected: AtomicBool,
     /// Where to dial the peer (the WAN proxy's link address); set by `PUT /lab/peers`.
     pub addr: watch::Sender<Option<SocketAddr>>,
+    /// What this region heard from the peer (in memory only).
+    heard: Mutex<Heard>,
+}
+
+/// What a region heard from one peer: the contact clock, the peer's advertised head and how much of the peer's
+/// outbox is applied here.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Heard {
+    /// When a frame last came from the peer: anything on its stream to us, or an ack on our stream to it.
+    pub at: Option<Instant>,
+    /// The peer's outbox head from the latest heartbeat on its current stream to us; `None` when no stream from
+    /// the peer is up (or it has not sent a heartbeat yet), so that a head from before an outage never counts as
+    /// current.
+    pub head: Option<u64>,
+    /// Highest seq of the peer's outbox applied here. In memory: after a restart it starts at 0 and is raised
+    /// by the cursor the peer reports in its heartbeats (what this region acknowledged before the restart, so
+    /// applied durably) and by every applied batch.
+    pub applied: u64,
+    /// The incoming stream that advertised `head`.
+    head_stream: u64,
+}
+
+impl Heard {
+    /// Whether the peer was heard from within `timeout` of `now`.
+    pub fn in_contact(&self, now: Instant, timeout: Duration) -> bool {
+        self.at.is_some_and(|at| now.saturating_duration_since(at) <= timeout)
+    }
+
+    /// Whether everything the peer advertised is applied here (false while its head is unknown).
+    pub fn caught_up(&self) -> bool {
+        self.head.is_some_and(|h| self.applied >= h)
+    }
+}
+
+impl PeerState {
+    /// The state of peer `name` whose durable cursor is `acked`.
+    pub fn new(name: &str, acked: u64) -> PeerState {
+        PeerState {
+            name: name.to_string(),
+            acked_seq: AtomicU64::new(acked),
+            durable_seq: AtomicU64::new(acked),
+            connected: AtomicBool::new(false),
+            addr: watch::channel(None).0,
+            heard: Mutex::new(Heard::default()),
+        }
+    }
+
+    fn heard_mut(&self) -> MutexGuard<'_, Heard> {
+        // Every update keeps the fields valid on its own, so a poisoned lock holds usable data.
+        self.heard.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A snapshot of what was heard from the peer.
+    pub fn heard(&self) -> Heard {
+        *self.heard_mut()
+    }
+
+    /// The peer was heard from just now.
+    pub fn touch(&self) {
+        self.heard_mut().at = Some(Instant::now());
+    }
+
+    /// A heartbeat on incoming stream `stream`: the peer's head, and (when it may count as applied) the cursor
+    /// the peer holds for this region.
+    pub fn advertised(&self, stream: u64, head: u64, acked: Option<u64>) {
+        let mut h = self.heard_mut();
+        h.at = Some(Instant::now());
+        h.head = Some(head);
+        h.head_stream = stream;
+        if let Some(acked) = acked {
+            h.applied = h.applied.max(acked);
+        }
+    }
+
+    /// Every entry of the peer up to `seq` is applied here.
+    pub fn applied_through(&self, seq: u64) {
+        let mut h = self.heard_mut();
+        h.applied = h.applied.max(seq);
+    }
+
+    /// Incoming stream `stream` ended: the head it advertised is no longer current.
+    pub fn stream_ended(&self, stream: u64) {
+        let mut h = self.heard_mut();
+        if h.head_stream == stream {
+            h.head = None;
+        }
+    }
+}
+
+/// The partial failure in force (`PUT /lab/fault`) and the error-share accumulator that spreads its failures.
+#[derive(Debug, Default)]
+pub struct FaultState {
+    /// The fault.
+    pub fault: NodeFault,
+    /// Grows by `error_share` per `/v1/*` request; each time it reaches 1 the request fails and 1 is taken off.
+    acc: f64,
+}
+
+impl FaultState {
+    /// Replaces the fault and restarts the spreading.
+    pub fn set(&mut self, fault: NodeFault) {
+        *self = FaultState { fault, acc: 0.0 };
+    }
+
+    /// Whether this `/v1/*` request gets the injected error: exactly `error_share` of requests, evenly spread
+    /// and deterministic (with 0.5, every second one).
+    pub fn roll(&mut self) -> bool {
+        if self.fault.error_share <= 0.0 {
+            return false;
+        }
+        self.acc += self.fault.error_share;
+        // The tolerance absorbs rounding, so that ten requests at 0.1 give exactly one failure.
+        if self.acc >= 1.0 - 1e-9 {
+            self.acc = (self.acc - 1.0).max(0.0);
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// How this run of a region started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Startup {
+    /// The previous run did not stop cleanly (its `running` marker was still there).
+    pub unclean: bool,
+    /// The store already held data: this is a restart, not the region's first start.
+    pub had_data: bool,
+    /// Outbox entries deleted by the `lose_unreplicated_on_kill` defect.
+    pub lost: u64,
 }
 
 /// Everything the node's tasks share.
@@ -80,8 +220,16 @@ pub struct Node {
     pub defects: Defects,
     /// Load shedding and catalogue settings.
     pub settings: NodeConfig,
-    /// What `/healthz` reports: `ok`, or the status set by `PUT /lab/health` (then `/healthz` answers 503).
+    /// The status set by `PUT /lab/health` (`ok` unless set; anything else makes `/healthz` answer 503).
     pub health: std::sync::Mutex<String>,
+    /// The partial failure set by `PUT /lab/fault`.
+    pub fault: Mutex<FaultState>,
+    /// Whether the region is fenced off (split-brain prevention, `fence`): it refuses writes.
+    pub fenced: AtomicBool,
+    /// The receiver acknowledges batches without applying them (`no_catch_up_after_restart` on a restart).
+    pub apply_disabled: bool,
+    /// Numbers the incoming replication streams.
+    pub streams: AtomicU64,
     /// `/v1/*` requests being served now, for load shedding at `settings.max_in_flight`.
     pub in_flight: AtomicU64,
     /// Renders `/metrics`.
@@ -95,10 +243,133 @@ pub struct Node {
 }
 
 impl Node {
+    /// The node of `region` on `store`, with one peer per entry of `cursors` (peer -> durable cursor).
+    pub fn new(
+        region: &str,
+        ip: IpAddr,
+        store: Store,
+        cursors: &BTreeMap<String, u64>,
+        lab: (&Defects, &NodeConfig),
+        startup: Startup,
+        metrics: Option<PrometheusHandle>,
+    ) -> Node {
+        let (defects, settings) = lab;
+        let peers =
+            cursors.iter().map(|(name, acked)| (name.clone(), Arc::new(PeerState::new(name, *acked)))).collect();
+        Node {
+            region: region.to_string(),
+            ip,
+            store,
+            peers,
+            defects: defects.clone(),
+            settings: settings.clone(),
+            health: std::sync::Mutex::new("ok".to_string()),
+            fault: Mutex::new(FaultState::default()),
+            fenced: AtomicBool::new(false),
+            apply_disabled: defects.no_catch_up_after_restart && startup.had_data,
+            streams: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            metrics,
+            received_entries: AtomicU64::new(0),
+            rtt_probes: tokio::sync::Semaphore::new(rtt::PROBES_MAX),
+            shutdown: CancellationToken::new(),
+        }
+    }
+
     /// Highest local outbox seq committed.
     pub fn head_seq(&self) -> u64 {
         *self.store.head().borrow()
     }
+
+    /// Whether the region is fenced now.
+    pub fn is_fenced(&self) -> bool {
+        self.fenced.load(Ordering::Acquire)
+    }
+
+    /// The partial-failure state.
+    pub fn fault(&self) -> MutexGuard<'_, FaultState> {
+        // The state is two plain fields; a panic elsewhere cannot leave them inconsistent.
+        self.fault.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A region's store, opened and prepared for a run by `open_region`.
+pub struct OpenedRegion {
+    /// The store.
+    pub store: Store,
+    /// Its writer thread (ends after the last store handle is dropped).
+    pub writer: std::thread::JoinHandle<()>,
+    /// Durable cursor per peer (every peer has an entry).
+    pub cursors: BTreeMap<String, u64>,
+    /// Highest outbox seq.
+    pub head_seq: u64,
+    /// How the run started.
+    pub startup: Startup,
+}
+
+/// Opens the store of `region` in `dir` for a run with `peers`: reads and then sets the `running` marker, and
+/// applies `lose_unreplicated_on_kill` after an unclean stop. Call `mark_stopped` after a clean shutdown.
+pub async fn open_region(
+    dir: &Path,
+    region: &str,
+    peers: &[String],
+    defects: &Defects,
+) -> Result<OpenedRegion, LabError> {
+    let marker = dir.join(RUNNING_MARKER);
+    let unclean = marker.exists();
+    let (store, recovered, writer) = Store::open(&dir.join("store.redb"), region)?;
+    let mut startup = Startup { unclean, had_data: recovered.had_data, lost: 0 };
+    let mut cursors: BTreeMap<String, u64> =
+        peers.iter().map(|p| (p.clone(), recovered.cursors.get(p).copied().unwrap_or(0))).collect();
+    if unclean {
+        tracing::warn!(region, "the previous run did not stop cleanly");
+        if defects.lose_unreplicated_on_kill {
+            startup.lost = lose_unreplicated(&store, region, &mut cursors, recovered.head_seq).await?;
+        }
+    }
+    std::fs::write(&marker, b"")
+        .map_err(|e| LabError::io(format!("cannot create the marker {}", marker.display()), e))?;
+    Ok(OpenedRegion { store, writer, cursors, head_seq: recovered.head_seq, startup })
+}
+
+/// Removes the `running` marker: the run stopped cleanly.
+pub fn mark_stopped(dir: &Path) {
+    let marker: PathBuf = dir.join(RUNNING_MARKER);
+    if let Err(e) = std::fs::remove_file(&marker)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(marker = %marker.display(), error = %e, "cannot remove the running marker");
+    }
+}
+
+/// The `lose_unreplicated_on_kill` defect: deletes every outbox entry above the lowest durable peer cursor and
+/// moves every cursor to the head, so writes this region acknowledged but some peer had not are never shipped
+/// (the records stay in the local store). Returns how many entries were deleted.
+async fn lose_unreplicated(
+    store: &Store,
+    region: &str,
+    cursors: &mut BTreeMap<String, u64>,
+    head_seq: u64,
+) -> Result<u64, LabError> {
+    let op = WriteOp::ForgetUnacked { peers: cursors.keys().cloned().collect() };
+    let deleted = match store.write(op).await {
+        Ok(store::WriteOutcome::Done(n)) => n,
+        Ok(other) => return Err(LabError::State(format!("unexpected outcome of the outbox truncation: {other:?}"))),
+        Err(e) => return Err(LabError::State(format!("cannot truncate the outbox: {e}"))),
+    };
+    for (peer, cursor) in cursors.iter_mut() {
+        let never = head_seq.saturating_sub(*cursor);
+        if never > 0 {
+            tracing::warn!(region, %peer, writes = never, "DEFECT lose_unreplicated_on_kill: acknowledged writes will never reach this peer");
+        }
+        *cursor = (*cursor).max(head_seq);
+    }
+    tracing::warn!(
+        region,
+        deleted,
+        "DEFECT lose_unreplicated_on_kill: deleted unreplicated outbox entries after an unclean stop"
+    );
+    Ok(deleted)
 }
 
 /// Installs the process-wide metrics recorder and returns its render handle (None if one was installed
@@ -127,8 +398,9 @@ pub async fn run_node(spec_path: &Path, region: &str) -> Result<(), LabError> {
     std::fs::create_dir_all(&data_dir)
         .map_err(|e| LabError::io(format!("cannot create the region directory {}", data_dir.display()), e))?;
     let metrics = install_metrics();
-    let (store, recovered, writer) = Store::open(&data_dir.join("store.redb"), region)?;
-    store.set_commit_delay(spec.lab.defects.store_commit_delay_ms);
+    let peer_names: Vec<String> = spec.regions.iter().filter(|r| r.name != region).map(|r| r.name.clone()).collect();
+    let opened = open_region(&data_dir, region, &peer_names, &spec.lab.defects).await?;
+    opened.store.set_commit_delay(spec.lab.defects.store_commit_delay_ms);
 
     let http_listener = TcpListener::bind((me.ip, me.http_port))
         .await
@@ -139,36 +411,12 @@ pub async fn run_node(spec_path: &Path, region: &str) -> Result<(), LabError> {
     let http_addr = http_listener.local_addr().map_err(|e| LabError::io("cannot read the HTTP address", e))?;
     let repl_addr = repl_listener.local_addr().map_err(|e| LabError::io("cannot read the replication address", e))?;
 
-    let peers = spec
-        .regions
-        .iter()
-        .filter(|r| r.name != region)
-        .map(|r| {
-            let acked = recovered.cursors.get(&r.name).copied().unwrap_or(0);
-            let state = PeerState {
-                name: r.name.clone(),
-                acked_seq: AtomicU64::new(acked),
-                durable_seq: AtomicU64::new(acked),
-                connected: AtomicBool::new(false),
-                addr: watch::channel(None).0,
-            };
-            (r.name.clone(), Arc::new(state))
-        })
-        .collect();
-    let node = Arc::new(Node {
-        region: region.to_string(),
-        ip: me.ip,
-        store,
-        peers,
-        defects: spec.lab.defects.clone(),
-        settings: spec.lab.node.clone(),
-        health: std::sync::Mutex::new("ok".to_string()),
-        in_flight: AtomicU64::new(0),
-        metrics,
-        received_entries: AtomicU64::new(0),
-        rtt_probes: tokio::sync::Semaphore::new(rtt::PROBES_MAX),
-        shutdown: CancellationToken::new(),
-    });
+    let OpenedRegion { store, writer, cursors, head_seq, startup } = opened;
+    let lab = (&spec.lab.defects, &spec.lab.node);
+    let node = Arc::new(Node::new(region, me.ip, store, &cursors, lab, startup, metrics));
+    if node.apply_disabled {
+        tracing::warn!(region, "DEFECT no_catch_up_after_restart: replicated batches are acknowledged, never applied");
+    }
 
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(http::serve(node.clone(), http_listener));
@@ -178,10 +426,11 @@ pub async fn run_node(spec_path: &Path, region: &str) -> Result<(), LabError> {
     }
     tasks.spawn(flush_cursors_loop(node.clone()));
     tasks.spawn(housekeeping_loop(node.clone()));
+    tasks.spawn(fence::fence_loop(node.clone()));
 
     let ready = NodeReady { region: region.to_string(), http_addr, repl_addr, pid: std::process::id() };
     print_ready(&ready)?;
-    tracing::info!(region, %http_addr, %repl_addr, head_seq = recovered.head_seq, "node ready");
+    tracing::info!(region, %http_addr, %repl_addr, head_seq, restart = startup.had_data, unclean = startup.unclean, "node ready");
 
     wait_for_signal().await?;
     tracing::info!(region, "shutting down");
@@ -199,6 +448,7 @@ pub async fn run_node(spec_path: &Path, region: &str) -> Result<(), LabError> {
     if joined.is_err() {
         tracing::warn!(region, "store writer did not stop in time");
     }
+    mark_stopped(&data_dir);
     tracing::info!(region, "stopped");
     Ok(())
 }
@@ -307,10 +557,110 @@ pub async fn peer_backlog(node: &Node, peer: &PeerState) -> (u64, u64) {
     (pending, lag_ms)
 }
 
-/// Builds in-process nodes for the unit tests of the node's parts.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::Frame;
+    use testutil::{entry, listen, next, open, send, wait_until};
+
+    /// Opens region a (peers b and c) in `dir`.
+    async fn start(dir: &Path, defects: &Defects) -> OpenedRegion {
+        open_region(dir, "a", &["b".to_string(), "c".to_string()], defects).await.unwrap()
+    }
+
+    /// Closes the store and waits for its writer; `clean` removes the marker as a clean stop does, otherwise the
+    /// run ends as a SIGKILL would leave it.
+    async fn stop(store: Store, writer: std::thread::JoinHandle<()>, dir: &Path, clean: bool) {
+        drop(store);
+        tokio::task::spawn_blocking(move || writer.join()).await.unwrap().unwrap();
+        if clean {
+            mark_stopped(dir);
+        }
+    }
+
+    fn outbox_seqs(store: &Store) -> Vec<u64> {
+        store.outbox_after(0, 100, usize::MAX).unwrap().iter().map(|e| e.seq).collect()
+    }
+
+    /// Goal: `lose_unreplicated_on_kill` deletes the outbox entries above the lowest durable cursor and moves
+    /// every cursor to the head, only on a start after an unclean stop; the records stay. Without the defect,
+    /// or after a clean stop, the outbox is kept. Method: one region directory started five times.
+    #[tokio::test]
+    async fn lose_unreplicated_truncates_the_outbox_only_after_an_unclean_stop() {
+        let dir = testutil::dir("lose-unreplicated", "a");
+        let defect = Defects { lose_unreplicated_on_kill: true, ..Defects::default() };
+        let r = start(&dir, &defect).await;
+        assert_eq!(r.startup, Startup::default(), "first start");
+        for i in 1..=5 {
+            r.store.write(WriteOp::Local { key: format!("k{i}"), value: Some("v".into()) }).await.unwrap();
+        }
+        r.store.write(WriteOp::SaveCursors([("b".into(), 4), ("c".into(), 2)].into())).await.unwrap();
+        stop(r.store, r.writer, &dir, false).await;
+
+        let r = start(&dir, &Defects::default()).await;
+        assert_eq!(r.startup, Startup { unclean: true, had_data: true, lost: 0 }, "no defect: nothing lost");
+        assert_eq!(outbox_seqs(&r.store), [1, 2, 3, 4, 5]);
+        stop(r.store, r.writer, &dir, true).await;
+
+        let r = start(&dir, &defect).await;
+        assert_eq!(r.startup, Startup { unclean: false, had_data: true, lost: 0 }, "clean stop: nothing lost");
+        assert_eq!(r.cursors, [("b".into(), 4), ("c".into(), 2)].into());
+        stop(r.store, r.writer, &dir, false).await;
+
+        let r = start(&dir, &defect).await;
+        assert_eq!(r.startup, Startup { unclean: true, had_data: true, lost: 3 });
+        assert_eq!(outbox_seqs(&r.store), [1, 2], "entries above c's cursor are gone");
+        assert_eq!(r.cursors, [("b".into(), 5), ("c".into(), 5)].into());
+        assert!(r.store.get("k5").unwrap().is_some(), "the records stay");
+        stop(r.store, r.writer, &dir, true).await;
+
+        let r = start(&dir, &defect).await;
+        assert_eq!((r.startup.unclean, r.cursors.clone()), (false, [("b".into(), 5), ("c".into(), 5)].into()));
+        stop(r.store, r.writer, &dir, true).await;
+    }
+
+    /// Goal: with `no_catch_up_after_restart`, a region's first start applies replicated batches, and after a
+    /// restart (its store held data) it acknowledges them without applying; the cursor in heartbeats does not
+    /// count as applied then, so it never counts as caught up. Method: speak replication by hand to each run.
+    #[tokio::test]
+    async fn no_catch_up_after_restart_acks_without_applying() {
+        let dir = testutil::dir("no-catch-up", "a");
+        let defect = Defects { no_catch_up_after_restart: true, ..Defects::default() };
+        for (seq, restart) in [(1, false), (2, true)] {
+            let OpenedRegion { store, writer, cursors, startup, .. } = start(&dir, &defect).await;
+            assert_eq!(startup.had_data, restart);
+            let lab = (&defect, &NodeConfig::default());
+            let node = Arc::new(Node::new("a", "127.0.0.1".parse().unwrap(), store, &cursors, lab, startup, None));
+            assert_eq!(node.apply_disabled, restart);
+            let mut conn = open(listen(&node).await, Frame::Hello { from: "b".into() }).await;
+            send(&mut conn, Frame::Heartbeat { head: seq, acked: seq - 1 }).await;
+            send(&mut conn, Frame::Batch { entries: vec![entry(seq, &format!("k{seq}"), "b")] }).await;
+            assert_eq!(next(&mut conn).await, Some(Frame::Ack { seq }));
+            let heard = node.peers["b"].heard();
+            assert_eq!(node.store.get(&format!("k{seq}")).unwrap().is_some(), !restart);
+            assert_eq!(
+                (heard.head, heard.applied, heard.caught_up()),
+                (Some(seq), if restart { 0 } else { 1 }, !restart)
+            );
+            node.shutdown.cancel();
+            drop(conn);
+            wait_until("the node's tasks ended", || Arc::strong_count(&node) == 1).await;
+            let node = Arc::into_inner(node).unwrap();
+            stop(node.store, writer, &dir, true).await;
+        }
+    }
+}
+
+/// Builds in-process nodes for the unit tests of the node's parts, and speaks replication to them.
 #[cfg(test)]
 pub(crate) mod testutil {
     use super::*;
+    use crate::proto::{self, Entry, Frame};
+    use futures::{SinkExt, StreamExt};
+    use xregion_model::Version;
+
+    /// How long a test waits for anything before it fails.
+    pub const WAIT: Duration = Duration::from_secs(20);
 
     /// A node of `region` with `peers`, its store in a fresh temp dir.
     pub fn node(test: &str, region: &str, peers: &[&str], defects: Defects) -> Arc<Node> {
@@ -319,36 +669,83 @@ pub(crate) mod testutil {
 
     /// As `node`, with node settings.
     pub fn node_with(test: &str, region: &str, peers: &[&str], defects: Defects, settings: NodeConfig) -> Arc<Node> {
+        let dir = dir(test, region);
+        let (store, _, _writer) = Store::open(&dir.join("store.redb"), region).unwrap();
+        let cursors = peers.iter().map(|p| (p.to_string(), 0)).collect();
+        let startup = Startup::default();
+        Arc::new(Node::new(region, "127.0.0.1".parse().unwrap(), store, &cursors, (&defects, &settings), startup, None))
+    }
+
+    /// A fresh, empty directory for `region` of `test`.
+    pub fn dir(test: &str, region: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("xregion-lab-unit-{}-{test}-{region}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let (store, _, _writer) = Store::open(&dir.join("store.redb"), region).unwrap();
-        let peers = peers
-            .iter()
-            .map(|p| {
-                let state = PeerState {
-                    name: p.to_string(),
-                    acked_seq: AtomicU64::new(0),
-                    durable_seq: AtomicU64::new(0),
-                    connected: AtomicBool::new(false),
-                    addr: watch::channel(None).0,
-                };
-                (p.to_string(), Arc::new(state))
-            })
-            .collect();
-        Arc::new(Node {
-            region: region.to_string(),
-            ip: "127.0.0.1".parse().unwrap(),
-            store,
-            peers,
-            defects,
-            settings,
-            health: std::sync::Mutex::new("ok".to_string()),
-            in_flight: AtomicU64::new(0),
-            metrics: None,
-            received_entries: AtomicU64::new(0),
-            rtt_probes: tokio::sync::Semaphore::new(rtt::PROBES_MAX),
-            shutdown: CancellationToken::new(),
-        })
+        dir
+    }
+
+    /// Settings with short heartbeat, contact and fence times, for tests that wait for them.
+    pub fn fast_settings() -> NodeConfig {
+        NodeConfig {
+            heartbeat_interval_ms: 20,
+            contact_timeout_ms: 200,
+            fence_timeout_ms: 300,
+            ..NodeConfig::default()
+        }
+    }
+
+    /// An entry of `origin`'s outbox.
+    pub fn entry(seq: u64, key: &str, origin: &str) -> Entry {
+        Entry {
+            seq,
+            key: key.into(),
+            value: Some(format!("v{seq}")),
+            version: Version { wall_ms: 1_000 + seq, logical: 0, origin: origin.into() },
+        }
+    }
+
+    /// Starts `node`'s replication listener on a fresh port and returns its address.
+    pub async fn listen(node: &Arc<Node>) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(repl::accept_loop(node.clone(), listener));
+        addr
+    }
+
+    /// Starts `from`'s shipper to its peer `to`, dialling `addr`.
+    pub fn ship_to(from: &Arc<Node>, to: &str, addr: SocketAddr) {
+        let peer = from.peers[to].clone();
+        peer.addr.send_replace(Some(addr));
+        tokio::spawn(repl::ship(from.clone(), peer));
+    }
+
+    /// A hand-driven connection to a replication listener that opened with `first`.
+    pub async fn open(addr: SocketAddr, first: Frame) -> repl::Conn {
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut conn = tokio_util::codec::Framed::new(stream, proto::codec());
+        send(&mut conn, first).await;
+        conn
+    }
+
+    /// Sends one frame.
+    pub async fn send(conn: &mut repl::Conn, frame: Frame) {
+        conn.send(proto::encode(&frame)).await.unwrap();
+    }
+
+    /// The next frame, or `None` when the other side closed the connection (or broke it).
+    pub async fn next(conn: &mut repl::Conn) -> Option<Frame> {
+        match tokio::time::timeout(WAIT, conn.next()).await.expect("no frame and no close in time") {
+            Some(Ok(bytes)) => Some(proto::decode(&bytes).unwrap()),
+            Some(Err(_)) | None => None,
+        }
+    }
+
+    /// Waits until `cond` holds, polling; fails the test after `WAIT`.
+    pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + WAIT;
+        while !cond() {
+            assert!(Instant::now() < deadline, "timed out waiting until {what}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 }

@@ -4,12 +4,15 @@
 //! The shipper keeps one TCP connection per directed link (dialled through the WAN proxy) and pipelines: it sends
 //! every committed entry as soon as the writer announces it, without waiting for acks, up to
 //! `INFLIGHT_ENTRIES_MAX` unacknowledged entries. Acks move the in-memory cursor; the cursor flusher makes it
-//! durable. After a reconnect it resends from the acked cursor; applying an entry twice changes nothing.
+//! durable. After a reconnect it resends from the acked cursor; applying an entry twice changes nothing. It sends
+//! a `Heartbeat` right after `Hello` and whenever it has sent nothing for `lab.node.heartbeat_interval_ms`, so the
+//! receiver hears an idle link and learns the sender's head.
 //!
 //! The receiver validates each whole batch before applying any of it (a malformed frame closes the connection),
 //! applies it in one durable transaction through the store's writer, then acks its highest seq. Each batch is
 //! due at arrival + `replication_delay_ms` (0 unless the defect is on), in order, so a delay defect does not
-//! slow delivery of the batches behind it.
+//! slow delivery of the batches behind it. Every frame counts as hearing from the peer (`PeerState::heard`), as
+//! does every ack the shipper receives; a stream that stays silent for `idle_timeout` is dropped.
 //!
 //! A connection that opens with `Probe` instead of `Hello` is a round-trip probe (`rtt`), answered there.
 
@@ -45,6 +48,15 @@ pub const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 pub const ACK_TIMEOUT_BASE: Duration = Duration::from_secs(5);
 /// Longest wait to connect, to send a frame, or for the peer's Hello.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a receiver waits for the next frame before it drops the stream as dead (a blackholed link): the
+/// longest of `IO_TIMEOUT`, two contact timeouts and four heartbeat intervals, so a healthy idle stream, which
+/// sends a heartbeat every interval, is never dropped.
+pub fn idle_timeout(settings: &crate::config::NodeConfig) -> Duration {
+    let contact = Duration::from_millis(settings.contact_timeout_ms) * 2;
+    let heartbeats = Duration::from_millis(settings.heartbeat_interval_ms) * 4;
+    IO_TIMEOUT.max(contact).max(heartbeats)
+}
 
 pub(super) type Conn = Framed<TcpStream, tokio_util::codec::LengthDelimitedCodec>;
 
@@ -123,6 +135,10 @@ async fn stream_to(
     let stream = dial(node, addr).await?;
     let mut conn: Conn = Framed::new(stream, proto::codec());
     send(&mut conn, &Frame::Hello { from: node.region.clone() }).await?;
+    let heartbeat_interval = Duration::from_millis(node.settings.heartbeat_interval_ms);
+    let heartbeat = || Frame::Heartbeat { head: node.head_seq(), acked: peer.acked_seq.load(Ordering::Acquire) };
+    send(&mut conn, &heartbeat()).await?;
+    let mut last_sent = Instant::now();
     peer.connected.store(true, Ordering::Release);
     *backoff = RECONNECT_BACKOFF_MIN;
     tracing::info!(region = %node.region, peer = %peer.name, %addr, acked_seq = peer.acked_seq.load(Ordering::Acquire), "replication stream up");
@@ -158,12 +174,17 @@ async fn stream_to(
                 tracing::error!(region = %node.region, peer = %peer.name, expected = after + 1, found = entries[0].seq, "outbox gap");
             }
             send(&mut conn, &Frame::Batch { entries }).await?;
+            last_sent = Instant::now();
             sent = last;
         }
         let acked = peer.acked_seq.load(Ordering::Acquire);
         tokio::select! {
             _ = tokio::time::sleep_until(last_progress + ack_timeout), if sent > acked => {
                 return Err(StreamError::Protocol(format!("no ack for {} entries within {ack_timeout:?}", sent - acked)));
+            }
+            _ = tokio::time::sleep_until(last_sent + heartbeat_interval) => {
+                send(&mut conn, &heartbeat()).await?;
+                last_sent = Instant::now();
             }
             r = head_rx.changed() => if r.is_err() { return Err(StreamError::Store("writer stopped".into())) },
             r = addr_rx.changed() => {
@@ -179,6 +200,7 @@ async fn stream_to(
                 match proto::decode(&bytes)? {
                     Frame::Ack { seq } if seq <= sent => {
                         peer.acked_seq.fetch_max(seq, Ordering::AcqRel);
+                        peer.touch();
                     }
                     Frame::Ack { seq } => {
                         return Err(StreamError::Protocol(format!("ack for seq {seq} but only {sent} was sent")));
@@ -257,8 +279,14 @@ async fn receive(node: &Node, stream: TcpStream) -> Result<(), StreamError> {
         },
         None => return Err(StreamError::Closed),
     };
+    let peer = node.peers.get(&from).cloned().ok_or_else(|| StreamError::Protocol(format!("no peer {from:?}")))?;
+    peer.touch();
+    let stream_id = node.streams.fetch_add(1, Ordering::Relaxed) + 1;
+    // Whichever way this connection ends (shutdown included), the head it advertised stops being current.
+    let _ended = StreamEnded { peer: &peer, stream: stream_id };
     let (mut sink, mut stream) = conn.split();
     tracing::info!(region = %node.region, %from, "replication stream accepted");
+    let idle = idle_timeout(&node.settings);
     let delay = Duration::from_millis(node.defects.replication_delay_ms);
     let policy = if node.defects.lww_arrival_order { MergePolicy::ArrivalOrder } else { MergePolicy::Lww };
     let (tx, mut rx) = mpsc::channel::<Pending>(RECEIVE_QUEUE_BATCHES);
@@ -266,12 +294,23 @@ async fn receive(node: &Node, stream: TcpStream) -> Result<(), StreamError> {
     let mut held: Option<Pending> = None;
 
     let reader = async {
-        while let Some(frame) = stream.next().await {
+        loop {
+            let Ok(frame) = tokio::time::timeout(idle, stream.next()).await else {
+                return Err(StreamError::Protocol(format!("no frame for {idle:?}; presuming the link dead")));
+            };
+            let Some(frame) = frame else { break };
             let arrived = Instant::now();
             let entries = match proto::decode(&frame?)? {
                 Frame::Batch { entries } => entries,
-                other => return Err(StreamError::Protocol(format!("expected a batch, got {other:?}"))),
+                Frame::Heartbeat { head, acked } => {
+                    // The cursor the sender holds for us was acknowledged after a durable apply, in this run or
+                    // an earlier one; unless this region acks without applying (the defect), it is applied.
+                    peer.advertised(stream_id, head, (!node.apply_disabled).then_some(acked));
+                    continue;
+                }
+                other => return Err(StreamError::Protocol(format!("expected a batch or heartbeat, got {other:?}"))),
             };
+            peer.touch();
             let entries = accept_batch(node, &from, entries)?;
             let pending = Pending { due: arrived + delay, ack_seq: entries.0, entries: entries.1 };
             if tx.send(pending).await.is_err() {
@@ -300,10 +339,10 @@ async fn receive(node: &Node, stream: TcpStream) -> Result<(), StreamError> {
                     Err(_) => break,
                 }
             }
-            apply_and_ack(node, &from, policy, entries, ack_seq, &mut sink).await?;
+            apply_and_ack(node, &peer, policy, entries, ack_seq, &mut sink).await?;
             if let Some(next) = held.take() {
                 crate::sleep_until(next.due).await;
-                apply_and_ack(node, &from, policy, next.entries, next.ack_seq, &mut sink).await?;
+                apply_and_ack(node, &peer, policy, next.entries, next.ack_seq, &mut sink).await?;
             }
         }
         Ok(())
@@ -315,22 +354,38 @@ async fn receive(node: &Node, stream: TcpStream) -> Result<(), StreamError> {
     }
 }
 
-/// Applies entries from `from` durably, then acks `ack_seq`.
+/// Clears the head an incoming stream advertised when the stream ends.
+struct StreamEnded<'a> {
+    peer: &'a PeerState,
+    stream: u64,
+}
+
+impl Drop for StreamEnded<'_> {
+    fn drop(&mut self) {
+        self.peer.stream_ended(self.stream);
+    }
+}
+
+/// Applies entries from `peer` durably, then acks `ack_seq`. With `Node::apply_disabled` (the
+/// `no_catch_up_after_restart` defect) it acks without applying.
 async fn apply_and_ack(
     node: &Node,
-    from: &str,
+    peer: &PeerState,
     policy: MergePolicy,
     entries: Vec<Entry>,
     ack_seq: u64,
     sink: &mut futures::stream::SplitSink<Conn, bytes::Bytes>,
 ) -> Result<(), StreamError> {
-    if !entries.is_empty() {
-        let op = WriteOp::Apply { from: from.to_string(), entries, policy };
-        match node.store.write(op).await {
-            Ok(WriteOutcome::Applied(_)) => {}
-            Ok(other) => return Err(StreamError::Store(format!("unexpected outcome {other:?}"))),
-            Err(e) => return Err(StreamError::Store(e.to_string())),
+    if !node.apply_disabled {
+        if !entries.is_empty() {
+            let op = WriteOp::Apply { from: peer.name.clone(), entries, policy };
+            match node.store.write(op).await {
+                Ok(WriteOutcome::Applied(_)) => {}
+                Ok(other) => return Err(StreamError::Store(format!("unexpected outcome {other:?}"))),
+                Err(e) => return Err(StreamError::Store(e.to_string())),
+            }
         }
+        peer.applied_through(ack_seq);
     }
     let ack = proto::encode(&Frame::Ack { seq: ack_seq });
     tokio::time::timeout(IO_TIMEOUT, sink.send(ack)).await.map_err(|_| StreamError::Timeout)??;
@@ -360,58 +415,42 @@ pub fn accept_batch(node: &Node, from: &str, entries: Vec<Entry>) -> Result<(u64
 mod tests {
     use super::*;
     use crate::config::Defects;
-    use crate::node::testutil;
-    use xregion_model::Version;
-
-    fn entry(seq: u64, key: &str, origin: &str) -> Entry {
-        Entry {
-            seq,
-            key: key.into(),
-            value: Some(format!("v{seq}")),
-            version: Version { wall_ms: 1_000 + seq, logical: 0, origin: origin.into() },
-        }
-    }
+    use crate::node::testutil::{self, entry, listen, next, open, send, ship_to, wait_until};
 
     /// Goal: a good batch is applied and acked; a malformed batch closes the connection and none of it is
     /// applied, not even its valid leading entries. Method: speak the protocol by hand to a real receiver.
     #[tokio::test]
     async fn malformed_batch_closes_with_no_partial_apply() {
         let node = testutil::node("malformed", "a", &["b"], Defects::default());
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(accept_loop(node.clone(), listener));
-        let mut conn: Conn = Framed::new(TcpStream::connect(addr).await.unwrap(), proto::codec());
-        let t = Duration::from_secs(10);
-        conn.send(proto::encode(&Frame::Hello { from: "b".into() })).await.unwrap();
-        let good = vec![entry(1, "k1", "b"), entry(2, "k2", "b")];
-        conn.send(proto::encode(&Frame::Batch { entries: good })).await.unwrap();
-        let ack = tokio::time::timeout(t, conn.next()).await.unwrap().unwrap().unwrap();
-        assert_eq!(proto::decode(&ack).unwrap(), Frame::Ack { seq: 2 });
+        let mut conn = open(listen(&node).await, Frame::Hello { from: "b".into() }).await;
+        send(&mut conn, Frame::Batch { entries: vec![entry(1, "k1", "b"), entry(2, "k2", "b")] }).await;
+        assert_eq!(next(&mut conn).await, Some(Frame::Ack { seq: 2 }));
         assert_eq!(node.store.get("k1").unwrap().unwrap().value.as_deref(), Some("v1"));
+        assert_eq!(node.peers["b"].heard().applied, 2);
 
         // Entry 3 is fine, entry 4 claims another origin: the whole batch must be rejected.
-        let bad = vec![entry(3, "k3", "b"), entry(4, "k4", "c")];
-        conn.send(proto::encode(&Frame::Batch { entries: bad })).await.unwrap();
-        let end = tokio::time::timeout(t, conn.next()).await.unwrap();
-        assert!(matches!(end, None | Some(Err(_))), "connection stayed open: {end:?}");
+        send(&mut conn, Frame::Batch { entries: vec![entry(3, "k3", "b"), entry(4, "k4", "c")] }).await;
+        assert_eq!(next(&mut conn).await, None, "the connection stayed open");
         assert_eq!(node.store.get("k3").unwrap(), None);
         assert_eq!(node.store.get("k4").unwrap(), None);
         node.shutdown.cancel();
     }
 
-    /// Goal: a Hello from a region that is not a peer is refused.
+    /// Goal: a Hello from a region that is not a peer is refused, and so is a stream that does not start with
+    /// Hello or Probe (a heartbeat first) or that carries a frame only a receiver sends.
     #[tokio::test]
-    async fn hello_from_stranger_is_refused() {
+    async fn strangers_and_stray_frames_are_refused() {
         let node = testutil::node("stranger", "a", &["b"], Defects::default());
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(accept_loop(node.clone(), listener));
-        let mut conn: Conn = Framed::new(TcpStream::connect(addr).await.unwrap(), proto::codec());
-        conn.send(proto::encode(&Frame::Hello { from: "zz".into() })).await.unwrap();
-        conn.send(proto::encode(&Frame::Batch { entries: vec![entry(1, "k", "zz")] })).await.unwrap();
-        let end = tokio::time::timeout(Duration::from_secs(10), conn.next()).await.unwrap();
-        assert!(matches!(end, None | Some(Err(_))));
+        let addr = listen(&node).await;
+        let mut conn = open(addr, Frame::Hello { from: "zz".into() }).await;
+        send(&mut conn, Frame::Batch { entries: vec![entry(1, "k", "zz")] }).await;
+        assert_eq!(next(&mut conn).await, None);
         assert_eq!(node.store.get("k").unwrap(), None);
+        let mut conn = open(addr, Frame::Heartbeat { head: 1, acked: 0 }).await;
+        assert_eq!(next(&mut conn).await, None, "a heartbeat cannot open a stream");
+        let mut conn = open(addr, Frame::Hello { from: "b".into() }).await;
+        send(&mut conn, Frame::Ack { seq: 1 }).await;
+        assert_eq!(next(&mut conn).await, None, "an ack on an incoming stream");
         node.shutdown.cancel();
     }
 
@@ -421,36 +460,72 @@ mod tests {
     async fn two_nodes_replicate_and_converge() {
         let a = testutil::node("pair", "a", &["b"], Defects::default());
         let b = testutil::node("pair", "b", &["a"], Defects::default());
-        for (me, other) in [(&a, &b), (&b, &a)] {
-            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = listener.local_addr().unwrap();
-            tokio::spawn(accept_loop((*me).clone(), listener));
-            let peer = other.peers[&me.region].clone();
-            peer.addr.send_replace(Some(addr));
-            tokio::spawn(ship((*other).clone(), peer));
-        }
+        ship_to(&b, "a", listen(&a).await);
+        ship_to(&a, "b", listen(&b).await);
         for i in 0..50 {
             let op = WriteOp::Local { key: format!("a/{i}"), value: Some(i.to_string()) };
             a.store.write(op).await.unwrap();
         }
         b.store.write(WriteOp::Local { key: "same".into(), value: Some("from-b".into()) }).await.unwrap();
         a.store.write(WriteOp::Local { key: "same".into(), value: Some("from-a".into()) }).await.unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let done = b.store.get("a/49").unwrap().is_some()
+        wait_until("replication finished", || {
+            b.store.get("a/49").unwrap().is_some()
                 && a.peers["b"].acked_seq.load(Ordering::Acquire) == a.head_seq()
-                && b.peers["a"].acked_seq.load(Ordering::Acquire) == b.head_seq();
-            if done {
-                break;
-            }
-            assert!(Instant::now() < deadline, "replication did not finish");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+                && b.peers["a"].acked_seq.load(Ordering::Acquire) == b.head_seq()
+        })
+        .await;
         let (sa, _) = a.store.scan("", None, 1000).unwrap();
         let (sb, _) = b.store.scan("", None, 1000).unwrap();
         assert_eq!(sa, sb);
         assert_eq!(sa.len(), 51);
         a.shutdown.cancel();
         b.shutdown.cancel();
+    }
+
+    /// Goal: on an idle link the shipper's heartbeats keep the receiver hearing from the sender (the time it
+    /// last heard moves on while nothing is written), and they carry the sender's head and cursor, so the
+    /// receiver knows it has applied everything. Method: a ships to b, one write, then an idle link.
+    #[tokio::test]
+    async fn heartbeats_keep_an_idle_link_in_contact() {
+        let settings = testutil::fast_settings();
+        let a = testutil::node_with("heartbeat", "a", &["b"], Defects::default(), settings.clone());
+        let b = testutil::node_with("heartbeat", "b", &["a"], Defects::default(), settings.clone());
+        ship_to(&a, "b", listen(&b).await);
+        a.store.write(WriteOp::Local { key: "k".into(), value: Some("v".into()) }).await.unwrap();
+        wait_until("b applied a's write", || b.peers["a"].heard().applied == 1).await;
+        let batches_done = b.peers["a"].heard().at;
+        let mut seen = Vec::new();
+        wait_until("b heard three heartbeats", || {
+            let heard = b.peers["a"].heard();
+            if heard.at > seen.last().copied().unwrap_or(batches_done) {
+                seen.push(heard.at);
+            }
+            seen.len() >= 3
+        })
+        .await;
+        assert_eq!(a.head_seq(), 1, "nothing else was written");
+        let heard = b.peers["a"].heard();
+        assert_eq!((heard.head, heard.applied, heard.caught_up()), (Some(1), 1, true));
+        assert!(a.peers["b"].connected.load(Ordering::Acquire));
+        assert!(a.peers["b"].heard().at.is_some(), "a heard b's ack");
+        a.shutdown.cancel();
+        b.shutdown.cancel();
+    }
+
+    /// Goal: the receiver drops an incoming stream that stays silent past `idle_timeout` (a blackholed link),
+    /// and the head that stream advertised stops counting. Method: a hand-driven stream that says hello and a
+    /// heartbeat, then nothing, against a receiver with the shortest idle timeout.
+    #[tokio::test]
+    async fn silent_stream_is_dropped_and_forgets_its_head() {
+        let settings = testutil::fast_settings();
+        assert_eq!(idle_timeout(&settings), IO_TIMEOUT);
+        let node = testutil::node_with("silent", "a", &["b"], Defects::default(), settings);
+        let mut conn = open(listen(&node).await, Frame::Hello { from: "b".into() }).await;
+        send(&mut conn, Frame::Heartbeat { head: 7, acked: 3 }).await;
+        wait_until("the heartbeat arrived", || node.peers["b"].heard().head == Some(7)).await;
+        assert_eq!(node.peers["b"].heard().applied, 3, "the sender's cursor counts as applied");
+        assert_eq!(next(&mut conn).await, None, "the silent stream was dropped");
+        wait_until("the head is forgotten", || node.peers["b"].heard().head.is_none()).await;
+        node.shutdown.cancel();
     }
 }

@@ -145,7 +145,6 @@ mod tests {
     use super::*;
     use crate::config::Defects;
     use crate::node::testutil;
-    use tokio::net::{TcpListener, TcpStream};
 
     /// Goal: the count defaults to 20 and is limited to 1..=100.
     #[test]
@@ -165,9 +164,7 @@ mod tests {
     async fn measures_wired_peers_and_reports_the_rest() {
         let a = testutil::node("rtt-measure", "a", &["b"], Defects::default());
         let b = testutil::node("rtt-measure", "b", &["a", "c"], Defects::default());
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        b.peers["a"].addr.send_replace(Some(listener.local_addr().unwrap()));
-        tokio::spawn(repl::accept_loop(a.clone(), listener));
+        b.peers["a"].addr.send_replace(Some(testutil::listen(&a).await));
         let got = measure_all(&b, 3).await;
         assert_eq!(got.region, "b");
         assert_eq!(got.peers.len(), 2);
@@ -181,39 +178,30 @@ mod tests {
         b.shutdown.cancel();
     }
 
-    /// Goal: the probed side answers pings with matching pongs and closes a probe that sends anything else,
-    /// or a probe from a region that is not a peer. Method: speak the protocol by hand.
+    /// Goal: the probed side answers pings with matching pongs and closes a probe that sends anything else (a
+    /// batch, a heartbeat), or a probe from a region that is not a peer. Method: speak the protocol by hand.
     #[tokio::test]
     async fn probe_connections_answer_pings_only() {
         let node = testutil::node("rtt-answer", "a", &["b"], Defects::default());
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(repl::accept_loop(node.clone(), listener));
-        let t = Duration::from_secs(10);
-        let mut conn: Conn = Framed::new(TcpStream::connect(addr).await.unwrap(), proto::codec());
-        conn.send(proto::encode(&Frame::Probe { from: "b".into() })).await.unwrap();
+        let addr = testutil::listen(&node).await;
+        let mut conn = testutil::open(addr, Frame::Probe { from: "b".into() }).await;
         for nonce in [5, 9] {
-            conn.send(proto::encode(&Frame::Ping { nonce })).await.unwrap();
-            let pong = tokio::time::timeout(t, conn.next()).await.unwrap().unwrap().unwrap();
-            assert_eq!(proto::decode(&pong).unwrap(), Frame::Pong { nonce });
+            testutil::send(&mut conn, Frame::Ping { nonce }).await;
+            assert_eq!(testutil::next(&mut conn).await, Some(Frame::Pong { nonce }));
         }
         // A batch on a probe connection is malformed: the connection closes and nothing is applied.
-        let entry = proto::Entry {
-            seq: 1,
-            key: "k".into(),
-            value: Some("v".into()),
-            version: xregion_model::Version { wall_ms: 1, logical: 0, origin: "b".into() },
-        };
-        conn.send(proto::encode(&Frame::Batch { entries: vec![entry] })).await.unwrap();
-        let end = tokio::time::timeout(t, conn.next()).await.unwrap();
-        assert!(matches!(end, None | Some(Err(_))), "connection stayed open: {end:?}");
+        testutil::send(&mut conn, Frame::Batch { entries: vec![testutil::entry(1, "k", "b")] }).await;
+        assert_eq!(testutil::next(&mut conn).await, None, "the connection stayed open");
         assert_eq!(node.store.get("k").unwrap(), None);
 
-        let mut stranger: Conn = Framed::new(TcpStream::connect(addr).await.unwrap(), proto::codec());
-        stranger.send(proto::encode(&Frame::Probe { from: "zz".into() })).await.unwrap();
-        stranger.send(proto::encode(&Frame::Ping { nonce: 1 })).await.unwrap();
-        let end = tokio::time::timeout(t, stranger.next()).await.unwrap();
-        assert!(matches!(end, None | Some(Err(_))), "a stranger got an answer: {end:?}");
+        let mut conn = testutil::open(addr, Frame::Probe { from: "b".into() }).await;
+        testutil::send(&mut conn, Frame::Heartbeat { head: 3, acked: 0 }).await;
+        assert_eq!(testutil::next(&mut conn).await, None, "a heartbeat on a probe connection");
+        assert_eq!(node.peers["b"].heard().head, None, "the heartbeat did not count");
+
+        let mut stranger = testutil::open(addr, Frame::Probe { from: "zz".into() }).await;
+        testutil::send(&mut stranger, Frame::Ping { nonce: 1 }).await;
+        assert_eq!(testutil::next(&mut stranger).await, None, "a stranger got an answer");
         node.shutdown.cancel();
     }
 }

@@ -113,6 +113,12 @@ pub enum WriteOp {
         /// Every peer region.
         peers: Vec<String>,
     },
+    /// The `lose_unreplicated_on_kill` defect: delete every outbox entry above the lowest durable cursor of the
+    /// listed peers and move each of their cursors up to the head, so those entries are never shipped.
+    ForgetUnacked {
+        /// Every peer region.
+        peers: Vec<String>,
+    },
 }
 
 /// What a write request produced.
@@ -122,7 +128,7 @@ pub enum WriteOutcome {
     Written(StoredRecord),
     /// Remote entries merged: how many replaced the local record.
     Applied(usize),
-    /// Cursor save or GC done (GC: how many outbox entries were removed).
+    /// Cursor save, GC or forgetting done (GC and forgetting: how many outbox entries were removed).
     Done(u64),
 }
 
@@ -254,6 +260,8 @@ pub struct Recovered {
     pub cursors: BTreeMap<String, u64>,
     /// Highest outbox seq.
     pub head_seq: u64,
+    /// Whether the store held any record or outbox entry (a restart rather than a first start).
+    pub had_data: bool,
 }
 
 impl Store {
@@ -264,10 +272,10 @@ impl Store {
     pub fn open(path: &Path, region: &str) -> Result<(Store, Recovered, std::thread::JoinHandle<()>), StoreError> {
         let db = Database::create(path).map_err(db_err)?;
         // Create every table up front so read transactions never see a missing table.
-        let (hlc_mark, head_seq, cursors) = {
+        let (hlc_mark, head_seq, cursors, had_data) = {
             let txn = db.begin_write().map_err(db_err)?;
-            let (mark, head, cursors) = {
-                txn.open_table(KV).map_err(db_err)?;
+            let (mark, head, cursors, had_data) = {
+                let had_records = !txn.open_table(KV).map_err(db_err)?.is_empty().map_err(db_err)?;
                 txn.open_table(OUTBOX).map_err(db_err)?;
                 let cursors_t = txn.open_table(CURSORS).map_err(db_err)?;
                 let meta = txn.open_table(META).map_err(db_err)?;
@@ -283,10 +291,10 @@ impl Store {
                     let (k, v) = item.map_err(db_err)?;
                     cursors.insert(k.value().to_string(), v.value());
                 }
-                (mark, head, cursors)
+                (mark, head, cursors, had_records || head > 0)
             };
             txn.commit().map_err(db_err)?;
-            (mark, head, cursors)
+            (mark, head, cursors, had_data)
         };
         let db = Arc::new(db);
         let (tx, rx) = mpsc::channel(WRITE_QUEUE_DEPTH);
@@ -308,7 +316,7 @@ impl Store {
             .map_err(|e| StoreError::Task(format!("cannot start the writer thread: {e}")))?;
         tracing::info!(region, head_seq, hlc_wall_ms = hlc_mark.wall_ms, peers = cursors.len(), "store opened");
         let store = Store { db, tx, head: head_rx, region: Arc::from(region), timings, commit_delay_ms };
-        Ok((store, Recovered { cursors, head_seq }, handle))
+        Ok((store, Recovered { cursors, head_seq, had_data }, handle))
     }
 
     /// This region's name.
@@ -426,6 +434,15 @@ impl Store {
     pub fn oldest_after_wall_ms(&self, after_seq: u64) -> Result<Option<u64>, StoreError> {
         Ok(self.outbox_after(after_seq, 1, usize::MAX)?.first().map(|e| e.version.wall_ms))
     }
+}
+
+/// The lowest durable cursor of `peers` (0 for a peer without one); `u64::MAX` when `peers` is empty.
+fn lowest_cursor(cursors: &redb::Table<&str, u64>, peers: &[String]) -> Result<u64, StoreError> {
+    let mut min = u64::MAX;
+    for p in peers {
+        min = min.min(cursors.get(p.as_str()).map_err(db_err)?.map_or(0, |g| g.value()));
+    }
+    Ok(min)
 }
 
 /// The writer thread's state.
@@ -556,10 +573,7 @@ impl Writer {
                         WriteOutcome::Done(0)
                     }
                     WriteOp::Gc { peers } => {
-                        let mut min = u64::MAX;
-                        for p in peers {
-                            min = min.min(cursors.get(p.as_str()).map_err(db_err)?.map_or(0, |g| g.value()));
-                        }
+                        let min = lowest_cursor(&cursors, peers)?;
                         let removed = if min == u64::MAX || min == 0 {
                             0
                         } else {
@@ -567,6 +581,19 @@ impl Writer {
                             outbox.retain_in(..=min, |_, _| false).map_err(db_err)?;
                             before - outbox.len().map_err(db_err)?
                         };
+                        WriteOutcome::Done(removed)
+                    }
+                    WriteOp::ForgetUnacked { peers } => {
+                        let min = lowest_cursor(&cursors, peers)?;
+                        let before = outbox.len().map_err(db_err)?;
+                        outbox.retain_in(min.saturating_add(1).., |_, _| false).map_err(db_err)?;
+                        let removed = before - outbox.len().map_err(db_err)?;
+                        for p in peers {
+                            let cur = cursors.get(p.as_str()).map_err(db_err)?.map_or(0, |g| g.value());
+                            if self.head_seq > cur {
+                                cursors.insert(p.as_str(), self.head_seq).map_err(db_err)?;
+                            }
+                        }
                         WriteOutcome::Done(removed)
                     }
                 };
