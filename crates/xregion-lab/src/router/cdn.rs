@@ -13,7 +13,7 @@
 //! Answers carry `X-Cache` (`Hit`, `RefreshHit`, `Miss`, or `Pass` for requests that are not cacheable),
 //! `Age`, and `X-Served-By: <edge region>`.
 
-use super::{Body, RegionState, Router, error_bytes, ms, read_body, set, strip_hop_by_hop};
+use super::{Attempt, Body, RegionState, Router, error_bytes, ms, read_body, set, strip_hop_by_hop};
 use crate::config::Defects;
 use crate::node::http::etag_matches;
 use crate::router::policy::RecordKind;
@@ -254,7 +254,7 @@ fn conditional(resp: Response<Bytes>, if_none_match: Option<&str>) -> Response<B
 }
 
 /// Fetches from the edge's region, or from the nearest healthy region when it is down, retrying once at the
-/// next region (edge fetches are `GET`s, so idempotent). Returns the answer and the origin region, or a
+/// next region like routed requests do (`Router::after_attempt`; edge fetches are `GET`s, so idempotent). Returns the answer and the origin region, or a
 /// `502`/`503` error answer and `None`.
 async fn fetch(
     router: &Router,
@@ -273,26 +273,32 @@ async fn fetch(
             None,
         );
     }
-    let mut last = String::new();
-    for index in candidates.into_iter().take(2) {
-        let origin = &router.regions[index];
-        let one_way = ms(router.region_one_way_ms[edge_index][index]);
-        crate::sleep_until(Instant::now() + one_way).await;
-        origin.origin_fetches.fetch_add(1, Ordering::Relaxed);
-        match router.send(origin, method, path, headers, body.clone()).await {
-            Ok(resp) => {
-                crate::sleep_until(Instant::now() + one_way).await;
-                let (mut p, b) = resp.into_parts();
-                strip_hop_by_hop(&mut p.headers);
-                return (Response::from_parts(p, b), Some(origin.name.clone()));
-            }
-            Err(super::SendError::Connect(e)) => {
-                origin.eject();
-                last = e;
-            }
-            Err(super::SendError::Other(e)) => last = e,
+    let outcome = router
+        .try_candidates(
+            &candidates,
+            true,
+            |rest| (!rest.is_empty()).then_some((0, None)),
+            |index, _| {
+                let body = body.clone();
+                Box::pin(async move {
+                    let origin = &router.regions[index];
+                    crate::sleep_until(Instant::now() + ms(router.region_one_way_ms[edge_index][index])).await;
+                    origin.origin_fetches.fetch_add(1, Ordering::Relaxed);
+                    router.send(origin, method, path, headers, body).await
+                })
+            },
+        )
+        .await;
+    let last = match outcome {
+        Some((index, Attempt::Answer(resp))) => {
+            crate::sleep_until(Instant::now() + ms(router.region_one_way_ms[edge_index][index])).await;
+            let (mut p, b) = resp.into_parts();
+            strip_hop_by_hop(&mut p.headers);
+            return (Response::from_parts(p, b), Some(router.regions[index].name.clone()));
         }
-    }
+        Some((_, Attempt::Failed(e))) => e,
+        None => "no origin region could be tried".to_string(),
+    };
     router.rejected.upstream_failed.fetch_add(1, Ordering::Relaxed);
     (error_bytes(StatusCode::BAD_GATEWAY, "upstream_failed", &last), None)
 }

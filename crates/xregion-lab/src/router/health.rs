@@ -2,7 +2,9 @@
 //! threshold state machine, and passive ejection when a connection to a region fails.
 //!
 //! A healthy region goes down after `failures` consecutive failed checks, or at once when a request cannot
-//! connect to it; a down region comes back after `successes` consecutive passed checks. A restarted region
+//! connect to it or after `CONSECUTIVE_5XX_MAX` 5xx answers in a row (`Router::after_attempt`); a down region
+//! comes back after `successes` consecutive passed checks. Under `router_never_fails_over` the router routes
+//! as if every region were healthy, whatever this state says. A restarted region
 //! comes back on the same address, so the checks pick it up again without any wiring.
 
 use super::RegionState;
@@ -80,11 +82,14 @@ pub async fn check_loop(
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let result = http_client::request("GET", region.addr, "/healthz", None, timeout).await;
-        let outcome = match result {
-            Ok((200, _)) => Ok(()),
-            Ok((status, body)) => Err(format!("http {status}: {}", String::from_utf8_lossy(&body))),
-            Err(e) => Err(e.to_string()),
+        // A region cut off from clients fails its checks like one whose connections fail.
+        let outcome = match region.unreachable() {
+            Some(e) => Err(e),
+            None => match http_client::request("GET", region.addr, "/healthz", None, timeout).await {
+                Ok((200, _)) => Ok(()),
+                Ok((status, body)) => Err(format!("http {status}: {}", String::from_utf8_lossy(&body))),
+                Err(e) => Err(e.to_string()),
+            },
         };
         region.checks.fetch_add(1, Ordering::Relaxed);
         let changed = {

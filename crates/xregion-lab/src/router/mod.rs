@@ -9,6 +9,15 @@
 //! location's latency, takes a place in the region's dial (no overflow: a full region answers `no_capacity`)
 //! and gets `X-Served-By`.
 //!
+//! Failures, like Envoy: a request whose connection fails, or (idempotent methods: GET, HEAD, PUT, DELETE,
+//! OPTIONS) whose exchange fails or is answered 503, is tried once more at the next candidate; a forced request
+//! has no next candidate, so it is never retried elsewhere. A failed connection ejects the region at once, and
+//! `CONSECUTIVE_5XX_MAX` 5xx answers in a row eject it too (`health`); the active checks bring it back. The
+//! status listener also serves `PUT /router/regions/{name}/reachable` (`{"reachable":false}`): the lab's
+//! `network` faults with `clients` use it to cut the router off from a region, whose requests and checks then
+//! fail like failed connections. `router_never_fails_over` turns all of this off: health is ignored, nothing is
+//! ejected or retried.
+//!
 //! The client side of the WAN is emulated here, in user space: the request waits the location -> region
 //! one-way latency before it is forwarded and again before it is answered. Timers on the request path cost no
 //! descriptor, whereas a delaying TCP proxy per (location, region) would add a proxied socket pair for every
@@ -28,6 +37,7 @@ use crate::config::{Defects, Routing};
 use crate::node::{print_ready, wait_for_signal};
 use crate::spec::Spec;
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use health::HealthState;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -73,6 +83,9 @@ pub const LISTEN_BACKLOG: u32 = 4096;
 pub const LOCATION_HEADER: &str = "x-client-location";
 /// The header that forces a region on any record (latency measurements from every location to every region).
 pub const ROUTE_TO_HEADER: &str = "x-route-to";
+/// Consecutive 5xx answers (or failed exchanges) from a region that eject it, like Envoy's outlier detection
+/// (`consecutive_5xx`); the active health checks then have to bring it back.
+pub const CONSECUTIVE_5XX_MAX: u32 = 5;
 
 /// The body of every answer: the router buffers bodies (see `REQUEST_BODY_BYTES_MAX`).
 pub type Body = Full<Bytes>;
@@ -154,8 +167,15 @@ pub struct RegionState {
     pub served: [AtomicU64; 4],
     /// Requests that came here because their first choice was full.
     pub overflow_in: AtomicU64,
-    /// Times a failed connection ejected it.
+    /// Times passive health ejected it (a failed connection, or `CONSECUTIVE_5XX_MAX` 5xx answers in a row).
     pub ejections: AtomicU64,
+    /// Of `ejections`, those after consecutive 5xx answers.
+    pub ejections_5xx: AtomicU64,
+    /// 5xx answers and failed exchanges in a row (reset by any other answer and by an ejection).
+    pub consecutive_5xx: AtomicU32,
+    /// Whether the router can reach it; false while a network fault cuts it off from clients, and then requests
+    /// and health checks fail as if no connection could be made.
+    pub reachable: AtomicBool,
     /// Health checks done.
     pub checks: AtomicU64,
     /// Outcome of the last check: `ok` or the error.
@@ -179,6 +199,9 @@ impl RegionState {
             served: Default::default(),
             overflow_in: AtomicU64::new(0),
             ejections: AtomicU64::new(0),
+            ejections_5xx: AtomicU64::new(0),
+            consecutive_5xx: AtomicU32::new(0),
+            reachable: AtomicBool::new(true),
             checks: AtomicU64::new(0),
             last_check: Mutex::new("not checked yet".into()),
             origin_fetches: AtomicU64::new(0),
@@ -192,7 +215,41 @@ impl RegionState {
         let was_up = h.eject();
         self.healthy.store(false, Ordering::Release);
         self.ejections.fetch_add(1, Ordering::Relaxed);
+        self.consecutive_5xx.store(0, Ordering::Relaxed);
         was_up
+    }
+
+    /// The error of a request or health check while the region is cut off from clients, if it is.
+    pub fn unreachable(&self) -> Option<String> {
+        (!self.reachable.load(Ordering::Acquire)).then(|| {
+            format!("cannot connect to {} ({}): cut off from clients by a network fault", self.name, self.addr)
+        })
+    }
+
+    /// This region in `GET /router/status`.
+    fn status(&self) -> serde_json::Value {
+        let h = self.health.lock().map(|h| h.clone()).unwrap_or_default();
+        let served: BTreeMap<&str, u64> =
+            RecordKind::ALL.iter().map(|k| (k.name(), self.served[k.index()].load(Ordering::Relaxed))).collect();
+        serde_json::json!({
+            "name": self.name,
+            "endpoint": format!("http://{}", self.addr),
+            "healthy": self.healthy.load(Ordering::Acquire),
+            "reachable": self.reachable.load(Ordering::Acquire),
+            "consecutive_failures": h.failures,
+            "consecutive_successes": h.successes,
+            "health_checks": self.checks.load(Ordering::Relaxed),
+            "last_check": self.last_check.lock().map(|s| s.clone()).unwrap_or_default(),
+            "ejections": self.ejections.load(Ordering::Relaxed),
+            "ejections_5xx": self.ejections_5xx.load(Ordering::Relaxed),
+            "consecutive_5xx": self.consecutive_5xx.load(Ordering::Relaxed),
+            "in_flight": self.in_flight.load(Ordering::Relaxed),
+            "capacity": self.capacity,
+            "served": served,
+            "served_total": served.values().sum::<u64>(),
+            "overflow_in": self.overflow_in.load(Ordering::Relaxed),
+            "origin_fetches": self.origin_fetches.load(Ordering::Relaxed),
+        })
     }
 }
 
@@ -248,6 +305,44 @@ struct Rejected {
     region_unhealthy: AtomicU64,
 }
 
+/// Second attempts at another region, by what failed at the first.
+#[derive(Default)]
+struct Retries {
+    /// No connection could be made.
+    connect_failure: AtomicU64,
+    /// The region answered 503.
+    status_503: AtomicU64,
+    /// The exchange failed after connecting (idempotent requests only).
+    exchange_failure: AtomicU64,
+}
+
+/// Why a request is tried again elsewhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RetryReason {
+    ConnectFailure,
+    Status503,
+    ExchangeFailure,
+}
+
+impl Retries {
+    fn count(&self, reason: RetryReason) {
+        let c = match reason {
+            RetryReason::ConnectFailure => &self.connect_failure,
+            RetryReason::Status503 => &self.status_503,
+            RetryReason::ExchangeFailure => &self.exchange_failure,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// How one attempt at a region ended.
+enum Attempt {
+    /// The region answered (any status).
+    Answer(Response<Bytes>),
+    /// The exchange failed (the error names the region).
+    Failed(String),
+}
+
 /// Everything the router's tasks share.
 pub struct Router {
     /// The routing tables by region index.
@@ -268,6 +363,8 @@ pub struct Router {
     edges: cdn::Edges,
     /// Requests answered by the router itself.
     rejected: Rejected,
+    /// Requests tried again at another region.
+    retries: Retries,
 }
 
 /// Which listener a request came in on.
@@ -311,12 +408,101 @@ impl Router {
             client,
             edges,
             rejected: Rejected::default(),
+            retries: Retries::default(),
         })
     }
 
     /// Which regions may get traffic now.
     fn eligible(&self) -> Vec<bool> {
-        self.regions.iter().map(|r| self.defects.router_ignores_health || r.healthy.load(Ordering::Acquire)).collect()
+        let ignore = self.defects.router_ignores_health || self.defects.router_never_fails_over;
+        self.regions.iter().map(|r| ignore || r.healthy.load(Ordering::Acquire)).collect()
+    }
+
+    /// Passive health and the retry decision after one attempt at `region`: a failed connection ejects it at
+    /// once; a 5xx answer or a failed exchange counts towards `CONSECUTIVE_5XX_MAX`, and any other answer resets
+    /// the count. Returns why to try the next candidate, if the request should be: always after a failed
+    /// connection (nothing reached the region), and for idempotent requests after a 503 or a failed exchange.
+    /// Under `router_never_fails_over` nothing is ejected and nothing retried.
+    fn after_attempt(
+        &self,
+        region: &RegionState,
+        result: &Result<Response<Bytes>, SendError>,
+        idempotent: bool,
+    ) -> Option<RetryReason> {
+        let never = self.defects.router_never_fails_over;
+        let reason = match result {
+            Err(SendError::Connect(e)) => {
+                if !never && region.eject() {
+                    tracing::warn!(region = %region.name, error = %e, "region ejected after a failed connection");
+                }
+                Some(RetryReason::ConnectFailure)
+            }
+            Err(SendError::Other(_)) => {
+                self.count_5xx(region);
+                idempotent.then_some(RetryReason::ExchangeFailure)
+            }
+            Ok(resp) if resp.status().is_server_error() => {
+                self.count_5xx(region);
+                (idempotent && resp.status() == StatusCode::SERVICE_UNAVAILABLE).then_some(RetryReason::Status503)
+            }
+            Ok(_) => {
+                region.consecutive_5xx.store(0, Ordering::Relaxed);
+                None
+            }
+        };
+        if never { None } else { reason }
+    }
+
+    /// Counts a 5xx from `region`; ejects it at `CONSECUTIVE_5XX_MAX` in a row (not under
+    /// `router_never_fails_over`).
+    fn count_5xx(&self, region: &RegionState) {
+        let n = region.consecutive_5xx.fetch_add(1, Ordering::Relaxed) + 1;
+        if n >= CONSECUTIVE_5XX_MAX && !self.defects.router_never_fails_over {
+            region.ejections_5xx.fetch_add(1, Ordering::Relaxed);
+            if region.eject() {
+                tracing::warn!(region = %region.name, consecutive = n, "region ejected after consecutive 5xx answers");
+            }
+        }
+    }
+
+    /// Tries `candidates` in order (at most two attempts): sends to `send_to(index)` what `attempt` sends, and
+    /// moves on when `after_attempt` says so. Returns the region index and how the last attempt ended, or
+    /// `None` when no candidate could be admitted. `admit_from` picks the next candidate from the rest of the
+    /// list (the traffic dial, or just the next one).
+    async fn try_candidates<'a>(
+        &self,
+        candidates: &[usize],
+        idempotent: bool,
+        mut admit_from: impl FnMut(&[usize]) -> Option<(usize, Option<Slot>)>,
+        attempt: impl Fn(usize, bool) -> BoxFuture<'a, Result<Response<Bytes>, SendError>>,
+    ) -> Option<(usize, Attempt)> {
+        let mut next = 0;
+        let mut last = None;
+        let mut retrying: Option<RetryReason> = None;
+        for n in 0..2 {
+            let Some((pos, slot)) = candidates.get(next..).and_then(&mut admit_from) else {
+                break;
+            };
+            let index = candidates[next + pos];
+            next += pos + 1;
+            if let Some(reason) = retrying {
+                self.retries.count(reason);
+            }
+            let result = attempt(index, pos > 0 || n > 0).await;
+            drop(slot);
+            retrying = self.after_attempt(&self.regions[index], &result, idempotent);
+            last = Some((
+                index,
+                match result {
+                    Ok(resp) => Attempt::Answer(resp),
+                    Err(SendError::Connect(e) | SendError::Other(e)) => Attempt::Failed(e),
+                },
+            ));
+            if retrying.is_none() {
+                break;
+            }
+        }
+        last
     }
 
     fn candidates(&self, record: RecordKind, location: &str, defects: &Defects) -> Vec<usize> {
@@ -376,6 +562,9 @@ impl Router {
         headers: &HeaderMap,
         body: Bytes,
     ) -> Result<Response<Bytes>, SendError> {
+        if let Some(e) = region.unreachable() {
+            return Err(SendError::Connect(e));
+        }
         let exchange = async {
             let _permit = region.upstream.acquire().await.map_err(|_| SendError::Other("router stopping".into()))?;
             let uri = format!("http://{}{}", region.addr, path_and_query);
@@ -440,54 +629,57 @@ impl Router {
             let resp = error_response(StatusCode::SERVICE_UNAVAILABLE, "no_healthy_region", "no region is healthy");
             return with_route_headers(resp, record, Some(&location), None);
         }
+        self.forward(record, arrival, &location, &candidates, &parts, body).await
+    }
+
+    /// Sends a routed request to the first candidate with room in its dial (after the client's one-way latency),
+    /// and once more to the next one when `after_attempt` says so; answers with the last attempt's answer, a 502
+    /// if it failed, or 503 `no_capacity` when no candidate had room.
+    async fn forward(
+        &self,
+        record: RecordKind,
+        arrival: Instant,
+        location: &str,
+        candidates: &[usize],
+        parts: &http::request::Parts,
+        body: Bytes,
+    ) -> Response<Body> {
         let idempotent =
             matches!(parts.method, Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS);
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        let mut next = 0;
-        let mut failure: Option<(String, String)> = None;
-        for attempt in 0..2 {
-            let Some((pos, slot)) = admit(&self.regions, &candidates[next..], self.defects.router_ignores_capacity)
-            else {
-                break;
-            };
-            let index = candidates[next + pos];
-            next += pos + 1;
-            let region = &self.regions[index];
-            if pos > 0 || attempt > 0 {
-                region.overflow_in.fetch_add(1, Ordering::Relaxed);
+        let ignore_capacity = self.defects.router_ignores_capacity;
+        let outcome = self
+            .try_candidates(
+                candidates,
+                idempotent,
+                |rest| admit(&self.regions, rest, ignore_capacity).map(|(pos, slot)| (pos, Some(slot))),
+                |index, elsewhere| {
+                    let body = body.clone();
+                    Box::pin(async move {
+                        let region = &self.regions[index];
+                        if elsewhere {
+                            region.overflow_in.fetch_add(1, Ordering::Relaxed);
+                        }
+                        crate::sleep_until(arrival + ms(self.policy.one_way_ms(location, index))).await;
+                        self.send(region, &parts.method, path, &parts.headers, body).await
+                    })
+                },
+            )
+            .await;
+        match outcome {
+            Some((index, Attempt::Answer(resp))) => {
+                let region = &self.regions[index];
+                region.served[record.index()].fetch_add(1, Ordering::Relaxed);
+                crate::sleep_until(Instant::now() + ms(self.policy.one_way_ms(location, index))).await;
+                let (p, b) = resp.into_parts();
+                let mut resp = Response::from_parts(p, Full::new(b));
+                strip_hop_by_hop(resp.headers_mut());
+                with_route_headers(resp, record, Some(location), Some(&region.name))
             }
-            let one_way = ms(self.policy.one_way_ms(&location, index));
-            crate::sleep_until(arrival + one_way).await;
-            let result = self.send(region, &parts.method, path, &parts.headers, body.clone()).await;
-            drop(slot);
-            match result {
-                Ok(resp) => {
-                    region.served[record.index()].fetch_add(1, Ordering::Relaxed);
-                    crate::sleep_until(Instant::now() + one_way).await;
-                    let (p, b) = resp.into_parts();
-                    let mut resp = Response::from_parts(p, Full::new(b));
-                    strip_hop_by_hop(resp.headers_mut());
-                    return with_route_headers(resp, record, Some(&location), Some(&region.name));
-                }
-                Err(SendError::Connect(e)) => {
-                    if region.eject() {
-                        tracing::warn!(region = %region.name, error = %e, "region ejected after a failed connection");
-                    }
-                    failure = Some((region.name.clone(), e));
-                }
-                Err(SendError::Other(e)) => {
-                    failure = Some((region.name.clone(), e));
-                    if !idempotent {
-                        break;
-                    }
-                }
-            }
-        }
-        match failure {
-            Some((region, e)) => {
+            Some((index, Attempt::Failed(e))) => {
                 self.rejected.upstream_failed.fetch_add(1, Ordering::Relaxed);
                 let resp = error_response(StatusCode::BAD_GATEWAY, "upstream_failed", &e);
-                with_route_headers(resp, record, Some(&location), Some(&region))
+                with_route_headers(resp, record, Some(location), Some(&self.regions[index].name))
             }
             None => {
                 self.rejected.no_capacity.fetch_add(1, Ordering::Relaxed);
@@ -496,39 +688,16 @@ impl Router {
                     "no_capacity",
                     "every healthy region is at its capacity; retry later",
                 );
-                with_route_headers(resp, record, Some(&location), None)
+                with_route_headers(resp, record, Some(location), None)
             }
         }
     }
 
     /// `GET /router/status`.
     async fn status(&self) -> serde_json::Value {
-        let regions: Vec<serde_json::Value> = self
-            .regions
-            .iter()
-            .map(|r| {
-                let h = r.health.lock().map(|h| h.clone()).unwrap_or_default();
-                let served: BTreeMap<&str, u64> =
-                    RecordKind::ALL.iter().map(|k| (k.name(), r.served[k.index()].load(Ordering::Relaxed))).collect();
-                serde_json::json!({
-                    "name": r.name,
-                    "endpoint": format!("http://{}", r.addr),
-                    "healthy": r.healthy.load(Ordering::Acquire),
-                    "consecutive_failures": h.failures,
-                    "consecutive_successes": h.successes,
-                    "health_checks": r.checks.load(Ordering::Relaxed),
-                    "last_check": r.last_check.lock().map(|s| s.clone()).unwrap_or_default(),
-                    "ejections": r.ejections.load(Ordering::Relaxed),
-                    "in_flight": r.in_flight.load(Ordering::Relaxed),
-                    "capacity": r.capacity,
-                    "served": served,
-                    "served_total": served.values().sum::<u64>(),
-                    "overflow_in": r.overflow_in.load(Ordering::Relaxed),
-                    "origin_fetches": r.origin_fetches.load(Ordering::Relaxed),
-                })
-            })
-            .collect();
+        let regions: Vec<serde_json::Value> = self.regions.iter().map(|r| r.status()).collect();
         let rj = &self.rejected;
+        let rt = &self.retries;
         serde_json::json!({
             "regions": regions,
             "edges": self.edges.status(&self.regions).await,
@@ -541,6 +710,14 @@ impl Router {
                 "unknown_region": rj.unknown_region.load(Ordering::Relaxed),
                 "region_unhealthy": rj.region_unhealthy.load(Ordering::Relaxed),
             },
+            "retries": {
+                "total": rt.connect_failure.load(Ordering::Relaxed) + rt.status_503.load(Ordering::Relaxed)
+                    + rt.exchange_failure.load(Ordering::Relaxed),
+                "after_connect_failure": rt.connect_failure.load(Ordering::Relaxed),
+                "after_503": rt.status_503.load(Ordering::Relaxed),
+                "after_exchange_failure": rt.exchange_failure.load(Ordering::Relaxed),
+            },
+            "ejections_total": self.regions.iter().map(|r| r.ejections.load(Ordering::Relaxed)).sum::<u64>(),
             "defects": self.defects,
         })
     }
@@ -552,10 +729,54 @@ impl Router {
             Door::Status if req.uri().path() == "/router/status" && req.method() == Method::GET => {
                 json_response(StatusCode::OK, &self.status().await)
             }
-            Door::Status => {
-                error_response(StatusCode::NOT_FOUND, "not_found", "the status listener serves GET /router/status")
-            }
+            Door::Status => self.admin(req).await,
         })
+    }
+}
+
+/// `PUT /router/regions/{name}/reachable`'s body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReachableBody {
+    reachable: bool,
+}
+
+impl Router {
+    /// The status listener's other routes: `PUT /router/regions/{name}/reachable` with `{"reachable":false}` cuts
+    /// the router off from a region (requests and health checks then fail as failed connections do) and
+    /// `true` ends that; answers with the region's status.
+    async fn admin(&self, req: Request<Incoming>) -> Response<Body> {
+        let path = req.uri().path().to_string();
+        let name = path.strip_prefix("/router/regions/").and_then(|p| p.strip_suffix("/reachable"));
+        let Some(name) = name.filter(|n| !n.is_empty() && !n.contains('/')) else {
+            return error_response(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "the status listener serves GET /router/status and PUT /router/regions/{name}/reachable",
+            );
+        };
+        if req.method() != Method::PUT {
+            return error_response(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "use PUT");
+        }
+        let Some(region) = self.regions.iter().find(|r| r.name == name) else {
+            let known: Vec<&str> = self.regions.iter().map(|r| r.name.as_str()).collect();
+            let msg = format!("no region {name:?}; the regions are {}", known.join(", "));
+            return error_response(StatusCode::NOT_FOUND, "unknown_region", &msg);
+        };
+        let body = match read_body(req.into_body()).await {
+            Ok(b) => b,
+            Err(resp) => return resp.map(Full::new),
+        };
+        let wanted: ReachableBody = match serde_json::from_slice(&body) {
+            Ok(w) => w,
+            Err(e) => {
+                let msg = format!("expected {{\"reachable\": bool}}: {e}");
+                return error_response(StatusCode::BAD_REQUEST, "invalid_body", &msg);
+            }
+        };
+        region.reachable.store(wanted.reachable, Ordering::Release);
+        tracing::info!(region = %region.name, reachable = wanted.reachable, "client reachability set");
+        json_response(StatusCode::OK, &region.status())
     }
 }
 
@@ -789,5 +1010,175 @@ mod tests {
         assert!(!r.healthy.load(Ordering::Relaxed));
         assert!(!r.eject());
         assert_eq!(r.ejections.load(Ordering::Relaxed), 2);
+    }
+}
+
+/// Router behaviour against stub regions: retries, outlier ejection, `router_never_fails_over`, reachability.
+#[cfg(test)]
+mod retry_tests {
+    use super::*;
+    use crate::config::LabConfig;
+    use std::sync::atomic::AtomicU16;
+
+    /// A region stand-in that answers every request with a settable status and counts them.
+    struct Stub {
+        addr: SocketAddr,
+        status: Arc<AtomicU16>,
+        hits: Arc<AtomicU64>,
+    }
+
+    async fn stub() -> Stub {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let status = Arc::new(AtomicU16::new(200));
+        let hits = Arc::new(AtomicU64::new(0));
+        let (s, h) = (status.clone(), hits.clone());
+        let app = axum::Router::new().fallback(move || {
+            let (s, h) = (s.clone(), h.clone());
+            async move {
+                h.fetch_add(1, Ordering::Relaxed);
+                (StatusCode::from_u16(s.load(Ordering::Relaxed)).unwrap(), "stub")
+            }
+        });
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Stub { addr, status, hits }
+    }
+
+    /// A router over the default three regions, region i at `addrs[i]`.
+    fn router_for(addrs: &[SocketAddr], defects: Defects) -> Router {
+        let cfg = LabConfig { defects, ..LabConfig::default() };
+        let mut spec = Spec::new(&cfg, Path::new("/nonexistent")).unwrap();
+        for (r, a) in spec.regions.iter_mut().zip(addrs) {
+            r.ip = a.ip();
+            r.http_port = a.port();
+        }
+        Router::new(&spec).unwrap()
+    }
+
+    /// The default location and its candidates on the latency record, nearest first.
+    fn order(router: &Router) -> (String, Vec<usize>) {
+        let loc = router.routing.default_location.clone();
+        let c = router.candidates(RecordKind::Latency, &loc, &router.defects);
+        (loc, c)
+    }
+
+    async fn call(router: &Router, method: &str, loc: &str, candidates: &[usize]) -> (StatusCode, String) {
+        let (parts, ()) = Request::builder().method(method).uri("/v1/kv/k").body(()).unwrap().into_parts();
+        let resp = router.forward(RecordKind::Latency, Instant::now(), loc, candidates, &parts, Bytes::new()).await;
+        let served = resp.headers().get("x-served-by").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+        (resp.status(), served)
+    }
+
+    fn hits(s: &Stub) -> u64 {
+        s.hits.load(Ordering::Relaxed)
+    }
+
+    /// Goal: a 503 to an idempotent request is retried once at the next candidate, a 503 to a POST and to a
+    /// forced (single-candidate) request is not, and `CONSECUTIVE_5XX_MAX` 5xx in a row eject the region, which
+    /// then loses its place in the candidates.
+    #[tokio::test]
+    async fn retry_on_503_and_eject_after_consecutive_5xx() {
+        let stubs = [stub().await, stub().await, stub().await];
+        let router = router_for(&stubs.each_ref().map(|s| s.addr), Defects::default());
+        let (loc, cands) = order(&router);
+        let (first, second) = (cands[0], cands[1]);
+        stubs[first].status.store(503, Ordering::Relaxed);
+
+        let (status, served) = call(&router, "GET", &loc, &cands).await;
+        assert_eq!((status, served.as_str()), (StatusCode::OK, router.regions[second].name.as_str()));
+        assert_eq!((hits(&stubs[first]), hits(&stubs[second])), (1, 1));
+        assert_eq!(router.retries.status_503.load(Ordering::Relaxed), 1);
+
+        let (status, served) = call(&router, "POST", &loc, &cands).await;
+        assert_eq!((status, served.as_str()), (StatusCode::SERVICE_UNAVAILABLE, router.regions[first].name.as_str()));
+        assert_eq!(hits(&stubs[second]), 1, "a POST is not retried after a 503");
+
+        let (status, _) = call(&router, "GET", &loc, &[first]).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "a forced request gets its region's answer");
+        assert_eq!(hits(&stubs[second]), 1, "a forced request is never retried elsewhere");
+        assert_eq!(router.retries.status_503.load(Ordering::Relaxed), 1);
+        assert!(router.regions[first].healthy.load(Ordering::Relaxed), "three 5xx do not eject");
+
+        for _ in 0..2 {
+            call(&router, "GET", &loc, &cands).await;
+        }
+        let r = &router.regions[first];
+        assert!(!r.healthy.load(Ordering::Relaxed), "{CONSECUTIVE_5XX_MAX} 5xx in a row eject");
+        assert_eq!((r.ejections.load(Ordering::Relaxed), r.ejections_5xx.load(Ordering::Relaxed)), (1, 1));
+        assert_eq!(router.regions[second].consecutive_5xx.load(Ordering::Relaxed), 0);
+        let (_, now) = order(&router);
+        assert!(!now.contains(&first), "an ejected region gets no traffic");
+        let status = router.status().await;
+        assert_eq!(status["retries"]["after_503"], 3);
+        assert_eq!(status["ejections_total"], 1);
+    }
+
+    /// Goal: under `router_never_fails_over` a request to a dead region fails (no retry, no ejection), an
+    /// unhealthy region still gets traffic, and 5xx answers never eject.
+    #[tokio::test]
+    async fn never_fails_over() {
+        let stubs = [stub().await, stub().await, stub().await];
+        let dead = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+        let mut addrs = stubs.each_ref().map(|s| s.addr);
+        let (loc, cands) = order(&router_for(&addrs, Defects::default()));
+        let first = cands[0];
+        addrs[first] = dead;
+        let defects = Defects { router_never_fails_over: true, ..Defects::default() };
+        let router = router_for(&addrs, defects);
+        router.regions[first].eject();
+        let (_, now) = order(&router);
+        assert_eq!(now[0], first, "health is ignored");
+
+        let (status, served) = call(&router, "GET", &loc, &now).await;
+        assert_eq!((status, served.as_str()), (StatusCode::BAD_GATEWAY, router.regions[first].name.as_str()));
+        assert_eq!(stubs.iter().map(hits).sum::<u64>(), 0, "no retry elsewhere");
+        assert_eq!(router.regions[first].ejections.load(Ordering::Relaxed), 1, "only the manual ejection");
+
+        let second = cands[1];
+        stubs[second].status.store(503, Ordering::Relaxed);
+        for _ in 0..CONSECUTIVE_5XX_MAX + 1 {
+            let (status, _) = call(&router, "GET", &loc, &[second, cands[2]]).await;
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        }
+        assert_eq!(hits(&stubs[cands[2]]), 0, "no retry after a 503");
+        assert!(router.regions[second].healthy.load(Ordering::Relaxed), "5xx never eject");
+        assert_eq!(router.retries.status_503.load(Ordering::Relaxed), 0);
+    }
+
+    /// Goal: `PUT /router/regions/{name}/reachable` cuts the router off from a region: a request there fails as
+    /// a failed connection (ejection, retry at the next candidate) without reaching it; bad bodies and unknown
+    /// regions get JSON errors.
+    #[tokio::test]
+    async fn unreachable_region_fails_like_a_failed_connection() {
+        let stubs = [stub().await, stub().await, stub().await];
+        let router = Arc::new(router_for(&stubs.each_ref().map(|s| s.addr), Defects::default()));
+        let (loc, cands) = order(&router);
+        let (first, second) = (cands[0], cands[1]);
+        let listener = bind("127.0.0.1".parse().unwrap()).unwrap();
+        let admin = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        tokio::spawn(serve(router.clone(), listener, Door::Status, Arc::new(Semaphore::new(8)), stop.clone()));
+        let name = router.regions[first].name.clone();
+        let put = |path: String, body: &'static str| async move {
+            crate::http_client::request("PUT", admin, &path, Some(body.as_bytes()), Duration::from_secs(5))
+                .await
+                .unwrap()
+        };
+        let (code, body) = put(format!("/router/regions/{name}/reachable"), r#"{"reachable":false}"#).await;
+        assert_eq!(code, 200);
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["reachable"], false);
+        assert_eq!(put(format!("/router/regions/{name}/reachable"), r#"{"up":1}"#).await.0, 400);
+        assert_eq!(put("/router/regions/nowhere/reachable".into(), r#"{"reachable":false}"#).await.0, 404);
+
+        let (status, served) = call(&router, "GET", &loc, &cands).await;
+        assert_eq!((status, served.as_str()), (StatusCode::OK, router.regions[second].name.as_str()));
+        assert_eq!(hits(&stubs[first]), 0, "nothing reached the cut-off region");
+        assert!(!router.regions[first].healthy.load(Ordering::Relaxed));
+        assert_eq!(router.retries.connect_failure.load(Ordering::Relaxed), 1);
+
+        assert_eq!(put(format!("/router/regions/{name}/reachable"), r#"{"reachable":true}"#).await.0, 200);
+        assert!(router.regions[first].unreachable().is_none());
+        stop.cancel();
     }
 }
