@@ -51,6 +51,9 @@ pub enum Command {
     Restore(crate::fault_cmd::RestoreArgs),
     /// Show every region's health and fault.
     Status(crate::fault_cmd::StatusArgs),
+    /// Run a randomized fault campaign: seeded schedules of kills, partitions and latency spikes under concurrent
+    /// writers, each judged for lost writes, wrong winners and divergence.
+    Chaos(crate::chaos::ChaosArgs),
     /// Send HTTP load to one URL (closed model with --vus, open model with --rate) and print the latency table.
     Load(crate::load_cmd::LoadArgs),
     /// Run a load plan read as JSON on stdin and print the result as JSON (used by the runner).
@@ -107,6 +110,7 @@ pub fn main() -> ExitCode {
             Command::Fail(args) => crate::fault_cmd::fail(args).await,
             Command::Restore(args) => crate::fault_cmd::restore(args).await,
             Command::Status(args) => crate::fault_cmd::status(args).await,
+            Command::Chaos(args) => crate::chaos::run(args).await,
             Command::Load(args) => crate::load_cmd::run_load(args),
             Command::LoadWorker => crate::load_cmd::run_worker(),
         }
@@ -133,7 +137,7 @@ fn init_tracing() {
 }
 
 /// Loads the config or prints its error; `Err(code)` means exit with it.
-fn load_config(path: Option<&Path>) -> Result<Config, ExitCode> {
+pub(crate) fn load_config(path: Option<&Path>) -> Result<Config, ExitCode> {
     config::load(path, &config::process_env()).map_err(|e| {
         eprintln!("error: {e}");
         ExitCode::from(2)
@@ -207,7 +211,7 @@ fn lab_traffic(lab: &xregion_lab::Lab) -> Option<config::Traffic> {
 }
 
 /// Resolves on Ctrl-C (SIGINT) or SIGTERM, so that either stops a run cleanly and takes the lab down with it.
-async fn interrupted() {
+pub(crate) async fn interrupted() {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {
@@ -225,6 +229,135 @@ async fn interrupted() {
 /// The git revision xregion was built from, if the build saw one.
 fn git_revision() -> String {
     option_env!("XREGION_GIT_REVISION").unwrap_or("unknown").to_string()
+}
+
+/// Lifts the faults this process injected that may still be in force, then stops the lab if there is one.
+pub(crate) async fn teardown(
+    faults: &crate::faults::FaultInjector,
+    lab: Option<xregion_lab::ControlServer>,
+    progress: &crate::progress::Progress,
+) {
+    for (region, e) in faults.restore_injected().await {
+        eprintln!("warning: could not restore {region}: {e}");
+    }
+    if let Some(lab) = lab {
+        progress.line("[xregion] stopping the lab");
+        if let Err(e) = lab.shutdown().await {
+            eprintln!("warning: lab shutdown: {e}");
+        }
+    }
+}
+
+/// The report of a run (or campaign) of `checks` against `regions`.
+pub(crate) fn new_report(
+    config: &Config,
+    seed: u64,
+    started_at: String,
+    duration: Duration,
+    regions: Vec<RegionInfo>,
+    checks: Vec<xregion_model::report::CheckResult>,
+) -> Report {
+    Report {
+        schema_version: SCHEMA_VERSION,
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        git_revision: git_revision(),
+        seed,
+        started_at,
+        duration_s: duration.as_secs_f64(),
+        target_kind: match config.deployment.kind {
+            DeploymentKind::Lab => "lab".into(),
+            DeploymentKind::Http => "http".into(),
+        },
+        regions,
+        config: serde_json::to_value(config).unwrap_or(serde_json::Value::Null),
+        checks,
+    }
+}
+
+/// Writes report.json, junit.xml, report.html and history.jsonl into `out`, and prints the console table.
+pub(crate) fn write_outputs(report: &Report, history: &crate::history::HistoryLog, out: &Path) -> anyhow::Result<()> {
+    if history.overflowed() {
+        eprintln!(
+            "warning: the history exceeded {} events; later events were not recorded",
+            crate::history::EVENTS_MAX
+        );
+    }
+    xregion_report::write_all(report, out).with_context(|| format!("cannot write to {}", out.display()))?;
+    history
+        .write_jsonl(&out.join("history.jsonl"))
+        .with_context(|| format!("cannot write {}", out.join("history.jsonl").display()))?;
+    print!("{}", xregion_report::console::to_console(report, std::io::IsTerminal::is_terminal(&std::io::stdout())));
+    Ok(())
+}
+
+/// The deployment a command tests, ready to use.
+pub(crate) struct Target {
+    /// The lab, inside its control API server, when the command started one; shut it down on every path.
+    pub lab: Option<xregion_lab::ControlServer>,
+    /// The regions, in configuration order.
+    pub regions: Vec<RegionInfo>,
+    /// Routing records and CDN: the lab's, or the config's for a real deployment.
+    pub traffic: Option<config::Traffic>,
+    /// How faults reach the deployment.
+    pub faults: crate::faults::FaultInjector,
+    /// One probe per region, in configuration order.
+    pub probes: Vec<crate::probe::Probe>,
+}
+
+/// The deployment of `config`: for the lab, starts it in `lab.dir` (default `OUT/lab`, cleared first) inside its
+/// control API. `Ok(Err(code))` means exit with it: the lab did not start (2) or Ctrl-C came first (130).
+/// Shared by `run` and `chaos`.
+pub(crate) async fn start_target(
+    config: &Config,
+    out: &Path,
+    progress: &crate::progress::Progress,
+) -> anyhow::Result<Result<Target, ExitCode>> {
+    let (lab, regions, traffic) = match config.deployment.kind {
+        DeploymentKind::Http => {
+            let regions = config.deployment.regions.iter();
+            let regions = regions.map(|r| RegionInfo { name: r.name.clone(), endpoint: r.endpoint.clone() }).collect();
+            (None, regions, config.deployment.traffic.clone())
+        }
+        DeploymentKind::Lab => {
+            let dir = config.lab.dir.clone().unwrap_or_else(|| out.join("lab"));
+            if dir.exists() && config.lab.dir.is_none() {
+                std::fs::remove_dir_all(&dir)
+                    .with_context(|| format!("cannot clear old lab data {}", dir.display()))?;
+            }
+            progress.line(&format!("[xregion] starting the lab in {}", dir.display()));
+            let exe = std::env::current_exe().context("cannot find the xregion executable to start the lab")?;
+            let started = tokio::select! {
+                r = xregion_lab::Lab::start(&config.lab, &dir, &exe) => r,
+                _ = interrupted() => {
+                    eprintln!("interrupted while starting the lab");
+                    return Ok(Err(ExitCode::from(130)));
+                }
+            };
+            let l = match started {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("error: the lab did not start: {e}");
+                    return Ok(Err(ExitCode::from(2)));
+                }
+            };
+            let regions = l.regions();
+            let traffic = lab_traffic(&l);
+            // Binding a loopback port is quick; if it fails, dropping the lab SIGKILLs its processes.
+            match xregion_lab::ControlServer::start(l).await {
+                Ok(server) => (Some(server), regions, traffic),
+                Err(e) => {
+                    eprintln!("error: the lab's control API did not start: {e}");
+                    return Ok(Err(ExitCode::from(2)));
+                }
+            }
+        }
+    };
+    let timeout = Duration::from_millis(config.deployment.request_timeout_ms);
+    let client = crate::probe::client(Duration::from_millis(config.deployment.connect_timeout_ms), timeout);
+    let faults = crate::faults::FaultInjector::from_config(config, &regions, lab.as_ref().map(|l| l.url()));
+    let probes =
+        regions.iter().map(|r| crate::probe::Probe::new(&r.name, &r.endpoint, client.clone(), timeout)).collect();
+    Ok(Ok(Target { lab, regions, traffic, faults, probes }))
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -249,59 +382,10 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 
     // The lab (inside its control API server, which the fault injector calls) lives exactly as long as this
     // function: shut down on every path, Ctrl-C included.
-    let mut lab: Option<xregion_lab::ControlServer> = None;
-    let mut lab_traffic_info = None;
-    let regions: Vec<RegionInfo> = match config.deployment.kind {
-        DeploymentKind::Http => config
-            .deployment
-            .regions
-            .iter()
-            .map(|r| RegionInfo { name: r.name.clone(), endpoint: r.endpoint.clone() })
-            .collect(),
-        DeploymentKind::Lab => {
-            let dir = config.lab.dir.clone().unwrap_or_else(|| args.out.join("lab"));
-            if dir.exists() && config.lab.dir.is_none() {
-                std::fs::remove_dir_all(&dir)
-                    .with_context(|| format!("cannot clear old lab data {}", dir.display()))?;
-            }
-            progress.line(&format!("[xregion] starting the lab in {}", dir.display()));
-            let exe = std::env::current_exe().context("cannot find the xregion executable to start the lab")?;
-            let started = tokio::select! {
-                r = xregion_lab::Lab::start(&config.lab, &dir, &exe) => r,
-                _ = interrupted() => {
-                    eprintln!("interrupted while starting the lab");
-                    return Ok(ExitCode::from(130));
-                }
-            };
-            let l = match started {
-                Ok(l) => l,
-                Err(e) => {
-                    eprintln!("error: the lab did not start: {e}");
-                    return Ok(ExitCode::from(2));
-                }
-            };
-            let regions = l.regions();
-            lab_traffic_info = lab_traffic(&l);
-            // Binding a loopback port is quick; if it fails, dropping the lab SIGKILLs its processes.
-            match xregion_lab::ControlServer::start(l).await {
-                Ok(server) => lab = Some(server),
-                Err(e) => {
-                    eprintln!("error: the lab's control API did not start: {e}");
-                    return Ok(ExitCode::from(2));
-                }
-            }
-            regions
-        }
+    let Target { lab, regions, traffic, faults, probes } = match start_target(&config, &args.out, &progress).await? {
+        Ok(t) => t,
+        Err(code) => return Ok(code),
     };
-    let timeout = Duration::from_millis(config.deployment.request_timeout_ms);
-    let client = crate::probe::client(Duration::from_millis(config.deployment.connect_timeout_ms), timeout);
-    let traffic = match &lab {
-        Some(_) => lab_traffic_info,
-        None => config.deployment.traffic.clone(),
-    };
-    let faults = crate::faults::FaultInjector::from_config(&config, &regions, lab.as_ref().map(|l| l.url()));
-    let probes =
-        regions.iter().map(|r| crate::probe::Probe::new(&r.name, &r.endpoint, client.clone(), timeout)).collect();
     let ctx = Ctx {
         config: config.clone(),
         probes,
@@ -325,45 +409,13 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         _ = interrupted() => None,
     };
     // Faults a check left in force (an interrupted run, a check that failed before restoring) are lifted here.
-    for (region, e) in faults.restore_injected().await {
-        eprintln!("warning: could not restore {region}: {e}");
-    }
-    if let Some(lab) = lab {
-        ctx.progress.line("[xregion] stopping the lab");
-        if let Err(e) = lab.shutdown().await {
-            eprintln!("warning: lab shutdown: {e}");
-        }
-    }
+    teardown(&faults, lab, &ctx.progress).await;
     let Some(checks) = outcome else {
         eprintln!("interrupted: the lab was stopped and no report was written");
         return Ok(ExitCode::from(130));
     };
-    if ctx.history.overflowed() {
-        eprintln!(
-            "warning: the history exceeded {} events; later events were not recorded",
-            crate::history::EVENTS_MAX
-        );
-    }
-    let report = Report {
-        schema_version: SCHEMA_VERSION,
-        tool_version: env!("CARGO_PKG_VERSION").to_string(),
-        git_revision: git_revision(),
-        seed,
-        started_at,
-        duration_s: start.elapsed().as_secs_f64(),
-        target_kind: match config.deployment.kind {
-            DeploymentKind::Lab => "lab".into(),
-            DeploymentKind::Http => "http".into(),
-        },
-        regions,
-        config: serde_json::to_value(&config).unwrap_or(serde_json::Value::Null),
-        checks,
-    };
-    xregion_report::write_all(&report, &args.out).with_context(|| format!("cannot write to {}", args.out.display()))?;
-    ctx.history
-        .write_jsonl(&args.out.join("history.jsonl"))
-        .with_context(|| format!("cannot write {}", args.out.join("history.jsonl").display()))?;
-    print!("{}", xregion_report::console::to_console(&report, std::io::IsTerminal::is_terminal(&std::io::stdout())));
+    let report = new_report(&config, seed, started_at, start.elapsed(), regions, checks);
+    write_outputs(&report, &ctx.history, &args.out)?;
     println!("reports: {}", args.out.join("report.html").display());
     Ok(ExitCode::from(report.exit_code()))
 }

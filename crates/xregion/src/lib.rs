@@ -5,6 +5,7 @@
 //! reaches only through `probe` (the probe-contract client), recording every operation in `history`;
 //! `lab_cmd` drives the embedded lab.
 
+pub mod chaos;
 pub mod cli;
 pub mod config;
 pub mod fault_cmd;

@@ -530,7 +530,7 @@ async fn settle_and_judge(rb: ResultBuilder, ctx: &Ctx, prefix: &str, quiet_time
 
 /// Turns the checkers' findings over `history` and `states` into a verdict. Both consistency checks run all
 /// three checkers; `lww` only selects which figure is the headline.
-fn judge_history(
+pub(crate) fn judge_history(
     mut rb: ResultBuilder,
     history: &[xregion_model::history::Event],
     states: &States,
