@@ -7,11 +7,15 @@
 //! has caught up: every peer in contact advertised its head on a stream that is up now, and everything up to that
 //! head is applied here. `Defects::fence_disabled` turns the fence off (the region never fences).
 //!
-//! Contact counts frames in both directions of each link: a link `a -> b` carries `a`'s batches and heartbeats
-//! and `b`'s acks, so `b` hears `a` on it, and `a` hears `b` when `b` acknowledges a batch. A one-way cut (one
-//! directed link blackholed) therefore usually keeps both regions in contact through the other link, and neither
-//! fences. That is expected: fencing is about losing a majority, not one direction. The replication status shows
-//! the cut (`connected`, `pending_entries`, `applied_seq` below `peer_head_seq`).
+//! Contact is what a region hears, in either direction of a link: a stream `a -> b` carries `a`'s batches and
+//! heartbeats, which `b` hears, and `b`'s acks, which `a` hears. A one-way cut therefore does not cut contact
+//! both ways. If the connection of one directed link breaks, both regions usually still hear each other over the
+//! other link's stream (batches and heartbeats one way, acks the other). If all traffic *from* `a` is dropped (the
+//! WAN's directed rules act on bytes by direction), `b` stops hearing `a` but `a` still hears `b`'s heartbeats:
+//! `a` keeps its majority and does not fence, although its writes no longer reach `b`. Both are fine and
+//! expected: the fence protects against a region losing its majority as that region sees it; what a one-way cut
+//! breaks shows in the replication status (`connected`, `pending_entries`, `lag_ms`, and `applied_seq` below
+//! `peer_head_seq` on the side that no longer hears).
 
 use super::Node;
 use std::sync::Arc;
@@ -87,12 +91,25 @@ impl Fence {
     }
 }
 
-/// Evaluates the fence every `CHECK_INTERVAL` until shutdown and publishes it in `Node::fenced`. The clock starts
-/// with the node, so a region that starts cut off fences after the timeout, not at once.
+/// Evaluates the fence every `CHECK_INTERVAL` until shutdown and publishes it in `Node::fenced`.
+///
+/// The clock starts once the region knows where its peers are (`PUT /lab/peers`): before that it is being
+/// deployed, not cut off, and the lab's start-up may take longer than the timeout on a loaded machine. A region
+/// that is wired but cannot reach its peers fences after the timeout, not at once.
 pub async fn fence_loop(node: Arc<Node>) {
     if node.defects.fence_disabled {
         tracing::warn!(region = %node.region, "DEFECT fence_disabled: this region never fences itself off");
         return;
+    }
+    if !node.peers.is_empty() {
+        let wired = futures::future::select_all(node.peers.values().map(|p| {
+            let mut rx = p.addr.subscribe();
+            Box::pin(async move { rx.wait_for(Option::is_some).await.map(|_| ()) })
+        }));
+        tokio::select! {
+            _ = node.shutdown.cancelled() => return,
+            _ = wired => {}
+        }
     }
     let timeout = Duration::from_millis(node.settings.fence_timeout_ms);
     let mut fence = Fence::default();
@@ -164,6 +181,10 @@ mod tests {
         let b = testutil::node_with("fence", "b", &["a", "c"], Defects::default(), settings);
         let a_addr = listen(&a).await;
         tokio::spawn(fence_loop(a.clone()));
+        let unreachable = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+        for p in a.peers.values() {
+            p.addr.send_replace(Some(unreachable));
+        }
         wait_until("a fenced with no peer in contact", || a.is_fenced()).await;
         for i in 0..20 {
             b.store.write(WriteOp::Local { key: format!("b/{i}"), value: Some("x".into()) }).await.unwrap();
