@@ -622,6 +622,13 @@ async fn run_writers(c: &Campaign<'_>, prefix: &str, seed: u64, index: u32, dead
     total
 }
 
+/// When to lift `event`'s fault, injected at `injected_at`: at its planned end, or later when it was injected
+/// late (the injector was busy, for example restarting a killed region, or a kill waited for another), so that it
+/// still lasts its planned length as far as the schedule's end allows.
+fn lift_at(event: &FaultEvent, injected_at: Duration, duration: Duration) -> Duration {
+    event.end().max((injected_at + event.length).min(duration))
+}
+
 /// Runs the schedule's faults: each region's events in order, at most one kill at a time. Every region whose
 /// fault may be in force is in `touched` until its restore succeeds. After a failed injector call no new fault is
 /// injected, but faults in force are still lifted at their end.
@@ -662,7 +669,7 @@ async fn drive_faults(
                 }
                 let at = t0.elapsed();
                 runs_set(i, &|r| r.injected_at = Some(at));
-                tokio::time::sleep_until((t0 + e.end()).into()).await;
+                tokio::time::sleep_until((t0 + lift_at(e, at, schedule.duration)).into()).await;
                 match c.faults.restore(region).await {
                     Ok(()) => {
                         touched.lock().unwrap_or_else(|p| p.into_inner()).remove(region);
@@ -813,6 +820,18 @@ mod tests {
             assert!(one.events.iter().all(|e| matches!(e.action.kind(), ActionKind::Kill | ActionKind::Latency)));
         }
         assert!(generate(1, &regions(), d, &[]).events.is_empty());
+    }
+
+    /// Goal: a fault injected late keeps its planned length up to the schedule's end, and never ends early.
+    #[test]
+    fn late_faults_keep_their_length() {
+        let ms = Duration::from_millis;
+        let e = FaultEvent { region: "a".into(), action: Action::Kill, start: ms(1000), length: ms(1000) };
+        assert_eq!(lift_at(&e, ms(1000), ms(6000)), ms(2000));
+        assert_eq!(lift_at(&e, ms(3000), ms(6000)), ms(4000));
+        assert_eq!(lift_at(&e, ms(5500), ms(6000)), ms(6000));
+        // Injected past the end: the time has passed, so it is lifted at once.
+        assert_eq!(lift_at(&e, ms(6500), ms(6000)), ms(6000));
     }
 
     /// Goal: the specs are the faults the command promises, and durations print the way --duration reads them.
