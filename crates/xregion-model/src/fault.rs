@@ -268,7 +268,11 @@ mod tests {
         assert!(serde_json::from_str::<FaultSpec>(r#"{"kind":"partial","bogus":1}"#).is_err());
         assert_eq!("network".parse::<FaultKind>().unwrap(), FaultKind::Network);
         assert!("nope".parse::<FaultKind>().unwrap_err().contains("complete"));
-        let n = FaultSpec { direction: Direction::Outbound, duration_ms: Some(10_000), ..FaultSpec::new(FaultKind::Network) };
+        let n = FaultSpec {
+            direction: Direction::Outbound,
+            duration_ms: Some(10_000),
+            ..FaultSpec::new(FaultKind::Network)
+        };
         assert_eq!(n.describe(), "network (outbound) for 10.0 s");
     }
 }

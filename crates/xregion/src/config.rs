@@ -154,7 +154,7 @@ pub struct Targets {
     /// Longest time a restored region may take to be healthy, caught up and serving its users again, in seconds.
     pub failback_s: f64,
     /// Longest time a region cut off from the majority may keep acknowledging writes, in seconds. Unset: for the
-    /// lab, its contact plus fence timeouts plus half a second; for other deployments, 10.
+    /// lab, its contact plus fence timeouts plus one second; for other deployments, 10.
     pub fence_s: Option<f64>,
 }
 

@@ -17,3 +17,4 @@ pub mod probe;
 pub mod progress;
 pub mod runner;
 pub mod suites;
+pub mod tls_scan;

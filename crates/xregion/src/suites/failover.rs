@@ -94,6 +94,9 @@ const CONFLICT_INTERVAL: Duration = Duration::from_millis(200);
 const CONFLICT_KEYS: u64 = 10;
 /// Longest wait for the survivors' view of the writer's keys to settle after the fault.
 const SURVIVOR_SETTLE_MAX: Duration = Duration::from_secs(5);
+/// Grace on top of the lab's contact and fence timeouts: the fence is evaluated periodically, and a write admitted
+/// just before it may be answered just after.
+const FENCE_GRACE_S: f64 = 1.0;
 /// Fence time assumed for deployments other than the lab, in seconds.
 const FENCE_S_DEFAULT: f64 = 10.0;
 /// Reads per second sent straight to the failing region during a partial failure.
@@ -127,7 +130,7 @@ pub type ScenarioCache = tokio::sync::Mutex<BTreeMap<Scenario, Arc<Result<Outcom
 fn fence_s(c: &Config) -> Option<f64> {
     c.targets.fence_s.or(match c.deployment.kind {
         DeploymentKind::Lab => {
-            Some((c.lab.node.contact_timeout_ms + c.lab.node.fence_timeout_ms) as f64 / 1000.0 + 0.5)
+            Some((c.lab.node.contact_timeout_ms + c.lab.node.fence_timeout_ms) as f64 / 1000.0 + FENCE_GRACE_S)
         }
         DeploymentKind::Http => Some(FENCE_S_DEFAULT),
     })
