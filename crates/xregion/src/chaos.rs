@@ -9,8 +9,8 @@
 //! last-write-wins winners, divergence.
 //!
 //! Schedule `i` of a campaign with seed `S` uses seed `S + i`, for its faults and its writers alike, so
-//! `--seed <S+i> --schedules 1 --duration D` replays it (with the same build: the generator is `rand`'s
-//! `StdRng`). The schedule generator is pure; `run_campaign` does the I/O.
+//! `--seed <S+i> --schedules 1 --duration D` replays it. The generator is ChaCha8 (`rand_chacha`), whose output for
+//! a seed is fixed across releases, unlike `rand`'s `StdRng`. The schedule generator is pure; `run_campaign` does the I/O.
 
 use crate::config::Config;
 use crate::faults::FaultInjector;
@@ -253,7 +253,7 @@ impl Schedule {
 /// and at most one region is killed at a time; events of different regions may overlap. The same arguments
 /// always give the same schedule.
 pub fn generate(seed: u64, regions: &[String], duration: Duration, kinds: &[ActionKind]) -> Schedule {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let mut kinds: Vec<ActionKind> = kinds.to_vec();
     kinds.sort();
     kinds.dedup();
@@ -577,7 +577,7 @@ async fn run_writers(c: &Campaign<'_>, prefix: &str, seed: u64, index: u32, dead
             let process = history.new_process();
             let prefix = prefix.to_string();
             let (keys, delete_ratio) = (cfg.keys, cfg.delete_ratio);
-            let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ ((r as u64) << 32) ^ u64::from(w) << 16);
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ ((r as u64) << 32) ^ u64::from(w) << 16);
             tasks.spawn(async move {
                 let mut counts = OpCounts::default();
                 for n in 0..OPS_PER_WRITER_MAX {
