@@ -6,6 +6,7 @@
 //! `supervisor` starts, wires, kills, restarts and stops them. Regions serve the probe contract
 //! (`docs/probe-contract.md`) over HTTP, which is all the rest of xregion sees of the lab.
 
+pub mod auth;
 pub mod config;
 pub mod control;
 pub mod faults;
