@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod config;
 pub mod control;
+pub mod crypto;
 pub mod faults;
 pub mod hlc;
 mod http_client;
