@@ -32,6 +32,9 @@ pub struct LabConfig {
     pub router: RouterConfig,
     /// The CDN edges in front of the regions' catalogue.
     pub cdn: CdnConfig,
+    /// Data residency: tag to the regions where records with that tag may be stored (`[lab.residency]`).
+    /// Default: `eu` = the regions whose name starts with `eu-`.
+    pub residency: Option<BTreeMap<String, Vec<String>>>,
     /// Deliberate defects, so that every check can be shown to fail.
     pub defects: Defects,
 }
@@ -79,6 +82,22 @@ pub struct Defects {
     pub no_catch_up_after_restart: bool,
     /// The router never fails over: it ignores health checks, never ejects a region and never retries.
     pub router_never_fails_over: bool,
+    /// Lowest TLS version the lab's listeners accept: `"1.3"` (unset, the hardened default) or `"1.2"`.
+    pub tls_min_version: Option<String>,
+    /// The lab's server certificates are already expired.
+    pub cert_expired: bool,
+    /// Replication accepts peers that present no client certificate.
+    pub mtls_disabled: bool,
+    /// No bearer token is checked: every request is allowed, as `anonymous`.
+    pub auth_disabled: bool,
+    /// Stored values and the replication log are written in plaintext.
+    pub plaintext_at_rest: bool,
+    /// Residency tags are ignored: tagged records replicate to every region.
+    pub residency_disabled: bool,
+    /// Nothing is written to the audit log.
+    pub audit_disabled: bool,
+    /// An erasure removes the value only in the region that received it; it does not replicate.
+    pub erasure_local_only: bool,
 }
 
 /// The `[lab.node]` table.
@@ -230,6 +249,7 @@ impl Default for LabConfig {
             node: NodeConfig::default(),
             router: RouterConfig::default(),
             cdn: CdnConfig::default(),
+            residency: None,
             defects: Defects::default(),
         }
     }
@@ -418,6 +438,17 @@ impl LabConfig {
         if self.node.max_in_flight == 0 {
             return invalid("lab.node.max_in_flight", "must be at least 1");
         }
+        if let Some(v) = self.defects.tls_min_version.as_deref()
+            && v != "1.2"
+            && v != "1.3"
+        {
+            return invalid("lab.defects.tls_min_version", &format!("{v:?} is not \"1.2\" or \"1.3\""));
+        }
+        for (tag, regions) in self.residency.iter().flatten() {
+            if let Some(r) = regions.iter().find(|r| !self.regions.contains(r)) {
+                return invalid(&format!("lab.residency.{tag}"), &format!("{r} is not a lab region"));
+            }
+        }
         if self.node.heartbeat_interval_ms == 0 {
             return invalid("lab.node.heartbeat_interval_ms", "must be at least 1");
         }
@@ -430,6 +461,26 @@ impl LabConfig {
             return invalid("lab.router.ip", &format!("{ip} is not a loopback address (for example 127.0.1.254)"));
         }
         self.routing().map(|_| ())
+    }
+
+    /// The residency policy in force: `[lab.residency]`, or `eu` = every region whose name starts with `eu-` (none
+    /// when the lab has no such region).
+    pub fn residency_policy(&self) -> BTreeMap<String, Vec<String>> {
+        match &self.residency {
+            Some(p) => p.clone(),
+            None => {
+                let eu: Vec<String> = self.regions.iter().filter(|r| r.starts_with("eu-")).cloned().collect();
+                if eu.is_empty() { BTreeMap::new() } else { BTreeMap::from([("eu".to_string(), eu)]) }
+            }
+        }
+    }
+
+    /// The lowest TLS version the lab's listeners accept, from `defects.tls_min_version`.
+    pub fn tls_min(&self) -> crate::pki::TlsMin {
+        match self.defects.tls_min_version.as_deref() {
+            Some("1.2") => crate::pki::TlsMin::Tls12,
+            _ => crate::pki::TlsMin::Tls13,
+        }
     }
 
     /// The router's address: `router.ip`, or the last host of `base_addr`'s /24 (`::1` for IPv6).

@@ -46,6 +46,10 @@ pub struct Health {
 pub struct PutRequest {
     /// The value to store.
     pub value: String,
+    /// Data-residency tag (for example `eu`): the record may be stored and replicated only in the regions the
+    /// deployment's residency policy allows for the tag. Absent: no restriction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub residency: Option<String>,
 }
 
 /// A stored record as returned by reads, writes, deletes and scans.
@@ -59,6 +63,9 @@ pub struct Record {
     pub version: Version,
     /// The region that answered.
     pub region: String,
+    /// The record's data-residency tag, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub residency: Option<String>,
 }
 
 /// `GET /v1/kv?prefix=P&after=K&limit=N`: one page of records in key order, tombstones included.
@@ -172,4 +179,44 @@ pub struct ErrorBody {
     pub error: String,
     /// Human-readable explanation.
     pub message: String,
+}
+
+/// One audit-log entry: who did what to which key, when, and how it ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Position in the region's audit log, from 1, without gaps.
+    pub seq: u64,
+    /// When, in ms since the Unix epoch.
+    pub time_ms: u64,
+    /// The authenticated principal (a name, never a credential); `anonymous` when none was given.
+    pub principal: String,
+    /// `put`, `delete`, `erase`, or `denied` for a request refused with 401 or 403.
+    pub action: String,
+    /// The key acted on (or the path, for a denied request).
+    pub key: String,
+    /// The HTTP status answered.
+    pub status: u16,
+}
+
+/// `GET /v1/audit?after=SEQ&limit=N` (admin scope): one page of a region's audit log, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditPage {
+    /// The region answering.
+    pub region: String,
+    /// Entries with `seq` greater than `after`.
+    pub entries: Vec<AuditEntry>,
+    /// The `after` of the next page, or `None` when this was the last page.
+    pub next_after: Option<u64>,
+}
+
+/// `POST /v1/erase/{key}` (write scope): the key's value is erased in this region, and the erasure replicates to
+/// every region, which also remove it from their replication logs and old versions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EraseReceipt {
+    /// The key.
+    pub key: String,
+    /// The region that accepted the erasure.
+    pub region: String,
+    /// The version of the tombstone that replaces the value (it carries no value).
+    pub version: Version,
 }

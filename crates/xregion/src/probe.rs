@@ -136,7 +136,7 @@ impl Probe {
 
     /// `PUT /v1/kv/{key}`: returns the stored record with its version.
     pub async fn put(&self, key: &str, value: &str) -> Result<Record, ProbeError> {
-        let body = PutRequest { value: value.to_string() };
+        let body = PutRequest { value: value.to_string(), residency: None };
         let resp = self.send(self.client.put(self.url(&format!("/v1/kv/{key}"))).json(&body)).await?;
         self.decode(resp).await
     }

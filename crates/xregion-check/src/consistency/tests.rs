@@ -87,6 +87,7 @@ fn states(regions: &[&str], records: &[(&str, &str, Option<&str>, Version)]) -> 
             value: value.map(str::to_string),
             version: version.clone(),
             region: region.to_string(),
+            residency: None,
         };
         s.get_mut(*region).expect("region listed").insert(key.to_string(), rec);
     }

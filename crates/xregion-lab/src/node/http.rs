@@ -116,7 +116,7 @@ fn json<T: Serialize>(value: &T) -> Response {
 }
 
 fn record(node: &Node, key: String, r: StoredRecord) -> Record {
-    Record { key, value: r.value, version: r.version, region: node.region.clone() }
+    Record { key, value: r.value, version: r.version, region: node.region.clone(), residency: None }
 }
 
 /// The key from the path, checked against the contract's key rules.
