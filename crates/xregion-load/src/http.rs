@@ -8,6 +8,33 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// A connection: plain TCP, or TLS over it for `https://` targets. The plain path is one match away from the
+/// socket.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl Stream {
+    async fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf).await,
+            Stream::Tls(s) => s.read(buf).await,
+        }
+    }
+
+    async fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.write_all(buf).await,
+            Stream::Tls(s) => {
+                s.write_all(buf).await?;
+                // rustls buffers the record; push it out now.
+                s.flush().await
+            }
+        }
+    }
+}
+
 /// Read buffer of a connection; responses larger than it stream through it.
 const READ_BUF_BYTES: usize = 8 * 1024;
 /// Largest response head (status line and headers) accepted; the buffer grows up to it.
@@ -36,7 +63,7 @@ enum AttemptError {
 
 /// A client connection that reconnects on demand.
 pub(crate) struct Conn {
-    stream: Option<TcpStream>,
+    stream: Option<Stream>,
     buf: Vec<u8>,
     start: usize,
     end: usize,
@@ -86,7 +113,7 @@ impl Conn {
         for _ in 0..2 {
             let fresh = self.stream.is_none();
             if fresh {
-                self.connect(target.addr).await?;
+                self.connect(target).await?;
             }
             match self.attempt(target, on_head).await {
                 Ok(status) => return Ok(status),
@@ -104,10 +131,19 @@ impl Conn {
         Err(Failure::Protocol)
     }
 
-    async fn connect(&mut self, addr: SocketAddr) -> Result<(), Failure> {
-        let stream = TcpStream::connect(addr).await.map_err(|_| Failure::Connect)?;
+    /// Opens a connection to `target`, with its TLS handshake for `https://` (inside the request's timeout and
+    /// latency, as a new connection costs a user).
+    async fn connect(&mut self, target: &CompiledTarget) -> Result<(), Failure> {
+        let addr: SocketAddr = target.addr;
+        let tcp = TcpStream::connect(addr).await.map_err(|_| Failure::Connect)?;
         // Requests are small and written whole; Nagle would only add delay.
-        stream.set_nodelay(true).map_err(|_| Failure::Connect)?;
+        tcp.set_nodelay(true).map_err(|_| Failure::Connect)?;
+        let stream = match &target.tls {
+            None => Stream::Plain(tcp),
+            Some(t) => {
+                Stream::Tls(Box::new(t.connector.connect(t.name.clone(), tcp).await.map_err(|_| Failure::Connect)?))
+            }
+        };
         if self.buf.is_empty() {
             self.buf = vec![0; READ_BUF_BYTES];
         }

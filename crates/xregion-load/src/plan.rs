@@ -71,6 +71,10 @@ pub struct Plan {
     /// Allow targets that are not loopback addresses; the user answers for them.
     #[serde(default)]
     pub allow_remote: bool,
+    /// PEM file of the CA certificates `https://` targets must chain to (TLS 1.3 only). The plan reaches a
+    /// load-worker child on its stdin, never in its arguments, like the headers (which may carry a token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// One kind of request.
@@ -354,6 +358,8 @@ fn is_token_byte(b: u8) -> bool {
 /// The parts of an `http://` URL the engine needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParsedUrl {
+    /// `https://`.
+    pub tls: bool,
     /// Host as written (brackets kept for IPv6).
     pub host: String,
     /// Port (80 when absent).
@@ -365,7 +371,12 @@ pub struct ParsedUrl {
 /// Parses `http://host[:port][/path][?query]`; `https` and anything else are refused with a reason.
 pub fn parse_url(url: &str) -> Result<ParsedUrl, LoadError> {
     let bad = |why: &str| LoadError::InvalidPlan(format!("URL {url:?}: {why}"));
-    let rest = url.strip_prefix("http://").ok_or_else(|| bad("only http:// URLs are supported"))?;
+    let (tls, rest) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+        (Some(rest), _) => (false, rest),
+        (None, Some(rest)) => (true, rest),
+        (None, None) => return Err(bad("only http:// and https:// URLs are supported")),
+    };
+    let default_port = if tls { 443 } else { 80 };
     let (authority, path) = match rest.find(['/', '?']) {
         Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], rest[i..].to_string()),
         Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
@@ -377,19 +388,19 @@ pub fn parse_url(url: &str) -> Result<ParsedUrl, LoadError> {
     let (host, port) = if let Some(end) = authority.strip_prefix('[').and_then(|a| a.find(']')) {
         let host = &authority[..end + 2];
         match &authority[end + 2..] {
-            "" => (host, 80),
+            "" => (host, default_port),
             p => (host, p.strip_prefix(':').and_then(|p| p.parse().ok()).ok_or_else(|| bad("bad port"))?),
         }
     } else {
         match authority.rsplit_once(':') {
             Some((h, p)) => (h, p.parse().map_err(|_| bad("bad port"))?),
-            None => (authority, 80),
+            None => (authority, default_port),
         }
     };
     if host.is_empty() || path.bytes().any(|b| b <= b' ') {
         return Err(bad("needs a host and a path without spaces"));
     }
-    Ok(ParsedUrl { host: host.to_string(), port, path })
+    Ok(ParsedUrl { tls, host: host.to_string(), port, path })
 }
 
 /// A request ready to send: its address and its bytes, rendered once.
@@ -403,14 +414,72 @@ pub(crate) struct CompiledTarget {
     pub bytes: Box<[u8]>,
     /// A HEAD request has no response body whatever its headers say.
     pub is_head: bool,
+    /// For `https://`: the TLS client and the name the certificate must carry.
+    pub tls: Option<TlsTarget>,
+}
+
+/// How to wrap a connection of an `https://` target.
+#[derive(Clone)]
+pub(crate) struct TlsTarget {
+    /// TLS 1.3 client trusting the plan's CA.
+    pub connector: tokio_rustls::TlsConnector,
+    /// The host (an IP address or a DNS name) the certificate is verified against.
+    pub name: rustls_pki_types::ServerName<'static>,
+}
+
+impl std::fmt::Debug for TlsTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TlsTarget({:?})", self.name)
+    }
+}
+
+/// The TLS 1.3 client config (ring provider) trusting the CA certificates in `ca_file`.
+fn tls_connector(ca_file: &std::path::Path) -> Result<tokio_rustls::TlsConnector, LoadError> {
+    use rustls_pki_types::pem::PemObject as _;
+    let bad = |why: String| LoadError::InvalidPlan(format!("CA file {}: {why}", ca_file.display()));
+    let pem = std::fs::read(ca_file).map_err(|e| bad(e.to_string()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
+        roots.add(c.map_err(|e| bad(e.to_string()))?).map_err(|e| bad(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(bad("no certificate".into()));
+    }
+    let config =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| bad(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)))
 }
 
 /// Resolves and renders every target, refusing non-loopback addresses unless the plan allows remote targets.
 pub(crate) fn compile_targets(plan: &Plan) -> Result<Vec<CompiledTarget>, LoadError> {
+    let mut connector: Option<tokio_rustls::TlsConnector> = None;
     plan.targets
         .iter()
         .map(|t| {
             let u = parse_url(&t.url)?;
+            let tls = if u.tls {
+                let c = match &connector {
+                    Some(c) => c.clone(),
+                    None => {
+                        let ca = plan.ca_file.as_deref().ok_or_else(|| {
+                            LoadError::InvalidPlan(format!("URL {:?} is https but the plan has no ca_file", t.url))
+                        })?;
+                        let c = tls_connector(ca)?;
+                        connector = Some(c.clone());
+                        c
+                    }
+                };
+                let host = u.host.trim_start_matches('[').trim_end_matches(']').to_string();
+                let name = rustls_pki_types::ServerName::try_from(host)
+                    .map_err(|e| LoadError::InvalidPlan(format!("URL {:?}: bad TLS server name: {e}", t.url)))?;
+                Some(TlsTarget { connector: c, name })
+            } else {
+                None
+            };
             let host = u.host.trim_start_matches('[').trim_end_matches(']');
             let addr = (host, u.port)
                 .to_socket_addrs()
@@ -424,7 +493,8 @@ pub(crate) fn compile_targets(plan: &Plan) -> Result<Vec<CompiledTarget>, LoadEr
                 return Err(LoadError::RemoteTarget { url: t.url.clone(), addr });
             }
             let method = t.method.to_ascii_uppercase();
-            let host_header = if u.port == 80 { u.host.clone() } else { format!("{}:{}", u.host, u.port) };
+            let default_port = if u.tls { 443 } else { 80 };
+            let host_header = if u.port == default_port { u.host.clone() } else { format!("{}:{}", u.host, u.port) };
             let mut s = format!("{method} {} HTTP/1.1\r\n", u.path);
             let has = |name: &str| t.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
             if !has("host") {
@@ -446,6 +516,7 @@ pub(crate) fn compile_targets(plan: &Plan) -> Result<Vec<CompiledTarget>, LoadEr
                 addr,
                 bytes: s.into_bytes().into_boxed_slice(),
                 is_head: method == "HEAD",
+                tls,
             })
         })
         .collect()
@@ -466,7 +537,9 @@ mod tests {
         assert_eq!((u.host.as_str(), u.port, u.path.as_str()), ("[::1]", 9, "/x"));
         let u = parse_url("http://h?q").unwrap();
         assert_eq!(u.path, "/?q");
-        assert!(parse_url("https://x/").is_err());
+        let u = parse_url("https://127.0.0.1/x").unwrap();
+        assert_eq!((u.tls, u.port), (true, 443));
+        assert!(parse_url("ftp://x/").is_err());
         assert!(parse_url("http://:80/").is_err());
         assert!(parse_url("http://h:99999/").is_err());
     }

@@ -302,6 +302,8 @@ pub(crate) struct Target {
     pub faults: crate::faults::FaultInjector,
     /// One probe per region, in configuration order.
     pub probes: Vec<crate::probe::Probe>,
+    /// The config with what the lab filled in (CA, tokens, residency, raw paths).
+    pub config: Config,
 }
 
 /// The deployment of `config`: for the lab, starts it in `lab.dir` (default `OUT/lab`, cleared first) inside its
@@ -312,6 +314,7 @@ pub(crate) async fn start_target(
     out: &Path,
     progress: &crate::progress::Progress,
 ) -> anyhow::Result<Result<Target, ExitCode>> {
+    let mut config = config.clone();
     let (lab, regions, traffic) = match config.deployment.kind {
         DeploymentKind::Http => {
             let regions = config.deployment.regions.iter();
@@ -342,6 +345,11 @@ pub(crate) async fn start_target(
             };
             let regions = l.regions();
             let traffic = lab_traffic(&l);
+            if let Err(e) = fill_lab_security(&mut config, &dir) {
+                eprintln!("error: cannot read the lab's CA or tokens: {e:#}");
+                drop(l);
+                return Ok(Err(ExitCode::from(2)));
+            }
             // Binding a loopback port is quick; if it fails, dropping the lab SIGKILLs its processes.
             match xregion_lab::ControlServer::start(l).await {
                 Ok(server) => (Some(server), regions, traffic),
@@ -352,12 +360,64 @@ pub(crate) async fn start_target(
             }
         }
     };
+    if let Err(e) = crate::net::tls_config(config.deployment.tls.ca_file.as_deref()) {
+        eprintln!("error: {e:#}");
+        teardown_lab(lab).await;
+        return Ok(Err(ExitCode::from(2)));
+    }
     let timeout = Duration::from_millis(config.deployment.request_timeout_ms);
-    let client = crate::probe::client(Duration::from_millis(config.deployment.connect_timeout_ms), timeout);
-    let faults = crate::faults::FaultInjector::from_config(config, &regions, lab.as_ref().map(|l| l.url()));
+    let client = crate::probe::client(&config.deployment);
+    let faults = crate::faults::FaultInjector::from_config(&config, &regions, lab.as_ref().map(|l| l.url()));
     let probes =
         regions.iter().map(|r| crate::probe::Probe::new(&r.name, &r.endpoint, client.clone(), timeout)).collect();
-    Ok(Ok(Target { lab, regions, traffic, faults, probes }))
+    Ok(Ok(Target { lab, regions, traffic, faults, probes, config }))
+}
+
+async fn teardown_lab(lab: Option<xregion_lab::ControlServer>) {
+    if let Some(lab) = lab
+        && let Err(e) = lab.shutdown().await
+    {
+        eprintln!("warning: lab shutdown: {e}");
+    }
+}
+
+/// Fills in what clients of the lab in `dir` need and the config does not set: the CA the lab's listeners chain
+/// to, its tokens (read, write, admin), its residency policy, and its directory as the raw files to scan.
+pub(crate) fn fill_lab_security(config: &mut Config, dir: &Path) -> anyhow::Result<()> {
+    let d = &mut config.deployment;
+    if d.tls.ca_file.is_none() {
+        d.tls.ca_file = Some(xregion_lab::pki::Pki::ca_path(dir));
+    }
+    let tokens = xregion_lab::auth::Tokens::load(dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+    for (slot, who) in [
+        (&mut d.auth.read_token, xregion_lab::auth::READER),
+        (&mut d.auth.write_token, xregion_lab::auth::WRITER),
+        (&mut d.auth.admin_token, xregion_lab::auth::ADMIN),
+    ] {
+        if slot.is_none() {
+            *slot = tokens.token_of(who).map(config::Secret::new);
+        }
+    }
+    let s = &mut d.security;
+    if s.residency_regions.is_empty()
+        && let Some(regions) = config.lab.residency_policy().get(&s.residency_tag)
+    {
+        s.residency_regions = regions.clone();
+    }
+    if s.raw_paths.is_empty() {
+        s.raw_paths = vec![dir.to_path_buf()];
+    }
+    if s.replication.is_empty()
+        && let Ok(spec) = xregion_lab::spec::Spec::load(&dir.join("spec.json"))
+    {
+        s.replication = spec
+            .regions
+            .iter()
+            .filter(|r| r.repl_port != 0)
+            .map(|r| (r.name.clone(), r.repl_addr().to_string()))
+            .collect();
+    }
+    Ok(())
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -382,10 +442,11 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 
     // The lab (inside its control API server, which the fault injector calls) lives exactly as long as this
     // function: shut down on every path, Ctrl-C included.
-    let Target { lab, regions, traffic, faults, probes } = match start_target(&config, &args.out, &progress).await? {
-        Ok(t) => t,
-        Err(code) => return Ok(code),
-    };
+    let Target { lab, regions, traffic, faults, probes, config } =
+        match start_target(&config, &args.out, &progress).await? {
+            Ok(t) => t,
+            Err(code) => return Ok(code),
+        };
     let ctx = Ctx {
         config: config.clone(),
         probes,

@@ -52,6 +52,91 @@ pub struct Deployment {
     pub connect_timeout_ms: u64,
     /// Global routing and CDN entry points, for the routing and CDN checks. The lab fills this in itself.
     pub traffic: Option<Traffic>,
+    /// `[deployment.tls]`: what the clients trust. The lab fills this in itself.
+    pub tls: Tls,
+    /// `[deployment.auth]`: the bearer tokens the clients send. The lab fills this in itself.
+    pub auth: Auth,
+    /// `[deployment.security]`: what the security suite needs to know about the deployment.
+    pub security: Security,
+}
+
+/// `[deployment.tls]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tls {
+    /// PEM file of the CA certificate(s) every HTTPS endpoint must chain to. Unset: the client trusts no CA, so
+    /// only plain `http://` endpoints can be reached.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// A bearer token: never shown by `Debug`, and serialized as `"[redacted]"` (the report records the config).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// A secret holding `value`.
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The secret's value, to put in a header; never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("[redacted]")
+    }
+}
+
+/// `[deployment.auth]`: bearer tokens by scope (env `XREGION_TOKEN_READ`, `_WRITE`, `_ADMIN` override).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Auth {
+    /// A token with the read scope only.
+    pub read_token: Option<Secret>,
+    /// A token with the read and write scopes.
+    pub write_token: Option<Secret>,
+    /// A token with every scope (the probes use it: they read, write, and read replication and audit).
+    pub admin_token: Option<Secret>,
+}
+
+/// `[deployment.security]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Security {
+    /// The residency tag the data-residency check writes with.
+    pub residency_tag: String,
+    /// The regions where records tagged `residency_tag` may live.
+    pub residency_regions: Vec<String>,
+    /// Files or directories scanned for plaintext canaries (stores, logs). The lab fills in its directory.
+    pub raw_paths: Vec<PathBuf>,
+    /// A Prowler result file (OCSF JSON), read by encryption-at-rest when `raw_paths` is empty.
+    pub prowler_ocsf: Option<PathBuf>,
+    /// Region name to its replication listener (`host:port`), for the check that a peer without a client
+    /// certificate is refused. The lab fills this in from its spec.
+    pub replication: BTreeMap<String, String>,
+}
+
+impl Default for Security {
+    fn default() -> Self {
+        Security {
+            residency_tag: "eu".into(),
+            residency_regions: Vec::new(),
+            raw_paths: Vec::new(),
+            prowler_ocsf: None,
+            replication: BTreeMap::new(),
+        }
+    }
 }
 
 /// How clients reach the deployment: routing records, the CDN, and what each client location should get.
@@ -88,6 +173,9 @@ impl Default for Deployment {
             request_timeout_ms: 2_000,
             connect_timeout_ms: 1_000,
             traffic: None,
+            tls: Tls::default(),
+            auth: Auth::default(),
+            security: Security::default(),
         }
     }
 }
@@ -156,6 +244,10 @@ pub struct Targets {
     /// Longest time a region cut off from the majority may keep acknowledging writes, in seconds. Unset: for the
     /// lab, its contact plus fence timeouts plus one second; for other deployments, 10.
     pub fence_s: Option<f64>,
+    /// Fewest days a served certificate must have left before it expires.
+    pub cert_days_min: f64,
+    /// Longest time an erased record may stay readable in any region, in seconds.
+    pub erasure_s: f64,
 }
 
 impl Default for Targets {
@@ -177,6 +269,8 @@ impl Default for Targets {
             availability_min_pct: 99.0,
             failback_s: 60.0,
             fence_s: None,
+            cert_days_min: 30.0,
+            erasure_s: 10.0,
         }
     }
 }
@@ -591,6 +685,15 @@ fn apply_env(config: &mut Config, env: &BTreeMap<String, String>) -> Result<(), 
     }
     if let Some(v) = env_number::<u64>(env, "MAX_CONCURRENT_USERS")? {
         config.targets.max_concurrent_users = v;
+    }
+    for (var, slot) in [
+        ("XREGION_TOKEN_READ", &mut config.deployment.auth.read_token),
+        ("XREGION_TOKEN_WRITE", &mut config.deployment.auth.write_token),
+        ("XREGION_TOKEN_ADMIN", &mut config.deployment.auth.admin_token),
+    ] {
+        if let Some(v) = env.get(var).map(|v| v.trim()).filter(|v| !v.is_empty()) {
+            *slot = Some(Secret::new(v));
+        }
     }
     let endpoints: BTreeMap<String, String> = env
         .iter()

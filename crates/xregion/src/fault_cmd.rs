@@ -205,7 +205,14 @@ fn target(t: &TargetArgs) -> Result<FaultInjector, String> {
         .unwrap_or_else(|| PathBuf::from(DEFAULT_LAB_DIR));
     let lab = running_lab(&dir)?;
     let endpoints = lab.regions.into_iter().map(|r| (r.name, r.endpoint));
-    Ok(FaultInjector::Lab(LabInjector::new(Some(&lab.control_url), endpoints)))
+    // The lab's CA and admin token, from its directory (a lab without them is an older, plain one).
+    let mut c = config.unwrap_or_default();
+    if xregion_lab::pki::Pki::ca_path(&dir).exists() {
+        crate::cli::fill_lab_security(&mut c, &dir)
+            .map_err(|e| format!("cannot read the lab's CA or tokens: {e:#}"))?;
+    }
+    let client = crate::faults::injector_client(&c.deployment);
+    Ok(FaultInjector::Lab(LabInjector::new(Some(&lab.control_url), endpoints).with_client(client)))
 }
 
 /// `HH:MM:SS.mmm UTC` of a time in ms since the Unix epoch.

@@ -219,12 +219,13 @@ impl FaultInjector {
     pub fn from_config(config: &Config, regions: &[RegionInfo], lab_control: Option<&str>) -> FaultInjector {
         let endpoints = regions.iter().map(|r| (r.name.clone(), r.endpoint.clone()));
         match (config.faults.effective_injector(config.deployment.kind), &config.faults.command) {
-            (InjectorKind::Lab, _) => FaultInjector::Lab(LabInjector::new(lab_control, endpoints)),
-            (InjectorKind::Command, Some(commands)) => FaultInjector::Command(CommandInjector::new(
-                commands.clone(),
-                Duration::from_secs_f64(config.faults.timeout_s),
-                endpoints,
-            )),
+            (InjectorKind::Lab, _) => FaultInjector::Lab(
+                LabInjector::new(lab_control, endpoints).with_client(injector_client(&config.deployment)),
+            ),
+            (InjectorKind::Command, Some(commands)) => FaultInjector::Command(
+                CommandInjector::new(commands.clone(), Duration::from_secs_f64(config.faults.timeout_s), endpoints)
+                    .with_client(injector_client(&config.deployment)),
+            ),
             (InjectorKind::None, _) if config.faults.injector == Some(InjectorKind::None) => {
                 FaultInjector::None("fault injection is off (faults.injector = \"none\" in the config)".into())
             }
@@ -331,7 +332,7 @@ fn region_endpoint<'a>(endpoints: &'a [(String, String)], region: &str) -> Resul
 }
 
 /// The innermost cause of a transport error: reqwest's own message is only "error sending request".
-fn root_cause(e: &reqwest::Error) -> String {
+pub(crate) fn root_cause(e: &reqwest::Error) -> String {
     let mut cause = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
@@ -341,13 +342,23 @@ fn root_cause(e: &reqwest::Error) -> String {
     cause
 }
 
-/// The HTTP client of an injector.
+/// The HTTP client of an injector (plain, no CA, no token: for tests and deployments without TLS).
 fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(RESTORE_TIMEOUT)
         .build()
         .unwrap_or_else(|_| reqwest::Client::new())
+}
+
+/// The HTTP client of an injector for `deployment`: TLS trusting its CA, and its admin token (the control API
+/// and `/lab/*` need the admin scope).
+pub fn injector_client(deployment: &crate::config::Deployment) -> reqwest::Client {
+    crate::net::client_builder(deployment, crate::net::Role::Admin)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(RESTORE_TIMEOUT)
+        .build()
+        .unwrap_or_else(|_| http_client())
 }
 
 /// The lab's injector: its control API, and each region's `/lab/health`.
@@ -370,6 +381,12 @@ impl LabInjector {
             endpoints: endpoints.into_iter().map(|(n, e)| (n, e.trim_end_matches('/').to_string())).collect(),
             client: http_client(),
         }
+    }
+
+    /// The same injector calling through `client` (TLS and token of the deployment).
+    pub fn with_client(mut self, client: reqwest::Client) -> LabInjector {
+        self.client = client;
+        self
     }
 
     /// The control API's base URL.
@@ -654,6 +671,14 @@ impl CommandInjector {
                 generation: std::sync::atomic::AtomicU64::new(0),
             }),
         }
+    }
+
+    /// The same injector calling `/healthz` through `client`; only before it is cloned.
+    pub fn with_client(mut self, client: reqwest::Client) -> CommandInjector {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.client = client;
+        }
+        self
     }
 
     /// The commands.

@@ -13,6 +13,7 @@ pub mod faults;
 pub mod history;
 pub mod lab_cmd;
 pub mod load_cmd;
+pub mod net;
 pub mod probe;
 pub mod progress;
 pub mod runner;

@@ -65,6 +65,9 @@ pub struct LoadArgs {
     /// Allow a target that is not a loopback address. Only for hosts you are responsible for.
     #[arg(long)]
     pub allow_remote: bool,
+    /// PEM file of the CA an `https://` target's certificate must chain to (TLS 1.3 only).
+    #[arg(long)]
+    pub ca: Option<std::path::PathBuf>,
     /// Print the full result as JSON instead of the summary.
     #[arg(long)]
     pub json: bool,
@@ -113,6 +116,7 @@ impl LoadArgs {
             seed: self.seed,
             workers: self.workers,
             allow_remote: self.allow_remote,
+            ca_file: self.ca.clone(),
         })
     }
 }

@@ -74,9 +74,12 @@ pub struct Probe {
     timeout: Duration,
 }
 
-/// Builds the shared HTTP client with the configured timeouts.
-pub fn client(connect_timeout: Duration, request_timeout: Duration) -> reqwest::Client {
-    reqwest::Client::builder()
+/// Builds the shared HTTP client with the configured timeouts, TLS trusting the deployment's CA, and the admin
+/// token (probes read, write, and read replication and audit).
+pub fn client(deployment: &crate::config::Deployment) -> reqwest::Client {
+    let connect_timeout = Duration::from_millis(deployment.connect_timeout_ms);
+    let request_timeout = Duration::from_millis(deployment.request_timeout_ms);
+    crate::net::client_builder(deployment, crate::net::Role::Admin)
         .connect_timeout(connect_timeout)
         .timeout(request_timeout)
         .pool_max_idle_per_host(256)
@@ -139,6 +142,39 @@ impl Probe {
         let body = PutRequest { value: value.to_string(), residency: None };
         let resp = self.send(self.client.put(self.url(&format!("/v1/kv/{key}"))).json(&body)).await?;
         self.decode(resp).await
+    }
+
+    /// `PUT /v1/kv/{key}` with a residency tag.
+    pub async fn put_tagged(&self, key: &str, value: &str, residency: Option<&str>) -> Result<Record, ProbeError> {
+        let body = PutRequest { value: value.to_string(), residency: residency.map(str::to_string) };
+        let resp = self.send(self.client.put(self.url(&format!("/v1/kv/{key}"))).json(&body)).await?;
+        self.decode(resp).await
+    }
+
+    /// `POST /v1/erase/{key}`: the erasure receipt.
+    pub async fn erase(&self, key: &str) -> Result<xregion_model::wire::EraseReceipt, ProbeError> {
+        let resp = self.send(self.client.post(self.url(&format!("/v1/erase/{key}")))).await?;
+        self.decode(resp).await
+    }
+
+    /// `GET /v1/audit?after=…&limit=…`: one page of the region's audit log.
+    pub async fn audit(&self, after: Option<u64>, limit: u32) -> Result<xregion_model::wire::AuditPage, ProbeError> {
+        let mut query = vec![("limit", limit.to_string())];
+        if let Some(a) = after {
+            query.push(("after", a.to_string()));
+        }
+        let resp = self.send(self.client.get(self.url("/v1/audit")).query(&query)).await?;
+        self.decode(resp).await
+    }
+
+    /// The same probe sending through `client` (another token).
+    pub fn with_client(&self, client: reqwest::Client) -> Probe {
+        Probe { client, ..self.clone() }
+    }
+
+    /// The HTTP client.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.client
     }
 
     /// `DELETE /v1/kv/{key}`: returns the tombstone with its version.

@@ -49,7 +49,7 @@ impl CheckDef {
 
 /// Every check, in run order.
 pub fn catalogue() -> Vec<CheckDef> {
-    use crate::suites::{compliance, cross_region, failover, latency, performance, routing};
+    use crate::suites::{compliance, cross_region, failover, latency, performance, routing, security};
     [
         cross_region::CHECKS,
         routing::CHECKS,
@@ -57,6 +57,7 @@ pub fn catalogue() -> Vec<CheckDef> {
         performance::CHECKS,
         latency::CHECKS,
         failover::DR_CHECKS,
+        security::CHECKS,
         compliance::CHECKS,
     ]
     .concat()
@@ -196,8 +197,10 @@ pub async fn preflight(probes: &[Probe]) -> Vec<String> {
 
 /// Runs one check by id.
 pub async fn run_check(def: &CheckDef, ctx: &Ctx) -> CheckResult {
-    use crate::suites::{cross_region, failover, latency, performance, routing};
-    if def.id.starts_with("cross-region.routing.") {
+    use crate::suites::{cross_region, failover, latency, performance, routing, security};
+    if def.suite() == "security" {
+        security::run(def, ctx).await
+    } else if def.id.starts_with("cross-region.routing.") {
         routing::run(def, ctx).await
     } else if def.id.starts_with("cross-region.failover.") || def.suite() == "disaster-recovery" {
         failover::run(def, ctx).await

@@ -340,6 +340,45 @@ pub async fn probe_tls13(addr: SocketAddr, server_name: &str, timeout: Duration)
     })
 }
 
+/// Connects to a listener that should demand a client certificate (mutual TLS) without presenting one, and
+/// reports what the server did: `Refused` when it failed the handshake, sent an alert (TLS 1.3 servers refuse
+/// after the client's Finished, so the alert comes on the first read) or closed the connection; `Accepted` when it
+/// kept the connection open for `wait`, or sent application data. The server's certificate is not verified: only
+/// its client-authentication policy is under test.
+pub async fn probe_without_client_cert(
+    addr: SocketAddr,
+    server_name: &str,
+    wait: Duration,
+    timeout: Duration,
+) -> Result<Handshake, String> {
+    use tokio::io::AsyncReadExt as _;
+    let recorder = Arc::new(Recorder { chain: Mutex::default(), provider: provider() });
+    let config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| format!("cannot configure TLS: {e}"))?
+        .dangerous()
+        .with_custom_certificate_verifier(recorder)
+        .with_no_client_auth();
+    let name = ServerName::try_from(server_name.to_string()).map_err(|e| format!("bad server name: {e}"))?;
+    let tcp = tokio::time::timeout(timeout, TcpStream::connect(addr))
+        .await
+        .map_err(|_| format!("{addr} did not accept a connection within {timeout:?}"))?
+        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let mut tls = match tokio::time::timeout(timeout, connector.connect(name, tcp)).await {
+        Err(_) => return Err(format!("{addr} did not finish the handshake within {timeout:?}")),
+        Ok(Err(e)) => return Ok(Handshake::Refused { how: format!("handshake failed: {e}") }),
+        Ok(Ok(tls)) => tls,
+    };
+    let mut buf = [0u8; 256];
+    Ok(match tokio::time::timeout(wait, tls.read(&mut buf)).await {
+        Err(_) => Handshake::Accepted { cipher: format!("kept the connection open for {wait:?}") },
+        Ok(Ok(0)) => Handshake::Refused { how: "closed the connection".into() },
+        Ok(Ok(n)) => Handshake::Accepted { cipher: format!("sent {n} bytes of data") },
+        Ok(Err(e)) => Handshake::Refused { how: e.to_string() },
+    })
+}
+
 /// What the certificate check found.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CertReport {

@@ -22,6 +22,7 @@ fn plan(targets: Vec<RequestSpec>, executor: Executor) -> Plan {
         seed: 1,
         workers: None,
         allow_remote: false,
+        ca_file: None,
     }
 }
 

@@ -504,14 +504,16 @@ async fn await_all_healthy(probes: &[Probe]) -> Result<(), String> {
 /// A probe that sends through the latency routing record as a client at `location`.
 fn router_probe(ctx: &Ctx, traffic: &Traffic, location: &str) -> Result<Probe, String> {
     let url = traffic.records.get("latency").ok_or("no latency record")?;
-    let mut headers = reqwest::header::HeaderMap::new();
+    let mut headers = crate::net::token(&ctx.config.deployment, crate::net::Role::Admin)
+        .map(crate::net::auth_headers)
+        .unwrap_or_default();
     let name = reqwest::header::HeaderName::from_bytes(traffic.location_header.as_bytes())
         .map_err(|e| format!("bad location header {}: {e}", traffic.location_header))?;
     let value =
         reqwest::header::HeaderValue::from_str(location).map_err(|e| format!("bad location {location}: {e}"))?;
     headers.insert(name, value);
     let timeout = Duration::from_millis(ctx.config.deployment.request_timeout_ms);
-    let client = reqwest::Client::builder()
+    let client = crate::net::client_builder(&ctx.config.deployment, crate::net::Role::Admin)
         .connect_timeout(Duration::from_millis(ctx.config.deployment.connect_timeout_ms))
         .timeout(timeout)
         .default_headers(headers)

@@ -6,3 +6,4 @@ pub mod failover;
 pub mod latency;
 pub mod performance;
 pub mod routing;
+pub mod security;

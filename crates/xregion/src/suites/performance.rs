@@ -171,6 +171,16 @@ fn plan(ctx: &Ctx, targets: Vec<RequestSpec>, executor: Executor, thresholds: &[
         .iter()
         .map(|t| t.parse().map_err(|e| format!("threshold {t:?}: {e}")))
         .collect::<Result<Vec<_>, String>>()?;
+    // Every request carries the writer token (the load reads and writes); the plan reaches the load-worker
+    // child on its stdin, never in its arguments.
+    let mut targets = targets;
+    if let Some(t) = crate::net::token(&ctx.config.deployment, crate::net::Role::Write) {
+        for spec in &mut targets {
+            if !spec.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("authorization")) {
+                spec.headers.push(("authorization".into(), format!("Bearer {}", t.expose())));
+            }
+        }
+    }
     Ok(Plan {
         targets,
         executor,
@@ -182,6 +192,7 @@ fn plan(ctx: &Ctx, targets: Vec<RequestSpec>, executor: Executor, thresholds: &[
         seed: ctx.seed,
         workers: None,
         allow_remote: ctx.config.deployment.kind == crate::config::DeploymentKind::Http,
+        ca_file: ctx.config.deployment.tls.ca_file.clone(),
     })
 }
 

@@ -186,7 +186,7 @@ pub async fn paced(
 /// A client with a pool big enough for `concurrency` and the deployment's timeouts (plus the longest service
 /// time a check asks for).
 pub fn client(ctx: &Ctx, concurrency: usize) -> reqwest::Client {
-    reqwest::Client::builder()
+    crate::net::client_builder(&ctx.config.deployment, crate::net::Role::Admin)
         .connect_timeout(Duration::from_millis(ctx.config.deployment.connect_timeout_ms))
         .timeout(
             Duration::from_millis(ctx.config.deployment.request_timeout_ms) + Duration::from_millis(CAPACITY_WORK_MS),
