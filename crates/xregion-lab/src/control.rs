@@ -10,16 +10,24 @@
 //!   the node runs and its links pass (so it also undoes a bare kill). Idempotent.
 //! - `GET /faults`: `FaultStatus`, every region in config order.
 //!
+//! The API is HTTPS (the router's certificate, whose names include `localhost`: the URL is
+//! `https://localhost:PORT`, listening on 127.0.0.1) and every route needs the admin token (`Authorization:
+//! Bearer …`): none or an unknown one gets 401 with `WWW-Authenticate: Bearer`, another principal 403, both as a
+//! JSON `ErrorBody`. The `auth_disabled` defect lets every request through.
+//!
 //! A fault with `duration_ms` is restored by a timer task. The timer is cancelled (under the lab's lock) by a
 //! restore or by shutdown, and checks its cancellation again once it holds the lock, so it never restores a
 //! newer fault than its own.
 
 use crate::LabError;
+use crate::auth::{Scope, Tokens};
+use crate::pki::{Pki, ROUTER};
 use crate::supervisor::{CONTROL_TIMEOUT, Lab, LabRecord, lab_json};
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path as UrlPath, State};
+use axum::extract::{Path as UrlPath, Request, State};
 use axum::http::{StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use std::collections::BTreeMap;
@@ -62,14 +70,20 @@ struct Inner {
     timers: BTreeMap<String, CancellationToken>,
 }
 
+/// Longest a control connection's TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl ControlServer {
-    /// Serves the control API for `lab` on 127.0.0.1:0 and writes `DIR/lab.json`.
+    /// Serves the control API for `lab` on 127.0.0.1:0 over HTTPS and writes `DIR/lab.json`.
     pub async fn start(lab: Lab) -> Result<ControlServer, LabError> {
+        let cfg = &lab.spec.lab;
+        let tls = Pki::load(lab.dir())?.server_config(ROUTER, cfg.tls_min())?;
+        let tokens = if cfg.defects.auth_disabled { None } else { Some(Arc::new(Tokens::load(lab.dir())?)) };
         let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .await
             .map_err(|e| LabError::io("cannot listen for the control API", e))?;
         let addr = listener.local_addr().map_err(|e| LabError::io("cannot read the control address", e))?;
-        let url = format!("http://{addr}");
+        let url = format!("https://localhost:{}", addr.port());
         let record = lab.record(&url);
         let record_path = lab_json(lab.dir());
         let shared = Arc::new(Shared {
@@ -87,16 +101,14 @@ impl ControlServer {
             .route("/regions/{name}/restore", post(post_restore))
             .route("/faults", get(get_faults))
             .fallback(|| async { error_response(StatusCode::NOT_FOUND, "not_found", "no such route".into()) })
+            .layer(axum::middleware::from_fn_with_state(tokens, require_admin))
             .with_state(shared.clone());
         let stop = shared.stop.clone();
-        let server =
-            tokio::spawn(
-                async move { axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await },
-            );
+        let server = tokio::spawn(serve_https(listener, tls, app, stop));
         Ok(ControlServer { shared, server: Some(server), record_path })
     }
 
-    /// The control API base URL, `http://127.0.0.1:PORT`.
+    /// The control API base URL, `https://localhost:PORT`.
     pub fn url(&self) -> &str {
         &self.shared.url
     }
@@ -169,6 +181,70 @@ impl Shared {
         crate::spec::write_atomic(&lab_json(lab.dir()), &serde_json::to_vec_pretty(&record).unwrap_or_default())?;
         *self.record.lock().unwrap_or_else(|p| p.into_inner()) = record.clone();
         Ok(record)
+    }
+}
+
+/// Serves `app` over TLS until `stop`: each connection's handshake runs in its own task under
+/// `HANDSHAKE_TIMEOUT`; a failed one is logged at debug and dropped, and never ends the loop.
+async fn serve_https(
+    listener: tokio::net::TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    app: Router,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    loop {
+        let (tcp, remote) = tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::debug!(error = %e, "control API: accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+        };
+        let (acceptor, app, stop) = (acceptor.clone(), app.clone(), stop.clone());
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => return tracing::debug!(%remote, error = %e, "control API: TLS handshake failed"),
+                Err(_) => return tracing::debug!(%remote, "control API: TLS handshake timed out"),
+            };
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(tls), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => if let Err(e) = r {
+                    tracing::debug!(%remote, error = %e, "control API: connection ended with an error");
+                },
+                _ = stop.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(CONTROL_TIMEOUT, conn.as_mut()).await;
+                }
+            }
+        });
+    }
+}
+
+/// Lets a request through only with the admin token (every request under the `auth_disabled` defect, where
+/// `tokens` is `None`); 401 or 403 with a JSON `ErrorBody` otherwise.
+async fn require_admin(State(tokens): State<Option<Arc<Tokens>>>, req: Request, next: Next) -> Response {
+    let Some(tokens) = tokens else { return next.run(req).await };
+    let header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    match tokens.authorize(header, Scope::Admin) {
+        Ok(_) => next.run(req).await,
+        Err(e) => {
+            tracing::info!(path = req.uri().path(), status = e.status().as_u16(), "control API: request refused");
+            let body = e.body();
+            let mut resp = error_response(e.status(), &body.error, body.message);
+            if let Some(challenge) = e.www_authenticate() {
+                resp.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static(challenge));
+            }
+            resp
+        }
     }
 }
 
@@ -280,12 +356,76 @@ async fn post_restore(State(s): State<Arc<Shared>>, UrlPath(name): UrlPath<Strin
 
 async fn get_faults(State(s): State<Arc<Shared>>) -> Response {
     // Snapshot under the lock, check health without it.
-    let targets = {
+    let (client, targets) = {
         let inner = s.inner.lock().await;
         match inner.lab.as_ref() {
             None => return lab_error(&shutting_down()),
-            Some(lab) => lab.fault_targets(),
+            Some(lab) => (lab.client.clone(), lab.fault_targets()),
         }
     };
-    axum::Json(crate::faults::check_targets(targets).await).into_response()
+    axum::Json(crate::faults::check_targets(&client, targets).await).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::{ADMIN, READER, WRITER};
+    use crate::http_client::Client;
+    use crate::pki::{PkiOptions, TlsMin};
+    use crate::secret_file::TestDir;
+    use axum::routing::get;
+
+    /// Goal: the control API's transport and guard: HTTPS reachable as `localhost` (the URL the record gives),
+    /// 401 with a challenge and a JSON body without a token or with an unknown one, 403 for a writer, 200 for the
+    /// admin; with `auth_disabled` (no tokens) everything passes.
+    #[tokio::test]
+    async fn https_and_admin_token_required() {
+        let dir = TestDir::new("control-auth");
+        let local = "127.0.0.1".parse().unwrap();
+        let pki = Pki::create(&dir, &[("us-east-1".into(), local)], local, PkiOptions::default()).unwrap();
+        let tokens = Tokens::create(&dir).unwrap();
+        let serve = |tokens: Option<Arc<Tokens>>| {
+            let pki = pki.clone();
+            async move {
+                let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+                let addr = listener.local_addr().unwrap();
+                let app = Router::new()
+                    .route("/status", get(|| async { "{}" }))
+                    .layer(axum::middleware::from_fn_with_state(tokens, require_admin));
+                let stop = CancellationToken::new();
+                tokio::spawn(serve_https(
+                    listener,
+                    pki.server_config(ROUTER, TlsMin::Tls13).unwrap(),
+                    app,
+                    stop.clone(),
+                ));
+                (addr, stop)
+            }
+        };
+        let (addr, stop) = serve(Some(Arc::new(tokens.clone()))).await;
+        let call = async |token: Option<&str>| {
+            let client = Client::tls(pki.client_config().unwrap(), token);
+            client.request_named("GET", addr, Some("localhost"), "/status", None, CONTROL_TIMEOUT).await.unwrap()
+        };
+        let (code, body) = call(None).await;
+        assert_eq!(code, 401);
+        let err: ErrorBody = serde_json::from_slice(&body).unwrap();
+        assert_eq!(err.error, "unauthorized");
+        assert_eq!(call(Some("xrl_0000")).await.0, 401);
+        assert_eq!(call(tokens.token_of(WRITER)).await.0, 403);
+        assert_eq!(call(tokens.token_of(READER)).await.0, 403);
+        assert_eq!(call(tokens.token_of(ADMIN)).await, (200, b"{}".to_vec()));
+        let plain = Client::plain().request("GET", addr, "/status", None, CONTROL_TIMEOUT).await;
+        assert!(plain.is_err(), "plain HTTP is not served: {plain:?}");
+        // A failed handshake does not end the loop.
+        assert_eq!(call(tokens.token_of(ADMIN)).await.0, 200);
+        stop.cancel();
+
+        let (addr, stop) = serve(None).await;
+        let client = Client::tls(pki.client_config().unwrap(), None);
+        let (code, _) =
+            client.request_named("GET", addr, Some("localhost"), "/status", None, CONTROL_TIMEOUT).await.unwrap();
+        assert_eq!(code, 200, "auth_disabled lets everything through");
+        stop.cancel();
+    }
 }

@@ -15,7 +15,7 @@
 //! Restoring one region therefore never undoes another region's fault.
 
 use crate::LabError;
-use crate::http_client;
+use crate::http_client::Client;
 use crate::supervisor::{CONTROL_TIMEOUT, HEALTH_TIMEOUT, Lab};
 use crate::wan::{LinkStatus, Rule};
 use std::collections::{BTreeMap, BTreeSet};
@@ -121,8 +121,8 @@ pub fn plan_effects(
 
 /// A region's health as `/healthz` tells it: its `status` (`ok`, `degraded`, `fenced`, …) whatever the HTTP
 /// code, or why the check failed. Bounded by `HEALTH_TIMEOUT`.
-pub async fn health_of(addr: SocketAddr) -> String {
-    match http_client::request("GET", addr, "/healthz", None, HEALTH_TIMEOUT).await {
+pub async fn health_of(client: &Client, addr: SocketAddr) -> String {
+    match client.request("GET", addr, "/healthz", None, HEALTH_TIMEOUT).await {
         Ok((code, body)) => match serde_json::from_slice::<xregion_model::wire::Health>(&body) {
             Ok(h) => h.status,
             Err(_) if code == 200 => "bad health answer".to_string(),
@@ -143,13 +143,13 @@ pub struct FaultTarget {
 
 /// Checks every target's health (concurrently, each bounded by `HEALTH_TIMEOUT`); a region without a running
 /// node is `down` without asking.
-pub async fn check_targets(targets: Vec<FaultTarget>) -> FaultStatus {
+pub async fn check_targets(client: &Client, targets: Vec<FaultTarget>) -> FaultStatus {
     let checks = targets.into_iter().map(|t| async move {
         let health = match t.pid {
             None => "down".to_string(),
-            Some(_) => health_of(t.addr).await,
+            Some(_) => health_of(client, t.addr).await,
         };
-        RegionFaultStatus { name: t.name, endpoint: format!("http://{}", t.addr), pid: t.pid, health, fault: t.fault }
+        RegionFaultStatus { name: t.name, endpoint: format!("https://{}", t.addr), pid: t.pid, health, fault: t.fault }
     });
     FaultStatus { regions: futures::future::join_all(checks).await }
 }
@@ -243,13 +243,13 @@ impl Lab {
             tracing::info!(region, fault = %f.fault.spec.describe(), "fault restored");
         }
         let targets = self.fault_targets().into_iter().filter(|t| t.name == region).collect();
-        let mut status = check_targets(targets).await;
+        let mut status = check_targets(&self.client, targets).await;
         status.regions.pop().ok_or_else(|| self.unknown(region))
     }
 
     /// `GET /faults`: every region in config order with its pid, health and fault.
     pub async fn fault_status(&self) -> FaultStatus {
-        check_targets(self.fault_targets()).await
+        check_targets(&self.client, self.fault_targets()).await
     }
 
     /// What `fault_status` checks, read without any I/O.
@@ -325,13 +325,13 @@ impl Lab {
         let rule = link_rule(self.faults.values().map(|f| &f.effects), link);
         let wan = self.wan_admin_addr()?;
         let path = format!("/links/{}/{}", link.0, link.1);
-        http_client::call_json("PUT", wan, &path, &rule, "the WAN", CONTROL_TIMEOUT).await.map(|_| ())
+        Client::plain().call_json("PUT", wan, &path, &rule, "the WAN", CONTROL_TIMEOUT).await.map(|_| ())
     }
 
     /// Each link's base one-way delay, from the WAN (`GET /links`).
     async fn link_bases(&self) -> Result<BTreeMap<LinkKey, Duration>, LabError> {
         let wan = self.wan_admin_addr()?;
-        let (status, body) = http_client::request("GET", wan, "/links", None, CONTROL_TIMEOUT).await?;
+        let (status, body) = Client::plain().request("GET", wan, "/links", None, CONTROL_TIMEOUT).await?;
         if status != 200 {
             return Err(LabError::Http(format!("the WAN answered GET /links with {status}")));
         }
@@ -359,7 +359,7 @@ impl Lab {
     async fn set_node_fault(&self, region: &str, fault: &NodeFault) -> Result<(), LabError> {
         let ready = self.ready.get(region).ok_or_else(|| self.unknown(region))?;
         let what = format!("region {region}");
-        http_client::call_json("PUT", ready.http_addr, "/lab/fault", fault, &what, CONTROL_TIMEOUT).await.map(|_| ())
+        self.client.call_json("PUT", ready.http_addr, "/lab/fault", fault, &what, CONTROL_TIMEOUT).await.map(|_| ())
     }
 
     async fn set_reachable(&self, region: &str, reachable: bool) -> Result<(), LabError> {
@@ -368,7 +368,7 @@ impl Lab {
         };
         let path = format!("/router/regions/{region}/reachable");
         let body = serde_json::json!({ "reachable": reachable });
-        http_client::call_json("PUT", router.status_addr, &path, &body, "the router", CONTROL_TIMEOUT).await.map(|_| ())
+        self.client.call_json("PUT", router.status_addr, &path, &body, "the router", CONTROL_TIMEOUT).await.map(|_| ())
     }
 }
 

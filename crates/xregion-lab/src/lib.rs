@@ -12,7 +12,7 @@ pub mod control;
 pub mod crypto;
 pub mod faults;
 pub mod hlc;
-mod http_client;
+pub mod http_client;
 pub mod node;
 pub mod pki;
 pub mod proto;

@@ -11,11 +11,13 @@
 //! fault injectors can fail and restore regions. The faults themselves are in `faults`.
 
 use crate::LabError;
+use crate::auth::Tokens;
 use crate::config::LabConfig;
 use crate::control::ControlServer;
 use crate::faults::InForce;
-use crate::http_client;
+use crate::http_client::Client;
 use crate::node::NodeReady;
+use crate::pki::{Pki, PkiOptions};
 use crate::router::{RouterReady, TrafficInfo};
 use crate::spec::Spec;
 use crate::wan::WanReady;
@@ -81,6 +83,8 @@ pub struct Lab {
     pub(crate) router_ready: Option<RouterReady>,
     /// The faults in force, by region, with what each did (`faults`).
     pub(crate) faults: BTreeMap<String, InForce>,
+    /// The lab's own HTTPS client to its processes (the lab's CA, the admin token).
+    pub(crate) client: Client,
 }
 
 impl Lab {
@@ -92,6 +96,7 @@ impl Lab {
             .map_err(|e| LabError::io(format!("cannot create the lab directory {}", dir.display()), e))?;
         let dir = std::path::absolute(dir).map_err(|e| LabError::io("cannot resolve the lab directory", e))?;
         let mut spec = Spec::new(cfg, &dir)?;
+        let client = prepare_security(cfg, &spec)?;
         spec.save(&dir.join("spec.json"))?;
         let mut lab = Lab {
             dir: dir.clone(),
@@ -104,6 +109,7 @@ impl Lab {
             router: None,
             router_ready: None,
             faults: BTreeMap::new(),
+            client,
         };
         // Start the regions concurrently; `lab` owns each as soon as it is ready, so an error kills the rest.
         let starts = spec.regions.iter().map(|r| lab.spawn_node(&r.name));
@@ -160,7 +166,7 @@ impl Lab {
             .regions
             .iter()
             .filter_map(|r| self.ready.get(&r.name))
-            .map(|ready| RegionInfo { name: ready.region.clone(), endpoint: format!("http://{}", ready.http_addr) })
+            .map(|ready| RegionInfo { name: ready.region.clone(), endpoint: format!("https://{}", ready.http_addr) })
             .collect()
     }
 
@@ -373,19 +379,12 @@ impl Lab {
         loop {
             let mut all = true;
             for ready in self.ready.values() {
-                let connected = match http_client::request(
-                    "GET",
-                    ready.http_addr,
-                    "/v1/replication",
-                    None,
-                    CONTROL_TIMEOUT,
-                )
-                .await
-                {
-                    Ok((200, body)) => serde_json::from_slice::<xregion_model::wire::ReplicationStatus>(&body)
-                        .is_ok_and(|s| s.peers.iter().all(|p| p.connected)),
-                    _ => false,
-                };
+                let connected =
+                    match self.client.request("GET", ready.http_addr, "/v1/replication", None, CONTROL_TIMEOUT).await {
+                        Ok((200, body)) => serde_json::from_slice::<xregion_model::wire::ReplicationStatus>(&body)
+                            .is_ok_and(|s| s.peers.iter().all(|p| p.connected)),
+                        _ => false,
+                    };
                 all &= connected;
             }
             if all {
@@ -405,16 +404,10 @@ impl Lab {
         };
         let peers: BTreeMap<&str, SocketAddr> =
             wan.links.iter().filter(|l| l.from == region).map(|l| (l.to.as_str(), l.addr)).collect();
-        http_client::call_json(
-            "PUT",
-            ready.http_addr,
-            "/lab/peers",
-            &peers,
-            &format!("region {region}"),
-            CONTROL_TIMEOUT,
-        )
-        .await
-        .map(|_| ())
+        self.client
+            .call_json("PUT", ready.http_addr, "/lab/peers", &peers, &format!("region {region}"), CONTROL_TIMEOUT)
+            .await
+            .map(|_| ())
     }
 
     /// What `lab.json` and `GET /status` show.
@@ -427,6 +420,8 @@ impl Lab {
             wan_admin_url: self.wan_admin_url(),
             router_pid: self.router_pid(),
             traffic: self.traffic(),
+            ca_file: Pki::ca_path(&self.dir),
+            tokens_file: Tokens::path(&self.dir),
             regions: self
                 .regions()
                 .into_iter()
@@ -434,6 +429,20 @@ impl Lab {
                 .collect(),
         }
     }
+}
+
+/// Prepares the lab directory's security material before any child starts: the PKI (`DIR/pki`, certificates for
+/// every region's address and the router's, expired with the `cert_expired` defect), fresh tokens
+/// (`DIR/tokens.json`, 0600) and the key-encryption key (`DIR/keys/kek`, kept when it exists, so that a region's
+/// wrapped data key still opens). Returns the lab's own client (the CA, the admin token).
+fn prepare_security(cfg: &LabConfig, spec: &Spec) -> Result<Client, LabError> {
+    let regions: Vec<(String, std::net::IpAddr)> = spec.regions.iter().map(|r| (r.name.clone(), r.ip)).collect();
+    let opts = PkiOptions { expired: cfg.defects.cert_expired, ..PkiOptions::default() };
+    let pki = Pki::create(&spec.dir, &regions, cfg.router_ip(), opts)?;
+    let tokens = Tokens::create(&spec.dir)?;
+    crate::crypto::ensure_kek(&spec.dir)?;
+    let token = tokens.token_of(crate::auth::ADMIN);
+    Ok(Client::tls(pki.client_config()?, token))
 }
 
 impl Drop for Lab {
@@ -467,6 +476,12 @@ pub struct LabRecord {
     /// The routing records, CDN and their tables.
     #[serde(default)]
     pub traffic: Option<TrafficInfo>,
+    /// The CA certificate every lab listener's certificate chains to (`DIR/pki/ca.pem`): what clients trust.
+    #[serde(default)]
+    pub ca_file: PathBuf,
+    /// The tokens file (`DIR/tokens.json`, mode 0600): the `reader`, `writer` and `admin` bearer tokens.
+    #[serde(default)]
+    pub tokens_file: PathBuf,
     /// Regions in config order.
     pub regions: Vec<RegionRecord>,
 }
@@ -562,6 +577,7 @@ pub async fn run_foreground(cfg: &LabConfig, dir: &Path, exe: &Path) -> Result<(
         println!("  cdn                {}", t.cdn);
         println!("  router status      {}", t.router_status);
     }
+    println!("trust {}; tokens in {} (0600)", record.ca_file.display(), record.tokens_file.display());
     println!("control {}  (stop with Ctrl-C or `xregion lab down`)", record.control_url);
     let waited = crate::node::wait_for_signal().await;
     let result = server.shutdown().await;
@@ -586,11 +602,16 @@ fn read_record(dir: &Path) -> Result<LabRecord, LabError> {
 /// is reported, not waited on: every check is bounded by `HEALTH_TIMEOUT`.
 pub async fn status(dir: &Path) -> Result<LabStatus, LabError> {
     let record = read_record(dir)?;
+    // The health route is public; the client still needs the lab's CA (and its tokens file is there too).
+    let client = Client::for_lab(dir);
+    let client = &client;
     let checks = record.regions.iter().map(|r| async move {
         let process_alive = r.pid.is_some_and(pid_alive);
-        let health = match r.endpoint.strip_prefix("http://").and_then(|a| a.parse::<SocketAddr>().ok()) {
-            None => format!("bad endpoint {}", r.endpoint),
-            Some(addr) => crate::faults::health_of(addr).await,
+        let addr = r.endpoint.strip_prefix("https://").and_then(|a| a.parse::<SocketAddr>().ok());
+        let health = match (addr, client) {
+            (None, _) => format!("bad endpoint {}", r.endpoint),
+            (Some(_), Err(e)) => format!("cannot check: {e}"),
+            (Some(addr), Ok(client)) => crate::faults::health_of(client, addr).await,
         };
         RegionStatus { name: r.name.clone(), endpoint: r.endpoint.clone(), pid: r.pid, process_alive, health }
     });

@@ -5,17 +5,24 @@
 //! dependency cycle), so the test is ignored by default: build the binary, then run it, for example
 //! `cargo build --release -p xregion && cargo test --release -p xregion-lab -- --ignored`. It uses
 //! `XREGION_BIN` if set, else the `xregion` next to the test's own target directory.
+//!
+//! The lab is the hardened one: its control API and regions speak HTTPS with the lab's CA and want the admin
+//! token (the control API refuses others with 401/403); the WAN's loopback admin API is plain HTTP.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+use xregion_lab::http_client::Client;
 use xregion_lab::supervisor::pid_alive;
 use xregion_lab::{ControlServer, Lab, LabConfig};
 use xregion_model::fault::{FaultStatus, RegionFaultStatus};
 
 /// Longest any wait of this test may take.
 const WAIT: Duration = Duration::from_secs(20);
+
+/// The lab's own client (its CA, the admin token), set once the lab has started.
+static LAB_CLIENT: OnceLock<Client> = OnceLock::new();
 
 fn exe() -> PathBuf {
     if let Some(p) = std::env::var_os("XREGION_BIN") {
@@ -28,25 +35,40 @@ fn exe() -> PathBuf {
     exe
 }
 
-/// One blocking HTTP/1.1 exchange with `Connection: close`; returns status and body.
-fn http(method: &str, url: &str, body: &str) -> (u16, String) {
-    let rest = url.strip_prefix("http://").expect("http url");
+/// One HTTP/1.1 exchange with `Connection: close`; returns status and body. `https` URLs go through the lab's
+/// client (TLS with the lab's CA and the admin token; `localhost` is dialled on 127.0.0.1 and verified by name),
+/// `http` ones (the WAN's admin API) are plain. `token` overrides the admin token (`Some(None)`: no token).
+fn http_as(token: Option<Option<&str>>, method: &str, url: &str, body: &str) -> (u16, String) {
+    let (scheme, rest) = url.split_once("://").expect("absolute url");
     let (host, path) = rest.split_once('/').map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
-    let mut s = TcpStream::connect(host).expect("connect");
-    s.set_read_timeout(Some(WAIT)).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\ncontent-type: application/json\r\n\
-         content-length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).expect("read answer");
-    let (head, body) = raw.split_once("\r\n\r\n").expect("http answer");
-    let status = head.split(' ').nth(1).and_then(|c| c.parse().ok()).expect("status");
-    // The control API and the WAN answer with a length, never chunked, for bodies this small.
-    (status, body.to_string())
+    let (name, port) = host.rsplit_once(':').expect("host:port");
+    let (addr, name): (SocketAddr, Option<&str>) = match name {
+        "localhost" => (SocketAddr::from(([127, 0, 0, 1], port.parse().unwrap())), Some("localhost")),
+        _ => (host.parse().expect("ip:port"), None),
+    };
+    let client = match (scheme, token) {
+        ("http", _) => Client::plain(),
+        ("https", None) => LAB_CLIENT.get().expect("lab client").clone(),
+        ("https", Some(token)) => {
+            let pki = xregion_lab::pki::Pki::load(&lab_dir()).unwrap();
+            Client::tls(pki.client_config().unwrap(), token)
+        }
+        _ => panic!("unexpected scheme in {url}"),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let body = (!body.is_empty()).then_some(body.as_bytes());
+    let (code, answer) =
+        rt.block_on(client.request_named(method, addr, name, &path, body, WAIT)).unwrap_or_else(|e| panic!("{e}"));
+    (code, String::from_utf8_lossy(&answer).into_owned())
+}
+
+/// `http_as` with the admin token.
+fn http(method: &str, url: &str, body: &str) -> (u16, String) {
+    http_as(None, method, url, body)
+}
+
+fn lab_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("xregion-lab-faults-{}", std::process::id()))
 }
 
 /// `GET /links` of the WAN: `(from, to, fault rule name)`.
@@ -86,15 +108,28 @@ fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
 #[ignore = "needs the xregion binary: cargo build --release -p xregion, then run with --ignored"]
 fn complete_and_timed_network_faults() {
     let exe = exe();
-    let dir = std::env::temp_dir().join(format!("xregion-lab-faults-{}", std::process::id()));
+    let dir = lab_dir();
     let _ = std::fs::remove_dir_all(&dir);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let server = rt.block_on(async {
         let lab = Lab::start(&LabConfig::default(), &dir, &exe).await.expect("lab starts");
         ControlServer::start(lab).await.expect("control server starts")
     });
+    LAB_CLIENT.set(Client::for_lab(&dir).expect("the lab's client")).unwrap();
     let control = server.url().to_string();
     let record = server.record();
+    assert!(control.starts_with("https://localhost:"), "{control}");
+    assert_eq!(record.ca_file, dir.join("pki").join("ca.pem"));
+    assert_eq!(record.tokens_file, dir.join("tokens.json"));
+    assert!(record.regions.iter().all(|r| r.endpoint.starts_with("https://")), "{:?}", record.regions);
+
+    // The control API needs the admin token.
+    let tokens = xregion_lab::auth::Tokens::load(&dir).unwrap();
+    assert_eq!(http_as(Some(None), "GET", &format!("{control}/faults"), "").0, 401);
+    assert_eq!(http_as(Some(tokens.token_of("reader")), "GET", &format!("{control}/faults"), "").0, 403);
+    // Regions answer over TLS: /healthz is public.
+    let (code, body) = http_as(Some(None), "GET", &format!("{}/healthz", record.regions[0].endpoint), "");
+    assert_eq!(code, 200, "{body}");
     let wan = record.wan_admin_url.clone().expect("wan admin url");
     assert!(dir.join("lab.json").exists());
     let (a, b) = (record.regions[0].name.clone(), record.regions[1].name.clone());

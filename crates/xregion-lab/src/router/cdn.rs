@@ -10,10 +10,17 @@
 //! The edges live in the router process: they share its client connection budget, its upstream pools and its
 //! view of region health, so that the CDN costs no extra process or proxied socket pair.
 //!
+//! Authorization: the edge forwards the client's `Authorization` header to the origin, and a cacheable request
+//! must itself carry a token with the read scope, which the edge checks (a hit is answered without asking the
+//! region, so the region cannot). The policy sees the header too, so, as RFC 9111 requires of a shared cache, an
+//! answer to an authorized request is stored only when it allows it explicitly (`public`, as the catalogue's
+//! `Cache-Control: public, max-age=…` does; also `s-maxage` or `must-revalidate`).
+//!
 //! Answers carry `X-Cache` (`Hit`, `RefreshHit`, `Miss`, or `Pass` for requests that are not cacheable),
 //! `Age`, and `X-Served-By: <edge region>`.
 
-use super::{Attempt, Body, RegionState, Router, error_bytes, ms, read_body, set, strip_hop_by_hop};
+use super::{Attempt, Body, RegionState, Router, auth_error_bytes, error_bytes, ms, read_body, set, strip_hop_by_hop};
+use crate::auth::Scope;
 use crate::config::Defects;
 use crate::node::http::etag_matches;
 use crate::router::policy::RecordKind;
@@ -174,6 +181,12 @@ pub async fn handle(router: &Router, req: Request<Incoming>) -> Response<Body> {
         Ok(b) => b,
         Err(resp) => return finish(resp, &edge_region, &location, None, CacheOutcome::Pass),
     };
+    if cacheable && let Err(e) = router.authorize(&parts.headers, Scope::Read) {
+        tracing::info!(path = parts.uri.path(), status = e.status().as_u16(), "CDN edge: request refused");
+        let resp = auth_error_bytes(&e);
+        crate::sleep_until(Instant::now() + edge_ms).await;
+        return finish(resp, &edge_region, &location, None, CacheOutcome::Pass);
+    }
     if !cacheable {
         edge.passes.fetch_add(1, Ordering::Relaxed);
         let (resp, origin) = fetch(router, edge_index, &location, &parts.method, &path, &parts.headers, body).await;

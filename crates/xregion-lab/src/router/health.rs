@@ -1,4 +1,5 @@
-//! Region health as the router sees it: active checks (`GET /healthz` every interval, with a timeout), a
+//! Region health as the router sees it: active checks (`GET /healthz` every interval, with a timeout, over the
+//! router's TLS client and without a token: the route is public), a
 //! threshold state machine, and passive ejection when a connection to a region fails.
 //!
 //! A healthy region goes down after `failures` consecutive failed checks, or at once when a request cannot
@@ -69,6 +70,7 @@ impl Default for HealthState {
 /// Checks one region until `stop`; updates its state and logs every transition.
 pub async fn check_loop(
     region: Arc<RegionState>,
+    client: http_client::Client,
     interval: Duration,
     timeout: Duration,
     failures_max: u32,
@@ -85,7 +87,7 @@ pub async fn check_loop(
         // A region cut off from clients fails its checks like one whose connections fail.
         let outcome = match region.unreachable() {
             Some(e) => Err(e),
-            None => match http_client::request("GET", region.addr, "/healthz", None, timeout).await {
+            None => match client.request("GET", region.addr, "/healthz", None, timeout).await {
                 Ok((200, _)) => Ok(()),
                 Ok((status, body)) => Err(format!("http {status}: {}", String::from_utf8_lossy(&body))),
                 Err(e) => Err(e.to_string()),

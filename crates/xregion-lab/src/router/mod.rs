@@ -24,6 +24,15 @@
 //! client connection. Deadlines count from the request's arrival, so the router's own work hides inside the
 //! emulated latency instead of adding to it.
 //!
+//! Security (issue #5): every listener (records, CDN, status) is HTTPS with the router's certificate, TLS 1.3 only
+//! unless the `tls_min_version` defect allows 1.2; a connection's handshake runs in its own task under
+//! `HANDSHAKE_TIMEOUT`, and a failed handshake is logged at debug and dropped. Upstream requests and health
+//! checks use TLS trusting the lab's CA and verify the region by its address. The router forwards the client's
+//! `Authorization` header and the region authorizes; the health checks use the public `/healthz`. The status
+//! listener's routes need the admin token, and the CDN edges check the read scope of a cacheable request
+//! themselves, because a hit is answered without asking the region (`cdn`). The `auth_disabled` defect lets
+//! everything through.
+//!
 //! Descriptors: at most `CLIENT_CONNECTIONS_MAX` client connections over all listeners, and at most
 //! `UPSTREAM_CONNECTIONS_MAX` requests (so connections) to each region at once; 10,000 clients and three
 //! regions need about 11,600 descriptors, under the 15,000 budget of one lab process.
@@ -33,8 +42,11 @@ pub mod health;
 pub mod policy;
 
 use crate::LabError;
+use crate::auth::{AuthError, Scope, Tokens};
 use crate::config::{Defects, Routing};
+use crate::http_client;
 use crate::node::{print_ready, wait_for_signal};
+use crate::pki::{Pki, ROUTER};
 use crate::spec::Spec;
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -43,6 +55,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -83,6 +96,8 @@ pub const LISTEN_BACKLOG: u32 = 4096;
 pub const LOCATION_HEADER: &str = "x-client-location";
 /// The header that forces a region on any record (latency measurements from every location to every region).
 pub const ROUTE_TO_HEADER: &str = "x-route-to";
+/// Longest a client connection's TLS handshake may take before it is dropped.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Consecutive 5xx answers (or failed exchanges) from a region that eject it, like Envoy's outlier detection
 /// (`consecutive_5xx`); the active health checks then have to bring it back.
 pub const CONSECUTIVE_5XX_MAX: u32 = 5;
@@ -134,9 +149,9 @@ impl TrafficInfo {
     /// The info for a router that reported `ready` and routes by `routing`.
     pub fn new(ready: &RouterReady, routing: &Routing) -> TrafficInfo {
         TrafficInfo {
-            records: ready.records.iter().map(|(k, a)| (k.clone(), format!("http://{a}"))).collect(),
-            cdn: format!("http://{}", ready.cdn_addr),
-            router_status: format!("http://{}/router/status", ready.status_addr),
+            records: ready.records.iter().map(|(k, a)| (k.clone(), format!("https://{a}"))).collect(),
+            cdn: format!("https://{}", ready.cdn_addr),
+            router_status: format!("https://{}/router/status", ready.status_addr),
             locations: routing.locations.clone(),
             nearest: routing.nearest.clone(),
             geolocation: routing.geolocation.clone(),
@@ -226,14 +241,14 @@ impl RegionState {
         })
     }
 
-    /// This region in `GET /router/status`.
-    fn status(&self) -> serde_json::Value {
+    /// This region in `GET /router/status`; `scheme` is how the router reaches it.
+    fn status(&self, scheme: &str) -> serde_json::Value {
         let h = self.health.lock().map(|h| h.clone()).unwrap_or_default();
         let served: BTreeMap<&str, u64> =
             RecordKind::ALL.iter().map(|k| (k.name(), self.served[k.index()].load(Ordering::Relaxed))).collect();
         serde_json::json!({
             "name": self.name,
-            "endpoint": format!("http://{}", self.addr),
+            "endpoint": format!("{scheme}://{}", self.addr),
             "healthy": self.healthy.load(Ordering::Acquire),
             "reachable": self.reachable.load(Ordering::Acquire),
             "consecutive_failures": h.failures,
@@ -358,13 +373,41 @@ pub struct Router {
     /// Seeded choices (weighted record, `router_ignores_location`).
     rng: Mutex<StdRng>,
     /// The pooled client to the regions.
-    client: Client<HttpConnector, Body>,
+    client: Client<HttpsConnector<HttpConnector>, Body>,
+    /// `https` (the hardened lab) or `http` (tests against plain stubs).
+    scheme: &'static str,
+    /// The health checks' client (no token: `/healthz` is public).
+    probe: http_client::Client,
+    /// Who may use the status listener and read through the CDN; `None` under `auth_disabled`.
+    tokens: Option<Tokens>,
     /// The CDN edges, one per region.
     edges: cdn::Edges,
     /// Requests answered by the router itself.
     rejected: Rejected,
     /// Requests tried again at another region.
     retries: Retries,
+}
+
+/// How the router reaches the regions and whom it lets in.
+pub struct RouterSecurity {
+    /// TLS to the regions (trusting the lab's CA); `None`: plain HTTP.
+    pub upstream: Option<Arc<rustls::ClientConfig>>,
+    /// The tokens that the status listener and the CDN edges check; `None` lets everything through.
+    pub tokens: Option<Tokens>,
+}
+
+impl RouterSecurity {
+    /// Plain HTTP to the regions and no token checks.
+    pub fn none() -> RouterSecurity {
+        RouterSecurity { upstream: None, tokens: None }
+    }
+
+    /// The hardened router of the lab in `dir`: TLS with the lab's CA, and the lab's tokens unless `auth_disabled`.
+    pub fn load(dir: &Path, defects: &Defects) -> Result<RouterSecurity, LabError> {
+        let upstream = Some(Pki::load(dir)?.client_config()?);
+        let tokens = if defects.auth_disabled { None } else { Some(Tokens::load(dir)?) };
+        Ok(RouterSecurity { upstream, tokens })
+    }
 }
 
 /// Which listener a request came in on.
@@ -377,7 +420,7 @@ enum Door {
 
 impl Router {
     /// Builds the router's state from the spec: the regions' addresses (config order) and the routing tables.
-    pub fn new(spec: &Spec) -> Result<Router, LabError> {
+    pub fn new(spec: &Spec, security: RouterSecurity) -> Result<Router, LabError> {
         let routing = spec.lab.routing()?;
         let names: Vec<String> = spec.regions.iter().map(|r| r.name.clone()).collect();
         let mut regions = Vec::new();
@@ -393,6 +436,20 @@ impl Router {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        connector.enforce_http(false);
+        let (scheme, probe) = match &security.upstream {
+            Some(tls) => ("https", http_client::Client::tls(tls.clone(), None)),
+            None => ("http", http_client::Client::plain()),
+        };
+        // Without upstream TLS the connector only ever sees http URIs; it still needs a config.
+        let mut tls = security.upstream.clone().map_or_else(plain_client_config, |c| (*c).clone());
+        // The connector sets ALPN itself (http/1.1, from `enable_http1`) and refuses a config that has it.
+        tls.alpn_protocols.clear();
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         let client = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(UPSTREAM_CONNECTIONS_MAX)
             .pool_idle_timeout(Duration::from_secs(60))
@@ -406,6 +463,9 @@ impl Router {
             defects: spec.lab.defects.clone(),
             rng: Mutex::new(StdRng::seed_from_u64(spec.lab.router.seed)),
             client,
+            scheme,
+            probe,
+            tokens: security.tokens,
             edges,
             rejected: Rejected::default(),
             retries: Retries::default(),
@@ -567,7 +627,7 @@ impl Router {
         }
         let exchange = async {
             let _permit = region.upstream.acquire().await.map_err(|_| SendError::Other("router stopping".into()))?;
-            let uri = format!("http://{}{}", region.addr, path_and_query);
+            let uri = format!("{}://{}{}", self.scheme, region.addr, path_and_query);
             let mut req = Request::builder().method(method.clone()).uri(uri);
             if let Some(h) = req.headers_mut() {
                 for (name, value) in headers {
@@ -695,7 +755,7 @@ impl Router {
 
     /// `GET /router/status`.
     async fn status(&self) -> serde_json::Value {
-        let regions: Vec<serde_json::Value> = self.regions.iter().map(|r| r.status()).collect();
+        let regions: Vec<serde_json::Value> = self.regions.iter().map(|r| r.status(self.scheme)).collect();
         let rj = &self.rejected;
         let rt = &self.retries;
         serde_json::json!({
@@ -722,7 +782,20 @@ impl Router {
         })
     }
 
+    /// Whether the request's `Authorization` header grants `needed` (always, without tokens).
+    fn authorize(&self, headers: &HeaderMap, needed: Scope) -> Result<(), AuthError> {
+        let Some(tokens) = &self.tokens else { return Ok(()) };
+        let header = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        tokens.authorize(header, needed).map(|_| ())
+    }
+
     async fn handle(self: Arc<Self>, door: Door, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+        if let Door::Status = door
+            && let Err(e) = self.authorize(req.headers(), Scope::Admin)
+        {
+            tracing::info!(path = req.uri().path(), status = e.status().as_u16(), "router status: request refused");
+            return Ok(auth_error_bytes(&e).map(Full::new));
+        }
         Ok(match door {
             Door::Record(record) => self.route(record, req).await,
             Door::Cdn => cdn::handle(&self, req).await,
@@ -776,7 +849,7 @@ impl Router {
         };
         region.reachable.store(wanted.reachable, Ordering::Release);
         tracing::info!(region = %region.name, reachable = wanted.reachable, "client reachability set");
-        json_response(StatusCode::OK, &region.status())
+        json_response(StatusCode::OK, &region.status(self.scheme))
     }
 }
 
@@ -872,6 +945,24 @@ pub(crate) fn error_response(status: StatusCode, code: &str, message: &str) -> R
     error_bytes(status, code, message).map(Full::new)
 }
 
+/// A 401 or 403 answer with the JSON `ErrorBody` and, for 401, the `WWW-Authenticate` challenge.
+pub(crate) fn auth_error_bytes(e: &AuthError) -> Response<Bytes> {
+    let body = e.body();
+    let mut resp = error_bytes(e.status(), &body.error, &body.message);
+    if let Some(challenge) = e.www_authenticate() {
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+    }
+    resp
+}
+
+/// A client config that trusts nothing, for a connector that only ever dials plain HTTP.
+fn plain_client_config() -> rustls::ClientConfig {
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map(|b| b.with_root_certificates(rustls::RootCertStore::empty()).with_no_client_auth())
+        .unwrap_or_else(|_| unreachable!("ring supports the default protocol versions"))
+}
+
 /// A listener on `ip` with a backlog of `LISTEN_BACKLOG`.
 fn bind(ip: IpAddr) -> std::io::Result<TcpListener> {
     let socket = if ip.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
@@ -880,8 +971,16 @@ fn bind(ip: IpAddr) -> std::io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
-/// Serves HTTP/1.1 keep-alive connections on `listener` until `stop`.
-async fn serve(router: Arc<Router>, listener: TcpListener, door: Door, slots: Arc<Semaphore>, stop: CancellationToken) {
+/// Serves HTTP/1.1 keep-alive connections on `listener` until `stop`, over TLS when `tls` is given: each
+/// connection's handshake runs in its task under `HANDSHAKE_TIMEOUT`; a failed one is logged at debug and dropped.
+async fn serve(
+    router: Arc<Router>,
+    listener: TcpListener,
+    door: Door,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    slots: Arc<Semaphore>,
+    stop: CancellationToken,
+) {
     loop {
         let permit = tokio::select! {
             _ = stop.cancelled() => return,
@@ -904,12 +1003,20 @@ async fn serve(router: Arc<Router>, listener: TcpListener, door: Door, slots: Ar
         };
         let _ = stream.set_nodelay(true);
         let router = router.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let svc = hyper::service::service_fn(move |req| router.clone().handle(door, req));
-            let conn =
-                hyper::server::conn::http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), svc);
-            if let Err(e) = conn.await {
+            let mut http = hyper::server::conn::http1::Builder::new();
+            let result = match tls {
+                None => http.keep_alive(true).serve_connection(TokioIo::new(stream), svc).await,
+                Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => http.keep_alive(true).serve_connection(TokioIo::new(tls), svc).await,
+                    Ok(Err(e)) => return tracing::debug!(?door, error = %e, "TLS handshake failed"),
+                    Err(_) => return tracing::debug!(?door, "TLS handshake timed out"),
+                },
+            };
+            if let Err(e) = result {
                 tracing::debug!(?door, error = %e, "client connection ended with an error");
             }
         });
@@ -922,13 +1029,16 @@ pub async fn run_router(spec_path: &Path) -> Result<(), LabError> {
         tracing::warn!(error = %e, "cannot set the parent-death signal");
     }
     let spec = Spec::load(spec_path)?;
-    let router = Arc::new(Router::new(&spec)?);
+    let security = RouterSecurity::load(&spec.dir, &spec.lab.defects)?;
+    let tls = tokio_rustls::TlsAcceptor::from(Pki::load(&spec.dir)?.server_config(ROUTER, spec.lab.tls_min())?);
+    let router = Arc::new(Router::new(&spec, security)?);
     let ip = spec.lab.router_ip();
     let stop = CancellationToken::new();
     let cfg = &spec.lab.router;
     for region in &router.regions {
         tokio::spawn(health::check_loop(
             region.clone(),
+            router.probe.clone(),
             Duration::from_millis(cfg.health_interval_ms),
             Duration::from_millis(cfg.health_timeout_ms),
             cfg.health_failures,
@@ -953,7 +1063,7 @@ pub async fn run_router(spec_path: &Path) -> Result<(), LabError> {
     let status_addr = status.local_addr().map_err(|e| LabError::io("cannot read the status address", e))?;
     doors.push((Door::Status, status));
     for (door, l) in doors {
-        tokio::spawn(serve(router.clone(), l, door, slots.clone(), stop.clone()));
+        tokio::spawn(serve(router.clone(), l, door, Some(tls.clone()), slots.clone(), stop.clone()));
     }
     let ready = RouterReady { records, cdn_addr, status_addr, pid: std::process::id() };
     print_ready(&ready)?;
@@ -1052,7 +1162,7 @@ mod retry_tests {
             r.ip = a.ip();
             r.http_port = a.port();
         }
-        Router::new(&spec).unwrap()
+        Router::new(&spec, RouterSecurity::none()).unwrap()
     }
 
     /// The default location and its candidates on the latency record, nearest first.
@@ -1157,7 +1267,7 @@ mod retry_tests {
         let listener = bind("127.0.0.1".parse().unwrap()).unwrap();
         let admin = listener.local_addr().unwrap();
         let stop = CancellationToken::new();
-        tokio::spawn(serve(router.clone(), listener, Door::Status, Arc::new(Semaphore::new(8)), stop.clone()));
+        tokio::spawn(serve(router.clone(), listener, Door::Status, None, Arc::new(Semaphore::new(8)), stop.clone()));
         let name = router.regions[first].name.clone();
         let put = |path: String, body: &'static str| async move {
             crate::http_client::request("PUT", admin, &path, Some(body.as_bytes()), Duration::from_secs(5))
@@ -1180,5 +1290,146 @@ mod retry_tests {
         assert_eq!(put(format!("/router/regions/{name}/reachable"), r#"{"reachable":true}"#).await.0, 200);
         assert!(router.regions[first].unreachable().is_none());
         stop.cancel();
+    }
+}
+
+/// The router over TLS with tokens, against stub regions that serve TLS with the lab's certificates.
+#[cfg(test)]
+mod tls_tests {
+    use super::*;
+    use crate::auth::{ADMIN, READER, WRITER};
+    use crate::config::LabConfig;
+    use crate::pki::{PkiOptions, TlsMin};
+    use crate::secret_file::TestDir;
+
+    const WAIT: Duration = Duration::from_secs(10);
+
+    /// A region stand-in over TLS (the region's certificate) that answers every request with 200 and the
+    /// `Authorization` header it got (`-` without one); catalogue answers are `public, max-age=60`.
+    async fn tls_stub(pki: &Pki, region: &str) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(pki.server_config(region, TlsMin::Tls13).unwrap());
+        let app = axum::Router::new().fallback(|req: axum::extract::Request| async move {
+            let auth =
+                req.headers().get(header::AUTHORIZATION).map_or("-".to_string(), |v| v.to_str().unwrap().to_string());
+            let cache =
+                if req.uri().path().starts_with(cdn::CACHEABLE_PREFIX) { "public, max-age=60" } else { "no-store" };
+            ([(header::CACHE_CONTROL, cache)], auth)
+        });
+        tokio::spawn(async move {
+            loop {
+                let (tcp, _) = listener.accept().await.unwrap();
+                let (acceptor, app) = (acceptor.clone(), app.clone());
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else { return };
+                    let svc = hyper_util::service::TowerToHyperService::new(app);
+                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), svc).await;
+                });
+            }
+        });
+        addr
+    }
+
+    struct Lab {
+        _dir: TestDir,
+        pki: Pki,
+        tokens: Tokens,
+        status: SocketAddr,
+        record: SocketAddr,
+        cdn: SocketAddr,
+        stop: CancellationToken,
+    }
+
+    /// Three TLS stub regions on 127.0.0.1 and a router (status, latency record, CDN) over TLS in front of them.
+    async fn lab(defects: Defects) -> Lab {
+        let dir = TestDir::new("router-tls");
+        let cfg = LabConfig { defects: defects.clone(), ..LabConfig::default() };
+        let mut spec = Spec::new(&cfg, &dir).unwrap();
+        let local: IpAddr = "127.0.0.1".parse().unwrap();
+        let regions: Vec<(String, IpAddr)> = spec.regions.iter().map(|r| (r.name.clone(), local)).collect();
+        let pki = Pki::create(&dir, &regions, local, PkiOptions::default()).unwrap();
+        let tokens = Tokens::create(&dir).unwrap();
+        for r in &mut spec.regions {
+            let addr = tls_stub(&pki, &r.name).await;
+            (r.ip, r.http_port) = (addr.ip(), addr.port());
+        }
+        let router = Arc::new(Router::new(&spec, RouterSecurity::load(&dir, &defects).unwrap()).unwrap());
+        let acceptor = tokio_rustls::TlsAcceptor::from(pki.server_config(ROUTER, TlsMin::Tls13).unwrap());
+        let stop = CancellationToken::new();
+        let slots = Arc::new(Semaphore::new(64));
+        let mut addrs = Vec::new();
+        for door in [Door::Status, Door::Record(RecordKind::Latency), Door::Cdn] {
+            let listener = bind(local).unwrap();
+            addrs.push(listener.local_addr().unwrap());
+            tokio::spawn(serve(router.clone(), listener, door, Some(acceptor.clone()), slots.clone(), stop.clone()));
+        }
+        Lab { _dir: dir, pki, tokens, status: addrs[0], record: addrs[1], cdn: addrs[2], stop }
+    }
+
+    impl Lab {
+        fn client(&self, who: Option<&str>) -> http_client::Client {
+            http_client::Client::tls(self.pki.client_config().unwrap(), who.map(|w| self.tokens.token_of(w).unwrap()))
+        }
+
+        async fn get(&self, who: Option<&str>, addr: SocketAddr, path: &str) -> (u16, String) {
+            let (code, body) = self.client(who).request("GET", addr, path, None, WAIT).await.unwrap();
+            (code, String::from_utf8(body).unwrap())
+        }
+    }
+
+    /// Goal: the status listener needs the admin token (401 with a JSON body without one, 403 for a reader);
+    /// a routed request reaches the stub region over TLS with the client's `Authorization` header; a plain-HTTP
+    /// client gets nowhere.
+    #[tokio::test]
+    async fn status_needs_admin_and_authorization_is_forwarded() {
+        let lab = lab(Defects::default()).await;
+        let (code, body) = lab.get(None, lab.status, "/router/status").await;
+        assert_eq!(code, 401, "{body}");
+        assert_eq!(serde_json::from_str::<ErrorBody>(&body).unwrap().error, "unauthorized");
+        assert_eq!(lab.get(Some(READER), lab.status, "/router/status").await.0, 403);
+        let (code, body) = lab.get(Some(ADMIN), lab.status, "/router/status").await;
+        assert_eq!(code, 200, "{body}");
+        let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert!(status["regions"][0]["endpoint"].as_str().unwrap().starts_with("https://"));
+
+        let (code, body) = lab.get(Some(WRITER), lab.record, "/v1/kv/k").await;
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(body, format!("Bearer {}", lab.tokens.token_of(WRITER).unwrap()), "the region sees the token");
+        let (code, body) = lab.get(None, lab.record, "/v1/kv/k").await;
+        assert_eq!((code, body.as_str()), (200, "-"), "without a token the region decides (the stub lets it in)");
+
+        let plain = http_client::Client::plain().request("GET", lab.record, "/v1/kv/k", None, WAIT).await;
+        assert!(plain.is_err(), "plain HTTP is not served: {plain:?}");
+        lab.stop.cancel();
+    }
+
+    /// Goal: a cacheable CDN request needs the read scope at the edge (a hit is never served without it), the
+    /// origin fetch carries the client's header, and the `public` catalogue answer is stored and then hit.
+    #[tokio::test]
+    async fn cdn_checks_read_scope_and_caches_public_answers() {
+        let lab = lab(Defects::default()).await;
+        let client = lab.client(Some(READER));
+        let (code, body) = client.request("GET", lab.cdn, "/v1/catalog/x", None, WAIT).await.unwrap();
+        assert_eq!(code, 200);
+        assert_eq!(String::from_utf8(body).unwrap(), format!("Bearer {}", lab.tokens.token_of(READER).unwrap()));
+        let (code, _) = client.request("GET", lab.cdn, "/v1/catalog/x", None, WAIT).await.unwrap();
+        assert_eq!(code, 200);
+        let (_, status) = lab.get(Some(ADMIN), lab.status, "/router/status").await;
+        let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+        let hits: u64 = status["edges"].as_array().unwrap().iter().map(|e| e["hits"].as_u64().unwrap()).sum();
+        assert_eq!(hits, 1, "the public answer to an authorized request was stored: {status}");
+        let (code, body) = lab.get(None, lab.cdn, "/v1/catalog/x").await;
+        assert_eq!(code, 401, "a cached answer is not served without a token: {body}");
+        lab.stop.cancel();
+    }
+
+    /// Goal: under `auth_disabled` the status listener and the CDN let a request without a token through.
+    #[tokio::test]
+    async fn auth_disabled_lets_everything_through() {
+        let lab = lab(Defects { auth_disabled: true, ..Defects::default() }).await;
+        assert_eq!(lab.get(None, lab.status, "/router/status").await.0, 200);
+        assert_eq!(lab.get(None, lab.cdn, "/v1/catalog/x").await.0, 200);
+        lab.stop.cancel();
     }
 }
