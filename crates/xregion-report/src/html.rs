@@ -122,6 +122,7 @@ pub fn to_html(report: &Report) -> String {
     w!(h, "<style>{CSS}</style>\n</head>\n<body>\n<main>\n");
     header(&mut h, report);
     summary_table(&mut h, report);
+    compliance_section(&mut h, report);
     for (i, check) in report.checks.iter().enumerate() {
         check_section(&mut h, i, check);
     }
@@ -203,6 +204,32 @@ fn summary_table(h: &mut String, r: &Report) {
         );
     }
     h.push_str("</tbody>\n</table></div>\n");
+}
+
+/// The compliance checks (`security.compliance.*`) as one section, a sub-section per framework with its
+/// control-by-control table, so that an auditor finds them without reading every check.
+fn compliance_section(h: &mut String, r: &Report) {
+    let frameworks: Vec<(usize, &CheckResult)> =
+        r.checks.iter().enumerate().filter(|(_, c)| c.id.starts_with("security.compliance.")).collect();
+    if frameworks.is_empty() {
+        return;
+    }
+    h.push_str("<section class=\"compliance\" id=\"compliance\">\n<h2>Compliance</h2>\n");
+    for (i, c) in frameworks {
+        let name = c.tables.first().map_or(c.id.as_str(), |t| t.title.trim_end_matches(" control by control"));
+        w!(
+            h,
+            "<h3>{} {} <a class=\"muted\" href=\"#check-{i}\">{}</a></h3>\n",
+            badge(c.verdict),
+            esc(name),
+            esc(&c.id)
+        );
+        w!(h, "<p>{}</p>\n", esc(&c.summary));
+        for t in &c.tables {
+            table(h, t);
+        }
+    }
+    h.push_str("</section>\n");
 }
 
 fn check_section(h: &mut String, i: usize, c: &CheckResult) {

@@ -220,3 +220,24 @@ fn degenerate_charts_render() {
     assert!(ragged.contains(">1.0</td>") && ragged.contains(">2.0</td>"));
     assert!(section.contains("No cell was measured."));
 }
+
+/// Goal: compliance checks get their own "Compliance" section, one sub-section per framework with its control
+/// table; a report without them has no such section.
+#[test]
+fn compliance_section_per_framework() {
+    let mut r = sample::report();
+    assert!(!to_html(&r).contains("id=\"compliance\""));
+    let mut c = r.checks[0].clone();
+    c.id = "security.compliance.gdpr".into();
+    c.suite = "security".into();
+    c.tables = vec![xregion_model::report::Table {
+        title: "GDPR control by control".into(),
+        columns: vec!["control".into(), "status".into()],
+        rows: vec![vec!["Art. 17".into(), "pass".into()]],
+    }];
+    r.checks.push(c);
+    let html = to_html(&r);
+    let at = html.find("id=\"compliance\"").expect("compliance section");
+    let section = &html[at..];
+    assert!(section.contains("<h3>") && section.contains("GDPR") && section.contains("Art. 17"), "{section}");
+}

@@ -5,4 +5,5 @@ mod common;
 mod faults;
 mod lab;
 mod run;
+mod security;
 mod traffic;
