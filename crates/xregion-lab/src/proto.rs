@@ -44,6 +44,13 @@ pub struct Entry {
     pub value: Option<String>,
     /// The version the origin region stamped; its origin must be the sender.
     pub version: Version,
+    /// The residency tag of the write (`None`: untagged, it goes everywhere).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub residency: Option<String>,
+    /// An erasure: the receiver replaces the key's value with this tombstone (value `None`) and removes the key's
+    /// value from its own outbox too.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub erase: bool,
 }
 
 /// A replication frame.
@@ -59,6 +66,10 @@ pub enum Frame {
     Batch {
         /// The entries.
         entries: Vec<Entry>,
+        /// Every outbox entry up to this seq is covered: sent here or earlier, or skipped because the peer may
+        /// not hold it (residency). At least the last entry's seq; with no entries, above 0. The receiver
+        /// acknowledges it, so skipped entries still advance the sender's cursor.
+        through: u64,
     },
     /// From the sender, when it has nothing else to send: it is alive, and how far its outbox goes.
     Heartbeat {
@@ -127,6 +138,14 @@ pub enum BatchError {
         /// Its length.
         len: usize,
     },
+    /// `through` is below the last entry's seq (or 0 in an empty batch).
+    #[error("batch says it covers through seq {through} but its last entry is seq {last}")]
+    ThroughBelow {
+        /// The batch's `through`.
+        through: u64,
+        /// Its last entry's seq (0 with no entries).
+        last: u64,
+    },
     /// Sequence numbers are not strictly increasing.
     #[error("entry seq {seq} follows seq {prev}; sequence numbers must increase")]
     SeqNotIncreasing {
@@ -151,6 +170,17 @@ pub fn encode(frame: &Frame) -> Bytes {
 /// Decodes a frame.
 pub fn decode(bytes: &[u8]) -> Result<Frame, BatchError> {
     serde_json::from_slice(bytes).map_err(|e| BatchError::Decode(e.to_string()))
+}
+
+/// Checks a whole `Batch` frame from `from` before any of it is applied: `validate_batch` for its entries (an
+/// empty list is allowed only as a skip of entries the receiver may not hold, with `through` above 0) and
+/// `through` at least the last entry's seq.
+pub fn validate_batch_frame(from: &str, entries: &[Entry], through: u64) -> Result<(), BatchError> {
+    let last = entries.last().map_or(0, |e| e.seq);
+    if through == 0 || through < last {
+        return Err(BatchError::ThroughBelow { through, last });
+    }
+    if entries.is_empty() { Ok(()) } else { validate_batch(from, entries) }
 }
 
 /// Checks a whole batch from `from` before any of it is applied.
@@ -198,6 +228,8 @@ mod tests {
             key: key.to_string(),
             value: Some("v".to_string()),
             version: Version { wall_ms: 1, logical: seq as u32, origin: origin.to_string() },
+            residency: None,
+            erase: false,
         }
     }
 
@@ -217,6 +249,13 @@ mod tests {
         assert!(matches!(validate_batch("x", &[big]), Err(BatchError::ValueTooLong { .. })));
         let many: Vec<Entry> = (1..=BATCH_ENTRIES_MAX as u64 + 1).map(|s| entry(s, "k", "x")).collect();
         assert!(matches!(validate_batch("x", &many), Err(BatchError::TooMany(_))));
+        let one = [entry(4, "k", "x")];
+        assert_eq!(validate_batch_frame("x", &one, 4), Ok(()));
+        assert_eq!(validate_batch_frame("x", &one, 9), Ok(()), "entries 5 to 9 skipped");
+        assert_eq!(validate_batch_frame("x", &one, 3), Err(BatchError::ThroughBelow { through: 3, last: 4 }));
+        assert_eq!(validate_batch_frame("x", &[], 7), Ok(()), "a skip-only batch");
+        assert_eq!(validate_batch_frame("x", &[], 0), Err(BatchError::ThroughBelow { through: 0, last: 0 }));
+        assert!(matches!(validate_batch_frame("y", &one, 4), Err(BatchError::WrongOrigin { .. })));
     }
 
     /// Goal: frames round-trip and junk or unknown fields are rejected.
@@ -224,7 +263,8 @@ mod tests {
     fn frames_round_trip_and_reject_junk() {
         for f in [
             Frame::Hello { from: "a".into() },
-            Frame::Batch { entries: vec![entry(1, "k", "a")] },
+            Frame::Batch { entries: vec![entry(1, "k", "a")], through: 3 },
+            Frame::Batch { entries: vec![], through: 3 },
             Frame::Ack { seq: 9 },
             Frame::Heartbeat { head: 12, acked: 10 },
             Frame::Probe { from: "a".into() },

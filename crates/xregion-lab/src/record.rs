@@ -15,6 +15,9 @@ pub struct StoredRecord {
     pub value: Option<String>,
     /// The version that won for this key here.
     pub version: Version,
+    /// The residency tag it was written with (`None`: untagged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub residency: Option<String>,
 }
 
 /// How a remote entry is merged into the local record.
@@ -35,15 +38,57 @@ pub fn should_replace(current: Option<&StoredRecord>, incoming: &StoredRecord, p
     }
 }
 
-/// Encodes a record for the `kv` table.
-pub fn encode(record: &StoredRecord) -> Vec<u8> {
-    // Serializing a struct of strings and integers cannot fail.
-    serde_json::to_vec(record).unwrap_or_default()
+/// What is stored in the clear beside a sealed value: everything but the value.
+#[derive(Serialize, Deserialize)]
+struct Meta {
+    version: Version,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    residency: Option<String>,
+    /// Whether a sealed value follows (false: a tombstone).
+    has_value: bool,
 }
 
-/// Decodes a record from the `kv` table.
-pub fn decode(bytes: &[u8]) -> Result<StoredRecord, serde_json::Error> {
-    serde_json::from_slice(bytes)
+/// Why a stored record cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The clear part is not valid.
+    #[error("bad record metadata: {0}")]
+    Meta(#[from] serde_json::Error),
+    /// The value does not open (wrong key, tampered, truncated) or is not UTF-8.
+    #[error("the value cannot be opened: {0}")]
+    Value(String),
+}
+
+/// Encodes a record for the `kv` table: its metadata as one line of JSON, then the value sealed by `sealer`
+/// with the key as associated data (so a sealed value moved to another key does not open). The value never
+/// appears in the clear unless `sealer` is the plaintext one (the `plaintext_at_rest` defect).
+pub fn encode(record: &StoredRecord, key: &str, sealer: &crate::crypto::Sealer) -> Vec<u8> {
+    let meta = Meta {
+        version: record.version.clone(),
+        residency: record.residency.clone(),
+        has_value: record.value.is_some(),
+    };
+    // Compact JSON of strings and integers: it cannot fail, and it holds no raw newline.
+    let mut out = serde_json::to_vec(&meta).unwrap_or_default();
+    out.push(b'\n');
+    if let Some(v) = &record.value {
+        out.extend_from_slice(&sealer.seal(v.as_bytes(), key.as_bytes()));
+    }
+    out
+}
+
+/// Decodes a record of `key` from the `kv` table (see `encode`).
+pub fn decode(bytes: &[u8], key: &str, sealer: &crate::crypto::Sealer) -> Result<StoredRecord, DecodeError> {
+    let split = bytes.iter().position(|b| *b == b'\n').unwrap_or(bytes.len());
+    let meta: Meta = serde_json::from_slice(&bytes[..split])?;
+    let value = if meta.has_value {
+        let sealed = bytes.get(split + 1..).unwrap_or_default();
+        let plain = sealer.open(sealed, key.as_bytes()).map_err(|e| DecodeError::Value(e.to_string()))?;
+        Some(String::from_utf8(plain).map_err(|e| DecodeError::Value(e.to_string()))?)
+    } else {
+        None
+    };
+    Ok(StoredRecord { value, version: meta.version, residency: meta.residency })
 }
 
 #[cfg(test)]
@@ -53,6 +98,7 @@ mod tests {
 
     fn rec(value: Option<&str>, wall_ms: u64, logical: u32, origin: &str) -> StoredRecord {
         StoredRecord {
+            residency: None,
             value: value.map(str::to_string),
             version: Version { wall_ms, logical, origin: origin.to_string() },
         }
@@ -114,11 +160,26 @@ mod tests {
         assert_eq!(m["k"].value.as_deref(), Some("old"));
     }
 
-    /// Goal: the table encoding round-trips tombstones and values.
+    /// Goal: the table encoding round-trips tombstones, values and tags, sealed and in plaintext; a sealed
+    /// value's bytes are not in the encoding and it does not open under another key (the key is the AAD).
     #[test]
     fn encode_round_trip() {
-        for r in [rec(None, 1, 2, "x"), rec(Some("v"), 3, 4, "y")] {
-            assert_eq!(decode(&encode(&r)).unwrap(), r);
+        let lab = std::env::temp_dir().join(format!("xregion-lab-record-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&lab);
+        crate::crypto::ensure_kek(&lab).unwrap();
+        let sealed = crate::crypto::DataKey::load_or_create(&lab, "a").unwrap();
+        let plain = crate::crypto::Sealer::plaintext();
+        let mut tagged = rec(Some("canary-7f3a"), 5, 0, "z");
+        tagged.residency = Some("eu".into());
+        for r in [rec(None, 1, 2, "x"), rec(Some("v"), 3, 4, "y"), tagged.clone()] {
+            for s in [&sealed, &plain] {
+                assert_eq!(decode(&encode(&r, "k", s), "k", s).unwrap(), r);
+            }
         }
+        let bytes = encode(&tagged, "k", &sealed);
+        assert!(!bytes.windows(11).any(|w| w == b"canary-7f3a"), "the value is sealed");
+        assert!(decode(&bytes, "other", &sealed).is_err(), "a sealed value is bound to its key");
+        assert!(encode(&tagged, "k", &plain).windows(11).any(|w| w == b"canary-7f3a"), "the defect stores it clear");
+        let _ = std::fs::remove_dir_all(&lab);
     }
 }

@@ -187,7 +187,10 @@ mod tests {
         }
         wait_until("a fenced with no peer in contact", || a.is_fenced()).await;
         for i in 0..20 {
-            b.store.write(WriteOp::Local { key: format!("b/{i}"), value: Some("x".into()) }).await.unwrap();
+            b.store
+                .write(WriteOp::Local { key: format!("b/{i}"), value: Some("x".into()), residency: None })
+                .await
+                .unwrap();
         }
         ship_to(&b, "a", a_addr);
         wait_until("a heard b's head", || a.peers["b"].heard().head == Some(20)).await;

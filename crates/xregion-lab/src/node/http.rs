@@ -16,6 +16,7 @@
 
 use super::store::{StoreError, WriteOp, WriteOutcome};
 use super::{Node, peer_backlog, rtt};
+use crate::auth::{Principal, Scope};
 use crate::record::StoredRecord;
 use axum::Router;
 use axum::body::Bytes;
@@ -35,8 +36,8 @@ use tokio::net::TcpListener;
 use xregion_model::Version;
 use xregion_model::fault::NodeFault;
 use xregion_model::wire::{
-    BODY_BYTES_MAX, ErrorBody, Health, PeerStatus, PutRequest, Record, ReplicationStatus, SCAN_LIMIT_MAX, ScanPage,
-    StoreStats, key_problem,
+    AuditPage, BODY_BYTES_MAX, EraseReceipt, ErrorBody, Health, PeerStatus, PutRequest, Record, ReplicationStatus,
+    SCAN_LIMIT_MAX, ScanPage, StoreStats, key_problem,
 };
 
 /// Records per scan page when the client gives no limit.
@@ -50,6 +51,10 @@ type Shared = State<Arc<Node>>;
 pub async fn serve(node: Arc<Node>, listener: TcpListener) {
     let shutdown = node.shutdown.clone();
     let app = router(node.clone());
+    if let Some(config) = node.security.http_tls.clone() {
+        super::security::serve_tls(&node.region, listener, config, app, shutdown).await;
+        return;
+    }
     let result = axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await;
     if let Err(e) = result {
         tracing::error!(region = %node.region, error = %e, "HTTP server failed");
@@ -65,6 +70,8 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/replication", get(replication))
         .route("/v1/peers/rtt", get(peers_rtt))
         .route("/v1/stats/store", get(store_stats))
+        .route("/v1/audit", get(audit_page))
+        .route("/v1/erase/{*key}", axum::routing::post(erase))
         .route("/metrics", get(metrics_text))
         .route("/v1/catalog/{item}", get(catalog))
         .route("/lab/peers", put(set_peers))
@@ -74,6 +81,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .layer(axum::middleware::from_fn_with_state(node.clone(), admit))
+        .layer(axum::middleware::from_fn_with_state(node.clone(), authorize))
         .layer(axum::middleware::from_fn(count_requests))
         .with_state(node)
 }
@@ -116,7 +124,7 @@ fn json<T: Serialize>(value: &T) -> Response {
 }
 
 fn record(node: &Node, key: String, r: StoredRecord) -> Record {
-    Record { key, value: r.value, version: r.version, region: node.region.clone(), residency: None }
+    Record { key, value: r.value, version: r.version, region: node.region.clone(), residency: r.residency }
 }
 
 /// The key from the path, checked against the contract's key rules.
@@ -169,6 +177,97 @@ impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
     }
+}
+
+/// The scope a request needs; `None` for the public `GET /healthz`.
+pub fn needed_scope(method: &axum::http::Method, path: &str) -> Option<Scope> {
+    use axum::http::Method;
+    if path == "/healthz" {
+        return None;
+    }
+    if path == "/v1/audit" || path == "/metrics" || path.starts_with("/lab/") || !path.starts_with("/v1/") {
+        return Some(if path.starts_with("/v1/") || path == "/metrics" || path.starts_with("/lab/") {
+            Scope::Admin
+        } else {
+            // Unknown routes outside /v1 answer 404 to anyone who may read.
+            Scope::Read
+        });
+    }
+    if *method == Method::GET || *method == Method::HEAD { Some(Scope::Read) } else { Some(Scope::Write) }
+}
+
+/// Bearer-token authorization by route (`needed_scope`). A refused request gets 401 (with
+/// `WWW-Authenticate`) or 403, a JSON `ErrorBody`, and an audit entry `denied` written before the answer. The
+/// principal goes into the request's extensions for the handlers' audit entries.
+async fn authorize(State(node): Shared, mut req: Request, next: Next) -> Response {
+    let Some(needed) = needed_scope(req.method(), req.uri().path()) else { return next.run(req).await };
+    let header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    match node.security.authorize(header, needed) {
+        Ok(p) => {
+            req.extensions_mut().insert(p);
+            next.run(req).await
+        }
+        Err(e) => {
+            let status = e.status();
+            let principal = match &e {
+                crate::auth::AuthError::Forbidden { principal, .. } => principal.clone(),
+                _ => super::security::ANONYMOUS.to_string(),
+            };
+            let path = req.uri().path().to_string();
+            tracing::info!(region = %node.region, %principal, %path, status = status.as_u16(), "request refused");
+            audit(&node, &principal, "denied", &path, status.as_u16());
+            metrics::counter!("xregion_http_denied_total", "status" => status.as_u16().to_string()).increment(1);
+            let body = serde_json::to_vec(&e.body()).unwrap_or_default();
+            let mut resp = (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+            if let Some(challenge) = e.www_authenticate() {
+                resp.headers_mut().insert(header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static(challenge));
+            }
+            resp
+        }
+    }
+}
+
+/// Appends an audit entry (unless `audit_disabled`); a failure to write it is logged.
+fn audit(node: &Node, principal: &str, action: &str, key: &str, status: u16) {
+    if let Some(a) = &node.security.audit
+        && let Err(e) = a.append(principal, action, key, status)
+    {
+        tracing::error!(region = %node.region, error = %e, "cannot write the audit log");
+    }
+}
+
+/// The principal the `authorize` layer let through.
+fn principal_of(p: &Option<axum::Extension<Principal>>) -> String {
+    p.as_ref().map_or_else(|| super::security::ANONYMOUS.to_string(), |axum::Extension(p)| p.name.clone())
+}
+
+/// Query of `GET /v1/audit`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    /// Only entries with a greater seq.
+    after: Option<u64>,
+    /// Page size, 1..=AUDIT_LIMIT_MAX.
+    limit: Option<usize>,
+}
+
+/// Largest audit page.
+pub const AUDIT_LIMIT_MAX: usize = 1000;
+
+/// `GET /v1/audit?after=SEQ&limit=N` (admin): one page of the audit log, oldest first.
+async fn audit_page(State(node): Shared, q: Result<Query<AuditQuery>, QueryRejection>) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(|e| err(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
+    let limit = q.limit.unwrap_or(AUDIT_LIMIT_MAX);
+    if limit == 0 || limit > AUDIT_LIMIT_MAX {
+        return Err(err(StatusCode::BAD_REQUEST, "invalid_query", format!("limit must be 1 to {AUDIT_LIMIT_MAX}")));
+    }
+    let after = q.after.unwrap_or(0);
+    let (entries, more) = match &node.security.audit {
+        None => (Vec::new(), false),
+        Some(a) => a.page(after, limit).map_err(store_failed)?,
+    };
+    let next_after = if more { entries.last().map(|e| e.seq) } else { None };
+    Ok(json(&AuditPage { region: node.region.clone(), entries, next_after }))
 }
 
 /// Load shedding and the `slow_ms` defect for `/v1/*`; health, metrics and lab routes are never shed, so that
@@ -389,19 +488,107 @@ async fn get_kv(State(node): Shared, key: Result<Path<String>, PathRejection>) -
 
 async fn put_kv(
     State(node): Shared,
+    principal: Option<axum::Extension<Principal>>,
     key: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let key = path_key(key)?;
-    let body = body.map_err(body_rejection)?;
-    let req: PutRequest = serde_json::from_slice(&body)
-        .map_err(|e| err(StatusCode::BAD_REQUEST, "invalid_body", format!("expected {{\"value\": \"...\"}}: {e}")))?;
-    write(&node, key, Some(req.value)).await
+    let result = async {
+        let body = body.map_err(body_rejection)?;
+        let req: PutRequest = serde_json::from_slice(&body).map_err(|e| {
+            err(StatusCode::BAD_REQUEST, "invalid_body", format!("expected {{\"value\": \"...\"}}: {e}"))
+        })?;
+        if let Some(tag) = &req.residency {
+            residency_allows(&node, tag)?;
+        }
+        write(&node, key.clone(), Some(req.value), req.residency).await
+    }
+    .await;
+    audited(&node, &principal_of(&principal), "put", &key, result)
 }
 
-async fn delete_kv(State(node): Shared, key: Result<Path<String>, PathRejection>) -> Result<Response, ApiError> {
+async fn delete_kv(
+    State(node): Shared,
+    principal: Option<axum::Extension<Principal>>,
+    key: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
     let key = path_key(key)?;
-    write(&node, key, None).await
+    let result = write(&node, key.clone(), None, None).await;
+    audited(&node, &principal_of(&principal), "delete", &key, result)
+}
+
+/// `POST /v1/erase/{key}` (write): the value is replaced by a tombstone without value, removed from every
+/// outbox entry of the key, and the erasure replicates to every peer (not with `erasure_local_only`).
+async fn erase(
+    State(node): Shared,
+    principal: Option<axum::Extension<Principal>>,
+    key: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let key = path_key(key)?;
+    let result = async {
+        if node.is_fenced() {
+            return Err(fenced(&node, "the erasure was not made"));
+        }
+        let replicate = !node.defects.erasure_local_only;
+        if !replicate {
+            tracing::warn!(region = %node.region, %key, "DEFECT erasure_local_only: the erasure is not replicated");
+        }
+        let op = WriteOp::Erase { key: key.clone(), replicate };
+        let outcome = tokio::time::timeout(WRITE_TIMEOUT, node.store.write(op))
+            .await
+            .map_err(|_| store_failed(format!("the erasure did not commit within {WRITE_TIMEOUT:?}")))?
+            .map_err(|e: Arc<StoreError>| store_failed(e))?;
+        match outcome {
+            WriteOutcome::Written(r) => {
+                tracing::info!(region = %node.region, %key, version = %r.version, "key erased");
+                Ok(json(&EraseReceipt { key: key.clone(), region: node.region.clone(), version: r.version }))
+            }
+            other => Err(store_failed(format!("unexpected erase outcome {other:?}"))),
+        }
+    }
+    .await;
+    audited(&node, &principal_of(&principal), "erase", &key, result)
+}
+
+/// Writes the audit entry of a write's answer, before the answer is sent.
+fn audited(
+    node: &Node,
+    principal: &str,
+    action: &str,
+    key: &str,
+    result: Result<Response, ApiError>,
+) -> Result<Response, ApiError> {
+    let status = match &result {
+        Ok(r) => r.status(),
+        Err(e) => e.status,
+    };
+    audit(node, principal, action, key, status.as_u16());
+    result
+}
+
+/// Whether this region may store a record tagged `tag`: 400 `unknown_residency` for a tag the policy does not
+/// know, 403 `residency_violation` when this region is not among the tag's regions.
+fn residency_allows(node: &Node, tag: &str) -> Result<(), ApiError> {
+    let Some(allowed) = node.security.residency.get(tag) else {
+        let known: Vec<&str> = node.security.residency.keys().map(String::as_str).collect();
+        return Err(err(
+            StatusCode::BAD_REQUEST,
+            "unknown_residency",
+            format!("residency tag {tag:?} is not in the policy (known: {})", known.join(", ")),
+        ));
+    };
+    if !allowed.contains(&node.region) {
+        return Err(err(
+            StatusCode::FORBIDDEN,
+            "residency_violation",
+            format!(
+                "records tagged {tag:?} may be stored only in {}; region {} is not one of them",
+                allowed.join(", "),
+                node.region
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// `503 fenced`, with what happened to the write.
@@ -425,7 +612,12 @@ fn fenced(node: &Node, what: &str) -> ApiError {
 /// acknowledged later than the fence's publication plus the few microseconds between this check and the answer.
 /// Such a write is committed locally and will still replicate: that is allowed, since the client saw no
 /// acknowledgement and must count the outcome as unknown (as for any 503 on a write).
-async fn write(node: &Node, key: String, value: Option<String>) -> Result<Response, ApiError> {
+async fn write(
+    node: &Node,
+    key: String,
+    value: Option<String>,
+    residency: Option<String>,
+) -> Result<Response, ApiError> {
     if node.is_fenced() {
         return Err(fenced(node, "the write was not made"));
     }
@@ -436,7 +628,7 @@ async fn write(node: &Node, key: String, value: Option<String>) -> Result<Respon
             format!("the store of region {} fails every write (a partial fault is injected)", node.region),
         ));
     }
-    let op = WriteOp::Local { key: key.clone(), value };
+    let op = WriteOp::Local { key: key.clone(), value, residency };
     let outcome = tokio::time::timeout(WRITE_TIMEOUT, node.store.write(op))
         .await
         .map_err(|_| store_failed(format!("the write did not commit within {WRITE_TIMEOUT:?}")))?
@@ -590,23 +782,32 @@ async fn method_not_allowed(req: Request) -> ApiError {
 mod tests {
     use super::*;
     use crate::config::Defects;
-    use crate::http_client::request;
     use crate::node::testutil;
 
     async fn start(test: &str) -> (Arc<Node>, SocketAddr) {
-        serve_node(testutil::node(test, "a", &["b"], Defects::default())).await
+        serve_node(test, testutil::node(test, "a", &["b"], Defects::default())).await
     }
 
     /// Serves `node`'s API on a fresh port.
-    async fn serve_node(node: Arc<Node>) -> (Arc<Node>, SocketAddr) {
+    /// The admin client of each served address (each test's lab has its own CA and tokens).
+    static CLIENTS: std::sync::Mutex<BTreeMap<SocketAddr, crate::http_client::Client>> =
+        std::sync::Mutex::new(BTreeMap::new());
+    /// The lab (test name) of each served address.
+    static LABS: std::sync::Mutex<BTreeMap<SocketAddr, String>> = std::sync::Mutex::new(BTreeMap::new());
+
+    /// Serves `node` (of lab `test`) over HTTPS on a fresh port; `call` then speaks to it as admin.
+    async fn serve_node(test: &str, node: Arc<Node>) -> (Arc<Node>, SocketAddr) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(serve(node.clone(), listener));
+        CLIENTS.lock().unwrap().insert(addr, testutil::client(test, Some(crate::auth::ADMIN)));
+        LABS.lock().unwrap().insert(addr, test.to_string());
         (node, addr)
     }
 
     async fn call(addr: SocketAddr, method: &str, path: &str, body: Option<&[u8]>) -> (u16, serde_json::Value) {
-        let (status, body) = request(method, addr, path, body, Duration::from_secs(10)).await.unwrap();
+        let client = CLIENTS.lock().unwrap()[&addr].clone();
+        let (status, body) = client.request(method, addr, path, body, Duration::from_secs(10)).await.unwrap();
         let json = serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{method} {path}: body is not JSON ({e})"));
         (status, json)
     }
@@ -714,9 +915,22 @@ mod tests {
     }
 
     /// Sends a raw request and returns the answer's head, lowercased.
+    /// Sends `request` as written over TLS 1.3 (adding the admin token unless it has an `authorization`
+    /// header) and returns the answer's head, lowercased.
     async fn raw_head(addr: SocketAddr, request: &str) -> String {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let test = LABS.lock().unwrap()[&addr].clone();
+        let lab = testutil::lab(&test);
+        let config = crate::pki::Pki::load(&lab).unwrap().client_config().unwrap();
+        let mut request = request.to_string();
+        if !request.to_ascii_lowercase().contains("authorization:") {
+            let tokens = crate::auth::Tokens::load(&lab).unwrap();
+            let line_end = request.find("\r\n").unwrap() + 2;
+            request.insert_str(line_end, &format!("authorization: Bearer {}\r\n", tokens.token_of("admin").unwrap()));
+        }
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+        let mut s = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await.unwrap();
         s.write_all(request.as_bytes()).await.unwrap();
         let mut out = Vec::new();
         tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await.unwrap().unwrap();
@@ -778,7 +992,7 @@ mod tests {
     async fn sheds_load_beyond_max_in_flight() {
         let settings = crate::config::NodeConfig { max_in_flight: 1, ..Default::default() };
         let (node, addr) =
-            serve_node(testutil::node_with("http-shed", "a", &["b"], Defects::default(), settings)).await;
+            serve_node("http-shed", testutil::node_with("http-shed", "a", &["b"], Defects::default(), settings)).await;
         let slow = tokio::spawn(async move { call(addr, "GET", "/v1/catalog/x?work_ms=1000", None).await });
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while node.in_flight.load(Ordering::Acquire) == 0 {
@@ -880,6 +1094,136 @@ mod tests {
         node.fenced.store(false, Ordering::Release);
         assert_eq!(call(addr, "PUT", "/v1/kv/k", Some(br#"{"value":"y"}"#)).await.0, 200);
         assert_eq!(call(addr, "GET", "/healthz", None).await.0, 200);
+        node.shutdown.cancel();
+    }
+
+    /// Goal: TLS 1.3 is negotiated and TLS 1.2 is refused by the server, unless `tls_min_version = "1.2"`.
+    #[tokio::test]
+    async fn tls13_only_unless_the_defect() {
+        for (test, defects, tls12_ok) in [
+            ("http-tls13", Defects::default(), false),
+            ("http-tls12", Defects { tls_min_version: Some("1.2".into()), ..Defects::default() }, true),
+        ] {
+            let (node, addr) = serve_node(test, testutil::node(test, "a", &["b"], defects)).await;
+            let (s, _) = call(addr, "GET", "/healthz", None).await;
+            assert_eq!(s, 200, "TLS 1.3 works");
+            let lab = testutil::lab(test);
+            let ca = crate::pki::Pki::load(&lab).unwrap().ca_cert().clone();
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(ca).unwrap();
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_protocol_versions(&[&rustls::version::TLS12])
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+            let r = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await;
+            assert_eq!(r.is_ok(), tls12_ok, "{test}: TLS 1.2 handshake: {:?}", r.err());
+            node.shutdown.cancel();
+        }
+    }
+
+    /// Goal: no token 401 (with `WWW-Authenticate`), wrong scope 403, right scope 200, by route; `/healthz` is
+    /// public; every write and every denial is in the audit log (principal, action, key, status), readable by
+    /// admin through `GET /v1/audit`; `auth_disabled` lets everything through as anonymous.
+    #[tokio::test]
+    async fn scopes_and_audit() {
+        let test = "http-auth";
+        let (node, addr) = start(test).await;
+        let reader = testutil::client(test, Some(crate::auth::READER));
+        let writer = testutil::client(test, Some(crate::auth::WRITER));
+        let nobody = testutil::client(test, None);
+        let t = Duration::from_secs(10);
+        let put = Some(br#"{"value":"v"}"#.as_slice());
+        assert_eq!(nobody.request("GET", addr, "/healthz", None, t).await.unwrap().0, 200);
+        assert_eq!(nobody.request("GET", addr, "/v1/kv/k", None, t).await.unwrap().0, 401);
+        assert_eq!(reader.request("PUT", addr, "/v1/kv/k", put, t).await.unwrap().0, 403);
+        assert_eq!(writer.request("PUT", addr, "/v1/kv/k", put, t).await.unwrap().0, 200);
+        assert_eq!(reader.request("GET", addr, "/v1/kv/k", None, t).await.unwrap().0, 200);
+        assert_eq!(writer.request("GET", addr, "/v1/audit", None, t).await.unwrap().0, 403);
+        assert_eq!(reader.request("PUT", addr, "/lab/health", Some(br#"{"status":"ok"}"#), t).await.unwrap().0, 403);
+        assert_eq!(writer.request("DELETE", addr, "/v1/kv/k", None, t).await.unwrap().0, 200);
+        let head = raw_head(
+            addr,
+            "GET /v1/kv/k HTTP/1.1\r\nhost: x\r\nauthorization: Bearer nope\r\nconnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(head.starts_with("HTTP/1.1 401") && head.contains("www-authenticate: bearer"), "{head}");
+        let (s, r) = call(addr, "GET", "/v1/audit?limit=1000", None).await;
+        assert_eq!(s, 200, "{r}");
+        let page: AuditPage = serde_json::from_value(r).unwrap();
+        let got: Vec<(&str, &str, &str, u16)> =
+            page.entries.iter().map(|e| (e.principal.as_str(), e.action.as_str(), e.key.as_str(), e.status)).collect();
+        assert_eq!(
+            got,
+            [
+                ("anonymous", "denied", "/v1/kv/k", 401),
+                ("reader", "denied", "/v1/kv/k", 403),
+                ("writer", "put", "k", 200),
+                ("writer", "denied", "/v1/audit", 403),
+                ("reader", "denied", "/lab/health", 403),
+                ("writer", "delete", "k", 200),
+                ("anonymous", "denied", "/v1/kv/k", 401),
+            ]
+        );
+        assert!(page.entries.windows(2).all(|w| w[1].seq == w[0].seq + 1 && w[1].time_ms >= w[0].time_ms));
+        let (_, r) = call(addr, "GET", "/v1/audit?after=5&limit=1", None).await;
+        let page: AuditPage = serde_json::from_value(r).unwrap();
+        assert_eq!((page.entries[0].seq, page.next_after), (6, Some(6)));
+        let log =
+            std::fs::read_to_string(testutil::lab(test).join("a").join(super::super::security::AUDIT_FILE)).unwrap();
+        assert!(!log.contains(crate::auth::TOKEN_PREFIX), "no token in the audit log");
+        node.shutdown.cancel();
+
+        let test = "http-noauth";
+        let defects = Defects { auth_disabled: true, audit_disabled: true, ..Defects::default() };
+        let (node, addr) = serve_node(test, testutil::node(test, "a", &["b"], defects)).await;
+        let nobody = testutil::client(test, None);
+        assert_eq!(nobody.request("PUT", addr, "/v1/kv/k", put, t).await.unwrap().0, 200);
+        let (s, r) = call(addr, "GET", "/v1/audit", None).await;
+        assert_eq!((s, r["entries"].as_array().map(Vec::len)), (200, Some(0)), "audit_disabled writes nothing");
+        node.shutdown.cancel();
+    }
+
+    /// Goal: values are sealed at rest: a raw read of the store file finds no canary (and does with
+    /// `plaintext_at_rest`); residency tags are validated (400 unknown, 403 not allowed here) and returned; an
+    /// erasure answers a receipt, and the value is gone from the store and the outbox.
+    #[tokio::test]
+    async fn at_rest_residency_and_erasure() {
+        for (test, defects, clear) in [
+            ("http-rest", Defects::default(), false),
+            ("http-rest-clear", Defects { plaintext_at_rest: true, ..Defects::default() }, true),
+        ] {
+            let (node, addr) = serve_node(test, testutil::node(test, "a", &["b"], defects)).await;
+            let canary = format!("canary-{test}-5e1d");
+            let body = format!(r#"{{"value":"{canary}"}}"#);
+            assert_eq!(call(addr, "PUT", "/v1/kv/c", Some(body.as_bytes())).await.0, 200);
+            let file = testutil::lab(test).join("a").join("store.redb");
+            let raw = std::fs::read(&file).unwrap();
+            assert_eq!(raw.windows(canary.len()).any(|w| w == canary.as_bytes()), clear, "{test}");
+            node.shutdown.cancel();
+        }
+        let test = "http-residency";
+        let (node, addr) = start(test).await;
+        let (s, r) = call(addr, "PUT", "/v1/kv/r", Some(br#"{"value":"x","residency":"mars"}"#)).await;
+        assert_eq!((s, r["error"].as_str()), (400, Some("unknown_residency")));
+        let (s, r) = call(addr, "PUT", "/v1/kv/r", Some(br#"{"value":"x","residency":"eu"}"#)).await;
+        assert_eq!((s, r["error"].as_str()), (403, Some("residency_violation")), "only region eu may hold eu");
+        assert!(node.store.get("r").unwrap().is_none(), "nothing stored");
+        node.shutdown.cancel();
+        let (node, addr) = serve_node(test, testutil::node(test, "eu", &["a"], Defects::default())).await;
+        let (s, r) = call(addr, "PUT", "/v1/kv/r", Some(br#"{"value":"secret-v","residency":"eu"}"#)).await;
+        assert_eq!((s, r["residency"].as_str()), (200, Some("eu")));
+        let (s, r) = call(addr, "POST", "/v1/erase/r", None).await;
+        assert_eq!(s, 200, "{r}");
+        let receipt: EraseReceipt = serde_json::from_value(r).unwrap();
+        assert_eq!((receipt.key.as_str(), receipt.region.as_str()), ("r", "eu"));
+        assert_eq!(call(addr, "GET", "/v1/kv/r", None).await.0, 404);
+        let outbox = node.store.outbox_after(0, 100, usize::MAX).unwrap();
+        assert!(outbox.iter().all(|e| e.value.is_none()), "{outbox:?}");
+        assert!(outbox.last().is_some_and(|e| e.erase && e.version == receipt.version), "{outbox:?}");
         node.shutdown.cancel();
     }
 }

@@ -15,6 +15,7 @@ pub mod fence;
 pub mod http;
 pub mod repl;
 pub mod rtt;
+pub mod security;
 pub mod store;
 
 use crate::LabError;
@@ -240,6 +241,8 @@ pub struct Node {
     pub rtt_probes: tokio::sync::Semaphore,
     /// Cancelled when the node shuts down.
     pub shutdown: CancellationToken,
+    /// TLS configs, tokens, the sealer and the audit log (`security`).
+    pub security: security::Security,
 }
 
 impl Node {
@@ -273,7 +276,14 @@ impl Node {
             received_entries: AtomicU64::new(0),
             rtt_probes: tokio::sync::Semaphore::new(rtt::PROBES_MAX),
             shutdown: CancellationToken::new(),
+            security: security::Security::none(),
         }
+    }
+
+    /// The node with `security` in force.
+    pub fn with_security(mut self, security: security::Security) -> Node {
+        self.security = security;
+        self
     }
 
     /// Highest local outbox seq committed.
@@ -314,10 +324,11 @@ pub async fn open_region(
     region: &str,
     peers: &[String],
     defects: &Defects,
+    sealer: crate::crypto::Sealer,
 ) -> Result<OpenedRegion, LabError> {
     let marker = dir.join(RUNNING_MARKER);
     let unclean = marker.exists();
-    let (store, recovered, writer) = Store::open(&dir.join("store.redb"), region)?;
+    let (store, recovered, writer) = Store::open(&dir.join("store.redb"), region, sealer)?;
     let mut startup = Startup { unclean, had_data: recovered.had_data, lost: 0 };
     let mut cursors: BTreeMap<String, u64> =
         peers.iter().map(|p| (p.clone(), recovered.cursors.get(p).copied().unwrap_or(0))).collect();
@@ -399,7 +410,9 @@ pub async fn run_node(spec_path: &Path, region: &str) -> Result<(), LabError> {
         .map_err(|e| LabError::io(format!("cannot create the region directory {}", data_dir.display()), e))?;
     let metrics = install_metrics();
     let peer_names: Vec<String> = spec.regions.iter().filter(|r| r.name != region).map(|r| r.name.clone()).collect();
-    let opened = open_region(&data_dir, region, &peer_names, &spec.lab.defects).await?;
+    let mut security = security::Security::load(&spec.dir, region, &data_dir, &spec.lab.defects, spec.lab.tls_min())?;
+    security.residency = spec.lab.residency_policy();
+    let opened = open_region(&data_dir, region, &peer_names, &spec.lab.defects, security.sealer.clone()).await?;
     opened.store.set_commit_delay(spec.lab.defects.store_commit_delay_ms);
 
     let http_listener = TcpListener::bind((me.ip, me.http_port))
@@ -413,7 +426,7 @@ pub async fn run_node(spec_path: &Path, region: &str) -> Result<(), LabError> {
 
     let OpenedRegion { store, writer, cursors, head_seq, startup } = opened;
     let lab = (&spec.lab.defects, &spec.lab.node);
-    let node = Arc::new(Node::new(region, me.ip, store, &cursors, lab, startup, metrics));
+    let node = Arc::new(Node::new(region, me.ip, store, &cursors, lab, startup, metrics).with_security(security));
     if node.apply_disabled {
         tracing::warn!(region, "DEFECT no_catch_up_after_restart: replicated batches are acknowledged, never applied");
     }
@@ -565,7 +578,9 @@ mod tests {
 
     /// Opens region a (peers b and c) in `dir`.
     async fn start(dir: &Path, defects: &Defects) -> OpenedRegion {
-        open_region(dir, "a", &["b".to_string(), "c".to_string()], defects).await.unwrap()
+        open_region(dir, "a", &["b".to_string(), "c".to_string()], defects, crate::crypto::Sealer::plaintext())
+            .await
+            .unwrap()
     }
 
     /// Closes the store and waits for its writer; `clean` removes the marker as a clean stop does, otherwise the
@@ -592,7 +607,10 @@ mod tests {
         let r = start(&dir, &defect).await;
         assert_eq!(r.startup, Startup::default(), "first start");
         for i in 1..=5 {
-            r.store.write(WriteOp::Local { key: format!("k{i}"), value: Some("v".into()) }).await.unwrap();
+            r.store
+                .write(WriteOp::Local { key: format!("k{i}"), value: Some("v".into()), residency: None })
+                .await
+                .unwrap();
         }
         r.store.write(WriteOp::SaveCursors([("b".into(), 4), ("c".into(), 2)].into())).await.unwrap();
         stop(r.store, r.writer, &dir, false).await;
@@ -634,7 +652,7 @@ mod tests {
             assert_eq!(node.apply_disabled, restart);
             let mut conn = open(listen(&node).await, Frame::Hello { from: "b".into() }).await;
             send(&mut conn, Frame::Heartbeat { head: seq, acked: seq - 1 }).await;
-            send(&mut conn, Frame::Batch { entries: vec![entry(seq, &format!("k{seq}"), "b")] }).await;
+            send(&mut conn, testutil::batch(vec![entry(seq, &format!("k{seq}"), "b")])).await;
             assert_eq!(next(&mut conn).await, Some(Frame::Ack { seq }));
             let heard = node.peers["b"].heard();
             assert_eq!(node.store.get(&format!("k{seq}")).unwrap().is_some(), !restart);
@@ -667,18 +685,62 @@ pub(crate) mod testutil {
         node_with(test, region, peers, defects, NodeConfig::default())
     }
 
-    /// As `node`, with node settings.
+    /// As `node`, with node settings. The node has the hardened lab's protections (HTTPS, tokens, audit,
+    /// encryption at rest, mutual TLS on replication) from `lab(test)`, as `defects` allow.
     pub fn node_with(test: &str, region: &str, peers: &[&str], defects: Defects, settings: NodeConfig) -> Arc<Node> {
         let dir = dir(test, region);
-        let (store, _, _writer) = Store::open(&dir.join("store.redb"), region).unwrap();
+        let lab = lab(test);
+        let mut security = security::Security::load(&lab, region, &dir, &defects, tls_min(&defects)).unwrap();
+        security.residency = [("eu".to_string(), vec!["eu".to_string()])].into();
+        let (store, _, _writer) = Store::open(&dir.join("store.redb"), region, security.sealer.clone()).unwrap();
         let cursors = peers.iter().map(|p| (p.to_string(), 0)).collect();
         let startup = Startup::default();
-        Arc::new(Node::new(region, "127.0.0.1".parse().unwrap(), store, &cursors, (&defects, &settings), startup, None))
+        let node =
+            Node::new(region, "127.0.0.1".parse().unwrap(), store, &cursors, (&defects, &settings), startup, None);
+        Arc::new(node.with_security(security))
     }
 
-    /// A fresh, empty directory for `region` of `test`.
+    /// The TLS minimum `defects` ask for.
+    pub fn tls_min(defects: &Defects) -> crate::pki::TlsMin {
+        if defects.tls_min_version.as_deref() == Some("1.2") {
+            crate::pki::TlsMin::Tls12
+        } else {
+            crate::pki::TlsMin::Tls13
+        }
+    }
+
+    /// Regions the test labs have certificates for.
+    pub const REGIONS: &[&str] = &["a", "b", "c", "eu"];
+
+    /// The lab directory of `test`, prepared once as the supervisor prepares a lab's: the PKI (for `REGIONS` on
+    /// 127.0.0.1), the tokens and the key-encryption key.
+    pub fn lab(test: &str) -> PathBuf {
+        let lab = std::env::temp_dir().join(format!("xregion-lab-unit-{}-{test}", std::process::id()));
+        if !lab.join("ready").exists() {
+            let _ = std::fs::remove_dir_all(&lab);
+            std::fs::create_dir_all(&lab).unwrap();
+            let regions: Vec<(String, IpAddr)> =
+                REGIONS.iter().map(|r| (r.to_string(), "127.0.0.1".parse().unwrap())).collect();
+            crate::pki::Pki::create(&lab, &regions, "127.0.0.1".parse().unwrap(), crate::pki::PkiOptions::default())
+                .unwrap();
+            crate::auth::Tokens::create(&lab).unwrap();
+            crate::crypto::ensure_kek(&lab).unwrap();
+            std::fs::write(lab.join("ready"), b"").unwrap();
+        }
+        lab
+    }
+
+    /// A client of `test`'s lab: TLS 1.3 trusting its CA, with the token of `principal` (none: no token).
+    pub fn client(test: &str, principal: Option<&str>) -> crate::http_client::Client {
+        let lab = lab(test);
+        let pki = crate::pki::Pki::load(&lab).unwrap();
+        let tokens = crate::auth::Tokens::load(&lab).unwrap();
+        crate::http_client::Client::tls(pki.client_config().unwrap(), principal.and_then(|p| tokens.token_of(p)))
+    }
+
+    /// A fresh, empty directory for `region` of `test`, in `lab(test)`.
     pub fn dir(test: &str, region: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("xregion-lab-unit-{}-{test}-{region}", std::process::id()));
+        let dir = lab(test).join(region);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         dir
@@ -701,7 +763,15 @@ pub(crate) mod testutil {
             key: key.into(),
             value: Some(format!("v{seq}")),
             version: Version { wall_ms: 1_000 + seq, logical: 0, origin: origin.into() },
+            residency: None,
+            erase: false,
         }
+    }
+
+    /// A batch frame of `entries` covering through its last seq.
+    pub fn batch(entries: Vec<Entry>) -> Frame {
+        let through = entries.last().map_or(0, |e| e.seq);
+        Frame::Batch { entries, through }
     }
 
     /// Starts `node`'s replication listener on a fresh port and returns its address.

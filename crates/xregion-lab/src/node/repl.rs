@@ -173,7 +173,8 @@ async fn stream_to(
                 // Only possible if the outbox was collected past an unacknowledged entry: a bug, not a peer fault.
                 tracing::error!(region = %node.region, peer = %peer.name, expected = after + 1, found = entries[0].seq, "outbox gap");
             }
-            send(&mut conn, &Frame::Batch { entries }).await?;
+            let entries = for_peer(node, &peer.name, entries);
+            send(&mut conn, &Frame::Batch { entries, through: last }).await?;
             last_sent = Instant::now();
             sent = last;
         }
@@ -210,6 +211,21 @@ async fn stream_to(
             }
         }
     }
+}
+
+/// The entries `peer` may hold: an entry tagged with a residency tag goes only to the tag's regions (an unknown
+/// tag to none), unless `residency_disabled`. The skipped ones are still covered by the batch's `through`.
+pub fn for_peer(node: &Node, peer: &str, entries: Vec<Entry>) -> Vec<Entry> {
+    if node.defects.residency_disabled {
+        return entries;
+    }
+    entries
+        .into_iter()
+        .filter(|e| match &e.residency {
+            None => true,
+            Some(tag) => node.security.residency.get(tag).is_some_and(|regions| regions.iter().any(|r| r == peer)),
+        })
+        .collect()
 }
 
 async fn send(conn: &mut Conn, frame: &Frame) -> Result<(), StreamError> {
@@ -301,7 +317,7 @@ async fn receive(node: &Node, stream: TcpStream) -> Result<(), StreamError> {
             let Some(frame) = frame else { break };
             let arrived = Instant::now();
             let entries = match proto::decode(&frame?)? {
-                Frame::Batch { entries } => entries,
+                Frame::Batch { entries, through } => (entries, through),
                 Frame::Heartbeat { head, acked } => {
                     // The cursor the sender holds for us was acknowledged after a durable apply, in this run or
                     // an earlier one; unless this region acks without applying (the defect), it is applied.
@@ -311,7 +327,7 @@ async fn receive(node: &Node, stream: TcpStream) -> Result<(), StreamError> {
                 other => return Err(StreamError::Protocol(format!("expected a batch or heartbeat, got {other:?}"))),
             };
             peer.touch();
-            let entries = accept_batch(node, &from, entries)?;
+            let entries = accept_batch(node, &from, entries.0, entries.1)?;
             let pending = Pending { due: arrived + delay, ack_seq: entries.0, entries: entries.1 };
             if tx.send(pending).await.is_err() {
                 return Ok(());
@@ -394,9 +410,14 @@ async fn apply_and_ack(
 
 /// Validates a received batch and applies the `drop_one_in` defect; returns the seq to ack and the entries to
 /// apply. An invalid batch is rejected whole.
-pub fn accept_batch(node: &Node, from: &str, entries: Vec<Entry>) -> Result<(u64, Vec<Entry>), BatchError> {
-    proto::validate_batch(from, &entries)?;
-    let ack_seq = entries.last().map_or(0, |e| e.seq);
+pub fn accept_batch(
+    node: &Node,
+    from: &str,
+    entries: Vec<Entry>,
+    through: u64,
+) -> Result<(u64, Vec<Entry>), BatchError> {
+    proto::validate_batch_frame(from, &entries, through)?;
+    let ack_seq = through;
     let n = node.defects.drop_one_in;
     if n == 0 {
         return Ok((ack_seq, entries));
@@ -423,13 +444,13 @@ mod tests {
     async fn malformed_batch_closes_with_no_partial_apply() {
         let node = testutil::node("malformed", "a", &["b"], Defects::default());
         let mut conn = open(listen(&node).await, Frame::Hello { from: "b".into() }).await;
-        send(&mut conn, Frame::Batch { entries: vec![entry(1, "k1", "b"), entry(2, "k2", "b")] }).await;
+        send(&mut conn, testutil::batch(vec![entry(1, "k1", "b"), entry(2, "k2", "b")])).await;
         assert_eq!(next(&mut conn).await, Some(Frame::Ack { seq: 2 }));
         assert_eq!(node.store.get("k1").unwrap().unwrap().value.as_deref(), Some("v1"));
         assert_eq!(node.peers["b"].heard().applied, 2);
 
         // Entry 3 is fine, entry 4 claims another origin: the whole batch must be rejected.
-        send(&mut conn, Frame::Batch { entries: vec![entry(3, "k3", "b"), entry(4, "k4", "c")] }).await;
+        send(&mut conn, testutil::batch(vec![entry(3, "k3", "b"), entry(4, "k4", "c")])).await;
         assert_eq!(next(&mut conn).await, None, "the connection stayed open");
         assert_eq!(node.store.get("k3").unwrap(), None);
         assert_eq!(node.store.get("k4").unwrap(), None);
@@ -443,7 +464,7 @@ mod tests {
         let node = testutil::node("stranger", "a", &["b"], Defects::default());
         let addr = listen(&node).await;
         let mut conn = open(addr, Frame::Hello { from: "zz".into() }).await;
-        send(&mut conn, Frame::Batch { entries: vec![entry(1, "k", "zz")] }).await;
+        send(&mut conn, testutil::batch(vec![entry(1, "k", "zz")])).await;
         assert_eq!(next(&mut conn).await, None);
         assert_eq!(node.store.get("k").unwrap(), None);
         let mut conn = open(addr, Frame::Heartbeat { head: 1, acked: 0 }).await;
@@ -463,11 +484,17 @@ mod tests {
         ship_to(&b, "a", listen(&a).await);
         ship_to(&a, "b", listen(&b).await);
         for i in 0..50 {
-            let op = WriteOp::Local { key: format!("a/{i}"), value: Some(i.to_string()) };
+            let op = WriteOp::Local { key: format!("a/{i}"), value: Some(i.to_string()), residency: None };
             a.store.write(op).await.unwrap();
         }
-        b.store.write(WriteOp::Local { key: "same".into(), value: Some("from-b".into()) }).await.unwrap();
-        a.store.write(WriteOp::Local { key: "same".into(), value: Some("from-a".into()) }).await.unwrap();
+        b.store
+            .write(WriteOp::Local { key: "same".into(), value: Some("from-b".into()), residency: None })
+            .await
+            .unwrap();
+        a.store
+            .write(WriteOp::Local { key: "same".into(), value: Some("from-a".into()), residency: None })
+            .await
+            .unwrap();
         wait_until("replication finished", || {
             b.store.get("a/49").unwrap().is_some()
                 && a.peers["b"].acked_seq.load(Ordering::Acquire) == a.head_seq()
@@ -491,7 +518,7 @@ mod tests {
         let a = testutil::node_with("heartbeat", "a", &["b"], Defects::default(), settings.clone());
         let b = testutil::node_with("heartbeat", "b", &["a"], Defects::default(), settings.clone());
         ship_to(&a, "b", listen(&b).await);
-        a.store.write(WriteOp::Local { key: "k".into(), value: Some("v".into()) }).await.unwrap();
+        a.store.write(WriteOp::Local { key: "k".into(), value: Some("v".into()), residency: None }).await.unwrap();
         wait_until("b applied a's write", || b.peers["a"].heard().applied == 1).await;
         let batches_done = b.peers["a"].heard().at;
         let mut seen = Vec::new();

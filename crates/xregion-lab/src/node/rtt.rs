@@ -190,7 +190,7 @@ mod tests {
             assert_eq!(testutil::next(&mut conn).await, Some(Frame::Pong { nonce }));
         }
         // A batch on a probe connection is malformed: the connection closes and nothing is applied.
-        testutil::send(&mut conn, Frame::Batch { entries: vec![testutil::entry(1, "k", "b")] }).await;
+        testutil::send(&mut conn, testutil::batch(vec![testutil::entry(1, "k", "b")])).await;
         assert_eq!(testutil::next(&mut conn).await, None, "the connection stayed open");
         assert_eq!(node.store.get("k").unwrap(), None);
 

@@ -15,6 +15,7 @@
 //! store. Every user of the store counts (client requests, replication applies, cursor saves, outbox
 //! collection, the shippers' outbox reads), as every user of a real pool contends for its connections.
 
+use crate::crypto::Sealer;
 use crate::hlc::{Hlc, Stamp, wall_now_ms};
 use crate::proto::Entry;
 use crate::record::{self, MergePolicy, StoredRecord};
@@ -56,13 +57,13 @@ pub enum StoreError {
     /// redb failed (I/O, corruption, ...).
     #[error("storage failed: {0}")]
     Db(#[from] Box<redb::Error>),
-    /// A stored record could not be decoded.
-    #[error("stored record for {what} is corrupt: {source}")]
+    /// A stored record could not be decoded (or its value could not be opened).
+    #[error("stored record for {what} is corrupt: {problem}")]
     Corrupt {
         /// Which record.
         what: String,
         /// The decode error.
-        source: serde_json::Error,
+        problem: String,
     },
     /// The writer thread is gone (the node is shutting down).
     #[error("the store is shutting down")]
@@ -76,15 +77,79 @@ fn db_err(e: impl Into<redb::Error>) -> StoreError {
     StoreError::Db(Box::new(e.into()))
 }
 
-/// The outbox's stored form of an entry (the seq is the table key).
+/// The clear part of an outbox entry (the seq is the table key); the value follows it, sealed (see
+/// `encode_outbox`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct OutboxRecord {
+struct OutboxMeta {
     /// The key written.
     key: String,
-    /// The value, `None` for a delete.
-    value: Option<String>,
     /// The version stamped at commit.
     version: Version,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    residency: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    erase: bool,
+    /// Whether a sealed value follows.
+    has_value: bool,
+}
+
+/// An outbox entry as stored: one line of JSON metadata, then the value sealed with the key as associated data.
+fn encode_outbox(e: &Entry, sealer: &Sealer) -> Vec<u8> {
+    let meta = OutboxMeta {
+        key: e.key.clone(),
+        version: e.version.clone(),
+        residency: e.residency.clone(),
+        erase: e.erase,
+        has_value: e.value.is_some(),
+    };
+    let mut out = serde_json::to_vec(&meta).unwrap_or_default();
+    out.push(b'\n');
+    if let Some(v) = &e.value {
+        out.extend_from_slice(&sealer.seal(v.as_bytes(), e.key.as_bytes()));
+    }
+    out
+}
+
+fn decode_outbox(seq: u64, bytes: &[u8], sealer: &Sealer) -> Result<Entry, StoreError> {
+    let corrupt = |source: String| StoreError::Corrupt { what: format!("outbox seq {seq}"), problem: source };
+    let split = bytes.iter().position(|b| *b == b'\n').unwrap_or(bytes.len());
+    let m: OutboxMeta = serde_json::from_slice(&bytes[..split]).map_err(|e| corrupt(e.to_string()))?;
+    let value = if m.has_value {
+        let plain = sealer
+            .open(bytes.get(split + 1..).unwrap_or_default(), m.key.as_bytes())
+            .map_err(|e| corrupt(e.to_string()))?;
+        Some(String::from_utf8(plain).map_err(|e| corrupt(e.to_string()))?)
+    } else {
+        None
+    };
+    Ok(Entry { seq, key: m.key, value, version: m.version, residency: m.residency, erase: m.erase })
+}
+
+fn decode_kv(key: &str, bytes: &[u8], sealer: &Sealer) -> Result<StoredRecord, StoreError> {
+    record::decode(bytes, key, sealer)
+        .map_err(|e| StoreError::Corrupt { what: key.to_string(), problem: e.to_string() })
+}
+
+/// Removes the value of every outbox entry of `key` whose version is below `below` (rewritten as tombstones
+/// that still replicate). Scans the whole outbox: it holds only what some peer has not acknowledged yet.
+fn scrub_outbox(
+    outbox: &mut redb::Table<u64, &[u8]>,
+    key: &str,
+    below: &Version,
+    sealer: &Sealer,
+) -> Result<u64, StoreError> {
+    let mut rewrite = Vec::new();
+    for item in outbox.iter().map_err(db_err)? {
+        let (k, v) = item.map_err(db_err)?;
+        let e = decode_outbox(k.value(), v.value(), sealer)?;
+        if e.key == key && e.value.is_some() && e.version < *below {
+            rewrite.push(Entry { value: None, ..e });
+        }
+    }
+    for e in &rewrite {
+        outbox.insert(e.seq, encode_outbox(e, sealer).as_slice()).map_err(db_err)?;
+    }
+    Ok(rewrite.len() as u64)
 }
 
 /// One write request to the writer thread.
@@ -96,6 +161,17 @@ pub enum WriteOp {
         key: String,
         /// The value or `None`.
         value: Option<String>,
+        /// The residency tag, already checked against the policy.
+        residency: Option<String>,
+    },
+    /// An erasure (`POST /v1/erase/{key}`): the key's value is replaced by a tombstone with a new version, and
+    /// the value is removed from every outbox entry of the key; with `replicate`, an erase entry is added to the
+    /// outbox (not with the `erasure_local_only` defect).
+    Erase {
+        /// The key.
+        key: String,
+        /// Whether the erasure is shipped to the peers.
+        replicate: bool,
     },
     /// Remote entries from `from`, already validated, merged with `policy`.
     Apply {
@@ -251,6 +327,8 @@ pub struct Store {
     timings: Arc<StoreTimings>,
     /// Defect knob `store_commit_delay_ms`: extra time the writer holds every commit, shared with the writer.
     commit_delay_ms: Arc<std::sync::atomic::AtomicU64>,
+    /// Seals values at rest (record values and outbox values).
+    sealer: Arc<Sealer>,
 }
 
 /// The state loaded at open, for the node to resume from.
@@ -269,7 +347,12 @@ impl Store {
     ///
     /// The writer thread stops when every `Store` handle is dropped; the returned join handle lets the owner
     /// wait for the last commit.
-    pub fn open(path: &Path, region: &str) -> Result<(Store, Recovered, std::thread::JoinHandle<()>), StoreError> {
+    pub fn open(
+        path: &Path,
+        region: &str,
+        sealer: Sealer,
+    ) -> Result<(Store, Recovered, std::thread::JoinHandle<()>), StoreError> {
+        let sealer = Arc::new(sealer);
         let db = Database::create(path).map_err(db_err)?;
         // Create every table up front so read transactions never see a missing table.
         let (hlc_mark, head_seq, cursors, had_data) = {
@@ -309,13 +392,14 @@ impl Store {
             head_tx,
             timings: timings.clone(),
             commit_delay_ms: commit_delay_ms.clone(),
+            sealer: sealer.clone(),
         };
         let handle = std::thread::Builder::new()
             .name(format!("store-writer-{region}"))
             .spawn(move || writer.run(rx))
             .map_err(|e| StoreError::Task(format!("cannot start the writer thread: {e}")))?;
         tracing::info!(region, head_seq, hlc_wall_ms = hlc_mark.wall_ms, peers = cursors.len(), "store opened");
-        let store = Store { db, tx, head: head_rx, region: Arc::from(region), timings, commit_delay_ms };
+        let store = Store { db, tx, head: head_rx, region: Arc::from(region), timings, commit_delay_ms, sealer };
         Ok((store, Recovered { cursors, head_seq, had_data }, handle))
     }
 
@@ -370,7 +454,7 @@ impl Store {
         let txn = self.db.begin_read().map_err(db_err)?;
         let t = txn.open_table(KV).map_err(db_err)?;
         let Some(g) = t.get(key).map_err(db_err)? else { return Ok(None) };
-        record::decode(g.value()).map(Some).map_err(|source| StoreError::Corrupt { what: key.to_string(), source })
+        decode_kv(key, g.value(), &self.sealer).map(Some)
     }
 
     /// Up to `limit` records whose key starts with `prefix` and is greater than `after`, in key order, and
@@ -397,8 +481,7 @@ impl Store {
             if out.len() == limit {
                 return Ok((out, true));
             }
-            let rec =
-                record::decode(v.value()).map_err(|source| StoreError::Corrupt { what: key.to_string(), source })?;
+            let rec = decode_kv(key, v.value(), &self.sealer)?;
             out.push((key.to_string(), rec));
         }
         Ok((out, false))
@@ -419,10 +502,9 @@ impl Store {
         for item in t.range(start..).map_err(db_err)? {
             let (k, v) = item.map_err(db_err)?;
             let seq = k.value();
-            let r: OutboxRecord = serde_json::from_slice(v.value())
-                .map_err(|source| StoreError::Corrupt { what: format!("outbox seq {seq}"), source })?;
-            bytes += r.key.len() + r.value.as_ref().map_or(0, String::len);
-            out.push(Entry { seq, key: r.key, value: r.value, version: r.version });
+            let e = decode_outbox(seq, v.value(), &self.sealer)?;
+            bytes += e.key.len() + e.value.as_ref().map_or(0, String::len);
+            out.push(e);
             if out.len() >= entries_max || bytes >= bytes_target {
                 break;
             }
@@ -461,6 +543,8 @@ struct Writer {
     timings: Arc<StoreTimings>,
     /// Defect knob: milliseconds to hold every commit (a slow disk).
     commit_delay_ms: Arc<std::sync::atomic::AtomicU64>,
+    /// Seals values at rest.
+    sealer: Arc<Sealer>,
 }
 
 impl Writer {
@@ -529,16 +613,46 @@ impl Writer {
             let mut meta = txn.open_table(META).map_err(db_err)?;
             for op in ops {
                 let outcome = match op {
-                    WriteOp::Local { key, value } => {
+                    WriteOp::Local { key, value, residency } => {
                         let s = self.hlc.tick(wall_now_ms());
                         let version = Version { wall_ms: s.wall_ms, logical: s.logical, origin: self.region.clone() };
-                        let rec = StoredRecord { value: value.clone(), version: version.clone() };
-                        kv.insert(key.as_str(), record::encode(&rec).as_slice()).map_err(db_err)?;
+                        let rec = StoredRecord {
+                            value: value.clone(),
+                            version: version.clone(),
+                            residency: residency.clone(),
+                        };
+                        kv.insert(key.as_str(), record::encode(&rec, key, &self.sealer).as_slice()).map_err(db_err)?;
                         self.head_seq += 1;
-                        let ob = OutboxRecord { key: key.clone(), value: value.clone(), version };
-                        let ob = serde_json::to_vec(&ob).unwrap_or_default();
-                        outbox.insert(self.head_seq, ob.as_slice()).map_err(db_err)?;
+                        let e = Entry {
+                            seq: self.head_seq,
+                            key: key.clone(),
+                            value: value.clone(),
+                            version,
+                            residency: residency.clone(),
+                            erase: false,
+                        };
+                        outbox.insert(self.head_seq, encode_outbox(&e, &self.sealer).as_slice()).map_err(db_err)?;
                         local_writes += 1;
+                        WriteOutcome::Written(rec)
+                    }
+                    WriteOp::Erase { key, replicate } => {
+                        let s = self.hlc.tick(wall_now_ms());
+                        let version = Version { wall_ms: s.wall_ms, logical: s.logical, origin: self.region.clone() };
+                        let rec = StoredRecord { value: None, version: version.clone(), residency: None };
+                        kv.insert(key.as_str(), record::encode(&rec, key, &self.sealer).as_slice()).map_err(db_err)?;
+                        scrub_outbox(&mut outbox, key, &version, &self.sealer)?;
+                        if *replicate {
+                            self.head_seq += 1;
+                            let e = Entry {
+                                seq: self.head_seq,
+                                key: key.clone(),
+                                value: None,
+                                version,
+                                residency: None,
+                                erase: true,
+                            };
+                            outbox.insert(self.head_seq, encode_outbox(&e, &self.sealer).as_slice()).map_err(db_err)?;
+                        }
                         WriteOutcome::Written(rec)
                     }
                     WriteOp::Apply { from, entries, policy } => {
@@ -546,17 +660,25 @@ impl Writer {
                         let now_ms = wall_now_ms();
                         for e in entries {
                             self.hlc.observe(Stamp { wall_ms: e.version.wall_ms, logical: e.version.logical });
-                            let incoming = StoredRecord { value: e.value.clone(), version: e.version.clone() };
+                            let incoming = StoredRecord {
+                                value: if e.erase { None } else { e.value.clone() },
+                                version: e.version.clone(),
+                                residency: e.residency.clone(),
+                            };
                             let current = match kv.get(e.key.as_str()).map_err(db_err)? {
-                                Some(g) => Some(
-                                    record::decode(g.value())
-                                        .map_err(|source| StoreError::Corrupt { what: e.key.clone(), source })?,
-                                ),
+                                Some(g) => Some(decode_kv(&e.key, g.value(), &self.sealer)?),
                                 None => None,
                             };
-                            if record::should_replace(current.as_ref(), &incoming, *policy) {
-                                kv.insert(e.key.as_str(), record::encode(&incoming).as_slice()).map_err(db_err)?;
+                            let replace = record::should_replace(current.as_ref(), &incoming, *policy);
+                            if replace {
+                                let bytes = record::encode(&incoming, &e.key, &self.sealer);
+                                kv.insert(e.key.as_str(), bytes.as_slice()).map_err(db_err)?;
                                 replaced += 1;
+                            }
+                            if e.erase {
+                                // The erasure reaches this region's own older writes of the key too, in the
+                                // store (above, when it wins) and in the outbox.
+                                scrub_outbox(&mut outbox, &e.key, &e.version, &self.sealer)?;
                             }
                             applied_delays.push((from.clone(), now_ms.saturating_sub(e.version.wall_ms)));
                         }
@@ -637,6 +759,8 @@ mod tests {
             key: key.into(),
             value: value.map(Into::into),
             version: Version { wall_ms, logical: 0, origin: origin.into() },
+            residency: None,
+            erase: false,
         }
     }
 
@@ -664,20 +788,20 @@ mod tests {
     #[tokio::test]
     async fn writes_persist_and_clock_resumes() {
         let path = temp_path("persist");
-        let (s, rec, h) = Store::open(&path, "a").unwrap();
+        let (s, rec, h) = Store::open(&path, "a", Sealer::plaintext()).unwrap();
         assert_eq!(rec.head_seq, 0);
-        let w1 = s.write(WriteOp::Local { key: "k".into(), value: Some("1".into()) }).await.unwrap();
-        let w2 = s.write(WriteOp::Local { key: "k".into(), value: None }).await.unwrap();
+        let w1 = s.write(WriteOp::Local { key: "k".into(), value: Some("1".into()), residency: None }).await.unwrap();
+        let w2 = s.write(WriteOp::Local { key: "k".into(), value: None, residency: None }).await.unwrap();
         let (WriteOutcome::Written(r1), WriteOutcome::Written(r2)) = (w1, w2) else { panic!("not written") };
         assert!(r2.version > r1.version);
         assert_eq!(*s.head().borrow(), 2);
         drop(s);
         h.join().unwrap();
-        let (s, rec, _h) = Store::open(&path, "a").unwrap();
+        let (s, rec, _h) = Store::open(&path, "a", Sealer::plaintext()).unwrap();
         assert_eq!(rec.head_seq, 2);
         assert_eq!(s.get("k").unwrap(), Some(r2.clone()));
         let WriteOutcome::Written(r3) =
-            s.write(WriteOp::Local { key: "j".into(), value: Some("x".into()) }).await.unwrap()
+            s.write(WriteOp::Local { key: "j".into(), value: Some("x".into()), residency: None }).await.unwrap()
         else {
             panic!("not written")
         };
@@ -691,7 +815,7 @@ mod tests {
     #[tokio::test]
     async fn apply_is_lww_and_idempotent() {
         let path = temp_path("apply");
-        let (s, _, _h) = Store::open(&path, "a").unwrap();
+        let (s, _, _h) = Store::open(&path, "a", Sealer::plaintext()).unwrap();
         let future_ms = wall_now_ms() + 60_000;
         let batch = vec![entry(1, "k", Some("new"), future_ms, "b"), entry(2, "k2", None, 5, "b")];
         let op = || WriteOp::Apply { from: "b".into(), entries: batch.clone(), policy: MergePolicy::Lww };
@@ -703,7 +827,7 @@ mod tests {
         assert_eq!(s.get("k").unwrap().unwrap().value.as_deref(), Some("new"));
         // A local write now orders after the remote one from the future.
         let WriteOutcome::Written(r) =
-            s.write(WriteOp::Local { key: "k".into(), value: Some("mine".into()) }).await.unwrap()
+            s.write(WriteOp::Local { key: "k".into(), value: Some("mine".into()), residency: None }).await.unwrap()
         else {
             panic!("not written")
         };
@@ -716,11 +840,11 @@ mod tests {
     #[tokio::test]
     async fn scan_pages_in_key_order() {
         let path = temp_path("scan");
-        let (s, _, _h) = Store::open(&path, "a").unwrap();
+        let (s, _, _h) = Store::open(&path, "a", Sealer::plaintext()).unwrap();
         for k in ["p/3", "p/1", "q/1", "p/2", "o/9"] {
-            s.write(WriteOp::Local { key: k.into(), value: Some(k.into()) }).await.unwrap();
+            s.write(WriteOp::Local { key: k.into(), value: Some(k.into()), residency: None }).await.unwrap();
         }
-        s.write(WriteOp::Local { key: "p/2".into(), value: None }).await.unwrap();
+        s.write(WriteOp::Local { key: "p/2".into(), value: None, residency: None }).await.unwrap();
         let (page, more) = s.scan("p/", None, 2).unwrap();
         assert_eq!(page.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), ["p/1", "p/2"]);
         assert!(more);
@@ -734,9 +858,9 @@ mod tests {
     #[tokio::test]
     async fn cursors_and_gc() {
         let path = temp_path("gc");
-        let (s, _, h) = Store::open(&path, "a").unwrap();
+        let (s, _, h) = Store::open(&path, "a", Sealer::plaintext()).unwrap();
         for i in 0..5 {
-            s.write(WriteOp::Local { key: format!("k{i}"), value: Some("v".into()) }).await.unwrap();
+            s.write(WriteOp::Local { key: format!("k{i}"), value: Some("v".into()), residency: None }).await.unwrap();
         }
         let peers = vec!["b".to_string(), "c".to_string()];
         s.write(WriteOp::SaveCursors([("b".into(), 4), ("c".into(), 2)].into())).await.unwrap();
@@ -745,7 +869,7 @@ mod tests {
         assert_eq!(s.outbox_after(0, 10, usize::MAX).unwrap().first().map(|e| e.seq), Some(3));
         drop(s);
         h.join().unwrap();
-        let (_s, rec, _h) = Store::open(&path, "a").unwrap();
+        let (_s, rec, _h) = Store::open(&path, "a", Sealer::plaintext()).unwrap();
         assert_eq!(rec.cursors, [("b".to_string(), 4), ("c".to_string(), 2)].into());
         assert_eq!(rec.head_seq, 5);
     }
