@@ -636,6 +636,11 @@ impl Writer {
                         WriteOutcome::Written(rec)
                     }
                     WriteOp::Erase { key, replicate } => {
+                        // Limitation: redb is copy-on-write, so the pages that held the old record and outbox
+                        // entries are freed, not overwritten, and may keep the old bytes until reused. Sealed at
+                        // rest these are ciphertext under the region's data key; with `plaintext_at_rest` the old
+                        // value may still be found in the file. (Compacting needs `&mut Database`, which the
+                        // shared handle cannot give while readers run; not done.)
                         let s = self.hlc.tick(wall_now_ms());
                         let version = Version { wall_ms: s.wall_ms, logical: s.logical, origin: self.region.clone() };
                         let rec = StoredRecord { value: None, version: version.clone(), residency: None };
