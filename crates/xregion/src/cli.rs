@@ -92,6 +92,9 @@ pub struct RunArgs {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // reqwest is built with `rustls-no-provider`: a client built without a preconfigured TLS config (the lab's
+    // own, the supervisor's) takes the process default, which is ring like every other TLS user here.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     // Child processes of the lab log to stderr, which the supervisor sends to a log file.
     init_tracing();
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
