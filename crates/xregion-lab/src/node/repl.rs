@@ -294,6 +294,11 @@ async fn receive(node: &Node, stream: TcpStream) -> Result<(), StreamError> {
     let mut held: Option<Pending> = None;
 
     let reader = async {
+        // The sender ships its outbox in order on one connection, so each batch must start right after the
+        // previous one. A gap means bytes were lost on the link (the WAN emulator's `Drop` discards them from a
+        // live connection); acking past it would skip the lost entries for good, so the stream is closed instead
+        // and the sender resends from its acknowledged cursor on a new connection.
+        let mut next_seq: Option<u64> = None;
         loop {
             let Ok(frame) = tokio::time::timeout(idle, stream.next()).await else {
                 return Err(StreamError::Protocol(format!("no frame for {idle:?}; presuming the link dead")));
@@ -311,6 +316,14 @@ async fn receive(node: &Node, stream: TcpStream) -> Result<(), StreamError> {
                 other => return Err(StreamError::Protocol(format!("expected a batch or heartbeat, got {other:?}"))),
             };
             peer.touch();
+            if let (Some(want), Some(first)) = (next_seq, entries.first().map(|e| e.seq))
+                && first != want
+            {
+                return Err(StreamError::Protocol(format!(
+                    "batch starts at seq {first} but seq {want} was next: entries were lost on the link"
+                )));
+            }
+            next_seq = entries.last().map(|e| e.seq + 1).or(next_seq);
             let entries = accept_batch(node, &from, entries)?;
             let pending = Pending { due: arrived + delay, ack_seq: entries.0, entries: entries.1 };
             if tx.send(pending).await.is_err() {
@@ -433,6 +446,24 @@ mod tests {
         assert_eq!(next(&mut conn).await, None, "the connection stayed open");
         assert_eq!(node.store.get("k3").unwrap(), None);
         assert_eq!(node.store.get("k4").unwrap(), None);
+        node.shutdown.cancel();
+    }
+
+    /// Goal: a batch that does not start right after the previous one on the same connection (bytes lost on the
+    /// link) closes the stream and is not applied, so the sender's cursor never skips the lost entries.
+    #[tokio::test]
+    async fn gap_between_batches_closes_the_stream() {
+        let node = testutil::node("gap", "a", &["b"], Defects::default());
+        let mut conn = open(listen(&node).await, Frame::Hello { from: "b".into() }).await;
+        send(&mut conn, Frame::Batch { entries: vec![entry(1, "k1", "b"), entry(2, "k2", "b")] }).await;
+        assert_eq!(next(&mut conn).await, Some(Frame::Ack { seq: 2 }));
+        send(&mut conn, Frame::Batch { entries: vec![entry(5, "k5", "b")] }).await;
+        assert_eq!(next(&mut conn).await, None, "the connection stayed open");
+        assert_eq!(node.store.get("k5").unwrap(), None);
+        // A new connection may start anywhere at or below the next entry: the sender resends from its cursor.
+        let mut conn = open(listen(&node).await, Frame::Hello { from: "b".into() }).await;
+        send(&mut conn, Frame::Batch { entries: vec![entry(2, "k2", "b"), entry(3, "k3", "b")] }).await;
+        assert_eq!(next(&mut conn).await, Some(Frame::Ack { seq: 3 }));
         node.shutdown.cancel();
     }
 
