@@ -7,8 +7,8 @@ use xregion_lab::proto::{self, Frame};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(frame) = proto::decode(data) else { return };
-    if let Frame::Batch { entries, .. } = &frame {
-        let _ = proto::validate_batch("us-east-1", entries);
+    if let Frame::Batch { after, entries, through } = &frame {
+        let _ = proto::validate_batch_frame("us-east-1", *after, entries, *through);
     }
     let again = proto::decode(&proto::encode(&frame)).expect("an encoded frame decodes");
     assert_eq!(again, frame);

@@ -64,6 +64,10 @@ pub enum Frame {
     },
     /// Entries from the sender's outbox, in sequence order.
     Batch {
+        /// The batch covers the outbox seqs after this one: it follows the previous batch on the connection,
+        /// whose `through` this equals. A receiver that sees a different value on the same connection knows
+        /// frames were lost on the link.
+        after: u64,
         /// The entries.
         entries: Vec<Entry>,
         /// Every outbox entry up to this seq is covered: sent here or earlier, or skipped because the peer may
@@ -138,12 +142,16 @@ pub enum BatchError {
         /// Its length.
         len: usize,
     },
-    /// `through` is below the last entry's seq (or 0 in an empty batch).
-    #[error("batch says it covers through seq {through} but its last entry is seq {last}")]
-    ThroughBelow {
+    /// The batch's range (`after`, `through`] is empty or does not hold its entries.
+    #[error("batch says it covers seqs after {after} through {through} but its entries run from seq {first} to {last}")]
+    BadRange {
+        /// The batch's `after`.
+        after: u64,
         /// The batch's `through`.
         through: u64,
-        /// Its last entry's seq (0 with no entries).
+        /// Its first entry's seq (`after + 1` with no entries).
+        first: u64,
+        /// Its last entry's seq (`through` with no entries).
         last: u64,
     },
     /// Sequence numbers are not strictly increasing.
@@ -173,12 +181,13 @@ pub fn decode(bytes: &[u8]) -> Result<Frame, BatchError> {
 }
 
 /// Checks a whole `Batch` frame from `from` before any of it is applied: `validate_batch` for its entries (an
-/// empty list is allowed only as a skip of entries the receiver may not hold, with `through` above 0) and
-/// `through` at least the last entry's seq.
-pub fn validate_batch_frame(from: &str, entries: &[Entry], through: u64) -> Result<(), BatchError> {
-    let last = entries.last().map_or(0, |e| e.seq);
-    if through == 0 || through < last {
-        return Err(BatchError::ThroughBelow { through, last });
+/// empty list is allowed only as a skip of entries the receiver may not hold) and a range (`after`, `through`]
+/// that is not empty and holds every entry.
+pub fn validate_batch_frame(from: &str, after: u64, entries: &[Entry], through: u64) -> Result<(), BatchError> {
+    let first = entries.first().map_or(after.saturating_add(1), |e| e.seq);
+    let last = entries.last().map_or(through, |e| e.seq);
+    if through <= after || first <= after || last > through {
+        return Err(BatchError::BadRange { after, through, first, last });
     }
     if entries.is_empty() { Ok(()) } else { validate_batch(from, entries) }
 }
@@ -250,12 +259,14 @@ mod tests {
         let many: Vec<Entry> = (1..=BATCH_ENTRIES_MAX as u64 + 1).map(|s| entry(s, "k", "x")).collect();
         assert!(matches!(validate_batch("x", &many), Err(BatchError::TooMany(_))));
         let one = [entry(4, "k", "x")];
-        assert_eq!(validate_batch_frame("x", &one, 4), Ok(()));
-        assert_eq!(validate_batch_frame("x", &one, 9), Ok(()), "entries 5 to 9 skipped");
-        assert_eq!(validate_batch_frame("x", &one, 3), Err(BatchError::ThroughBelow { through: 3, last: 4 }));
-        assert_eq!(validate_batch_frame("x", &[], 7), Ok(()), "a skip-only batch");
-        assert_eq!(validate_batch_frame("x", &[], 0), Err(BatchError::ThroughBelow { through: 0, last: 0 }));
-        assert!(matches!(validate_batch_frame("y", &one, 4), Err(BatchError::WrongOrigin { .. })));
+        assert_eq!(validate_batch_frame("x", 3, &one, 4), Ok(()));
+        assert_eq!(validate_batch_frame("x", 0, &one, 9), Ok(()), "entries 1 to 3 and 5 to 9 skipped");
+        let range = |after, through, first, last| Err(BatchError::BadRange { after, through, first, last });
+        assert_eq!(validate_batch_frame("x", 0, &one, 3), range(0, 3, 4, 4), "through below the last entry");
+        assert_eq!(validate_batch_frame("x", 4, &one, 5), range(4, 5, 4, 4), "an entry at or before after");
+        assert_eq!(validate_batch_frame("x", 2, &[], 7), Ok(()), "a skip-only batch");
+        assert_eq!(validate_batch_frame("x", 7, &[], 7), range(7, 7, 8, 7), "an empty range");
+        assert!(matches!(validate_batch_frame("y", 0, &one, 4), Err(BatchError::WrongOrigin { .. })));
     }
 
     /// Goal: frames round-trip and junk or unknown fields are rejected.
@@ -263,8 +274,8 @@ mod tests {
     fn frames_round_trip_and_reject_junk() {
         for f in [
             Frame::Hello { from: "a".into() },
-            Frame::Batch { entries: vec![entry(1, "k", "a")], through: 3 },
-            Frame::Batch { entries: vec![], through: 3 },
+            Frame::Batch { after: 0, entries: vec![entry(1, "k", "a")], through: 3 },
+            Frame::Batch { after: 1, entries: vec![], through: 3 },
             Frame::Ack { seq: 9 },
             Frame::Heartbeat { head: 12, acked: 10 },
             Frame::Probe { from: "a".into() },

@@ -768,10 +768,11 @@ pub(crate) mod testutil {
         }
     }
 
-    /// A batch frame of `entries` covering through its last seq.
+    /// A batch frame of `entries` covering the seqs from its first entry through its last.
     pub fn batch(entries: Vec<Entry>) -> Frame {
+        let after = entries.first().map_or(0, |e| e.seq - 1);
         let through = entries.last().map_or(0, |e| e.seq);
-        Frame::Batch { entries, through }
+        Frame::Batch { after, entries, through }
     }
 
     /// Starts `node`'s replication listener on a fresh port and returns its address.

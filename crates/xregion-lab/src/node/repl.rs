@@ -174,7 +174,7 @@ async fn stream_to(
                 tracing::error!(region = %node.region, peer = %peer.name, expected = after + 1, found = entries[0].seq, "outbox gap");
             }
             let entries = for_peer(node, &peer.name, entries);
-            send(&mut conn, &Frame::Batch { entries, through: last }).await?;
+            send(&mut conn, &Frame::Batch { after, entries, through: last }).await?;
             last_sent = Instant::now();
             sent = last;
         }
@@ -310,6 +310,11 @@ async fn receive(node: &Node, stream: TcpStream) -> Result<(), StreamError> {
     let mut held: Option<Pending> = None;
 
     let reader = async {
+        // The sender ships its outbox in order on one connection, so each batch must start right after the
+        // previous one. A gap means bytes were lost on the link (the WAN emulator's `Drop` discards them from a
+        // live connection); acking past it would skip the lost entries for good, so the stream is closed instead
+        // and the sender resends from its acknowledged cursor on a new connection.
+        let mut next_after: Option<u64> = None;
         loop {
             let Ok(frame) = tokio::time::timeout(idle, stream.next()).await else {
                 return Err(StreamError::Protocol(format!("no frame for {idle:?}; presuming the link dead")));
@@ -317,7 +322,7 @@ async fn receive(node: &Node, stream: TcpStream) -> Result<(), StreamError> {
             let Some(frame) = frame else { break };
             let arrived = Instant::now();
             let entries = match proto::decode(&frame?)? {
-                Frame::Batch { entries, through } => (entries, through),
+                Frame::Batch { after, entries, through } => (after, entries, through),
                 Frame::Heartbeat { head, acked } => {
                     // The cursor the sender holds for us was acknowledged after a durable apply, in this run or
                     // an earlier one; unless this region acks without applying (the defect), it is applied.
@@ -327,7 +332,16 @@ async fn receive(node: &Node, stream: TcpStream) -> Result<(), StreamError> {
                 other => return Err(StreamError::Protocol(format!("expected a batch or heartbeat, got {other:?}"))),
             };
             peer.touch();
-            let entries = accept_batch(node, &from, entries.0, entries.1)?;
+            let (after, entries, through) = entries;
+            if let Some(want) = next_after
+                && after != want
+            {
+                return Err(StreamError::Protocol(format!(
+                    "batch covers seqs after {after} but the previous one ended at {want}: entries were lost on the link"
+                )));
+            }
+            let entries = accept_batch(node, &from, after, entries, through)?;
+            next_after = Some(through);
             let pending = Pending { due: arrived + delay, ack_seq: entries.0, entries: entries.1 };
             if tx.send(pending).await.is_err() {
                 return Ok(());
@@ -413,10 +427,11 @@ async fn apply_and_ack(
 pub fn accept_batch(
     node: &Node,
     from: &str,
+    after: u64,
     entries: Vec<Entry>,
     through: u64,
 ) -> Result<(u64, Vec<Entry>), BatchError> {
-    proto::validate_batch_frame(from, &entries, through)?;
+    proto::validate_batch_frame(from, after, &entries, through)?;
     let ack_seq = through;
     let n = node.defects.drop_one_in;
     if n == 0 {
@@ -454,6 +469,24 @@ mod tests {
         assert_eq!(next(&mut conn).await, None, "the connection stayed open");
         assert_eq!(node.store.get("k3").unwrap(), None);
         assert_eq!(node.store.get("k4").unwrap(), None);
+        node.shutdown.cancel();
+    }
+
+    /// Goal: a batch that does not start right after the previous one on the same connection (bytes lost on the
+    /// link) closes the stream and is not applied, so the sender's cursor never skips the lost entries.
+    #[tokio::test]
+    async fn gap_between_batches_closes_the_stream() {
+        let node = testutil::node("gap", "a", &["b"], Defects::default());
+        let mut conn = open(listen(&node).await, Frame::Hello { from: "b".into() }).await;
+        send(&mut conn, testutil::batch(vec![entry(1, "k1", "b"), entry(2, "k2", "b")])).await;
+        assert_eq!(next(&mut conn).await, Some(Frame::Ack { seq: 2 }));
+        send(&mut conn, testutil::batch(vec![entry(5, "k5", "b")])).await;
+        assert_eq!(next(&mut conn).await, None, "the connection stayed open");
+        assert_eq!(node.store.get("k5").unwrap(), None);
+        // A new connection may start anywhere at or below the next entry: the sender resends from its cursor.
+        let mut conn = open(listen(&node).await, Frame::Hello { from: "b".into() }).await;
+        send(&mut conn, testutil::batch(vec![entry(2, "k2", "b"), entry(3, "k3", "b")])).await;
+        assert_eq!(next(&mut conn).await, Some(Frame::Ack { seq: 3 }));
         node.shutdown.cancel();
     }
 

@@ -524,6 +524,42 @@ fn router_probe(ctx: &Ctx, traffic: &Traffic, location: &str) -> Result<Probe, S
     Ok(Probe::new(&format!("router@{location}"), url, client, timeout))
 }
 
+/// Open model: starts `op(i, due)` at `rate` per second (the i-th at `due`) until `stop`, with at most `in_flight`
+/// running; a start that finds them all busy calls `skipped(i, due)` instead. Returns once every started op ended.
+async fn open_model<F, Fut>(
+    rate: f64,
+    in_flight: usize,
+    stop: &CancellationToken,
+    mut op: F,
+    mut skipped: impl FnMut(u64, Instant),
+) where
+    F: FnMut(u64, Instant) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let period = Duration::from_secs_f64(1.0 / rate);
+    let start = Instant::now();
+    let permits = Arc::new(tokio::sync::Semaphore::new(in_flight));
+    let mut running = tokio::task::JoinSet::new();
+    for i in 0u64.. {
+        let due = start + period.mul_f64(i as f64);
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tokio::time::sleep_until(due.into()) => {}
+        }
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            skipped(i, due);
+            continue;
+        };
+        let work = op(i, due);
+        running.spawn(async move {
+            work.await;
+            drop(permit);
+        });
+        while running.try_join_next().is_some() {}
+    }
+    while running.join_next().await.is_some() {}
+}
+
 /// Open-model canary of one location: alternating writes of fresh keys and reads of the last acknowledged one.
 #[allow(clippy::too_many_arguments)]
 async fn canary(
@@ -536,29 +572,15 @@ async fn canary(
     stop: CancellationToken,
     rec: Arc<Recorder>,
 ) {
-    let period = Duration::from_secs_f64(1.0 / rate);
-    let start = Instant::now();
-    let permits = Arc::new(tokio::sync::Semaphore::new(CANARY_IN_FLIGHT_MAX));
     let last_key: Arc<Mutex<Option<String>>> = Arc::default();
-    let mut running = tokio::task::JoinSet::new();
-    for i in 0u64.. {
-        let due = start + period.mul_f64(i as f64);
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            _ = tokio::time::sleep_until(due.into()) => {}
-        }
-        let t_ms = ms(due - t0);
-        let write = i % 2 == 0;
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            let attempt = Attempt { t_ms, ok: false, latency_ms: 0.0, region: None };
-            let error = Some("client in-flight limit reached".to_string());
-            lock(&rec.canary).push(CanaryRecord { location: location.clone(), write, attempt, error });
-            continue;
-        };
+    let skipped_rec = rec.clone();
+    let skipped_location = location.clone();
+    let op = |i: u64, due: Instant| {
         let (probe, history, rec, location, last_key) =
             (probe.clone(), history.clone(), rec.clone(), location.clone(), last_key.clone());
         let key = format!("{prefix}c/{location}/{i:08}");
-        running.spawn(async move {
+        async move {
+            let write = i.is_multiple_of(2);
             let (ok, region, error) = if write {
                 let process = history.new_process();
                 match history.put(process, &probe, &key, &format!("{location}-{i}")).await {
@@ -575,16 +597,21 @@ async fn canary(
                     Err(e) => (false, None, Some(e.to_string())),
                 }
             };
-            let attempt = Attempt { t_ms, ok, latency_ms: ms(due.elapsed()), region };
+            let attempt = Attempt { t_ms: ms(due - t0), ok, latency_ms: ms(due.elapsed()), region };
             lock(&rec.canary).push(CanaryRecord { location, write, attempt, error });
-            drop(permit);
-        });
-        while running.try_join_next().is_some() {}
-    }
-    while running.join_next().await.is_some() {}
+        }
+    };
+    let skipped = |i: u64, due: Instant| {
+        let attempt = Attempt { t_ms: ms(due - t0), ok: false, latency_ms: 0.0, region: None };
+        let error = Some("client in-flight limit reached".to_string());
+        let record = CanaryRecord { location: skipped_location.clone(), write: i.is_multiple_of(2), attempt, error };
+        lock(&skipped_rec.canary).push(record);
+    };
+    open_model(rate, CANARY_IN_FLIGHT_MAX, &stop, op, skipped).await;
 }
 
-/// Sequenced writes straight into one region, at `rate` per second, recorded in the history.
+/// Sequenced writes straight into one region, at `rate` per second, recorded in the history. A write skipped
+/// because too many are in flight leaves a gap in the sequence, which is never counted as acknowledged.
 async fn writer(
     history: Arc<crate::history::HistoryLog>,
     probe: Probe,
@@ -594,27 +621,16 @@ async fn writer(
     stop: CancellationToken,
     rec: Arc<Recorder>,
 ) {
-    let period = Duration::from_secs_f64(1.0 / rate);
-    let start = Instant::now();
-    let permits = Arc::new(tokio::sync::Semaphore::new(WRITER_IN_FLIGHT_MAX));
-    let mut running = tokio::task::JoinSet::new();
-    for seq in 0u64.. {
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            _ = tokio::time::sleep_until((start + period.mul_f64(seq as f64)).into()) => {}
-        }
-        let Ok(permit) = permits.clone().try_acquire_owned() else { continue };
+    let op = |seq: u64, _due: Instant| {
         let (probe, history, rec) = (probe.clone(), history.clone(), rec.clone());
         let key = format!("{prefix}{seq:08}");
-        running.spawn(async move {
+        async move {
             let process = history.new_process();
             let acked_ms = history.put(process, &probe, &key, &format!("w-{seq}")).await.ok().map(|_| since(t0));
             lock(&rec.writer).push(WriterRecord { write: SequencedWrite { seq, acked_ms }, key });
-            drop(permit);
-        });
-        while running.try_join_next().is_some() {}
-    }
-    while running.join_next().await.is_some() {}
+        }
+    };
+    open_model(rate, WRITER_IN_FLIGHT_MAX, &stop, op, |_, _| {}).await;
 }
 
 /// Reads straight at the failing region during a partial failure: are reads still served?

@@ -106,3 +106,25 @@ pub fn check<'a>(report: &'a serde_json::Value, id: &str) -> &'a serde_json::Val
         .find(|c| c["id"] == id)
         .unwrap_or_else(|| panic!("{id} missing"))
 }
+
+/// Waits until `xregion lab up` prints its control URL on `stdout` (it does so once every region is ready and
+/// lab.json is written), or `limit` passes; the error says why it was never ready.
+pub fn await_lab_up(stdout: std::process::ChildStdout, limit: Duration) -> Result<(), String> {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + limit;
+    loop {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) if line.starts_with("control ") => return Ok(()),
+            Ok(_) => {}
+            Err(e) => return Err(format!("lab up never became ready: {e}")),
+        }
+    }
+}

@@ -4,9 +4,8 @@
 //!
 //! Every wait is bounded and waits on a condition, never on a fixed sleep; no test asserts a timing.
 
-use crate::common::{TempDir, exe, lab_lock, run_xregion, text};
+use crate::common::{TempDir, await_lab_up, exe, lab_lock, run_xregion, text};
 use std::collections::BTreeMap;
-use std::io::BufRead;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -358,21 +357,8 @@ fn fail_restore_status_against_lab_up() {
     }
     let stdout = up.stdout.take().expect("stdout");
     let down = Down(&lab, &mut up);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + WAIT_LIMIT;
-    loop {
-        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(line) if line.starts_with("control ") => break,
-            Ok(_) => {}
-            Err(e) => panic!("lab up never became ready: {e}"),
-        }
+    if let Err(e) = await_lab_up(stdout, WAIT_LIMIT) {
+        panic!("{e}");
     }
 
     let before = status_json(&lab);

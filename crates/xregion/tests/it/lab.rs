@@ -5,9 +5,8 @@
 //! Every wait is bounded and waits on a condition (readiness, a value appearing), never on a fixed sleep; no
 //! test asserts a timing.
 
-use crate::common::{TempDir, exe, lab_lock};
+use crate::common::{TempDir, await_lab_up, exe, lab_lock};
 use std::collections::BTreeMap;
-use std::io::BufRead;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -283,26 +282,9 @@ fn lab_up_status_down_leaves_no_process() {
         .spawn()
         .expect("spawn lab up");
     let stdout = up.stdout.take().expect("stdout");
-    // Readiness: `lab up` prints its control URL once every region is ready and lab.json is written.
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + WAIT_LIMIT;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) if line.starts_with("control ") => break,
-            Ok(_) => {}
-            Err(e) => {
-                let _ = up.kill();
-                panic!("lab up never became ready: {e}");
-            }
-        }
+    if let Err(e) = await_lab_up(stdout, WAIT_LIMIT) {
+        let _ = up.kill();
+        panic!("{e}");
     }
     let record: serde_json::Value =
         serde_json::from_slice(&std::fs::read(lab_dir.join("lab.json")).expect("lab.json")).expect("lab.json is JSON");
