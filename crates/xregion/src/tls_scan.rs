@@ -157,6 +157,8 @@ fn alert_name(code: u8) -> String {
         40 => "handshake_failure",
         42 => "bad_certificate",
         47 => "illegal_parameter",
+        48 => "unknown_ca",
+        49 => "access_denied",
         50 => "decode_error",
         70 => "protocol_version",
         71 => "insufficient_security",
@@ -165,6 +167,7 @@ fn alert_name(code: u8) -> String {
         109 => "missing_extension",
         110 => "unsupported_extension",
         112 => "unrecognized_name",
+        116 => "certificate_required",
         _ => return format!("alert {code}"),
     };
     format!("alert {name}")
@@ -340,18 +343,76 @@ pub async fn probe_tls13(addr: SocketAddr, server_name: &str, timeout: Duration)
     })
 }
 
+/// What a listener that should demand a client certificate (mutual TLS) did with a client that offered none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientCertProbe {
+    /// It completed a TLS handshake and then refused with an alert about the certificate.
+    Refused {
+        /// The alert, for example `alert certificate_required`.
+        alert: String,
+    },
+    /// It let the client in: it kept the connection open, or sent application data.
+    Accepted {
+        /// How that showed.
+        how: String,
+    },
+    /// It did not speak TLS: the handshake broke without an alert (a plain-TCP listener drops a ClientHello).
+    NotTls {
+        /// What happened.
+        how: String,
+    },
+    /// It ended the connection in a way that says neither: closed without an alert after the handshake, or an
+    /// alert that is not about the certificate.
+    Undecided {
+        /// What happened.
+        how: String,
+    },
+}
+
+/// Whether a TLS alert is how a server refuses a client without a certificate: `certificate_required` (TLS 1.3),
+/// `handshake_failure` (what TLS 1.2 servers send), `bad_certificate` or `access_denied`.
+fn refuses_missing_certificate(alert: rustls::AlertDescription) -> bool {
+    use rustls::AlertDescription as A;
+    matches!(alert, A::CertificateRequired | A::HandshakeFailure | A::BadCertificate | A::AccessDenied)
+}
+
+/// The rustls error inside an I/O error from tokio-rustls, if any.
+fn tls_error(e: &std::io::Error) -> Option<&rustls::Error> {
+    e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>())
+}
+
+/// Judges an error that ended the connection, during the handshake (`in_handshake`) or on the first read.
+fn judge_refusal(e: &std::io::Error, in_handshake: bool) -> ClientCertProbe {
+    match tls_error(e) {
+        Some(rustls::Error::AlertReceived(alert)) => {
+            let name = alert_name(u8::from(*alert));
+            if refuses_missing_certificate(*alert) {
+                ClientCertProbe::Refused { alert: name }
+            } else {
+                ClientCertProbe::Undecided { how: format!("sent {name}, which is not about the certificate") }
+            }
+        }
+        Some(other) if in_handshake => ClientCertProbe::NotTls { how: format!("the TLS handshake failed: {other}") },
+        Some(other) => ClientCertProbe::Undecided { how: format!("TLS error after the handshake: {other}") },
+        None if in_handshake => ClientCertProbe::NotTls {
+            how: format!("the connection broke during the TLS handshake, with no alert: {e}"),
+        },
+        None => ClientCertProbe::Undecided { how: format!("the connection broke with no TLS alert: {e}") },
+    }
+}
+
 /// Connects to a listener that should demand a client certificate (mutual TLS) without presenting one, and
-/// reports what the server did: `Refused` when it failed the handshake, sent an alert (TLS 1.3 servers refuse
-/// after the client's Finished, so the alert comes on the first read) or closed the connection; `Accepted` when it
-/// kept the connection open for `wait`, or sent application data. The server's certificate is not verified: only
-/// its client-authentication policy is under test.
+/// reports what the server did. A TLS 1.3 server judges the client's certificate after the client's Finished, so
+/// its refusal comes as an alert on the first read; a TLS 1.2 server fails the handshake. Only an alert about the
+/// certificate counts as refused: a listener that is not TLS at all also drops the connection, and that must
+/// not pass. Kept open for `wait`, or sending application data, is `Accepted`. The server's certificate is not
+/// verified: only its client-authentication policy is under test.
 pub async fn probe_without_client_cert(
     addr: SocketAddr,
     server_name: &str,
     wait: Duration,
     timeout: Duration,
-) -> Result<Handshake, String> {
-    use tokio::io::AsyncReadExt as _;
+) -> Result<ClientCertProbe, String> {
     let recorder = Arc::new(Recorder { chain: Mutex::default(), provider: provider() });
     let config = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -367,15 +428,15 @@ pub async fn probe_without_client_cert(
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let mut tls = match tokio::time::timeout(timeout, connector.connect(name, tcp)).await {
         Err(_) => return Err(format!("{addr} did not finish the handshake within {timeout:?}")),
-        Ok(Err(e)) => return Ok(Handshake::Refused { how: format!("handshake failed: {e}") }),
+        Ok(Err(e)) => return Ok(judge_refusal(&e, true)),
         Ok(Ok(tls)) => tls,
     };
     let mut buf = [0u8; 256];
     Ok(match tokio::time::timeout(wait, tls.read(&mut buf)).await {
-        Err(_) => Handshake::Accepted { cipher: format!("kept the connection open for {wait:?}") },
-        Ok(Ok(0)) => Handshake::Refused { how: "closed the connection".into() },
-        Ok(Ok(n)) => Handshake::Accepted { cipher: format!("sent {n} bytes of data") },
-        Ok(Err(e)) => Handshake::Refused { how: e.to_string() },
+        Err(_) => ClientCertProbe::Accepted { how: format!("kept the connection open for {wait:?}") },
+        Ok(Ok(0)) => ClientCertProbe::Undecided { how: "closed the connection with no alert".into() },
+        Ok(Ok(n)) => ClientCertProbe::Accepted { how: format!("sent {n} bytes of application data") },
+        Ok(Err(e)) => judge_refusal(&e, false),
     })
 }
 
@@ -441,6 +502,16 @@ mod tests {
         versions: &[&'static rustls::SupportedProtocolVersion],
         not_after_days: i64,
     ) -> (SocketAddr, String) {
+        server_with(versions, not_after_days, None).await
+    }
+
+    /// As `server`, asking for client certificates from its CA when `client_auth` is set (required when true,
+    /// optional when false). Each connection is held until the client closes it.
+    async fn server_with(
+        versions: &[&'static rustls::SupportedProtocolVersion],
+        not_after_days: i64,
+        client_auth: Option<bool>,
+    ) -> (SocketAddr, String) {
         let ca_key = rcgen::KeyPair::generate().unwrap();
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -453,10 +524,18 @@ mod tests {
         params.not_after = now + time::Duration::days(not_after_days);
         let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
         let cert = params.signed_by(&key, &issuer).unwrap();
-        let config = rustls::ServerConfig::builder_with_provider(provider())
-            .with_protocol_versions(versions)
-            .unwrap()
-            .with_no_client_auth()
+        let builder = rustls::ServerConfig::builder_with_provider(provider()).with_protocol_versions(versions).unwrap();
+        let builder = match client_auth {
+            None => builder.with_no_client_auth(),
+            Some(required) => {
+                let mut roots = rustls::RootCertStore::empty();
+                roots.add(ca.der().clone()).unwrap();
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
+                let verifier = if required { verifier } else { verifier.allow_unauthenticated() };
+                builder.with_client_cert_verifier(verifier.build().unwrap())
+            }
+        };
+        let config = builder
             .with_single_cert(
                 vec![cert.der().clone()],
                 rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
@@ -471,6 +550,8 @@ mod tests {
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
                     if let Ok(mut tls) = acceptor.accept(tcp).await {
+                        let mut buf = [0u8; 512];
+                        while matches!(tls.read(&mut buf).await, Ok(n) if n > 0) {}
                         let _ = tls.shutdown().await;
                     }
                 });
@@ -503,6 +584,37 @@ mod tests {
         assert!(matches!(&h, Handshake::Accepted { .. }), "{h:?}");
         let h = probe_legacy(addr12, "localhost", TlsVersion::Tls10, T).await.unwrap();
         assert!(matches!(&h, Handshake::Refused { .. }), "{h:?}");
+    }
+
+    /// Goal: the mutual-TLS probe calls a listener refused only when it sends a certificate alert. A server that
+    /// requires a client certificate (TLS 1.3, and TLS 1.2 where the refusal is a handshake alert) is refused; one
+    /// that lets a certificate-less client in is accepted; a plain-TCP listener that drops the ClientHello is
+    /// not TLS, never refused.
+    #[tokio::test]
+    async fn client_certificate_policy_is_told_apart() {
+        let wait = Duration::from_millis(500);
+        let (addr, _) = server_with(&[&rustls::version::TLS13], 90, Some(true)).await;
+        let p = probe_without_client_cert(addr, "localhost", wait, T).await.unwrap();
+        assert_eq!(p, ClientCertProbe::Refused { alert: "alert certificate_required".into() });
+        let (addr, _) = server_with(&[&rustls::version::TLS12], 90, Some(true)).await;
+        let p = probe_without_client_cert(addr, "localhost", wait, T).await.unwrap();
+        assert!(matches!(&p, ClientCertProbe::Refused { .. }), "TLS 1.2: {p:?}");
+        let (addr, _) = server_with(&[&rustls::version::TLS13], 90, Some(false)).await;
+        let p = probe_without_client_cert(addr, "localhost", wait, T).await.unwrap();
+        assert!(matches!(&p, ClientCertProbe::Accepted { .. }), "optional client auth: {p:?}");
+        let (addr, _) = server(&[&rustls::version::TLS13], 90).await;
+        let p = probe_without_client_cert(addr, "localhost", wait, T).await.unwrap();
+        assert!(matches!(&p, ClientCertProbe::Accepted { .. }), "no client auth: {p:?}");
+
+        let plain = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = plain.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut tcp, _) = plain.accept().await.unwrap();
+            let mut buf = [0u8; 4];
+            let _ = tcp.read_exact(&mut buf).await; // a length prefix that is far too long: drop the connection
+        });
+        let p = probe_without_client_cert(addr, "localhost", wait, T).await.unwrap();
+        assert!(matches!(&p, ClientCertProbe::NotTls { .. }), "plain TCP: {p:?}");
     }
 
     /// Goal: a hand-written ServerHello for TLS 1.0 is judged accepted, an alert refused, a short answer undecided.

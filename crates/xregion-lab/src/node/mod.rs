@@ -697,8 +697,16 @@ pub(crate) mod testutil {
         let startup = Startup::default();
         let node =
             Node::new(region, "127.0.0.1".parse().unwrap(), store, &cursors, (&defects, &settings), startup, None);
-        Arc::new(node.with_security(security))
+        let node = Arc::new(node.with_security(security));
+        LABS.lock().unwrap().insert(Arc::as_ptr(&node) as usize, lab);
+        node
     }
+
+    /// The lab directory of each test node (by address) and of each replication listener it started, so that
+    /// `open` can present a client certificate the listener trusts.
+    static LABS: std::sync::Mutex<BTreeMap<usize, PathBuf>> = std::sync::Mutex::new(BTreeMap::new());
+    static LISTENERS: std::sync::Mutex<BTreeMap<SocketAddr, (PathBuf, String)>> =
+        std::sync::Mutex::new(BTreeMap::new());
 
     /// The TLS minimum `defects` ask for.
     pub fn tls_min(defects: &Defects) -> crate::pki::TlsMin {
@@ -779,6 +787,9 @@ pub(crate) mod testutil {
     pub async fn listen(node: &Arc<Node>) -> SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        if let Some(lab) = LABS.lock().unwrap().get(&(Arc::as_ptr(node) as usize)) {
+            LISTENERS.lock().unwrap().insert(addr, (lab.clone(), node.region.clone()));
+        }
         tokio::spawn(repl::accept_loop(node.clone(), listener));
         addr
     }
@@ -790,12 +801,41 @@ pub(crate) mod testutil {
         tokio::spawn(repl::ship(from.clone(), peer));
     }
 
-    /// A hand-driven connection to a replication listener that opened with `first`.
+    /// A hand-driven connection to a replication listener that opened with `first`: over mutual TLS with the
+    /// client certificate of the region `first` names (of region `c` for a name the lab has no certificate for,
+    /// or a first frame that names none), or plain TCP for a listener of a node without replication TLS.
     pub async fn open(addr: SocketAddr, first: Frame) -> repl::Conn {
-        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let mut conn = tokio_util::codec::Framed::new(stream, proto::codec());
+        let region = match &first {
+            Frame::Hello { from } | Frame::Probe { from } if REGIONS.contains(&from.as_str()) => from.as_str(),
+            _ => "c",
+        };
+        let (client, server) = match LISTENERS.lock().unwrap().get(&addr).cloned() {
+            Some((lab, server)) => {
+                (Some(crate::pki::Pki::load(&lab).unwrap().repl_client_config(region).unwrap()), server)
+            }
+            None => (None, String::new()),
+        };
+        let mut conn = connect(addr, client, &server).await.expect("a replication connection");
         send(&mut conn, first).await;
         conn
+    }
+
+    /// A connection to the replication listener at `addr`: TLS with `client` (verifying the server as region
+    /// `server`), or plain TCP without one.
+    pub async fn connect(
+        addr: SocketAddr,
+        client: Option<Arc<rustls::ClientConfig>>,
+        server: &str,
+    ) -> std::io::Result<repl::Conn> {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        let io: Box<dyn repl::Io> = match client {
+            None => Box::new(stream),
+            Some(config) => {
+                let name = rustls::pki_types::ServerName::try_from(server.to_string()).unwrap();
+                Box::new(tokio_rustls::TlsConnector::from(config).connect(name, stream).await?)
+            }
+        };
+        Ok(tokio_util::codec::Framed::new(io, proto::codec()))
     }
 
     /// Sends one frame.

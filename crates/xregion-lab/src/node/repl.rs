@@ -25,6 +25,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
@@ -58,7 +59,12 @@ pub fn idle_timeout(settings: &crate::config::NodeConfig) -> Duration {
     IO_TIMEOUT.max(contact).max(heartbeats)
 }
 
-pub(super) type Conn = Framed<TcpStream, tokio_util::codec::LengthDelimitedCodec>;
+/// A replication connection's bytes: mutual TLS in the lab, plain TCP only for unit tests whose node has no
+/// replication TLS configured.
+pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+pub(super) type Conn = Framed<Box<dyn Io>, tokio_util::codec::LengthDelimitedCodec>;
 
 /// Why a replication stream (or a probe connection) ended.
 #[derive(Debug, thiserror::Error)]
@@ -112,15 +118,54 @@ pub async fn ship(node: Arc<Node>, peer: Arc<PeerState>) {
     }
 }
 
-/// Dials from this region's own address, so the peer (and its logs) see where the traffic comes from.
-pub(super) async fn dial(node: &Node, addr: SocketAddr) -> Result<TcpStream, StreamError> {
+/// Dials `peer` at `addr` (its WAN link) from this region's own address, so the peer (and its logs) see where
+/// the traffic comes from, and opens mutual TLS: this region's client certificate, and the peer's server
+/// certificate verified for the peer's region name (the link's address is the WAN proxy's, not the peer's).
+pub(super) async fn dial(node: &Node, peer: &str, addr: SocketAddr) -> Result<Box<dyn Io>, StreamError> {
     let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
     if node.ip.is_ipv4() == addr.is_ipv4() {
         socket.bind(SocketAddr::new(node.ip, 0))?;
     }
     let stream = tokio::time::timeout(IO_TIMEOUT, socket.connect(addr)).await.map_err(|_| StreamError::Timeout)??;
     stream.set_nodelay(true)?;
-    Ok(stream)
+    let Some(config) = &node.security.repl_client else { return Ok(Box::new(stream)) };
+    let name = rustls::pki_types::ServerName::try_from(peer.to_string())
+        .map_err(|e| StreamError::Protocol(format!("peer name {peer:?} is not a TLS server name: {e}")))?;
+    let tls = tokio::time::timeout(IO_TIMEOUT, tokio_rustls::TlsConnector::from(config.clone()).connect(name, stream))
+        .await
+        .map_err(|_| StreamError::Timeout)?
+        .map_err(|e| StreamError::Protocol(format!("TLS handshake with {peer} failed: {e}")))?;
+    Ok(Box::new(tls))
+}
+
+/// Opens the TLS side of an inbound replication connection: the handshake (which, unless `mtls_disabled`,
+/// refuses a client without a certificate from the lab's CA with a `certificate_required` alert), then who the
+/// client certificate names. `None` for a node without replication TLS (unit tests of other parts).
+async fn accept_tls(node: &Node, stream: TcpStream) -> Result<(Box<dyn Io>, Option<Identity>), StreamError> {
+    let Some(config) = &node.security.repl_server else { return Ok((Box::new(stream), None)) };
+    let tls = tokio::time::timeout(IO_TIMEOUT, tokio_rustls::TlsAcceptor::from(config.clone()).accept(stream))
+        .await
+        .map_err(|_| StreamError::Timeout)?
+        .map_err(|e| StreamError::Protocol(format!("TLS handshake refused: {e}")))?;
+    let identity = crate::pki::peer_region(tls.get_ref().1.peer_certificates()).map_err(|e| e.to_string());
+    Ok((Box::new(tls), Some(identity)))
+}
+
+/// The region an inbound connection's client certificate names, or why it names none.
+type Identity = Result<String, String>;
+
+/// Checks that a connection whose first frame says it comes from `from` is certified as `from`. A connection
+/// without a usable certificate only gets here with the `mtls_disabled` defect, which lets it through.
+fn check_identity(node: &Node, from: &str, identity: Option<&Identity>) -> Result<(), StreamError> {
+    match identity {
+        None => Ok(()),
+        Some(Ok(name)) if name == from => Ok(()),
+        Some(Ok(name)) => {
+            Err(StreamError::Protocol(format!("hello from {from:?} over a connection certified as {name:?}")))
+        }
+        Some(Err(_)) if node.defects.mtls_disabled => Ok(()),
+        Some(Err(e)) => Err(StreamError::Protocol(format!("hello from {from:?} without a usable certificate: {e}"))),
+    }
 }
 
 /// One connection's life: Hello, then pipelined batches and asynchronous acks. Returns Ok when the peer's
@@ -132,7 +177,7 @@ async fn stream_to(
     addr_rx: &mut tokio::sync::watch::Receiver<Option<SocketAddr>>,
     backoff: &mut Duration,
 ) -> Result<(), StreamError> {
-    let stream = dial(node, addr).await?;
+    let stream = dial(node, &peer.name, addr).await?;
     let mut conn: Conn = Framed::new(stream, proto::codec());
     send(&mut conn, &Frame::Hello { from: node.region.clone() }).await?;
     let heartbeat_interval = Duration::from_millis(node.settings.heartbeat_interval_ms);
@@ -282,12 +327,19 @@ struct Pending {
 /// Serves one inbound connection: Hello, then batches; or Probe, then pings.
 async fn receive(node: &Node, stream: TcpStream) -> Result<(), StreamError> {
     stream.set_nodelay(true)?;
+    let (stream, identity) = accept_tls(node, stream).await?;
     let mut conn: Conn = Framed::new(stream, proto::codec());
     let hello = tokio::time::timeout(IO_TIMEOUT, conn.next()).await.map_err(|_| StreamError::Timeout)?;
     let from = match hello {
         Some(b) => match proto::decode(&b?)? {
-            Frame::Hello { from } if node.peers.contains_key(&from) => from,
-            Frame::Probe { from } if node.peers.contains_key(&from) => return rtt::answer(&mut conn).await,
+            Frame::Hello { from } if node.peers.contains_key(&from) => {
+                check_identity(node, &from, identity.as_ref())?;
+                from
+            }
+            Frame::Probe { from } if node.peers.contains_key(&from) => {
+                check_identity(node, &from, identity.as_ref())?;
+                return rtt::answer(&mut conn).await;
+            }
             Frame::Hello { from } | Frame::Probe { from } => {
                 return Err(StreamError::Protocol(format!("hello from unknown region {from:?}")));
             }
@@ -506,6 +558,56 @@ mod tests {
         send(&mut conn, Frame::Ack { seq: 1 }).await;
         assert_eq!(next(&mut conn).await, None, "an ack on an incoming stream");
         node.shutdown.cancel();
+    }
+
+    /// Goal: replication is mutual TLS. A client without a certificate is refused with a `certificate_required`
+    /// alert and nothing it sends is applied; a certified peer cannot speak as another region; with the
+    /// `mtls_disabled` defect a client without a certificate is let in. Method: real listeners, hand-made TLS
+    /// clients from the test lab's PKI.
+    #[tokio::test]
+    async fn replication_needs_the_peers_own_client_certificate() {
+        let node = testutil::node("mtls", "a", &["b", "c"], Defects::default());
+        let addr = listen(&node).await;
+        let pki = crate::pki::Pki::load(&testutil::lab("mtls")).unwrap();
+        let no_cert = pki.client_config().unwrap();
+
+        let mut conn = testutil::connect(addr, Some(no_cert.clone()), "a").await.expect("TLS 1.3 client finishes");
+        // The client's side of a TLS 1.3 handshake ends before the server has judged its certificate: the refusal
+        // arrives as an alert on the first read.
+        let _ = conn.send(proto::encode(&Frame::Hello { from: "b".into() })).await;
+        let _ = conn.send(proto::encode(&testutil::batch(vec![entry(1, "k", "b")]))).await;
+        let err = match tokio::time::timeout(testutil::WAIT, conn.next()).await.expect("an answer in time") {
+            Some(Err(e)) => e,
+            other => panic!("expected a TLS alert, got {other:?}"),
+        };
+        let alert = err.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>());
+        assert!(
+            matches!(alert, Some(rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRequired))),
+            "{err:?}"
+        );
+        assert_eq!(node.store.get("k").unwrap(), None);
+
+        // Region c's certificate, claiming to be b: refused after the handshake, nothing applied.
+        let as_c = pki.repl_client_config("c").unwrap();
+        let mut conn = testutil::connect(addr, Some(as_c), "a").await.expect("c's certificate is valid");
+        send(&mut conn, Frame::Hello { from: "b".into() }).await;
+        send(&mut conn, testutil::batch(vec![entry(1, "k", "b")])).await;
+        assert_eq!(next(&mut conn).await, None, "c spoke as b");
+        assert_eq!(node.store.get("k").unwrap(), None);
+        // b's own certificate: accepted.
+        let mut conn = open(addr, Frame::Hello { from: "b".into() }).await;
+        send(&mut conn, testutil::batch(vec![entry(1, "k", "b")])).await;
+        assert_eq!(next(&mut conn).await, Some(Frame::Ack { seq: 1 }));
+        node.shutdown.cancel();
+
+        let open_door = testutil::node("mtls-off", "a", &["b"], Defects { mtls_disabled: true, ..Defects::default() });
+        let addr = listen(&open_door).await;
+        let no_cert = crate::pki::Pki::load(&testutil::lab("mtls-off")).unwrap().client_config().unwrap();
+        let mut conn = testutil::connect(addr, Some(no_cert), "a").await.unwrap();
+        send(&mut conn, Frame::Hello { from: "b".into() }).await;
+        send(&mut conn, testutil::batch(vec![entry(1, "k", "b")])).await;
+        assert_eq!(next(&mut conn).await, Some(Frame::Ack { seq: 1 }), "the defect lets a stranger replicate");
+        open_door.shutdown.cancel();
     }
 
     /// Goal: two in-process regions replicate both ways through real shippers and receivers, acks move the

@@ -60,7 +60,7 @@ async fn measure(node: &Node, peer: &PeerState, count: u32) -> PeerRtt {
         let addr = (*peer.addr.borrow()).ok_or_else(|| {
             format!("no link address for {} yet: the lab supervisor has not wired this region", peer.name)
         })?;
-        round_trips(node, addr, count).await.map_err(|e| format!("via {addr}: {e}"))
+        round_trips(node, &peer.name, addr, count).await.map_err(|e| format!("via {addr}: {e}"))
     };
     let result = tokio::select! {
         _ = node.shutdown.cancelled() => Err("the region is shutting down".to_string()),
@@ -78,9 +78,9 @@ async fn measure(node: &Node, peer: &PeerState, count: u32) -> PeerRtt {
 }
 
 /// Dials `addr`, opens a probe, and times `count` sequential pings, in milliseconds.
-async fn round_trips(node: &Node, addr: SocketAddr, count: u32) -> Result<Vec<f64>, String> {
+async fn round_trips(node: &Node, peer: &str, addr: SocketAddr, count: u32) -> Result<Vec<f64>, String> {
     let open = async {
-        let stream = repl::dial(node, addr).await?;
+        let stream = repl::dial(node, peer, addr).await?;
         let mut conn: Conn = Framed::new(stream, proto::codec());
         conn.send(proto::encode(&Frame::Probe { from: node.region.clone() })).await?;
         Ok::<_, StreamError>(conn)

@@ -9,7 +9,7 @@
 use crate::net::Role;
 use crate::probe::{Probe, ProbeError};
 use crate::runner::{CheckDef, Ctx, ResultBuilder};
-use crate::tls_scan::{Handshake, TlsVersion};
+use crate::tls_scan::{ClientCertProbe, Handshake, TlsVersion};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -404,10 +404,20 @@ async fn access_control(def: &CheckDef, ctx: &Ctx) -> CheckResult {
             Some(sa) => crate::tls_scan::probe_without_client_cert(sa, region, MTLS_WAIT, TLS_TIMEOUT).await,
         };
         let (cell, ok) = match &r {
-            Ok(Handshake::Refused { how }) => (format!("refused ({how})"), true),
-            Ok(Handshake::Accepted { cipher }) => {
-                problems.push(format!("replication of {region} accepts a peer without a client certificate"));
-                (format!("accepted ({cipher})"), false)
+            Ok(ClientCertProbe::Refused { alert }) => (format!("refused ({alert})"), true),
+            Ok(ClientCertProbe::Accepted { how }) => {
+                problems.push(format!("replication of {region} accepts a peer without a client certificate ({how})"));
+                (format!("accepted ({how})"), false)
+            }
+            Ok(ClientCertProbe::NotTls { how }) => {
+                problems.push(format!("replication of {region} does not speak TLS ({how})"));
+                (format!("not TLS ({how})"), false)
+            }
+            Ok(ClientCertProbe::Undecided { how }) => {
+                errors.push(format!(
+                    "replication of {region} neither refused with a certificate alert nor accepted: {how}"
+                ));
+                (format!("undecided ({how})"), false)
             }
             Err(e) => {
                 errors.push(format!("replication of {region}: {e}"));
