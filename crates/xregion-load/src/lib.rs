@@ -18,6 +18,7 @@ pub mod plan;
 mod record;
 pub mod result;
 pub mod threshold;
+pub mod tls;
 
 pub use child::{run_in_child, worker_main};
 pub use engine::run_plan;

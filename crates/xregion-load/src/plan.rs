@@ -71,7 +71,7 @@ pub struct Plan {
     /// Allow targets that are not loopback addresses; the user answers for them.
     #[serde(default)]
     pub allow_remote: bool,
-    /// PEM file of the CA certificates `https://` targets must chain to (TLS 1.3 only). The plan reaches a
+    /// PEM file of the CA certificates `https://` targets must chain to (none: the system's roots). The plan reaches a
     /// load-worker child on its stdin, never in its arguments, like the headers (which may carry a token).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<std::path::PathBuf>,
@@ -433,24 +433,9 @@ impl std::fmt::Debug for TlsTarget {
     }
 }
 
-/// The TLS 1.3 client config (ring provider) trusting the CA certificates in `ca_file`.
-fn tls_connector(ca_file: &std::path::Path) -> Result<tokio_rustls::TlsConnector, LoadError> {
-    use rustls_pki_types::pem::PemObject as _;
-    let bad = |why: String| LoadError::InvalidPlan(format!("CA file {}: {why}", ca_file.display()));
-    let pem = std::fs::read(ca_file).map_err(|e| bad(e.to_string()))?;
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
-        roots.add(c.map_err(|e| bad(e.to_string()))?).map_err(|e| bad(e.to_string()))?;
-    }
-    if roots.is_empty() {
-        return Err(bad("no certificate".into()));
-    }
-    let config =
-        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(|e| bad(e.to_string()))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+/// The shared client config (`crate::tls`) trusting the CA certificates in `ca_file`, or the system's roots.
+fn tls_connector(ca_file: Option<&std::path::Path>) -> Result<tokio_rustls::TlsConnector, LoadError> {
+    let config = crate::tls::client_config(ca_file).map_err(LoadError::InvalidPlan)?;
     Ok(tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)))
 }
 
@@ -465,10 +450,7 @@ pub(crate) fn compile_targets(plan: &Plan) -> Result<Vec<CompiledTarget>, LoadEr
                 let c = match &connector {
                     Some(c) => c.clone(),
                     None => {
-                        let ca = plan.ca_file.as_deref().ok_or_else(|| {
-                            LoadError::InvalidPlan(format!("URL {:?} is https but the plan has no ca_file", t.url))
-                        })?;
-                        let c = tls_connector(ca)?;
+                        let c = tls_connector(plan.ca_file.as_deref())?;
                         connector = Some(c.clone());
                         c
                     }

@@ -363,7 +363,11 @@ pub(crate) async fn start_target(
             }
         }
     };
-    if let Err(e) = crate::net::tls_config(config.deployment.tls.ca_file.as_deref()) {
+    // A CA file must be usable; without one, the system's roots must be there if any endpoint is HTTPS.
+    let https = regions.iter().any(|r| r.endpoint.starts_with("https://"));
+    if (config.deployment.tls.ca_file.is_some() || https)
+        && let Err(e) = crate::net::tls_config(config.deployment.tls.ca_file.as_deref())
+    {
         eprintln!("error: {e:#}");
         teardown_lab(lab).await;
         return Ok(Err(ExitCode::from(2)));
