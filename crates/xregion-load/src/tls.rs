@@ -24,8 +24,18 @@ pub fn roots(ca_file: Option<&Path>) -> Result<rustls::RootCertStore, String> {
                 return Err(format!("the CA file {} holds no certificate", path.display()));
             }
         }
-        None => {
+        None => return system_roots(),
+    }
+    Ok(roots)
+}
+
+/// The operating system's trusted roots, read once per process (a few hundred files).
+fn system_roots() -> Result<rustls::RootCertStore, String> {
+    static ROOTS: std::sync::OnceLock<Result<rustls::RootCertStore, String>> = std::sync::OnceLock::new();
+    ROOTS
+        .get_or_init(|| {
             let found = rustls_native_certs::load_native_certs();
+            let mut roots = rustls::RootCertStore::empty();
             let (added, _) = roots.add_parsable_certificates(found.certs);
             if added == 0 {
                 let why = found.errors.first().map_or_else(|| "none found".to_string(), |e| e.to_string());
@@ -34,19 +44,25 @@ pub fn roots(ca_file: Option<&Path>) -> Result<rustls::RootCertStore, String> {
                      [deployment.tls] ca_file"
                 ));
             }
-        }
-    }
-    Ok(roots)
+            Ok(roots)
+        })
+        .clone()
 }
 
 /// A client config trusting `roots(ca_file)`, TLS 1.3 and 1.2, no client certificate.
 pub fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
+    Ok(config_with(roots(ca_file)?))
+}
+
+/// A client config trusting `roots`, TLS 1.3 and 1.2, no client certificate. With no root, every HTTPS
+/// connection fails naming the certificate, and plain HTTP still works.
+pub fn config_with(roots: rustls::RootCertStore) -> rustls::ClientConfig {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
+    rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| format!("rustls refused TLS 1.3 and 1.2 with the ring provider: {e}"))?
-        .with_root_certificates(roots(ca_file)?)
-        .with_no_client_auth())
+        .expect("ring supports TLS 1.3 and 1.2")
+        .with_root_certificates(roots)
+        .with_no_client_auth()
 }
 
 #[cfg(test)]

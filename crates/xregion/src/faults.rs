@@ -344,7 +344,7 @@ pub(crate) fn root_cause(e: &reqwest::Error) -> String {
 
 /// The HTTP client of an injector (plain, no CA, no token: for tests and deployments without TLS).
 fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
+    crate::net::client_builder(&crate::config::Deployment::default(), crate::net::Role::Anonymous)
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(RESTORE_TIMEOUT)
         .build()
