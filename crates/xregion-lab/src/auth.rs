@@ -305,7 +305,9 @@ mod tests {
         assert_eq!(missing.www_authenticate(), Some(CHALLENGE_MISSING));
 
         let reader_token = tokens.token_of(READER).unwrap();
-        let wrong_last = format!("Bearer {}0", &reader_token[..reader_token.len() - 1]);
+        // The token with its last character changed (to one it is not).
+        let last = if reader_token.ends_with('0') { '1' } else { '0' };
+        let wrong_last = format!("Bearer {}{last}", &reader_token[..reader_token.len() - 1]);
         let basic = format!("Basic {reader_token}");
         for bad in ["", "Bearer", "Bearer ", "Bearer xrl_00", basic.as_str(), wrong_last.as_str()] {
             let err = tokens.authorize(Some(bad), Scope::Read).unwrap_err();

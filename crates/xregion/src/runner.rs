@@ -213,20 +213,22 @@ pub async fn run_check(def: &CheckDef, ctx: &Ctx) -> CheckResult {
     }
 }
 
-/// Whether a check can only run on a deployment that passed the preflight. The TLS checks probe the listeners'
-/// handshakes themselves, so they run (and say what is wrong) even when the preflight's clients cannot get in,
-/// for example because a certificate has expired; the compliance checks judge whatever ran.
-fn needs_preflight(def: &CheckDef) -> bool {
-    !(def.id.starts_with("security.tls.") || def.id.starts_with("security.compliance."))
+/// Whether a check can only run on a deployment that passed the preflight. On an HTTPS deployment the TLS checks
+/// probe the listeners' handshakes themselves, so they run (and say what is wrong) even when the preflight's
+/// clients cannot get in, for example because a certificate has expired; the compliance checks then judge
+/// whatever ran.
+fn needs_preflight(def: &CheckDef, https: bool) -> bool {
+    !(https && (def.id.starts_with("security.tls.") || def.id.starts_with("security.compliance.")))
 }
 
 /// Runs `defs` in order, or marks them `error` when the preflight found the deployment unusable and they need a
 /// usable one.
 pub async fn run_checks(defs: &[CheckDef], ctx: &Ctx) -> Vec<CheckResult> {
     let problems = preflight(&ctx.probes).await;
+    let https = !ctx.probes.is_empty() && ctx.probes.iter().all(|p| p.endpoint.starts_with("https://"));
     let mut results = Vec::new();
     for def in defs {
-        let r = if problems.is_empty() || !needs_preflight(def) {
+        let r = if problems.is_empty() || !needs_preflight(def, https) {
             ctx.progress.start_check(def.id);
             // Compliance checks judge the results of the checks that ran before them.
             let r = if def.id.starts_with("security.compliance.") {

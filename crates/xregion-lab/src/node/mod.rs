@@ -697,14 +697,11 @@ pub(crate) mod testutil {
         let startup = Startup::default();
         let node =
             Node::new(region, "127.0.0.1".parse().unwrap(), store, &cursors, (&defects, &settings), startup, None);
-        let node = Arc::new(node.with_security(security));
-        LABS.lock().unwrap().insert(Arc::as_ptr(&node) as usize, lab);
-        node
+        Arc::new(node.with_security(security))
     }
 
-    /// The lab directory of each test node (by address) and of each replication listener it started, so that
-    /// `open` can present a client certificate the listener trusts.
-    static LABS: std::sync::Mutex<BTreeMap<usize, PathBuf>> = std::sync::Mutex::new(BTreeMap::new());
+    /// The lab directory and region of each replication listener a test started over mutual TLS, so that `open`
+    /// can present a client certificate the listener trusts.
     static LISTENERS: std::sync::Mutex<BTreeMap<SocketAddr, (PathBuf, String)>> =
         std::sync::Mutex::new(BTreeMap::new());
 
@@ -787,8 +784,10 @@ pub(crate) mod testutil {
     pub async fn listen(node: &Arc<Node>) -> SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        if let Some(lab) = LABS.lock().unwrap().get(&(Arc::as_ptr(node) as usize)) {
+        if let (Some(lab), Some(_)) = (&node.security.lab_dir, &node.security.repl_server) {
             LISTENERS.lock().unwrap().insert(addr, (lab.clone(), node.region.clone()));
+        } else {
+            LISTENERS.lock().unwrap().remove(&addr);
         }
         tokio::spawn(repl::accept_loop(node.clone(), listener));
         addr

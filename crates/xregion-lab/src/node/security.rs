@@ -50,6 +50,8 @@ pub struct Security {
     pub audit: Option<Audit>,
     /// Residency tag -> the regions where tagged records may be stored (`LabConfig::residency_policy`).
     pub residency: std::collections::BTreeMap<String, Vec<String>>,
+    /// The lab directory the protections were loaded from (`None` without any).
+    pub lab_dir: Option<PathBuf>,
 }
 
 impl Security {
@@ -63,6 +65,7 @@ impl Security {
             sealer: Sealer::plaintext(),
             audit: None,
             residency: std::collections::BTreeMap::new(),
+            lab_dir: None,
         }
     }
 
@@ -108,6 +111,7 @@ impl Security {
             sealer,
             audit,
             residency: std::collections::BTreeMap::new(),
+            lab_dir: Some(lab_dir.to_path_buf()),
         })
     }
 

@@ -128,3 +128,24 @@ pub fn await_lab_up(stdout: std::process::ChildStdout, limit: Duration) -> Resul
         }
     }
 }
+
+/// A client of the lab in `dir`: TLS trusting the lab's CA, with the admin token (plain `http://` URLs, the
+/// WAN's admin API, work too).
+pub fn lab_client(dir: &Path) -> reqwest::Client {
+    let tls = xregion_load::tls::client_config(Some(&dir.join("pki").join("ca.pem"))).expect("the lab's CA");
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .default_headers(bearer(dir, "admin"))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+}
+
+/// The `Authorization` header of the lab principal `who`.
+pub fn bearer(dir: &Path, who: &str) -> reqwest::header::HeaderMap {
+    let tokens = xregion_lab::auth::Tokens::load(dir).expect("the lab's tokens");
+    let token = tokens.token_of(who).expect("a known principal");
+    let mut h = reqwest::header::HeaderMap::new();
+    h.insert(reqwest::header::AUTHORIZATION, format!("Bearer {token}").parse().expect("header"));
+    h
+}

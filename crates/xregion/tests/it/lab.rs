@@ -5,7 +5,7 @@
 //! Every wait is bounded and waits on a condition (readiness, a value appearing), never on a fixed sleep; no
 //! test asserts a timing.
 
-use crate::common::{TempDir, await_lab_up, exe, lab_lock};
+use crate::common::{TempDir, await_lab_up, bearer, exe, lab_client as client, lab_lock};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -33,10 +33,6 @@ fn zero_delay_config() -> LabConfig {
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(5)).build().expect("client")
 }
 
 async fn put(c: &reqwest::Client, endpoint: &str, key: &str, value: &str) -> Result<Record, String> {
@@ -84,7 +80,7 @@ fn lab_replicates_and_rejects_bad_requests() {
         let lab = Lab::start(&zero_delay_config(), dir.path(), Path::new(exe())).await.expect("lab starts");
         let regions = lab.regions();
         assert_eq!(regions.len(), 3);
-        let c = client();
+        let c = client(dir.path());
         let written = put(&c, &regions[0].endpoint, "it/replicate/1", "hello").await.expect("write");
         for r in &regions[1..] {
             let deadline = Instant::now() + WAIT_LIMIT;
@@ -143,6 +139,12 @@ fn lab_replicates_and_rejects_bad_requests() {
             (c.get(format!("{e}/no/such/route")), 404, "not_found"),
             (c.get(format!("{e}/v1/kv/it/never-written")), 404, "not_found"),
             (c.post(format!("{e}/v1/kv/k")), 405, "method_not_allowed"),
+            (c.get(format!("{e}/v1/kv/k")).bearer_auth("not-a-token"), 401, "unauthorized"),
+            (
+                c.put(format!("{e}/v1/kv/k")).headers(bearer(dir.path(), "reader")).body(r#"{"value":"v"}"#),
+                403,
+                "forbidden",
+            ),
         ];
         for (req, status, code) in cases {
             let resp = req.send().await.expect("send");
@@ -171,7 +173,7 @@ fn sigkill_during_writes_loses_no_acknowledged_write() {
         let mut lab = Lab::start(&zero_delay_config(), dir.path(), Path::new(exe())).await.expect("lab starts");
         let regions = lab.regions();
         let victim = regions[1].name.clone();
-        let c = client();
+        let c = client(dir.path());
         let acked: Acked = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
         let acked_count = Arc::new(AtomicU64::new(0));
@@ -305,7 +307,7 @@ fn lab_up_status_down_leaves_no_process() {
     // The control API can kill and restart a region.
     let control = record["control_url"].as_str().expect("control url").to_string();
     runtime().block_on(async {
-        let c = client();
+        let c = client(&lab_dir);
         let r = c.post(format!("{control}/regions/us-west-2/kill")).send().await.expect("kill");
         assert_eq!(r.status(), 200);
         let r = c.post(format!("{control}/regions/us-west-2/start")).send().await.expect("start");

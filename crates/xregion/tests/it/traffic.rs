@@ -8,7 +8,7 @@
 //! Every wait is bounded and waits on a condition (`/router/status`), never on a fixed sleep; no test asserts
 //! a timing. Counts that depend on concurrency are asserted only where the margin is wide.
 
-use crate::common::{TempDir, exe, lab_lock};
+use crate::common::{TempDir, exe, lab_client, lab_lock};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -33,10 +33,6 @@ fn config() -> LabConfig {
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("client")
 }
 
 /// Sends `GET url` from `location`; returns the status, `X-Served-By` and the response.
@@ -124,7 +120,7 @@ fn routing_records_health_capacity_and_cdn() {
         let t = lab.traffic().expect("the lab has a router");
         assert_eq!(t.nearest["london"], "eu-west-1");
         assert_eq!(t.nearest["seattle"], "us-west-2");
-        let c = client();
+        let c = lab_client(dir.path());
         let latency = &t.records["latency"];
 
         // Records: latency and geolocation by location, failover by order, default and unknown locations.
@@ -215,7 +211,7 @@ fn cdn_never_caches_never_hits() {
     runtime().block_on(async {
         let lab = Lab::start(&cfg, dir.path(), Path::new(exe())).await.expect("lab starts");
         let t = lab.traffic().expect("router");
-        let c = client();
+        let c = lab_client(dir.path());
         for _ in 0..10 {
             let (s, _, resp) = get_from(&c, &format!("{}/v1/catalog/same-item", t.cdn), Some("new-york")).await;
             assert_eq!((s, resp.headers()["x-cache"].to_str().unwrap()), (200, "Miss"));
@@ -238,7 +234,7 @@ fn health_and_capacity_defects_route_wrongly() {
     runtime().block_on(async {
         let lab = Lab::start(&cfg, dir.path(), Path::new(exe())).await.expect("lab starts");
         let t = lab.traffic().expect("router");
-        let c = client();
+        let c = lab_client(dir.path());
         let latency = &t.records["latency"];
         let counts = served_counts(&c, &format!("{latency}/v1/catalog/cap?work_ms=300"), "london", 8, 8).await;
         assert_eq!(counts, BTreeMap::from([("eu-west-1".to_string(), 8)]), "no overflow");
@@ -293,7 +289,7 @@ fn peer_rtt_route_override_and_store_stats() {
     runtime().block_on(async {
         let lab = Lab::start(&cfg, dir.path(), Path::new(exe())).await.expect("lab starts");
         let t = lab.traffic().expect("router");
-        let c = client();
+        let c = lab_client(dir.path());
         let endpoints: BTreeMap<String, String> = lab.regions().into_iter().map(|r| (r.name, r.endpoint)).collect();
         let east = &endpoints["us-east-1"];
 
