@@ -71,7 +71,7 @@ pub enum Frame {
         /// The entries.
         entries: Vec<Entry>,
         /// Every outbox entry up to this seq is covered: sent here or earlier, or skipped because the peer may
-        /// not hold it (residency). At least the last entry's seq; with no entries, above 0. The receiver
+        /// not hold it (residency). At least the last entry's seq, and above `after`. The receiver
         /// acknowledges it, so skipped entries still advance the sender's cursor.
         through: u64,
     },

@@ -381,13 +381,35 @@ fn tls_error(e: &std::io::Error) -> Option<&rustls::Error> {
     e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>())
 }
 
-/// Judges an error that ended the connection, during the handshake (`in_handshake`) or on the first read.
-fn judge_refusal(e: &std::io::Error, in_handshake: bool) -> ClientCertProbe {
+/// Records whether the server asked for a client certificate (a CertificateRequest), and offers none.
+#[derive(Debug, Default)]
+struct AskedForCert(std::sync::atomic::AtomicBool);
+
+impl rustls::client::ResolvesClientCert for AskedForCert {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        None
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+/// Judges an error that ended the connection, during the handshake (`in_handshake`) or on the first read, for a
+/// server that did (`asked`) or did not ask for a client certificate.
+fn judge_refusal(e: &std::io::Error, in_handshake: bool, asked: bool) -> ClientCertProbe {
     match tls_error(e) {
         Some(rustls::Error::AlertReceived(alert)) => {
             let name = alert_name(u8::from(*alert));
-            if refuses_missing_certificate(*alert) {
+            if refuses_missing_certificate(*alert) && asked {
                 ClientCertProbe::Refused { alert: name }
+            } else if refuses_missing_certificate(*alert) {
+                ClientCertProbe::Undecided { how: format!("sent {name} without having asked for a client certificate") }
             } else {
                 ClientCertProbe::Undecided { how: format!("sent {name}, which is not about the certificate") }
             }
@@ -404,23 +426,31 @@ fn judge_refusal(e: &std::io::Error, in_handshake: bool) -> ClientCertProbe {
 /// Connects to a listener that should demand a client certificate (mutual TLS) without presenting one, and
 /// reports what the server did. A TLS 1.3 server judges the client's certificate after the client's Finished, so
 /// its refusal comes as an alert on the first read; a TLS 1.2 server fails the handshake. Only an alert about the
-/// certificate counts as refused: a listener that is not TLS at all also drops the connection, and that must
-/// not pass. Kept open for `wait`, or sending application data, is `Accepted`. The server's certificate is not
+/// certificate, from a server that asked for one, counts as refused: a listener that is not TLS at all also drops
+/// the connection, and one that refuses for another reason (an unknown SNI name) proves nothing about client
+/// certificates. Kept open for `wait`, or sending application data, is `Accepted`. `host` is the name in the
+/// configured address: a DNS name is sent as SNI, an IP address sends none. The server's certificate is not
 /// verified: only its client-authentication policy is under test.
 pub async fn probe_without_client_cert(
     addr: SocketAddr,
-    server_name: &str,
+    host: &str,
     wait: Duration,
     timeout: Duration,
 ) -> Result<ClientCertProbe, String> {
     let recorder = Arc::new(Recorder { chain: Mutex::default(), provider: provider() });
+    let asked = Arc::new(AskedForCert::default());
     let config = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| format!("cannot configure TLS: {e}"))?
         .dangerous()
         .with_custom_certificate_verifier(recorder)
-        .with_no_client_auth();
-    let name = ServerName::try_from(server_name.to_string()).map_err(|e| format!("bad server name: {e}"))?;
+        .with_client_cert_resolver(asked.clone());
+    let was_asked = || asked.0.load(std::sync::atomic::Ordering::SeqCst);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let name = match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => ServerName::IpAddress(ip.into()),
+        Err(_) => ServerName::try_from(host.to_string()).map_err(|e| format!("bad server name {host:?}: {e}"))?,
+    };
     let tcp = tokio::time::timeout(timeout, TcpStream::connect(addr))
         .await
         .map_err(|_| format!("{addr} did not accept a connection within {timeout:?}"))?
@@ -428,15 +458,18 @@ pub async fn probe_without_client_cert(
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let mut tls = match tokio::time::timeout(timeout, connector.connect(name, tcp)).await {
         Err(_) => return Err(format!("{addr} did not finish the handshake within {timeout:?}")),
-        Ok(Err(e)) => return Ok(judge_refusal(&e, true)),
+        Ok(Err(e)) => return Ok(judge_refusal(&e, true, was_asked())),
         Ok(Ok(tls)) => tls,
     };
     let mut buf = [0u8; 256];
+    let asked_how = |how: String| {
+        if was_asked() { how } else { format!("{how}; it never asked for a client certificate") }
+    };
     Ok(match tokio::time::timeout(wait, tls.read(&mut buf)).await {
-        Err(_) => ClientCertProbe::Accepted { how: format!("kept the connection open for {wait:?}") },
+        Err(_) => ClientCertProbe::Accepted { how: asked_how(format!("kept the connection open for {wait:?}")) },
         Ok(Ok(0)) => ClientCertProbe::Undecided { how: "closed the connection with no alert".into() },
-        Ok(Ok(n)) => ClientCertProbe::Accepted { how: format!("sent {n} bytes of application data") },
-        Ok(Err(e)) => judge_refusal(&e, false),
+        Ok(Ok(n)) => ClientCertProbe::Accepted { how: asked_how(format!("sent {n} bytes of application data")) },
+        Ok(Err(e)) => judge_refusal(&e, false, was_asked()),
     })
 }
 
@@ -615,6 +648,30 @@ mod tests {
         });
         let p = probe_without_client_cert(addr, "localhost", wait, T).await.unwrap();
         assert!(matches!(&p, ClientCertProbe::NotTls { .. }), "plain TCP: {p:?}");
+
+        // A server that refuses every handshake (here: it has no certificate for the name) without ever asking
+        // for a client certificate proves nothing about client certificates.
+        #[derive(Debug)]
+        struct NoCert;
+        impl rustls::server::ResolvesServerCert for NoCert {
+            fn resolve(&self, _: rustls::server::ClientHello<'_>) -> Option<Arc<rustls::sign::CertifiedKey>> {
+                None
+            }
+        }
+        let config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(NoCert));
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let refusing = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = refusing.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (tcp, _) = refusing.accept().await.unwrap();
+            let _ = acceptor.accept(tcp).await;
+        });
+        let p = probe_without_client_cert(addr, "unknown.example", wait, T).await.unwrap();
+        assert!(matches!(&p, ClientCertProbe::Undecided { .. }), "refuses without asking: {p:?}");
     }
 
     /// Goal: a hand-written ServerHello for TLS 1.0 is judged accepted, an alert refused, a short answer undecided.

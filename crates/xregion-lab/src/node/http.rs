@@ -215,7 +215,7 @@ async fn authorize(State(node): Shared, mut req: Request, next: Next) -> Respons
             };
             let path = req.uri().path().to_string();
             tracing::info!(region = %node.region, %principal, %path, status = status.as_u16(), "request refused");
-            audit(&node, &principal, "denied", &path, status.as_u16());
+            audit(&node, &principal, "denied", &path, status.as_u16()).await;
             metrics::counter!("xregion_http_denied_total", "status" => status.as_u16().to_string()).increment(1);
             let body = serde_json::to_vec(&e.body()).unwrap_or_default();
             let mut resp = (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
@@ -228,11 +228,19 @@ async fn authorize(State(node): Shared, mut req: Request, next: Next) -> Respons
 }
 
 /// Appends an audit entry (unless `audit_disabled`); a failure to write it is logged.
-fn audit(node: &Node, principal: &str, action: &str, key: &str, status: u16) {
-    if let Some(a) = &node.security.audit
-        && let Err(e) = a.append(principal, action, key, status)
-    {
-        tracing::error!(region = %node.region, error = %e, "cannot write the audit log");
+///
+/// The file write runs on the blocking pool, one at a time (the others wait on the log's gate without holding a
+/// thread): a `write` can wait for the disk (ext4 holds a page under writeback, and the store's fsyncs keep the
+/// journal busy), and on a runtime worker that wait would stall every task of the region, replication included.
+async fn audit(node: &Node, principal: &str, action: &str, key: &str, status: u16) {
+    let Some(a) = node.security.audit.clone() else { return };
+    let Ok(_turn) = a.gate.acquire().await else { return };
+    let (principal, action, key) = (principal.to_string(), action.to_string(), key.to_string());
+    let log = a.clone();
+    match tokio::task::spawn_blocking(move || log.append(&principal, &action, &key, status)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::error!(region = %node.region, error = %e, "cannot write the audit log"),
+        Err(e) => tracing::error!(region = %node.region, error = %e, "the audit writer failed"),
     }
 }
 
@@ -262,9 +270,12 @@ async fn audit_page(State(node): Shared, q: Result<Query<AuditQuery>, QueryRejec
         return Err(err(StatusCode::BAD_REQUEST, "invalid_query", format!("limit must be 1 to {AUDIT_LIMIT_MAX}")));
     }
     let after = q.after.unwrap_or(0);
-    let (entries, more) = match &node.security.audit {
+    let (entries, more) = match node.security.audit.clone() {
         None => (Vec::new(), false),
-        Some(a) => a.page(after, limit).map_err(store_failed)?,
+        Some(a) => tokio::task::spawn_blocking(move || a.page(after, limit))
+            .await
+            .map_err(store_failed)?
+            .map_err(store_failed)?,
     };
     let next_after = if more { entries.last().map(|e| e.seq) } else { None };
     Ok(json(&AuditPage { region: node.region.clone(), entries, next_after }))
@@ -504,7 +515,7 @@ async fn put_kv(
         write(&node, key.clone(), Some(req.value), req.residency).await
     }
     .await;
-    audited(&node, &principal_of(&principal), "put", &key, result)
+    audited(&node, &principal_of(&principal), "put", &key, result).await
 }
 
 async fn delete_kv(
@@ -514,7 +525,7 @@ async fn delete_kv(
 ) -> Result<Response, ApiError> {
     let key = path_key(key)?;
     let result = write(&node, key.clone(), None, None).await;
-    audited(&node, &principal_of(&principal), "delete", &key, result)
+    audited(&node, &principal_of(&principal), "delete", &key, result).await
 }
 
 /// `POST /v1/erase/{key}` (write): the value is replaced by a tombstone without value, removed from every
@@ -547,11 +558,11 @@ async fn erase(
         }
     }
     .await;
-    audited(&node, &principal_of(&principal), "erase", &key, result)
+    audited(&node, &principal_of(&principal), "erase", &key, result).await
 }
 
 /// Writes the audit entry of a write's answer, before the answer is sent.
-fn audited(
+async fn audited(
     node: &Node,
     principal: &str,
     action: &str,
@@ -562,7 +573,7 @@ fn audited(
         Ok(r) => r.status(),
         Err(e) => e.status,
     };
-    audit(node, principal, action, key, status.as_u16());
+    audit(node, principal, action, key, status.as_u16()).await;
     result
 }
 

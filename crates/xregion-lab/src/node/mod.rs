@@ -842,11 +842,17 @@ pub(crate) mod testutil {
         conn.send(proto::encode(&frame)).await.unwrap();
     }
 
-    /// The next frame, or `None` when the other side closed the connection (or broke it).
+    /// The next frame, or `None` when the other side closed the connection (or broke it). A TLS error fails the
+    /// test: a refusal by the replication protocol must not pass for one by the TLS layer (a wrong certificate).
     pub async fn next(conn: &mut repl::Conn) -> Option<Frame> {
         match tokio::time::timeout(WAIT, conn.next()).await.expect("no frame and no close in time") {
             Some(Ok(bytes)) => Some(proto::decode(&bytes).unwrap()),
-            Some(Err(_)) | None => None,
+            Some(Err(e)) => {
+                let tls = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
+                assert!(tls.is_none(), "the TLS layer refused, not the protocol: {e:?}");
+                None
+            }
+            None => None,
         }
     }
 

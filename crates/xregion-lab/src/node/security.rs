@@ -47,7 +47,7 @@ pub struct Security {
     /// Seals values at rest.
     pub sealer: Sealer,
     /// The audit log; `None` with `audit_disabled`.
-    pub audit: Option<Audit>,
+    pub audit: Option<Arc<Audit>>,
     /// Residency tag -> the regions where tagged records may be stored (`LabConfig::residency_policy`).
     pub residency: std::collections::BTreeMap<String, Vec<String>>,
     /// The lab directory the protections were loaded from (`None` without any).
@@ -98,7 +98,7 @@ impl Security {
             tracing::warn!(region, "DEFECT audit_disabled: nothing is written to the audit log");
             None
         } else {
-            Some(Audit::open(&region_dir.join(AUDIT_FILE))?)
+            Some(Arc::new(Audit::open(&region_dir.join(AUDIT_FILE))?))
         };
         if defects.mtls_disabled {
             tracing::warn!(region, "DEFECT mtls_disabled: replication peers need no client certificate");
@@ -131,6 +131,8 @@ pub struct Audit {
     path: PathBuf,
     /// The open file and the seq of the last entry.
     file: Mutex<(std::fs::File, u64)>,
+    /// One append at a time on the blocking pool; the rest wait here, asynchronously, in order.
+    pub gate: tokio::sync::Semaphore,
 }
 
 impl Audit {
@@ -150,7 +152,7 @@ impl Audit {
             .append(true)
             .open(path)
             .map_err(|e| LabError::io(format!("cannot open the audit log {}", path.display()), e))?;
-        Ok(Audit { path: path.to_path_buf(), file: Mutex::new((file, last)) })
+        Ok(Audit { path: path.to_path_buf(), file: Mutex::new((file, last)), gate: tokio::sync::Semaphore::new(1) })
     }
 
     /// Appends one entry (its seq and time are set here) and returns it.

@@ -401,7 +401,10 @@ async fn access_control(def: &CheckDef, ctx: &Ctx) -> CheckResult {
     for (region, addr) in repl {
         let r = match tokio::net::lookup_host(addr.as_str()).await.ok().and_then(|mut a| a.next()) {
             None => Err(format!("cannot resolve {addr}")),
-            Some(sa) => crate::tls_scan::probe_without_client_cert(sa, region, MTLS_WAIT, TLS_TIMEOUT).await,
+            Some(sa) => {
+                let host = addr.rsplit_once(':').map_or(addr.as_str(), |(h, _)| h);
+                crate::tls_scan::probe_without_client_cert(sa, host, MTLS_WAIT, TLS_TIMEOUT).await
+            }
         };
         let (cell, ok) = match &r {
             Ok(ClientCertProbe::Refused { alert }) => (format!("refused ({alert})"), true),
@@ -441,14 +444,14 @@ async fn access_control(def: &CheckDef, ctx: &Ctx) -> CheckResult {
     if !errors.is_empty() {
         return rb.finish(Verdict::Error, format!("could not measure: {}", list(&errors, 4)));
     }
+    let replication = if repl.is_empty() {
+        "replication not checked (no listeners configured)".to_string()
+    } else {
+        format!("replication refuses peers without a client certificate ({} listeners)", repl.len())
+    };
     rb.finish(
         Verdict::Pass,
-        format!(
-            "401 without a token, 403 for every wrong scope in {} regions; replication refuses peers without a \
-             client certificate ({} listeners)",
-            ctx.probes.len(),
-            repl.len()
-        ),
+        format!("401 without a token, 403 for every wrong scope in {} regions; {replication}", ctx.probes.len()),
     )
 }
 
