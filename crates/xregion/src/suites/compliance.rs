@@ -142,12 +142,22 @@ pub fn judge(def: &CheckDef, config: &Config, prior: &[CheckResult]) -> CheckRes
     rb.measured(format!("{} of {} controls pass", count(Status::Pass), fw.control.len()));
     let list = |s: Status| by_status.get(&s).map(|v| v.join(", ")).unwrap_or_default();
     if count(Status::Fail) > 0 {
-        return rb.finish(Verdict::Fail, format!("{} controls fail: {}", count(Status::Fail), list(Status::Fail)));
+        let n = count(Status::Fail);
+        let what = if n == 1 { "control fails" } else { "controls fail" };
+        return rb.finish(Verdict::Fail, format!("{n} {what}: {}", list(Status::Fail)));
     }
     if count(Status::Error) > 0 {
         return rb.finish(
             Verdict::Error,
-            format!("{} controls could not be judged: {}", count(Status::Error), list(Status::Error)),
+            format!(
+                "{} could not be judged: {}",
+                if count(Status::Error) == 1 {
+                    "1 control".to_string()
+                } else {
+                    format!("{} controls", count(Status::Error))
+                },
+                list(Status::Error)
+            ),
         );
     }
     if assessed == 0 {
