@@ -107,6 +107,16 @@ pub enum Frame {
 /// Why a frame or batch was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BatchError {
+    /// An entry is tagged for a residency that does not allow the receiving region.
+    #[error("entry seq {seq} is tagged {tag:?}, which {region} may not hold")]
+    Residency {
+        /// The entry.
+        seq: u64,
+        /// Its residency tag.
+        tag: String,
+        /// The receiving region.
+        region: String,
+    },
     /// The frame is not valid JSON for `Frame`.
     #[error("frame is not a valid replication frame: {0}")]
     Decode(String),

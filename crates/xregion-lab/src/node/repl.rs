@@ -258,6 +258,16 @@ async fn stream_to(
     }
 }
 
+/// Whether the residency policy lets `region` hold records tagged `tag` (an unknown tag: nowhere).
+fn allows(node: &Node, tag: &str, region: &str) -> bool {
+    node.security.residency.get(tag).is_some_and(|regions| regions.iter().any(|r| r == region))
+}
+
+/// Whether this region may hold records tagged `tag`.
+fn may_hold(node: &Node, tag: &str) -> bool {
+    allows(node, tag, &node.region)
+}
+
 /// The entries `peer` may hold: an entry tagged with a residency tag goes only to the tag's regions (an unknown
 /// tag to none), unless `residency_disabled`. The skipped ones are still covered by the batch's `through`.
 pub fn for_peer(node: &Node, peer: &str, entries: Vec<Entry>) -> Vec<Entry> {
@@ -268,7 +278,7 @@ pub fn for_peer(node: &Node, peer: &str, entries: Vec<Entry>) -> Vec<Entry> {
         .into_iter()
         .filter(|e| match &e.residency {
             None => true,
-            Some(tag) => node.security.residency.get(tag).is_some_and(|regions| regions.iter().any(|r| r == peer)),
+            Some(tag) => allows(node, tag, peer),
         })
         .collect()
 }
@@ -487,6 +497,17 @@ pub fn accept_batch(
     through: u64,
 ) -> Result<(u64, Vec<Entry>), BatchError> {
     proto::validate_batch_frame(from, after, &entries, through)?;
+    // The sender never ships an entry this region may not hold; a batch that has one is refused whole, so a
+    // faulty or hostile peer cannot place tagged data here (unless tags are ignored everywhere: the defect).
+    if !node.defects.residency_disabled
+        && let Some(e) = entries.iter().find(|e| e.residency.as_ref().is_some_and(|tag| !may_hold(node, tag)))
+    {
+        return Err(BatchError::Residency {
+            seq: e.seq,
+            tag: e.residency.clone().unwrap_or_default(),
+            region: node.region.clone(),
+        });
+    }
     let ack_seq = through;
     let n = node.defects.drop_one_in;
     if n == 0 {
@@ -524,6 +545,38 @@ mod tests {
         assert_eq!(next(&mut conn).await, None, "the connection stayed open");
         assert_eq!(node.store.get("k3").unwrap(), None);
         assert_eq!(node.store.get("k4").unwrap(), None);
+        node.shutdown.cancel();
+    }
+
+    /// Goal: a receiver refuses, whole, a batch holding an entry tagged for a residency it may not hold (a faulty
+    /// or hostile sender), and accepts the same entry where the policy allows it or with the residency defect.
+    #[tokio::test]
+    async fn receiver_refuses_entries_it_may_not_hold() {
+        let tagged = |seq: u64, key: &str| {
+            let mut e = entry(seq, key, "b");
+            e.residency = Some("eu".into());
+            e
+        };
+        let node = testutil::node("residency-in", "a", &["b"], Defects::default());
+        let mut conn = open(listen(&node).await, Frame::Hello { from: "b".into() }).await;
+        send(&mut conn, testutil::batch(vec![entry(1, "plain", "b"), tagged(2, "eu-only")])).await;
+        assert_eq!(next(&mut conn).await, None, "the connection stayed open");
+        assert_eq!(node.store.get("plain").unwrap(), None, "part of a refused batch was applied");
+        assert_eq!(node.store.get("eu-only").unwrap(), None);
+        node.shutdown.cancel();
+
+        let eu = testutil::node("residency-in-eu", "eu", &["b"], Defects::default());
+        let mut conn = open(listen(&eu).await, Frame::Hello { from: "b".into() }).await;
+        send(&mut conn, testutil::batch(vec![tagged(1, "eu-only")])).await;
+        assert_eq!(next(&mut conn).await, Some(Frame::Ack { seq: 1 }));
+        assert!(eu.store.get("eu-only").unwrap().is_some());
+        eu.shutdown.cancel();
+
+        let ignored = Defects { residency_disabled: true, ..Defects::default() };
+        let node = testutil::node("residency-in-off", "a", &["b"], ignored);
+        let mut conn = open(listen(&node).await, Frame::Hello { from: "b".into() }).await;
+        send(&mut conn, testutil::batch(vec![tagged(1, "eu-only")])).await;
+        assert_eq!(next(&mut conn).await, Some(Frame::Ack { seq: 1 }), "the defect ignores tags");
         node.shutdown.cancel();
     }
 
