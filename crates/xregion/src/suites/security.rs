@@ -221,13 +221,7 @@ async fn tls_versions(def: &CheckDef, ctx: &Ctx) -> CheckResult {
          server's (an alert or a closed connection), never the client's; TLS 1.3 with rustls.",
     );
     rb.measured(format!("{legacy_accepted} legacy versions accepted on {} endpoints", eps.len()));
-    if !problems.is_empty() {
-        return rb.finish(Verdict::Fail, list(&problems, 6));
-    }
-    if !errors.is_empty() {
-        return rb.finish(Verdict::Error, format!("could not measure: {}", list(&errors, 4)));
-    }
-    rb.finish(Verdict::Pass, format!("TLS 1.3 only on all {} endpoints", eps.len()))
+    judge(rb, &problems, 6, &errors, format!("TLS 1.3 only on all {} endpoints", eps.len()))
 }
 
 async fn tls_certificates(def: &CheckDef, ctx: &Ctx) -> CheckResult {
@@ -289,13 +283,7 @@ async fn tls_certificates(def: &CheckDef, ctx: &Ctx) -> CheckResult {
         rb.measured(format!("{least:.0} days left at least"));
     }
     rb.note(format!("verified against {} at the current time, by the endpoint's address or name", ca_file.display()));
-    if !problems.is_empty() {
-        return rb.finish(Verdict::Fail, list(&problems, 4));
-    }
-    if !errors.is_empty() {
-        return rb.finish(Verdict::Error, format!("could not measure: {}", list(&errors, 4)));
-    }
-    rb.finish(Verdict::Pass, format!("{} certificates verify, {least:.0} days left at least", eps.len()))
+    judge(rb, &problems, 4, &errors, format!("{} certificates verify, {least:.0} days left at least", eps.len()))
 }
 
 /// A client sending `role`'s token (or none), with the deployment's TLS and timeouts.
@@ -438,21 +426,25 @@ async fn access_control(def: &CheckDef, ctx: &Ctx) -> CheckResult {
     }
     rb.metric("wrong_answers", problems.len() as f64);
     rb.measured(format!("{} wrong answers", problems.len()));
-    if !problems.is_empty() {
-        return rb.finish(Verdict::Fail, list(&problems, 4));
-    }
-    if !errors.is_empty() {
-        return rb.finish(Verdict::Error, format!("could not measure: {}", list(&errors, 4)));
-    }
     let replication = if repl.is_empty() {
         "replication not checked (no listeners configured)".to_string()
     } else {
         format!("replication refuses peers without a client certificate ({} listeners)", repl.len())
     };
-    rb.finish(
-        Verdict::Pass,
-        format!("401 without a token, 403 for every wrong scope in {} regions; {replication}", ctx.probes.len()),
-    )
+    let pass = format!("401 without a token, 403 for every wrong scope in {} regions; {replication}", ctx.probes.len());
+    judge(rb, &problems, 4, &errors, pass)
+}
+
+/// The verdict of a check that collected `problems` (fail, the first `shown` listed) and `errors` (could not
+/// measure), or passes with `pass`.
+fn judge(rb: ResultBuilder, problems: &[String], shown: usize, errors: &[String], pass: String) -> CheckResult {
+    if !problems.is_empty() {
+        return rb.finish(Verdict::Fail, list(problems, shown));
+    }
+    if !errors.is_empty() {
+        return rb.finish(Verdict::Error, format!("could not measure: {}", list(errors, 4)));
+    }
+    rb.finish(Verdict::Pass, pass)
 }
 
 /// A fresh canary value: random bytes no file could hold by chance.
