@@ -9,16 +9,21 @@
 //! last-write-wins winners, divergence.
 //!
 //! Schedule `i` of a campaign with seed `S` uses seed `S + i`, for its faults and its writers alike, so
-//! `--seed <S+i> --schedules 1 --duration D` replays it. The generator is ChaCha8 (`rand_chacha`), whose output for
-//! a seed is fixed across releases, unlike `rand`'s `StdRng`. The schedule generator is pure; `run_campaign` does the I/O.
+//! `--seed <S+i> --schedules 1 --duration D` replays it. Its draws come from the run's seeded family
+//! (`drive::seed`: ChaCha8, whose output for a seed is fixed across releases). The schedule generator is pure; `run_campaign` does the I/O.
 
-use crate::config::Config;
+use crate::check::{CheckDef, Needs, ResultBuilder, Run, ms};
+use crate::config::{self, Config};
+use crate::drive::converge::await_convergence;
+use crate::drive::health::await_all_healthy;
+use crate::drive::seed;
+use crate::drive::write::{RandomWriters, random_writers};
+use crate::error::{Error, Result};
 use crate::faults::FaultInjector;
 use crate::history::HistoryLog;
 use crate::probe::Probe;
-use crate::runner::{CheckDef, ResultBuilder, ms};
-use anyhow::Context as _;
-use rand::{Rng, SeedableRng};
+use crate::target::{Target, interrupted};
+use rand::Rng;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,12 +50,8 @@ const LATENCY_EXTRA_MS: (u64, u64) = (100, 800);
 const WRITE_INTERVAL: Duration = Duration::from_millis(20);
 /// Pause of a writer after a failed operation, so that a dead region is not hammered with refused connections.
 const ERROR_BACKOFF: Duration = Duration::from_millis(100);
-/// Most operations one writer issues in a schedule, whatever the duration.
-const OPS_PER_WRITER_MAX: u64 = 200_000;
 /// Longest wait, after the schedule, for every region to report health `ok`.
 const HEALTHY_WAIT_MAX: Duration = Duration::from_secs(60);
-/// Interval of the health polls.
-const HEALTHY_POLL: Duration = Duration::from_millis(200);
 /// Longest wait, once every region is healthy, for the regions to agree on every key.
 const CONVERGENCE_WAIT_MAX: Duration = Duration::from_secs(30);
 /// Pause before the second attempt of a restore that failed.
@@ -68,6 +69,9 @@ const SCHEDULE_CHECK: CheckDef = CheckDef {
             CONVERGENCE_WAIT_MAX.as_secs()
         )
     },
+    needs: Needs::NONE,
+    // Schedules are run by the campaign, not by the runner.
+    run: Run::Judge(|rb, _, _| rb.finish(Verdict::Error, "a chaos schedule runs only in `xregion chaos`")),
 };
 
 /// Arguments of `xregion chaos`.
@@ -253,7 +257,7 @@ impl Schedule {
 /// and at most one region is killed at a time; events of different regions may overlap. The same arguments
 /// always give the same schedule.
 pub fn generate(seed: u64, regions: &[String], duration: Duration, kinds: &[ActionKind]) -> Schedule {
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut rng = seed::rng(seed, "chaos-schedule");
     let mut kinds: Vec<ActionKind> = kinds.to_vec();
     kinds.sort();
     kinds.dedup();
@@ -319,14 +323,6 @@ struct EventRun {
     problem: Option<String>,
 }
 
-/// Operations of the writers by outcome: ok, fail, info.
-#[derive(Debug, Clone, Copy, Default)]
-struct OpCounts {
-    ok: u64,
-    fail: u64,
-    info: u64,
-}
-
 /// A schedule's result, and whether the campaign can go on after it.
 struct ScheduleOutcome {
     /// The check result.
@@ -351,16 +347,12 @@ struct Campaign<'a> {
 }
 
 /// Runs `xregion chaos`.
-pub async fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
-    let config = match crate::cli::load_config(args.config.as_deref()) {
-        Ok(c) => c,
-        Err(code) => return Ok(code),
-    };
-    std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
+pub async fn run(args: ChaosArgs) -> Result<ExitCode> {
+    let config = config::load(args.config.as_deref(), &config::process_env())?;
+    std::fs::create_dir_all(&args.out)
+        .map_err(|e| Error::Target(format!("cannot create {}: {e}", args.out.display())))?;
     let started_at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-    let seed = args.seed.unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
-    });
+    let seed = args.seed.unwrap_or_else(crate::runner::clock_seed);
     let progress = crate::progress::Progress::new(false);
     let start = Instant::now();
     eprintln!(
@@ -370,12 +362,9 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
         seed.wrapping_add(u64::from(args.schedules) - 1)
     );
 
-    // The lab (inside its control API server, which the injector calls) lives exactly as long as this function.
-    let target = match crate::cli::start_target(&config, &args.out, &progress).await? {
-        Ok(t) => t,
-        Err(code) => return Ok(code),
-    };
-    let crate::cli::Target { lab, regions, faults, probes, .. } = target;
+    // The lab (inside its control API server, which the injector calls) lives until `close`, on every path.
+    let target = Target::open(&config, &args.out, &progress).await?;
+    let faults = target.faults.clone();
     let kinds: Vec<ActionKind> =
         ActionKind::ALL.into_iter().filter(|k| faults.supports(k.fault_kind()).is_ok()).collect();
     let unusable = match faults.unavailable() {
@@ -387,11 +376,8 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     if let Some(why) = unusable {
-        eprintln!("error: {why}");
-        if let Some(lab) = lab {
-            let _ = lab.shutdown().await;
-        }
-        return Ok(ExitCode::from(2));
+        target.close(&progress).await;
+        return Err(Error::Usage(why));
     }
     for k in ActionKind::ALL.into_iter().filter(|k| !kinds.contains(k)) {
         if let Err(why) = faults.supports(k.fault_kind()) {
@@ -404,34 +390,31 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<ExitCode> {
     }
     let campaign = Campaign {
         config: &config,
-        probes,
+        probes: target.probes.clone(),
         faults: faults.clone(),
         history: Arc::new(HistoryLog::new(start)),
         kinds,
         duration: args.duration,
-        key_prefix: format!(
-            "xr/{seed:016x}-{}",
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis())
-        ),
+        key_prefix: crate::runner::key_prefix(seed, false),
         replay_base,
     };
     let outcome = tokio::select! {
         checks = run_campaign(&campaign, seed, args.schedules) => Some(checks),
-        _ = crate::cli::interrupted() => None,
+        _ = interrupted() => None,
     };
+    let regions = target.regions.clone();
     // Faults left in force by an interrupted schedule are lifted here (the lab lifts its own when it stops).
-    crate::cli::teardown(&faults, lab, &progress).await;
+    target.close(&progress).await;
     let Some(checks) = outcome else {
-        eprintln!("interrupted: every fault was lifted, the lab was stopped and no report was written");
-        return Ok(ExitCode::from(130));
+        return Err(Error::Interrupted("every fault was lifted, the lab was stopped and no report was written".into()));
     };
     let failing: Vec<String> = checks
         .iter()
         .filter(|c| c.verdict != Verdict::Pass)
         .map(|c| format!("{} ({}): {}", c.id, c.verdict.as_str(), replay_from_notes(c).unwrap_or_default()))
         .collect();
-    let report = crate::cli::new_report(&config, seed, started_at, start.elapsed(), regions, checks);
-    crate::cli::write_outputs(&report, &campaign.history, &args.out)?;
+    let report = crate::output::new_report(&config, seed, started_at, start.elapsed(), regions, checks);
+    crate::output::write_outputs(&report, &campaign.history, &args.out)?;
     if !failing.is_empty() {
         println!("replay a schedule that did not pass with:");
         for f in &failing {
@@ -498,12 +481,33 @@ async fn run_schedule(c: &Campaign<'_>, index: u32, schedule: &Schedule) -> Sche
     let t0 = Instant::now();
     let deadline = t0 + schedule.duration;
     let touched: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+    let cfg = &c.config.checks.concurrent_writes;
+    let writers = RandomWriters {
+        prefix: prefix.clone(),
+        per_region: cfg.writers_per_region,
+        keys: cfg.keys,
+        delete_ratio: cfg.delete_ratio,
+        seed: schedule.seed,
+        stream: "chaos-writers".into(),
+        value_tag: format!("c{index}-"),
+        pause: WRITE_INTERVAL,
+        backoff: Some(ERROR_BACKOFF),
+        deadline,
+    };
     let (counts, runs) =
-        tokio::join!(run_writers(c, &prefix, schedule.seed, index, deadline), drive_faults(c, schedule, t0, &touched));
+        tokio::join!(random_writers(&writers, &c.probes, &c.history), drive_faults(c, schedule, t0, &touched));
+    // With a backoff, writers never stop at an unreachable region: every outcome is counted.
+    let counts = counts.unwrap_or_default();
     // Lift whatever may still be in force, whatever happened above.
     let touched = std::mem::take(&mut *touched.lock().unwrap_or_else(|p| p.into_inner()));
     let cleanup = restore_all(&c.faults, &touched).await;
-    let healthy = await_healthy(&c.probes).await;
+    let healthy = await_all_healthy(&c.probes, HEALTHY_WAIT_MAX).await.map_err(|problems| {
+        format!(
+            "not every region was healthy {} s after the faults were lifted: {}",
+            HEALTHY_WAIT_MAX.as_secs(),
+            problems.join("; ")
+        )
+    });
 
     let problems: Vec<String> = runs
         .iter()
@@ -536,7 +540,7 @@ async fn run_schedule(c: &Campaign<'_>, index: u32, schedule: &Schedule) -> Sche
             stop.get_or_insert_with(|| why.clone());
             rb.finish(Verdict::Fail, "the deployment did not recover after the faults were lifted")
         }
-        Ok(_) => match crate::suites::cross_region::await_convergence(&c.probes, &prefix, CONVERGENCE_WAIT_MAX).await {
+        Ok(_) => match await_convergence(&c.probes, &prefix, CONVERGENCE_WAIT_MAX).await {
             Ok((states, converged_after)) => {
                 let history = c.history.events_with_prefix(&prefix);
                 let quiet_ms = CONVERGENCE_WAIT_MAX.as_millis() as u64;
@@ -564,62 +568,6 @@ async fn run_schedule(c: &Campaign<'_>, index: u32, schedule: &Schedule) -> Sche
     }
     result.summary = format!("seed {}, {} events: {}", schedule.seed, schedule.events.len(), result.summary);
     ScheduleOutcome { result, stop }
-}
-
-/// Runs the writers of every region until `deadline`; returns their operations by outcome.
-async fn run_writers(c: &Campaign<'_>, prefix: &str, seed: u64, index: u32, deadline: Instant) -> OpCounts {
-    let cfg = &c.config.checks.concurrent_writes;
-    let mut tasks = tokio::task::JoinSet::new();
-    for (r, probe) in c.probes.iter().enumerate() {
-        for w in 0..cfg.writers_per_region {
-            let probe = probe.clone();
-            let history = c.history.clone();
-            let process = history.new_process();
-            let prefix = prefix.to_string();
-            let (keys, delete_ratio) = (cfg.keys, cfg.delete_ratio);
-            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ ((r as u64) << 32) ^ u64::from(w) << 16);
-            tasks.spawn(async move {
-                let mut counts = OpCounts::default();
-                for n in 0..OPS_PER_WRITER_MAX {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        break;
-                    }
-                    let key = format!("{prefix}k{:03}", rng.random_range(0..keys));
-                    let result = if rng.random_bool(delete_ratio) {
-                        history.delete(process, &probe, &key).await
-                    } else {
-                        history.put(process, &probe, &key, &format!("c{index}-p{process}-{n}")).await
-                    };
-                    let pause = match result {
-                        Ok(_) => {
-                            counts.ok += 1;
-                            WRITE_INTERVAL
-                        }
-                        Err(e) => {
-                            if e.is_definite_failure() {
-                                counts.fail += 1;
-                            } else {
-                                counts.info += 1;
-                            }
-                            ERROR_BACKOFF
-                        }
-                    };
-                    tokio::time::sleep_until((now + pause).min(deadline).into()).await;
-                }
-                counts
-            });
-        }
-    }
-    let mut total = OpCounts::default();
-    while let Some(r) = tasks.join_next().await {
-        if let Ok(n) = r {
-            total.ok += n.ok;
-            total.fail += n.fail;
-            total.info += n.info;
-        }
-    }
-    total
 }
 
 /// When to lift `event`'s fault, injected at `injected_at`: at its planned end, or later when it was injected
@@ -705,25 +653,6 @@ async fn restore_all(faults: &FaultInjector, touched: &BTreeSet<String>) -> Resu
         }
     }
     if failed.is_empty() { Ok(()) } else { Err(format!("could not lift every fault: {}", failed.join("; "))) }
-}
-
-/// Waits (bounded) until every region reports health `ok`; returns how long that took.
-async fn await_healthy(probes: &[Probe]) -> Result<Duration, String> {
-    let start = Instant::now();
-    loop {
-        let problems = crate::runner::preflight(probes).await;
-        if problems.is_empty() {
-            return Ok(start.elapsed());
-        }
-        if start.elapsed() >= HEALTHY_WAIT_MAX {
-            return Err(format!(
-                "not every region was healthy {} s after the faults were lifted: {}",
-                HEALTHY_WAIT_MAX.as_secs(),
-                problems.join("; ")
-            ));
-        }
-        tokio::time::sleep(HEALTHY_POLL).await;
-    }
 }
 
 /// The schedule as drawn and as it ran.

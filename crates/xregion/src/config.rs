@@ -17,13 +17,23 @@ pub struct Config {
     /// What is tested: the lab, or a deployment reached over HTTP.
     pub deployment: Deployment,
     /// The embedded lab's settings, used when `deployment.kind = "lab"`.
-    pub lab: xregion_lab::LabConfig,
+    pub lab: crate::target::lab_config::LabConfig,
     /// The promises each check holds the deployment to.
     pub targets: Targets,
     /// Tuning of individual checks.
     pub checks: Checks,
     /// How faults reach the deployment (`[faults]`).
     pub faults: Faults,
+}
+
+/// Size of the performance suite's load: `quick` fits the whole run in a few minutes on 2 cores; `spec` is the
+/// specification's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+pub enum Profile {
+    /// At least 2,000 users, stages of tens of seconds.
+    Quick,
+    /// `MAX_CONCURRENT_USERS` (10,000): ramp over 5 minutes, hold 10 minutes.
+    Spec,
 }
 
 /// Which deployment to test.
@@ -125,6 +135,9 @@ pub struct Security {
     /// Region name to its replication listener (`host:port`), for the check that a peer without a client
     /// certificate is refused. The lab fills this in from its spec.
     pub replication: BTreeMap<String, String>,
+    /// The principal the audit log must name for writes made with the write token (unset: any named principal).
+    /// The lab fills in its own.
+    pub writer_principal: Option<String>,
 }
 
 impl Default for Security {
@@ -135,6 +148,7 @@ impl Default for Security {
             raw_paths: Vec::new(),
             prowler_ocsf: None,
             replication: BTreeMap::new(),
+            writer_principal: None,
         }
     }
 }

@@ -5,9 +5,9 @@
 //! otherwise the lab that `xregion lab up` runs in `--dir`. Exit codes: 0 done, 1 the injector reported a
 //! failure, 2 a usage, config or target error.
 
-use crate::config::{self, DeploymentKind};
-use crate::faults::{FaultError, FaultInjector, LabInjector, StatusReport};
-use crate::lab_cmd::{DEFAULT_LAB_DIR, running_lab};
+use crate::drive::clock::{clock, now_ms};
+use crate::error::{Error, Result};
+use crate::faults::{FaultError, FaultInjector, StatusReport};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -164,63 +164,9 @@ pub struct StatusArgs {
     pub target: TargetArgs,
 }
 
-/// Prints `message` as an error and returns exit code 2.
-fn usage_error(message: &str) -> ExitCode {
-    eprintln!("error: {message}");
-    ExitCode::from(2)
-}
-
-/// Prints a fault error and returns its exit code.
-fn fault_error(e: &FaultError) -> ExitCode {
-    eprintln!("error: {e}");
-    ExitCode::from(e.exit_code())
-}
-
-/// The injector of the target, or the message that explains why there is none.
-fn target(t: &TargetArgs) -> Result<FaultInjector, String> {
-    let config = match &t.config {
-        Some(path) => Some(config::load(Some(path), &config::process_env()).map_err(|e| e.to_string())?),
-        None => None,
-    };
-    if let Some(c) = &config
-        && c.deployment.kind == DeploymentKind::Http
-    {
-        let regions: Vec<_> = c
-            .deployment
-            .regions
-            .iter()
-            .map(|r| xregion_model::report::RegionInfo { name: r.name.clone(), endpoint: r.endpoint.clone() })
-            .collect();
-        let injector = FaultInjector::from_config(c, &regions, None);
-        if let Some(why) = injector.unavailable() {
-            let path = t.config.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
-            return Err(format!("{path} describes an http deployment, but {why}"));
-        }
-        return Ok(injector);
-    }
-    let dir = t
-        .dir
-        .clone()
-        .or_else(|| config.as_ref().and_then(|c| c.lab.dir.clone()))
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_LAB_DIR));
-    let lab = running_lab(&dir)?;
-    let endpoints = lab.regions.into_iter().map(|r| (r.name, r.endpoint));
-    // The lab's CA and admin token, from its directory (a lab without them is an older, plain one).
-    let mut c = config.unwrap_or_default();
-    if xregion_lab::pki::Pki::ca_path(&dir).exists() {
-        crate::cli::fill_lab_security(&mut c, &dir)
-            .map_err(|e| format!("cannot read the lab's CA or tokens: {e:#}"))?;
-    }
-    let client = crate::faults::injector_client(&c.deployment);
-    Ok(FaultInjector::Lab(LabInjector::new(Some(&lab.control_url), endpoints).with_client(client)))
-}
-
-/// `HH:MM:SS.mmm UTC` of a time in ms since the Unix epoch.
-pub fn clock(ms: u64) -> String {
-    let t = std::time::UNIX_EPOCH + Duration::from_millis(ms);
-    let s = humantime::format_rfc3339_millis(t).to_string();
-    // 2024-05-01T12:00:01.123Z
-    s.get(11..23).map_or(s.clone(), |hms| format!("{hms} UTC"))
+/// The injector of the target flags.
+fn target(t: &TargetArgs) -> Result<FaultInjector> {
+    crate::target::injector_for(t.config.as_deref(), t.dir.as_deref())
 }
 
 /// `complete failure`, `network failure (outbound, peers eu-west-1)`.
@@ -231,22 +177,14 @@ fn what(spec: &FaultSpec) -> String {
 }
 
 /// `xregion fail`.
-pub async fn fail(args: FailArgs) -> anyhow::Result<ExitCode> {
+pub async fn fail(args: FailArgs) -> Result<ExitCode> {
     let spec = args.spec();
     if let Some(problem) = spec.problem() {
-        return Ok(usage_error(&format!("invalid fault for {}: {problem}", args.region)));
+        return Err(Error::Usage(format!("invalid fault for {}: {problem}", args.region)));
     }
-    let injector = match target(&args.target) {
-        Ok(i) => i,
-        Err(e) => return Ok(usage_error(&e)),
-    };
-    if let Err(why) = injector.supports(spec.kind) {
-        return Ok(usage_error(&why));
-    }
-    let fault = match injector.fail(&args.region, &spec).await {
-        Ok(f) => f,
-        Err(e) => return Ok(fault_error(&e)),
-    };
+    let injector = target(&args.target)?;
+    injector.supports(spec.kind).map_err(Error::Usage)?;
+    let fault = injector.fail(&args.region, &spec).await?;
     let restore_hint = format!("`xregion restore {}{}`", args.region, args.target.flags());
     let injected = format!("{}: {} injected at {}", fault.region, what(&fault.spec), clock(fault.since_ms));
     match (&injector, fault.until_ms) {
@@ -267,59 +205,43 @@ pub async fn fail(args: FailArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Waits for the command injector's automatic restore of `fault`; Ctrl-C restores at once.
-async fn wait_and_restore(c: &crate::faults::CommandInjector, fault: &ActiveFault) -> anyhow::Result<ExitCode> {
+async fn wait_and_restore(c: &crate::faults::CommandInjector, fault: &ActiveFault) -> Result<ExitCode> {
     let Some(mut task) = c.take_auto_restore(&fault.region) else {
         return Ok(ExitCode::SUCCESS);
     };
     let result = tokio::select! {
         r = &mut task => r.unwrap_or_else(|e| Err(FaultError::Unavailable(format!("the restore task failed: {e}")))),
-        _ = tokio::signal::ctrl_c() => {
+        _ = crate::target::interrupted() => {
             task.abort();
             c.restore(&fault.region).await
         }
     };
-    match result {
-        Ok(()) => {
-            println!("{}: restored at {}", fault.region, clock(crate::faults::now_ms()));
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(e) => Ok(fault_error(&e)),
-    }
+    result?;
+    println!("{}: restored at {}", fault.region, clock(now_ms()));
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `xregion restore`.
-pub async fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
-    let injector = match target(&args.target) {
-        Ok(i) => i,
-        Err(e) => return Ok(usage_error(&e)),
-    };
+pub async fn restore(args: RestoreArgs) -> Result<ExitCode> {
+    let injector = target(&args.target)?;
     let health = match &injector {
-        FaultInjector::Lab(l) => match l.restore_region(&args.region).await {
-            Ok(r) => Some(r.health),
-            Err(e) => return Ok(fault_error(&e)),
-        },
-        _ => match injector.restore(&args.region).await {
-            Ok(()) => None,
-            Err(e) => return Ok(fault_error(&e)),
-        },
+        FaultInjector::Lab(l) => Some(l.restore_region(&args.region).await?.health),
+        _ => {
+            injector.restore(&args.region).await?;
+            None
+        }
     };
     let health = health.map_or_else(String::new, |h| format!(" (health {h})"));
-    println!("{}: restored at {}{health}", args.region, clock(crate::faults::now_ms()));
+    println!("{}: restored at {}{health}", args.region, clock(now_ms()));
     Ok(ExitCode::SUCCESS)
 }
 
 /// `xregion status`.
-pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
-    let injector = match target(&args.target) {
-        Ok(i) => i,
-        Err(e) => return Ok(usage_error(&e)),
-    };
-    let report = match injector.status_report().await {
-        Ok(r) => r,
-        Err(e) => return Ok(fault_error(&e)),
-    };
+pub async fn status(args: StatusArgs) -> Result<ExitCode> {
+    let injector = target(&args.target)?;
+    let report = injector.status_report().await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        println!("{}", serde_json::to_string_pretty(&report).map_err(|e| Error::Other(e.into()))?);
     } else {
         print!("{}", render(&report));
     }
@@ -364,7 +286,6 @@ mod tests {
         let n =
             FaultSpec { direction: Direction::Outbound, duration_ms: Some(5000), ..FaultSpec::new(FaultKind::Network) };
         assert_eq!(what(&n), "network failure (outbound)");
-        assert_eq!(clock(43_201_123), "12:00:01.123 UTC");
         assert!(parse_duration("0s").is_err());
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));

@@ -11,10 +11,11 @@
 //! `[faults] timeout_s` has its whole process group killed. An unreachable control URL is an error naming it.
 
 use crate::config::{Config, FaultCommands, InjectorKind};
+use crate::drive::clock::now_ms;
 use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use xregion_model::fault::{ActiveFault, FaultKind, FaultSpec, FaultStatus, RegionFaultStatus};
 use xregion_model::report::RegionInfo;
@@ -307,11 +308,6 @@ impl FaultInjector {
             FaultInjector::Lab(_) | FaultInjector::None(_) => Vec::new(),
         }
     }
-}
-
-/// Now, in ms since the Unix epoch.
-pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The known regions, for errors.

@@ -9,8 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use xregion_lab::LabConfig;
 
-/// Where `lab up`, `status` and `down` keep the lab when `--dir` is not given.
-pub const DEFAULT_LAB_DIR: &str = "xregion-lab";
+use crate::target::DEFAULT_LAB_DIR;
 
 #[derive(Debug, Subcommand)]
 pub enum LabCommand {
@@ -105,46 +104,6 @@ pub async fn run(command: LabCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-/// A lab started with `xregion lab up`, as `DIR/lab.json` records it.
-#[derive(Debug, Clone)]
-pub struct RunningLab {
-    /// Base URL of its control API.
-    pub control_url: String,
-    /// Its regions in config order.
-    pub regions: Vec<xregion_model::report::RegionInfo>,
-}
-
-/// `dir` for messages: a relative path that does not start with `.` gets `./`, so that it reads as a path.
-pub fn show_dir(dir: &Path) -> String {
-    let s = dir.display().to_string();
-    if dir.is_relative() && !s.starts_with('.') { format!("./{s}") } else { s }
-}
-
-/// Finds the lab that `xregion lab up` runs in `dir`. The error says what to do.
-pub fn running_lab(dir: &Path) -> Result<RunningLab, String> {
-    let not_running =
-        |why: String| format!("no lab is running in {}{why}; start one with `xregion lab up`", show_dir(dir));
-    let path = dir.join("lab.json");
-    let text = match std::fs::read(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(not_running(String::new())),
-        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
-    };
-    let record: xregion_lab::supervisor::LabRecord = serde_json::from_slice(&text)
-        .map_err(|e| format!("{} is not a lab record ({e}); stop the lab with `xregion lab down`", path.display()))?;
-    if !xregion_lab::supervisor::pid_alive(record.supervisor_pid) {
-        return Err(not_running(format!(" (lab.json is stale: pid {} is gone)", record.supervisor_pid)));
-    }
-    Ok(RunningLab {
-        control_url: record.control_url,
-        regions: record
-            .regions
-            .into_iter()
-            .map(|r| xregion_model::report::RegionInfo { name: r.name, endpoint: r.endpoint })
-            .collect(),
-    })
 }
 
 /// Reads the `[lab]` table of a config file (the rest of the file is ignored here) and validates it.

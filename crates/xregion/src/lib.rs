@@ -1,21 +1,30 @@
 //! xregion: proves that a multi-region active-active system keeps its promises.
 //!
-//! The binary is thin glue over this library. `cli` parses arguments; `config` turns the TOML file and the
-//! environment into an explicit `Config`; `runner` selects and runs checks from `suites` against a deployment it
-//! reaches only through `probe` (the probe-contract client), recording every operation in `history`;
-//! `lab_cmd` drives the embedded lab.
+//! The binary is thin glue over this library: `cli::main` parses arguments and runs a command. `runner` runs
+//! checks from the `catalogue` (each a `check::CheckDef` in a `suites` module) against a `target`, which starts
+//! the lab or describes a deployment reached only through `probe` (the probe-contract client); `drive` holds the
+//! traffic drivers every check shares, `history` records every operation, and `output` writes the reports.
+//!
+//! Only what the binaries and the integration tests use is public: `cli` (the entry point), `config` and
+//! `faults` (the command injector's contract, tested end to end). Everything else is private to the crate.
 
-pub mod chaos;
+mod catalogue;
+mod chaos;
+mod check;
 pub mod cli;
 pub mod config;
-pub mod fault_cmd;
+mod drive;
+mod error;
+mod fault_cmd;
 pub mod faults;
-pub mod history;
-pub mod lab_cmd;
-pub mod load_cmd;
-pub mod net;
-pub mod probe;
-pub mod progress;
-pub mod runner;
-pub mod suites;
-pub mod tls_scan;
+mod history;
+mod lab_cmd;
+mod load_cmd;
+mod net;
+mod output;
+mod probe;
+mod progress;
+mod runner;
+mod suites;
+mod target;
+mod tls_scan;

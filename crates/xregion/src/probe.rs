@@ -172,11 +172,6 @@ impl Probe {
         Probe { client, ..self.clone() }
     }
 
-    /// The HTTP client.
-    pub fn http(&self) -> &reqwest::Client {
-        &self.client
-    }
-
     /// `DELETE /v1/kv/{key}`: returns the tombstone with its version.
     pub async fn delete(&self, key: &str) -> Result<Record, ProbeError> {
         let resp = self.send(self.client.delete(self.url(&format!("/v1/kv/{key}")))).await?;

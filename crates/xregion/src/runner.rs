@@ -1,255 +1,273 @@
-//! The runner: selects checks, prepares the deployment, runs the checks in order and assembles the report.
+//! `xregion run` and `xregion list`: select checks from the catalogue, open the target, run the checks in order,
+//! and write the report.
 //!
-//! The runner knows the catalogue of suites and checks; each check is an async function over a `Ctx` that
-//! returns a `CheckResult`. Checks see the deployment only through `Ctx::probes` (the probe contract).
+//! The runner knows no check by name: it reads each definition's `needs` to skip what the deployment cannot
+//! support, and calls its `run`. Ctrl-C stops the check in progress; what was measured is kept and written.
 
-use crate::config::Config;
+use crate::catalogue::{self, SUITES};
+use crate::check::{CheckDef, Ctx, ResultBuilder, Run, Shared};
+use crate::config::{self, DeploymentKind, Profile};
+use crate::error::{Error, Result};
 use crate::history::HistoryLog;
-use crate::probe::{Probe, ProbeError};
 use crate::progress::Progress;
-use std::collections::BTreeMap;
+use crate::target::{Target, interrupted};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use xregion_model::report::{CheckResult, Distribution, Table, Verdict};
+use std::time::Instant;
+use xregion_model::report::{CheckResult, Verdict};
 
-/// A suite: its name and what it covers.
-#[derive(Debug, Clone, Copy)]
-pub struct SuiteDef {
-    /// Name used with `--suite`.
-    pub name: &'static str,
-    /// What the suite proves.
-    pub about: &'static str,
+/// Arguments of `xregion run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// TOML config file (deployment, targets, check tuning); without it the lab runs with the defaults.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Suite to run; repeat for several. Default: every suite.
+    #[arg(long = "suite")]
+    pub suites: Vec<String>,
+    /// Run only the checks whose id starts with this; repeat for several.
+    #[arg(long = "check")]
+    pub checks: Vec<String>,
+    /// Output directory for report.json, junit.xml, report.html and history.jsonl.
+    #[arg(long, default_value = "xregion-out")]
+    pub out: PathBuf,
+    /// Seed of every workload choice (default: derived from the clock, and recorded in the report). The same
+    /// seed writes the same keys and values in the same order on a fresh deployment.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Size of the performance suite's load: `quick` (default against the lab: at least 2,000 users, a few
+    /// minutes) or `spec` (the specification's: MAX_CONCURRENT_USERS users, ramp 5 min, hold 10 min; default
+    /// against a real deployment).
+    #[arg(long, value_enum)]
+    pub profile: Option<Profile>,
+    /// Print only the final table.
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
-/// The suites, in run order.
-pub const SUITES: &[SuiteDef] = &[
-    SuiteDef { name: "cross-region", about: "replication, convergence and conflict resolution across regions" },
-    SuiteDef { name: "performance", about: "load, latency and CDN figures under concurrent users" },
-    SuiteDef { name: "disaster-recovery", about: "region failure, RTO and RPO" },
-    SuiteDef { name: "security", about: "TLS, access control, encryption, audit, residency and erasure" },
-];
+/// `xregion run`.
+pub async fn run(args: RunArgs) -> Result<ExitCode> {
+    let config = config::load(args.config.as_deref(), &config::process_env())?;
+    let defs = catalogue::select(&args.suites, &args.checks).map_err(Error::Usage)?;
+    std::fs::create_dir_all(&args.out)
+        .map_err(|e| Error::Target(format!("cannot create {}: {e}", args.out.display())))?;
+    let started_at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let seed = args.seed.unwrap_or_else(clock_seed);
+    let progress = Progress::new(args.quiet);
+    let start = Instant::now();
 
-/// A check: its id and how to describe its target.
-#[derive(Debug, Clone, Copy)]
-pub struct CheckDef {
-    /// Stable id, `suite.area.name`.
-    pub id: &'static str,
-    /// What it verifies.
-    pub title: &'static str,
-    /// The promise, in words, from the configured targets.
-    pub target: fn(&Config) -> String,
+    // The lab (inside its control API server, which the fault injector calls) lives until `close`, on every path.
+    let target = Target::open(&config, &args.out, &progress).await?;
+    let mut prefix = key_prefix(seed, args.seed.is_some());
+    if args.seed.is_some() && holds_keys(&target, &prefix).await {
+        eprintln!(
+            "warning: the deployment holds keys of an earlier run with seed {seed}; this run writes under a fresh \
+             prefix, so that old data cannot be mistaken for this run's"
+        );
+        prefix = key_prefix(seed, false);
+    }
+    let ctx = Ctx {
+        config: target.config.clone(),
+        probes: target.probes.clone(),
+        history: Arc::new(HistoryLog::new(start)),
+        seed,
+        traffic: target.traffic.clone(),
+        profile: args.profile.unwrap_or(match config.deployment.kind {
+            DeploymentKind::Lab => Profile::Quick,
+            DeploymentKind::Http => Profile::Spec,
+        }),
+        faults: target.faults.clone(),
+        key_prefix: prefix,
+        progress,
+        shared: Shared::default(),
+    };
+    let (checks, was_interrupted) = run_checks(&defs, &ctx, interrupted()).await;
+    let regions = target.regions.clone();
+    let config = target.config.clone();
+    // Faults a check left in force (an interrupted run, a check that failed before restoring) are lifted here.
+    target.close(&ctx.progress).await;
+    let report = crate::output::new_report(&config, seed, started_at, start.elapsed(), regions, checks);
+    crate::output::write_outputs(&report, &ctx.history, &args.out)?;
+    println!("reports: {}", args.out.join("report.html").display());
+    if was_interrupted {
+        return Err(Error::Interrupted(format!(
+            "the lab was stopped and what was measured is in {}",
+            args.out.join("report.json").display()
+        )));
+    }
+    Ok(ExitCode::from(report.exit_code()))
 }
 
-impl CheckDef {
-    /// The suite: the first part of the id.
-    pub fn suite(&self) -> &'static str {
-        self.id.split('.').next().unwrap_or(self.id)
-    }
+/// A seed from the clock, for a run without `--seed`.
+pub fn clock_seed() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }
 
-/// Every check, in run order.
-pub fn catalogue() -> Vec<CheckDef> {
-    use crate::suites::{compliance, cross_region, failover, latency, performance, routing, security};
-    [
-        cross_region::CHECKS,
-        routing::CHECKS,
-        failover::CHECKS,
-        performance::CHECKS,
-        latency::CHECKS,
-        failover::DR_CHECKS,
-        security::CHECKS,
-        compliance::CHECKS,
-    ]
-    .concat()
-}
-
-/// Everything a check needs.
-pub struct Ctx {
-    /// The effective configuration.
-    pub config: Config,
-    /// One probe per region, in configuration order.
-    pub probes: Vec<Probe>,
-    /// The run's history.
-    pub history: Arc<HistoryLog>,
-    /// Seed of every random choice.
-    pub seed: u64,
-    /// Prefix of every key this run writes, unique per run so that runs never see each other's data.
-    pub key_prefix: String,
-    /// Progress display.
-    pub progress: Progress,
-    /// Routing records and CDN, when the deployment has them.
-    pub traffic: Option<crate::config::Traffic>,
-    /// How faults reach the deployment.
-    pub faults: crate::faults::FaultInjector,
-    /// Size of the performance suite's load.
-    pub profile: crate::suites::performance::Profile,
-    /// Failover scenarios already run, shared by the checks that judge them.
-    pub scenarios: crate::suites::failover::ScenarioCache,
-}
-
-impl Ctx {
-    /// Key prefix of one check: the run prefix plus a short name.
-    pub fn prefix(&self, check: &str) -> String {
-        format!("{}/{check}/", self.key_prefix)
-    }
-}
-
-/// Builds a check result; `metrics` are named numbers with units in their names.
-pub struct ResultBuilder {
-    /// The result so far.
-    result: CheckResult,
-    /// When the check started.
-    started: Instant,
-}
-
-impl ResultBuilder {
-    /// Starts a result for `def`.
-    pub fn new(def: &CheckDef, config: &Config) -> ResultBuilder {
-        ResultBuilder {
-            result: CheckResult {
-                id: def.id.to_string(),
-                suite: def.suite().to_string(),
-                verdict: Verdict::Error,
-                summary: String::new(),
-                target: (def.target)(config),
-                measured: "-".to_string(),
-                metrics: BTreeMap::new(),
-                notes: Vec::new(),
-                distributions: Vec::new(),
-                tables: Vec::new(),
-                charts: Vec::new(),
-                heatmaps: Vec::new(),
-                duration_s: 0.0,
-            },
-            started: Instant::now(),
-        }
-    }
-
-    /// Records a metric.
-    pub fn metric(&mut self, name: &str, value: f64) -> &mut Self {
-        self.result.metrics.insert(name.to_string(), value);
-        self
-    }
-
-    /// Adds a note on method or accuracy.
-    pub fn note(&mut self, note: impl Into<String>) -> &mut Self {
-        self.result.notes.push(note.into());
-        self
-    }
-
-    /// Adds a distribution to draw.
-    pub fn distribution(&mut self, d: Distribution) -> &mut Self {
-        self.result.distributions.push(d);
-        self
-    }
-
-    /// Adds a table.
-    pub fn table(&mut self, t: Table) -> &mut Self {
-        self.result.tables.push(t);
-        self
-    }
-
-    /// Adds a time chart.
-    pub fn chart(&mut self, c: xregion_model::report::Chart) -> &mut Self {
-        self.result.charts.push(c);
-        self
-    }
-
-    /// Adds a heatmap.
-    pub fn heatmap(&mut self, h: xregion_model::report::Heatmap) -> &mut Self {
-        self.result.heatmaps.push(h);
-        self
-    }
-
-    /// Sets the headline figure.
-    pub fn measured(&mut self, m: impl Into<String>) -> &mut Self {
-        self.result.measured = m.into();
-        self
-    }
-
-    /// Finishes with a verdict and one-line summary.
-    pub fn finish(mut self, verdict: Verdict, summary: impl Into<String>) -> CheckResult {
-        self.result.verdict = verdict;
-        self.result.summary = summary.into();
-        self.result.duration_s = self.started.elapsed().as_secs_f64();
-        self.result
-    }
-
-    /// Finishes with `error` because the deployment could not be measured.
-    pub fn error(self, e: &ProbeError) -> CheckResult {
-        self.finish(Verdict::Error, format!("could not measure: {e}"))
-    }
-}
-
-/// Checks every region's health concurrently; returns the problems, each naming the region and endpoint.
-pub async fn preflight(probes: &[Probe]) -> Vec<String> {
-    let results = futures::future::join_all(probes.iter().map(|p| async move { (p, p.health().await) })).await;
-    let mut problems = Vec::new();
-    for (p, r) in results {
-        match r {
-            Ok(h) if h.status == "ok" => {}
-            Ok(h) => problems.push(format!("region {} at {} reports health {:?}", p.region, p.endpoint, h.status)),
-            Err(e) => problems.push(format!("region {}: {e}", p.region)),
-        }
-    }
-    problems
-}
-
-/// Runs one check by id.
-pub async fn run_check(def: &CheckDef, ctx: &Ctx) -> CheckResult {
-    use crate::suites::{cross_region, failover, latency, performance, routing, security};
-    if def.suite() == "security" {
-        security::run(def, ctx).await
-    } else if def.id.starts_with("cross-region.routing.") {
-        routing::run(def, ctx).await
-    } else if def.id.starts_with("cross-region.failover.") || def.suite() == "disaster-recovery" {
-        failover::run(def, ctx).await
-    } else if def.id.starts_with("performance.latency.") {
-        latency::run(def, ctx).await
-    } else if def.suite() == "performance" {
-        performance::run(def, ctx).await
+/// Prefix of every key a run writes. With `--seed` it depends on the seed alone, so that a replay writes the same
+/// keys (on a fresh deployment, such as the lab); without, it also holds the start time, so that runs against
+/// one long-lived deployment never see each other's data.
+pub fn key_prefix(seed: u64, replay: bool) -> String {
+    if replay {
+        format!("xr/{seed:016x}")
     } else {
-        cross_region::run(def, ctx).await
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        format!("xr/{seed:016x}-{now}")
     }
 }
 
-/// Whether a check can only run on a deployment that passed the preflight. On an HTTPS deployment the TLS checks
-/// probe the listeners' handshakes themselves, so they run (and say what is wrong) even when the preflight's
-/// clients cannot get in, for example because a certificate has expired; the compliance checks then judge
-/// whatever ran.
-fn needs_preflight(def: &CheckDef, https: bool) -> bool {
-    !(https && (def.id.starts_with("security.tls.") || def.id.starts_with("security.compliance.")))
+/// Whether the first region holds keys under `prefix` (an unreachable region holds none: the preflight says why).
+async fn holds_keys(target: &Target, prefix: &str) -> bool {
+    match target.probes.first() {
+        Some(p) => p.scan(&format!("{prefix}/")).await.is_ok_and(|r| !r.is_empty()),
+        None => false,
+    }
 }
 
-/// Runs `defs` in order, or marks them `error` when the preflight found the deployment unusable and they need a
-/// usable one.
-pub async fn run_checks(defs: &[CheckDef], ctx: &Ctx) -> Vec<CheckResult> {
-    let problems = preflight(&ctx.probes).await;
+/// `xregion list`: every suite and check with its target.
+pub fn list(config: Option<&Path>) -> Result<ExitCode> {
+    let config = config::load(config, &config::process_env())?;
+    let all = catalogue::catalogue();
+    for suite in SUITES {
+        println!("{}  ({})", suite.name, suite.about);
+        for c in all.iter().filter(|c| c.suite() == suite.name) {
+            println!("  {:<45} {}", c.id, (c.target)(&config));
+            println!("  {:<45} ({})", "", c.title);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `defs` in order against `ctx`'s deployment. A check the deployment cannot support is `skipped` with the
+/// reason; when the preflight found the deployment unusable, a check that needs a usable one is `error`. When
+/// `interrupt` resolves, the check in progress ends as `error` and the rest are not run; the results so far are
+/// returned with `true`.
+pub async fn run_checks(defs: &[CheckDef], ctx: &Ctx, interrupt: impl Future<Output = ()>) -> (Vec<CheckResult>, bool) {
+    tokio::pin!(interrupt);
+    let problems = tokio::select! {
+        p = crate::drive::health::problems(&ctx.probes) => p,
+        _ = &mut interrupt => return (Vec::new(), true),
+    };
+    // On an all-HTTPS deployment, checks that probe the listeners themselves (TLS) or judge others still run when
+    // the probe clients cannot get in, for example because a certificate has expired.
     let https = !ctx.probes.is_empty() && ctx.probes.iter().all(|p| p.endpoint.starts_with("https://"));
-    let mut results = Vec::new();
+    let mut results: Vec<CheckResult> = Vec::new();
     for def in defs {
-        let r = if problems.is_empty() || !needs_preflight(def, https) {
-            ctx.progress.start_check(def.id);
-            // Compliance checks judge the results of the checks that ran before them.
-            let r = if def.id.starts_with("security.compliance.") {
-                crate::suites::compliance::judge(def, &ctx.config, &results)
-            } else {
-                run_check(def, ctx).await
-            };
-            ctx.progress.finish_check(&r);
-            r
+        ctx.progress.start_check(def.id);
+        let rb = ResultBuilder::new(def, &ctx.config);
+        let r = if !problems.is_empty() && (def.needs.usable || !https) {
+            rb.finish(Verdict::Error, format!("deployment not usable: {}", problems.join("; ")))
+        } else if let Some(why) = def.needs.unmet(ctx) {
+            rb.finish(Verdict::Skipped, why)
         } else {
-            let r = ResultBuilder::new(def, &ctx.config)
-                .finish(Verdict::Error, format!("deployment not usable: {}", problems.join("; ")));
-            ctx.progress.finish_check(&r);
-            r
+            match def.run {
+                Run::Judge(judge) => judge(rb, &ctx.config, &results),
+                Run::Measure(measure) => tokio::select! {
+                    r = measure(rb, ctx) => r,
+                    _ = &mut interrupt => {
+                        let r = ResultBuilder::new(def, &ctx.config)
+                            .finish(Verdict::Error, "interrupted (Ctrl-C or SIGTERM) before the check finished");
+                        ctx.progress.finish_check(&r);
+                        results.push(r);
+                        return (results, true);
+                    }
+                },
+            }
         };
+        ctx.progress.finish_check(&r);
         results.push(r);
     }
-    results
+    (results, false)
 }
 
-/// Milliseconds of a duration as a float.
-pub fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::Needs;
+    use crate::measure;
+
+    /// A check added for this test: one catalogue entry (below) plus this one function.
+    async fn answers_42(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
+        rb.metric("answer", 42.0).measured(format!("42 over {} regions", ctx.probes.len()));
+        rb.finish(Verdict::Pass, "the answer is 42")
+    }
+
+    /// The catalogue entry of the check above.
+    const ANSWER: CheckDef = CheckDef {
+        id: "example.answer",
+        title: "the answer is 42",
+        target: |_| "42".into(),
+        needs: Needs { regions_min: 0, ..Needs::NONE },
+        run: measure!(answers_42),
+    };
+
+    /// A check that needs what the deployment below lacks: a fault injector.
+    const NEEDS_FAULTS: CheckDef = CheckDef {
+        id: "example.faults",
+        title: "needs a fault injector",
+        target: |_| String::new(),
+        needs: Needs { injector: true, regions_min: 0, ..Needs::NONE },
+        run: measure!(answers_42),
+    };
+
+    fn ctx() -> Ctx {
+        let config = crate::config::Config::default();
+        Ctx {
+            faults: crate::faults::FaultInjector::None("no injector in this test".into()),
+            probes: Vec::new(),
+            history: Arc::new(HistoryLog::new(Instant::now())),
+            seed: 1,
+            key_prefix: key_prefix(1, true),
+            progress: Progress::new(true),
+            traffic: None,
+            profile: Profile::Quick,
+            shared: Shared::default(),
+            config,
+        }
+    }
+
+    /// Goal: a new check is one catalogue entry plus one function: the runner runs it with nothing else added,
+    /// and skips, with the reason, a check whose needs the deployment does not meet.
+    #[tokio::test]
+    async fn a_new_check_is_one_entry_and_one_function() {
+        let (results, interrupted) = run_checks(&[ANSWER, NEEDS_FAULTS], &ctx(), std::future::pending()).await;
+        assert!(!interrupted);
+        assert_eq!(results[0].id, "example.answer");
+        assert_eq!(results[0].verdict, Verdict::Pass, "{}", results[0].summary);
+        assert_eq!(results[0].metrics["answer"], 42.0);
+        assert_eq!(results[1].verdict, Verdict::Skipped);
+        assert!(results[1].summary.contains("needs a fault injector"), "{}", results[1].summary);
+    }
+
+    /// Goal: an interrupt ends the run with the results so far, the check in progress as an error.
+    #[tokio::test]
+    async fn an_interrupt_keeps_what_was_measured() {
+        async fn forever(_: ResultBuilder, _: &Ctx) -> CheckResult {
+            std::future::pending().await
+        }
+        const FOREVER: CheckDef = CheckDef { id: "example.forever", run: measure!(forever), ..ANSWER };
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let interrupt = async move {
+            let _ = rx.await;
+        };
+        let ctx = ctx();
+        let run = run_checks(&[ANSWER, FOREVER, ANSWER], &ctx, interrupt);
+        let ((results, interrupted), ()) = tokio::join!(run, async move {
+            tokio::task::yield_now().await;
+            let _ = tx.send(());
+        });
+        assert!(interrupted);
+        assert_eq!(results.len(), 2);
+        assert_eq!(results[0].verdict, Verdict::Pass);
+        assert_eq!(results[1].verdict, Verdict::Error);
+        assert!(results[1].summary.contains("interrupted"));
+    }
+
+    /// Goal: with `--seed` the key prefix depends on the seed alone; without, two runs differ.
+    #[test]
+    fn key_prefix_replays_with_a_seed() {
+        assert_eq!(key_prefix(7, true), key_prefix(7, true));
+        assert!(key_prefix(7, false).starts_with("xr/0000000000000007-"));
+    }
 }

@@ -4,8 +4,8 @@
 //! judge each control by the verdicts of its checks in the same run, so they run last, and a control whose checks
 //! did not run is reported as not assessed rather than passed.
 
+use crate::check::{CheckDef, Needs, ResultBuilder, Run};
 use crate::config::Config;
-use crate::runner::{CheckDef, ResultBuilder};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use xregion_model::report::{CheckResult, Table, Verdict};
@@ -19,16 +19,22 @@ pub const CHECKS: &[CheckDef] = &[
         id: "security.compliance.soc2",
         title: "SOC 2 controls judged by the checks mapped to them",
         target: |_| "every assessed control passes".to_string(),
+        needs: Needs { usable: false, ..Needs::NONE },
+        run: Run::Judge(|rb, config, prior| judge(rb, config, prior, "soc2")),
     },
     CheckDef {
         id: "security.compliance.iso27001",
         title: "ISO/IEC 27001:2022 Annex A controls judged by the checks mapped to them",
         target: |_| "every assessed control passes".to_string(),
+        needs: Needs { usable: false, ..Needs::NONE },
+        run: Run::Judge(|rb, config, prior| judge(rb, config, prior, "iso27001")),
     },
     CheckDef {
         id: "security.compliance.gdpr",
         title: "GDPR articles judged by the checks mapped to them",
         target: |_| "every assessed article passes".to_string(),
+        needs: Needs { usable: false, ..Needs::NONE },
+        run: Run::Judge(|rb, config, prior| judge(rb, config, prior, "gdpr")),
     },
 ];
 
@@ -89,14 +95,12 @@ impl Status {
     }
 }
 
-/// Judges the framework of `def` from the results of the checks that ran before it.
-pub fn judge(def: &CheckDef, config: &Config, prior: &[CheckResult]) -> CheckResult {
-    let mut rb = ResultBuilder::new(def, config);
+/// Judges the framework `id` of the mapping from the results of the checks that ran before it.
+fn judge(mut rb: ResultBuilder, _config: &Config, prior: &[CheckResult], id: &str) -> CheckResult {
     let mapping = match mapping() {
         Ok(m) => m,
         Err(e) => return rb.finish(Verdict::Error, e),
     };
-    let id = def.id.rsplit('.').next().unwrap_or(def.id);
     let Some(fw) = mapping.framework.iter().find(|f| f.id == id) else {
         return rb.finish(Verdict::Error, format!("compliance/controls.toml has no framework {id}"));
     };
@@ -172,8 +176,7 @@ mod tests {
     use super::*;
 
     fn result(id: &str, verdict: Verdict) -> CheckResult {
-        let def = CheckDef { id: "x.y", title: "", target: |_| String::new() };
-        let mut r = ResultBuilder::new(&def, &Config::default()).finish(verdict, "");
+        let mut r = ResultBuilder::blank().finish(verdict, "");
         r.id = id.to_string();
         r
     }
@@ -184,7 +187,7 @@ mod tests {
         let m = mapping().unwrap();
         let ids: Vec<&str> = m.framework.iter().map(|f| f.id.as_str()).collect();
         assert_eq!(ids, ["soc2", "iso27001", "gdpr"]);
-        let catalogue: Vec<&str> = crate::runner::catalogue().iter().map(|c| c.id).collect();
+        let catalogue: Vec<&str> = crate::catalogue::catalogue().iter().map(|c| c.id).collect();
         let security = [
             "security.tls.",
             "security.access-control",
@@ -212,18 +215,17 @@ mod tests {
     /// controls not assessed; nothing run is skipped.
     #[test]
     fn verdicts_derive_from_mapped_checks() {
-        let def = &CHECKS[2];
         let cfg = Config::default();
-        let none = judge(def, &cfg, &[]);
+        let gdpr = |prior: &[CheckResult]| {
+            let Run::Judge(f) = CHECKS[2].run else { panic!("a compliance check judges") };
+            f(ResultBuilder::new(&CHECKS[2], &cfg), &cfg, prior)
+        };
+        let none = gdpr(&[]);
         assert_eq!(none.verdict, Verdict::Skipped);
-        let ok = judge(def, &cfg, &[result("security.erasure", Verdict::Pass)]);
+        let ok = gdpr(&[result("security.erasure", Verdict::Pass)]);
         assert_eq!(ok.verdict, Verdict::Pass, "{}", ok.summary);
         assert!(ok.summary.contains("not assessed"), "{}", ok.summary);
-        let bad = judge(
-            def,
-            &cfg,
-            &[result("security.erasure", Verdict::Fail), result("security.data-residency", Verdict::Pass)],
-        );
+        let bad = gdpr(&[result("security.erasure", Verdict::Fail), result("security.data-residency", Verdict::Pass)]);
         assert_eq!(bad.verdict, Verdict::Fail);
         assert!(bad.summary.contains("Art. 17"), "{}", bad.summary);
         assert!(!bad.summary.contains("Art. 44"), "{}", bad.summary);

@@ -4,14 +4,19 @@
 //! Each check drives the deployment through the probe contract, records what clients saw, and leaves the verdict
 //! to the pure checkers in `xregion-check`.
 
+use crate::check::{CheckDef, Ctx, Needs, ResultBuilder, ms};
 use crate::config::Config;
-use crate::probe::{Probe, ProbeError};
-use crate::runner::{CheckDef, Ctx, ResultBuilder, ms};
+use crate::drive::converge::{States, await_convergence};
+use crate::drive::lock;
+use crate::drive::pace::{Pace, open_model};
+use crate::drive::write::{RandomWriters, background, random_writers};
+use crate::measure;
+use crate::probe::ProbeError;
 use futures::StreamExt;
-use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 use xregion_check::consistency;
 use xregion_check::stats::{LatencyRecorder, percentile_table};
 use xregion_model::report::{CheckResult, Verdict};
@@ -23,16 +28,22 @@ pub const CHECKS: &[CheckDef] = &[
         id: "cross-region.consistency.write-replicate",
         title: "a write in one region is visible in every other region quickly",
         target: |c: &Config| format!("replication P99 < {} ms for every region pair", c.targets.replication_p99_ms),
+        needs: Needs { regions_min: 2, ..Needs::NONE },
+        run: measure!(write_replicate),
     },
     CheckDef {
         id: "cross-region.consistency.concurrent-writes",
         title: "concurrent writers in every region converge with no acknowledged write lost",
         target: |_| "0 lost acknowledged writes, all regions converge".to_string(),
+        needs: Needs::NONE,
+        run: measure!(concurrent_writes),
     },
     CheckDef {
         id: "cross-region.consistency.conflict-lww",
         title: "simultaneous writes of one key resolve to the highest version everywhere",
         target: |_| "0 wrong last-write-wins winners, all regions converge".to_string(),
+        needs: Needs::NONE,
+        run: measure!(conflict_lww),
     },
 ];
 
@@ -40,21 +51,8 @@ pub const CHECKS: &[CheckDef] = &[
 const POLL_IN_FLIGHT_MAX: usize = 64;
 /// Most background writes in flight per region; beyond it a scheduled write is counted as dropped.
 const BACKGROUND_IN_FLIGHT_MAX: usize = 256;
-/// Interval between convergence scans.
-const CONVERGENCE_SCAN_INTERVAL: Duration = Duration::from_millis(50);
-/// Most operations one concurrent writer issues, whatever the duration.
-const OPS_PER_WRITER_MAX: u64 = 1_000_000;
-
-/// Runs the check `def`.
-pub async fn run(def: &CheckDef, ctx: &Ctx) -> CheckResult {
-    let rb = ResultBuilder::new(def, &ctx.config);
-    match def.id {
-        "cross-region.consistency.write-replicate" => write_replicate(rb, ctx).await,
-        "cross-region.consistency.concurrent-writes" => concurrent_writes(rb, ctx).await,
-        "cross-region.consistency.conflict-lww" => conflict_lww(rb, ctx).await,
-        other => rb.finish(Verdict::Error, format!("no implementation for check {other}")),
-    }
-}
+/// Most probe writes one origin has in flight.
+const PROBE_WRITES_IN_FLIGHT_MAX: usize = 64;
 
 /// A write waiting to become visible in one observer region.
 struct Pending {
@@ -140,44 +138,51 @@ pub async fn measure_replication(
         let stats = Arc::new(Mutex::new((0u64, 0u64, LatencyRecorder::new())));
         write_stats.push(stats.clone());
         let prefix = prefix.clone();
-        let count = cfg.writes_per_region;
-        let process = ctx.history.new_process();
         // Stagger origins so that they do not all write at the same instant.
         let offset = period.mul_f64(origin as f64 / n as f64);
+        let pace =
+            Pace::new(cfg.rate_per_s, PROBE_WRITES_IN_FLIGHT_MAX).starting(start + offset).count(cfg.writes_per_region);
         writer_tasks.push(tokio::spawn(async move {
-            for i in 0..count {
-                tokio::time::sleep_until((start + offset + period.mul_f64(i as f64)).into()).await;
+            let stop = CancellationToken::new();
+            let op = |i: u64, _due: Instant| {
+                let (probe, history, pending, observed, stats, stop) =
+                    (probe.clone(), history.clone(), pending.clone(), observed.clone(), stats.clone(), stop.clone());
                 let key = format!("{prefix}{}/{i:06}", probe.region);
-                let value = format!("wr-{i}");
-                let sent = Instant::now();
-                match history.put(process, &probe, &key, &value).await {
-                    Ok(_) => {
-                        let acked_at = Instant::now();
-                        {
-                            let mut s = stats.lock().unwrap_or_else(|p| p.into_inner());
-                            s.0 += 1;
-                            s.2.record(acked_at - sent);
+                async move {
+                    // A process per write: a process has one operation open at a time, and writes may overlap.
+                    let process = history.new_process();
+                    let value = format!("wr-{i}");
+                    let sent = Instant::now();
+                    match history.put(process, &probe, &key, &value).await {
+                        Ok(_) => {
+                            let acked_at = Instant::now();
+                            {
+                                let mut s = lock(&stats);
+                                s.0 += 1;
+                                s.2.record(acked_at - sent);
+                            }
+                            for (obs, list) in pending.iter().enumerate() {
+                                if obs != origin {
+                                    lock(list).push(Pending {
+                                        key: key.clone(),
+                                        origin,
+                                        acked_at,
+                                        last_miss_sent: None,
+                                    });
+                                }
+                            }
                         }
-                        for (obs, list) in pending.iter().enumerate() {
-                            if obs != origin {
-                                list.lock().unwrap_or_else(|p| p.into_inner()).push(Pending {
-                                    key: key.clone(),
-                                    origin,
-                                    acked_at,
-                                    last_miss_sent: None,
-                                });
+                        Err(e) => {
+                            lock(&stats).1 += 1;
+                            if matches!(e, ProbeError::Unreachable { .. }) {
+                                lock(&observed).fatal.get_or_insert(e);
+                                stop.cancel();
                             }
                         }
                     }
-                    Err(e) => {
-                        stats.lock().unwrap_or_else(|p| p.into_inner()).1 += 1;
-                        if matches!(e, ProbeError::Unreachable { .. }) {
-                            observed.lock().unwrap_or_else(|p| p.into_inner()).fatal.get_or_insert(e);
-                            break;
-                        }
-                    }
                 }
-            }
+            };
+            open_model(pace, &stop, op, |_, _| {}).await;
             writers_left.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
         }));
     }
@@ -185,14 +190,10 @@ pub async fn measure_replication(
     // Background load: unwatched writes, to measure replication under write load.
     let background_deadline = start + period.mul_f64(cfg.writes_per_region as f64);
     let mut background_tasks = Vec::new();
-    let background = Arc::new(Mutex::new((0u64, 0u64, 0u64))); // ok, failed, dropped
     if cfg.background_writes_per_s > 0.0 {
-        for origin in 0..n {
-            let probe = ctx.probes[origin].clone();
-            let prefix = ctx.prefix("bg");
-            let bg = background.clone();
-            let rate = cfg.background_writes_per_s;
-            background_tasks.push(tokio::spawn(background_writer(probe, prefix, rate, background_deadline, bg)));
+        for probe in &ctx.probes {
+            let pace = Pace::new(cfg.background_writes_per_s, BACKGROUND_IN_FLIGHT_MAX).until(background_deadline);
+            background_tasks.push(tokio::spawn(background(probe.clone(), ctx.prefix("bg"), pace)));
         }
     }
 
@@ -210,7 +211,7 @@ pub async fn measure_replication(
             loop {
                 tick.tick().await;
                 let keys: Vec<(usize, String)> = {
-                    let l = list.lock().unwrap_or_else(|p| p.into_inner());
+                    let l = lock(&list);
                     l.iter().enumerate().map(|(i, p)| (i, p.key.clone())).collect()
                 };
                 if keys.is_empty() {
@@ -230,8 +231,8 @@ pub async fn measure_replication(
                 .buffer_unordered(POLL_IN_FLIGHT_MAX)
                 .collect()
                 .await;
-                let mut l = list.lock().unwrap_or_else(|p| p.into_inner());
-                let mut o = observed.lock().unwrap_or_else(|p| p.into_inner());
+                let mut l = lock(&list);
+                let mut o = lock(&observed);
                 for (key, sent, received, r) in results {
                     let Some(pos) = l.iter().position(|p| p.key == key) else { continue };
                     match r {
@@ -266,23 +267,28 @@ pub async fn measure_replication(
             }
         }));
     }
-    for t in writer_tasks.into_iter().chain(observer_tasks).chain(background_tasks) {
+    for t in writer_tasks.into_iter().chain(observer_tasks) {
         let _ = t.await;
     }
+    let mut background = (0u64, 0u64, 0u64);
+    for t in background_tasks {
+        if let Ok((ok, failed, dropped)) = t.await {
+            background = (background.0 + ok, background.1 + failed, background.2 + dropped);
+        }
+    }
 
-    let o = std::mem::take(&mut *observed.lock().unwrap_or_else(|p| p.into_inner()));
+    let o = std::mem::take(&mut *lock(&observed));
     if let Some(e) = o.fatal.clone() {
         return Err(e);
     }
     let (mut acked, mut failed) = (0u64, 0u64);
     let mut ack_latency = LatencyRecorder::new();
     for s in &write_stats {
-        let s = s.lock().unwrap_or_else(|p| p.into_inner());
+        let s = lock(s);
         acked += s.0;
         failed += s.1;
         ack_latency.merge(&s.2);
     }
-    let background = *background.lock().unwrap_or_else(|p| p.into_inner());
     Ok(ReplicationMeasurement { observed: o, acked, failed, ack_latency, background })
 }
 
@@ -379,73 +385,6 @@ pub fn judge_replication(
     }
 }
 
-/// Sends unwatched writes at `rate` per second until `deadline`, with bounded writes in flight.
-async fn background_writer(
-    probe: Probe,
-    prefix: String,
-    rate: f64,
-    deadline: Instant,
-    counts: Arc<Mutex<(u64, u64, u64)>>,
-) {
-    let period = Duration::from_secs_f64(1.0 / rate);
-    let permits = Arc::new(tokio::sync::Semaphore::new(BACKGROUND_IN_FLIGHT_MAX));
-    let start = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for i in 0u64.. {
-        let due = start + period.mul_f64(i as f64);
-        if due >= deadline {
-            break;
-        }
-        tokio::time::sleep_until(due.into()).await;
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            counts.lock().unwrap_or_else(|p| p.into_inner()).2 += 1;
-            continue;
-        };
-        let probe = probe.clone();
-        let key = format!("{prefix}{}/{i:08}", probe.region);
-        let counts = counts.clone();
-        tasks.spawn(async move {
-            let ok = probe.put(&key, "bg").await.is_ok();
-            let mut c = counts.lock().unwrap_or_else(|p| p.into_inner());
-            if ok {
-                c.0 += 1
-            } else {
-                c.1 += 1
-            }
-            drop(permit);
-        });
-        while tasks.try_join_next().is_some() {}
-    }
-    while tasks.join_next().await.is_some() {}
-}
-
-/// Final states of every region for keys under `prefix`: region → key → record.
-pub type States = BTreeMap<String, BTreeMap<String, Record>>;
-
-/// Scans every region until they agree on every key under `prefix`, or `timeout` passes.
-/// Returns the last states read and how long after the call they first agreed (`None` if they never did).
-pub async fn await_convergence(
-    probes: &[Probe],
-    prefix: &str,
-    timeout: Duration,
-) -> Result<(States, Option<Duration>), ProbeError> {
-    let start = Instant::now();
-    loop {
-        let scans = futures::future::join_all(probes.iter().map(|p| p.scan(prefix))).await;
-        let mut states = States::new();
-        for (p, s) in probes.iter().zip(scans) {
-            states.insert(p.region.clone(), s?.into_iter().map(|r| (r.key.clone(), r)).collect());
-        }
-        if consistency::check_convergence(&states).is_ok_and(|c| c.passed()) {
-            return Ok((states, Some(start.elapsed())));
-        }
-        if start.elapsed() >= timeout {
-            return Ok((states, None));
-        }
-        tokio::time::sleep(CONVERGENCE_SCAN_INTERVAL).await;
-    }
-}
-
 async fn concurrent_writes(rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
     let cfg = ctx.config.checks.concurrent_writes.clone();
     let prefix = ctx.prefix("cw");
@@ -454,40 +393,20 @@ async fn concurrent_writes(rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
         "{} writers per region over {} shared keys for {} ms",
         cfg.writers_per_region, cfg.keys, cfg.duration_ms
     ));
-    let mut tasks = tokio::task::JoinSet::new();
-    for (r, probe) in ctx.probes.iter().enumerate() {
-        for w in 0..cfg.writers_per_region {
-            let probe = probe.clone();
-            let history = ctx.history.clone();
-            let process = history.new_process();
-            let prefix = prefix.clone();
-            let cfg = cfg.clone();
-            let mut rng = rand::rngs::StdRng::seed_from_u64(ctx.seed ^ ((r as u64) << 32) ^ w as u64);
-            tasks.spawn(async move {
-                let mut unreachable = None;
-                for n in 0..OPS_PER_WRITER_MAX {
-                    if Instant::now() >= deadline {
-                        break;
-                    }
-                    let key = format!("{prefix}k{:03}", rng.random_range(0..cfg.keys));
-                    let result = if rng.random_bool(cfg.delete_ratio) {
-                        history.delete(process, &probe, &key).await
-                    } else {
-                        history.put(process, &probe, &key, &format!("p{process}-{n}")).await
-                    };
-                    if let Err(e @ ProbeError::Unreachable { .. }) = result {
-                        unreachable = Some(e);
-                        break;
-                    }
-                }
-                unreachable
-            });
-        }
-    }
-    while let Some(r) = tasks.join_next().await {
-        if let Ok(Some(e)) = r {
-            return rb.error(&e);
-        }
+    let writers = RandomWriters {
+        prefix: prefix.clone(),
+        per_region: cfg.writers_per_region,
+        keys: cfg.keys,
+        delete_ratio: cfg.delete_ratio,
+        seed: ctx.seed,
+        stream: "concurrent-writes".into(),
+        value_tag: String::new(),
+        pause: Duration::ZERO,
+        backoff: None,
+        deadline,
+    };
+    if let Err(e) = random_writers(&writers, &ctx.probes, &ctx.history).await {
+        return rb.error(&e);
     }
     settle_and_judge(rb, ctx, &prefix, cfg.quiet_timeout_ms, false).await
 }

@@ -6,9 +6,10 @@
 //! measured by xregion through the latency record, forcing each region in turn with `X-Route-To`, so that the
 //! client-location latency of each path is included.
 
+use crate::check::{CheckDef, Ctx, Needs, ResultBuilder};
 use crate::config::Config;
-use crate::runner::{CheckDef, Ctx, ResultBuilder};
-use crate::suites::routing::fire;
+use crate::drive::routed::{self, Route, fire};
+use crate::measure;
 use std::collections::BTreeMap;
 use xregion_check::stats::{LatencyRecorder, percentile_table};
 use xregion_model::report::{CheckResult, Heatmap, Verdict};
@@ -20,11 +21,15 @@ pub const CHECKS: &[CheckDef] = &[
         id: "performance.latency.region-matrix",
         title: "round trips between every pair of regions are short",
         target: |c: &Config| format!("round-trip P95 < {} ms for every region pair", c.targets.max_latency_ms),
+        needs: Needs { regions_min: 2, ..Needs::NONE },
+        run: measure!(region_matrix),
     },
     CheckDef {
         id: "performance.latency.api",
         title: "API requests from every client location to every region are fast",
         target: |c: &Config| format!("API P95 < {} ms from every location to every region", c.targets.max_latency_ms),
+        needs: Needs::NONE,
+        run: measure!(api),
     },
 ];
 
@@ -37,18 +42,8 @@ const API_CONCURRENCY: usize = 4;
 /// Path requested by the API check: a small read every region serves.
 const API_PATH: &str = "/v1/catalog/api-latency-probe";
 
-/// One measured path: client location, region, URL, request headers.
-type ApiPath = (String, String, String, Vec<(String, String)>);
-
-/// Runs the check `def`.
-pub async fn run(def: &CheckDef, ctx: &Ctx) -> CheckResult {
-    let rb = ResultBuilder::new(def, &ctx.config);
-    match def.id {
-        "performance.latency.region-matrix" => region_matrix(rb, ctx).await,
-        "performance.latency.api" => api(rb, ctx).await,
-        other => rb.finish(Verdict::Error, format!("no implementation for check {other}")),
-    }
-}
+/// One measured path: client location, region, and the route.
+type ApiPath = (String, String, Route);
 
 /// A heatmap of `f(recorder)` over `rows` x `columns`.
 fn heatmap(
@@ -135,7 +130,7 @@ async fn region_matrix(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
 
 async fn api(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
     let limit = ctx.config.targets.max_latency_ms;
-    let client = crate::suites::routing::client(ctx, API_CONCURRENCY * 4);
+    let client = routed::client(ctx, API_CONCURRENCY * 4, std::time::Duration::ZERO);
     let regions: Vec<String> = ctx.probes.iter().map(|p| p.region.clone()).collect();
     // With routing records, every (location, region) path through the router; without, this machine to each
     // region's own endpoint.
@@ -144,18 +139,17 @@ async fn api(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
         Some((t, base)) => {
             for loc in t.nearest.keys() {
                 for r in &regions {
-                    paths.push((
-                        loc.clone(),
-                        r.clone(),
-                        format!("{base}{API_PATH}"),
-                        vec![(t.location_header.clone(), loc.clone()), ("X-Route-To".into(), r.clone())],
-                    ));
+                    let headers = vec![(t.location_header.clone(), loc.clone()), ("X-Route-To".into(), r.clone())];
+                    let route = Route { url: format!("{base}{API_PATH}"), headers, served_by: "x-served-by".into() };
+                    paths.push((loc.clone(), r.clone(), route));
                 }
             }
         }
         None => {
             for p in &ctx.probes {
-                paths.push(("this machine".into(), p.region.clone(), format!("{}{API_PATH}", p.endpoint), Vec::new()));
+                let url = format!("{}{API_PATH}", p.endpoint);
+                let route = Route { url, headers: Vec::new(), served_by: "x-served-by".into() };
+                paths.push(("this machine".into(), p.region.clone(), route));
             }
         }
     }
@@ -164,8 +158,8 @@ async fn api(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
     let mut errors = 0usize;
     let mut total = 0usize;
     let mut first_error = None;
-    for (loc, region, url, headers) in &paths {
-        let samples = fire(&client, url, headers, "x-served-by", API_REQUESTS_PER_PAIR, API_CONCURRENCY).await;
+    for (loc, region, route) in &paths {
+        let samples = fire(&client, route, API_REQUESTS_PER_PAIR, API_CONCURRENCY).await;
         total += samples.len();
         let rec = cells.entry((loc.clone(), region.clone())).or_default();
         for s in &samples {

@@ -1,4 +1,5 @@
-//! The suites' checks, one module per area. Each module exports `CHECKS` (its catalogue entries) and `run`.
+//! The suites' checks, one module per area. Each module exports `CHECKS`: its catalogue entries, each naming
+//! what it needs and the one function that runs it.
 
 pub mod compliance;
 pub mod cross_region;

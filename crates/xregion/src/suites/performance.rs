@@ -5,8 +5,9 @@
 //! connections never share this process's descriptor budget. Verdicts come from thresholds evaluated by the
 //! engine on the recorded histograms, plus the figures the specification names (users reached, hit rate).
 
-use crate::config::{Config, Traffic};
-use crate::runner::{CheckDef, Ctx, ResultBuilder};
+use crate::check::{CheckDef, Ctx, Needs, ResultBuilder};
+use crate::config::{Config, Profile, Traffic};
+use crate::measure;
 use std::collections::BTreeMap;
 use xregion_load::plan::{Executor, Plan, RequestSpec, Stage};
 use xregion_load::result::{LoadResult, Percentiles};
@@ -18,21 +19,29 @@ pub const CHECKS: &[CheckDef] = &[
         id: "performance.load.ramp-up",
         title: "users ramping up to the target keep response times and errors low",
         target: load_target,
+        needs: Needs { records: &["latency"], ..Needs::NONE },
+        run: measure!(ramp_up),
     },
     CheckDef {
         id: "performance.load.sustained",
         title: "the target number of users held for a while keeps response times and errors low",
         target: load_target,
+        needs: Needs { records: &["latency"], ..Needs::NONE },
+        run: measure!(sustained),
     },
     CheckDef {
         id: "performance.load.spike",
         title: "a sudden spike of users keeps response times and errors low",
         target: load_target,
+        needs: Needs { records: &["latency"], ..Needs::NONE },
+        run: measure!(spike),
     },
     CheckDef {
         id: "performance.database.read",
         title: "reads at every region's store are fast",
         target: |c: &Config| format!("read P95 < {} ms at every region", c.targets.db_p95_ms),
+        needs: Needs::NONE,
+        run: measure!(database_read),
     },
     CheckDef {
         id: "performance.database.write-replicate",
@@ -43,35 +52,34 @@ pub const CHECKS: &[CheckDef] = &[
                 c.targets.db_p95_ms, c.targets.replication_p99_ms
             )
         },
+        needs: Needs::NONE,
+        run: measure!(database_write),
     },
     CheckDef {
         id: "performance.database.pool",
         title: "requests get the store (the lab's connection pool) without waiting under load",
         target: |c: &Config| format!("store acquisition P95 < {} ms at every region", c.targets.pool_acquire_p95_ms),
+        needs: Needs::NONE,
+        run: measure!(pool),
     },
     CheckDef {
         id: "performance.cdn.hit-rate",
         title: "the CDN serves cacheable content from its edges",
         target: |c: &Config| format!("hit rate > {}% of cacheable GETs", c.targets.cdn_hit_rate_min_pct),
+        needs: Needs { cdn: true, ..Needs::NONE },
+        run: measure!(cdn_hit_rate),
     },
     CheckDef {
         id: "performance.cdn.edge-latency",
         title: "the CDN's edges answer quickly from every client location",
         target: |c: &Config| format!("edge P95 < {} ms", c.targets.cdn_p95_ms),
+        needs: Needs { cdn: true, ..Needs::NONE },
+        run: measure!(cdn_edge_latency),
     },
 ];
 
 fn load_target(c: &Config) -> String {
     format!("P95 < {} ms, errors < {}%, target users reached", c.targets.load_p95_ms, c.targets.error_rate_max_pct)
-}
-
-/// Load profiles: `quick` fits the whole suite in a few minutes on 2 cores; `spec` is the specification's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-pub enum Profile {
-    /// At least 2,000 users, stages of tens of seconds.
-    Quick,
-    /// `MAX_CONCURRENT_USERS` (10,000): ramp over 5 minutes, hold 10 minutes.
-    Spec,
 }
 
 /// Think time of a virtual user between iterations, as in the specification's user model.
@@ -89,21 +97,43 @@ const REPLICATION_PROBES_PER_REGION: u64 = 40;
 /// Requests per second per region for the store checks.
 const DB_RATE_PER_REGION: f64 = 200.0;
 
-/// Runs the check `def`.
-pub async fn run(def: &CheckDef, ctx: &Ctx) -> CheckResult {
-    let rb = ResultBuilder::new(def, &ctx.config);
-    match def.id {
-        "performance.load.ramp-up" | "performance.load.sustained" | "performance.load.spike" => {
-            load(rb, ctx, def.id).await
-        }
-        "performance.database.read" => database(rb, ctx, false).await,
-        "performance.database.write-replicate" => database(rb, ctx, true).await,
-        "performance.database.pool" => pool(rb, ctx).await,
-        "performance.cdn.hit-rate" | "performance.cdn.edge-latency" => {
-            cdn(rb, ctx, def.id == "performance.cdn.hit-rate").await
-        }
-        other => rb.finish(Verdict::Error, format!("no implementation for check {other}")),
-    }
+/// The shape of a load check's users over time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// From 0 to the target users, then a short hold.
+    RampUp,
+    /// A short ramp, then the target users held.
+    Sustained,
+    /// A tenth of the users, a sudden jump to all of them, and back.
+    Spike,
+}
+
+async fn ramp_up(rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
+    load(rb, ctx, Shape::RampUp).await
+}
+
+async fn sustained(rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
+    load(rb, ctx, Shape::Sustained).await
+}
+
+async fn spike(rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
+    load(rb, ctx, Shape::Spike).await
+}
+
+async fn database_read(rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
+    database(rb, ctx, false).await
+}
+
+async fn database_write(rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
+    database(rb, ctx, true).await
+}
+
+async fn cdn_hit_rate(rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
+    cdn(rb, ctx, true).await
+}
+
+async fn cdn_edge_latency(rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
+    cdn(rb, ctx, false).await
 }
 
 /// Runs a plan in the load-worker child process.
@@ -113,18 +143,20 @@ async fn run_load(ctx: &Ctx, plan: &Plan) -> Result<LoadResult, String> {
 }
 
 /// The users, stages and duration of a load check under a profile.
-fn stages(id: &str, profile: Profile, users: u32) -> (u32, Vec<Stage>) {
+fn stages(shape: Shape, profile: Profile, users: u32) -> (u32, Vec<Stage>) {
     let s = |secs: f64, target: u32| Stage { duration_ms: (secs * 1000.0) as u64, target: target as f64 };
     let base = (users / 10).max(1);
-    match (id, profile) {
-        ("performance.load.ramp-up", Profile::Quick) => (0, vec![s(30.0, users), s(5.0, users)]),
-        ("performance.load.sustained", Profile::Quick) => (0, vec![s(5.0, users), s(30.0, users)]),
-        ("performance.load.spike", Profile::Quick) => {
+    match (shape, profile) {
+        (Shape::RampUp, Profile::Quick) => (0, vec![s(30.0, users), s(5.0, users)]),
+        (Shape::Sustained, Profile::Quick) => (0, vec![s(5.0, users), s(30.0, users)]),
+        (Shape::Spike, Profile::Quick) => {
             (base, vec![s(5.0, base), s(2.0, users), s(8.0, users), s(2.0, base), s(5.0, base)])
         }
-        ("performance.load.ramp-up", Profile::Spec) => (0, vec![s(300.0, users), s(10.0, users)]),
-        ("performance.load.sustained", Profile::Spec) => (0, vec![s(60.0, users), s(600.0, users)]),
-        _ => (base, vec![s(30.0, base), s(10.0, users), s(60.0, users), s(10.0, base), s(30.0, base)]),
+        (Shape::RampUp, Profile::Spec) => (0, vec![s(300.0, users), s(10.0, users)]),
+        (Shape::Sustained, Profile::Spec) => (0, vec![s(60.0, users), s(600.0, users)]),
+        (Shape::Spike, Profile::Spec) => {
+            (base, vec![s(30.0, base), s(10.0, users), s(60.0, users), s(10.0, base), s(30.0, base)])
+        }
     }
 }
 
@@ -273,7 +305,7 @@ fn threshold_table(r: &LoadResult) -> Table {
     }
 }
 
-async fn load(mut rb: ResultBuilder, ctx: &Ctx, id: &str) -> CheckResult {
+async fn load(mut rb: ResultBuilder, ctx: &Ctx, shape: Shape) -> CheckResult {
     let Some(traffic) = ctx.traffic.as_ref() else {
         return rb.finish(Verdict::Skipped, "no routing records configured: set [deployment.traffic]");
     };
@@ -294,7 +326,7 @@ async fn load(mut rb: ResultBuilder, ctx: &Ctx, id: &str) -> CheckResult {
             return rb.error(&e);
         }
     }
-    let (start_vus, mut stages) = stages(id, ctx.profile, users);
+    let (start_vus, mut stages) = stages(shape, ctx.profile, users);
     for s in &mut stages {
         s.duration_ms = ((s.duration_ms as f64 * ctx.config.checks.load.time_scale) as u64).max(1);
     }
@@ -422,10 +454,7 @@ async fn database(mut rb: ResultBuilder, ctx: &Ctx, write: bool) -> CheckResult 
             Ok(m) => m,
             Err(e) => return rb.error(&e),
         };
-        let def = CHECKS.iter().find(|d| d.id == "performance.database.write-replicate").copied();
-        let Some(def) = def else { return rb.finish(Verdict::Error, "catalogue entry missing") };
-        let judged =
-            crate::suites::cross_region::judge_replication(ResultBuilder::new(&def, &ctx.config), ctx, &probe_cfg, m);
+        let judged = crate::suites::cross_region::judge_replication(ResultBuilder::blank(), ctx, &probe_cfg, m);
         for (k, v) in &judged.metrics {
             rb.metric(&format!("replication_{k}"), *v);
         }

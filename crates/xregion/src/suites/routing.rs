@@ -5,11 +5,12 @@
 //! response header. They need no internals: only the health check needs a fault injector, to make a region
 //! unhealthy while it keeps serving.
 
+use crate::check::{CheckDef, Ctx, Needs, ResultBuilder, ms};
 use crate::config::{Config, Traffic};
-use crate::runner::{CheckDef, Ctx, ResultBuilder, ms};
-use futures::StreamExt;
+use crate::drive::routed::{self, Route, Sample, fire, paced};
+use crate::measure;
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use xregion_model::report::{Chart, CheckResult, Marker, Series, Table, Verdict};
 
 /// The checks of this module.
@@ -20,21 +21,29 @@ pub const CHECKS: &[CheckDef] = &[
         target: |c: &Config| {
             format!("> {}% of each location's requests at its nearest region", c.targets.routing_share_min_pct)
         },
+        needs: Needs { traffic: true, ..Needs::NONE },
+        run: measure!(geo),
     },
     CheckDef {
         id: "cross-region.routing.weighted",
         title: "the weighted record splits traffic as configured",
         target: |_| "each region's share within 4 sigma of its weight".to_string(),
+        needs: Needs { traffic: true, ..Needs::NONE },
+        run: measure!(weighted),
     },
     CheckDef {
         id: "cross-region.routing.health",
         title: "an unhealthy region stops receiving new requests",
         target: |c: &Config| format!("no new requests to an unhealthy region after {} s", c.targets.health_detection_s),
+        needs: Needs { traffic: true, injector: true, ..Needs::NONE },
+        run: measure!(health),
     },
     CheckDef {
         id: "cross-region.routing.capacity",
         title: "a region at capacity overflows to the next nearest region without errors",
         target: |c: &Config| format!("overflow to the next nearest region, errors < {}%", c.targets.error_rate_max_pct),
+        needs: Needs { traffic: true, ..Needs::NONE },
+        run: measure!(capacity),
     },
 ];
 
@@ -59,141 +68,19 @@ const CAPACITY_DURATION: Duration = Duration::from_secs(3);
 /// Path requested through the routing records: a cacheable catalogue read every region serves.
 const PROBE_PATH: &str = "/v1/catalog/routing-probe";
 
-/// Runs the check `def`.
-pub async fn run(def: &CheckDef, ctx: &Ctx) -> CheckResult {
-    let rb = ResultBuilder::new(def, &ctx.config);
-    let Some(traffic) = ctx.traffic.as_ref() else {
-        return rb.finish(
-            Verdict::Skipped,
-            "no routing records configured: set [deployment.traffic] records (the lab provides them itself)",
-        );
-    };
-    match def.id {
-        "cross-region.routing.geo" => geo(rb, ctx, traffic).await,
-        "cross-region.routing.weighted" => weighted(rb, ctx, traffic).await,
-        "cross-region.routing.health" => health(rb, ctx, traffic).await,
-        "cross-region.routing.capacity" => capacity(rb, ctx, traffic).await,
-        other => rb.finish(Verdict::Error, format!("no implementation for check {other}")),
-    }
-}
-
-/// One request as the client saw it.
-#[derive(Debug, Clone)]
-pub struct Sample {
-    /// When it was sent, since the start of the batch.
-    pub sent: Duration,
-    /// How long it took.
-    pub latency: Duration,
-    /// The HTTP status, or `None` for a transport error.
-    pub status: Option<u16>,
-    /// The served-by header.
-    pub served_by: Option<String>,
-    /// The transport error, if any.
-    pub error: Option<String>,
-}
-
-impl Sample {
-    fn ok(&self) -> bool {
-        self.status.is_some_and(|s| (200..400).contains(&s))
-    }
-}
-
-/// Sends one GET and records what came back.
-async fn one(
-    client: &reqwest::Client,
-    url: &str,
-    headers: &[(String, String)],
-    t0: Instant,
-    served_by: &str,
-) -> Sample {
-    let sent = Instant::now();
-    let mut req = client.get(url);
-    for (k, v) in headers {
-        req = req.header(k, v);
-    }
-    let r = req.send().await;
-    let latency = sent.elapsed();
-    let sent = sent - t0;
-    match r {
-        Ok(resp) => {
-            let status = resp.status().as_u16();
-            let by = resp.headers().get(served_by).and_then(|v| v.to_str().ok()).map(str::to_string);
-            // Read the body so the connection can be reused.
-            let _ = resp.bytes().await;
-            Sample { sent, latency, status: Some(status), served_by: by, error: None }
-        }
-        Err(e) => Sample { sent, latency, status: None, served_by: None, error: Some(e.to_string()) },
-    }
-}
-
-/// Sends `n` GETs with `concurrency` in flight (closed loop) and returns them in completion order.
-pub async fn fire(
-    client: &reqwest::Client,
-    url: &str,
-    headers: &[(String, String)],
-    served_by: &str,
-    n: usize,
-    concurrency: usize,
-) -> Vec<Sample> {
-    let t0 = Instant::now();
-    futures::stream::iter(0..n)
-        .map(|_| one(client, url, headers, t0, served_by))
-        .buffer_unordered(concurrency)
-        .collect()
-        .await
-}
-
-/// Sends GETs at `rate` per second until `stop` says so or `limit` passes (open loop, at most `in_flight_max`
-/// outstanding); `stop` sees the time since start and the samples so far.
-pub async fn paced(
-    client: &reqwest::Client,
-    url: &str,
-    headers: &[(String, String)],
-    served_by: &str,
-    rate: f64,
-    limit: Duration,
-    mut on_tick: impl FnMut(Duration, &[Sample]) -> bool,
-) -> Vec<Sample> {
-    let t0 = Instant::now();
-    let period = Duration::from_secs_f64(1.0 / rate);
-    let mut samples = Vec::new();
-    let mut in_flight = futures::stream::FuturesUnordered::new();
-    let mut next = t0;
-    loop {
-        let now = Instant::now();
-        if now - t0 >= limit || on_tick(now - t0, &samples) {
-            break;
-        }
-        if now >= next {
-            if in_flight.len() < 256 {
-                in_flight.push(one(client, url, headers, t0, served_by));
-            }
-            next += period;
-            continue;
-        }
-        tokio::select! {
-            Some(s) = in_flight.next(), if !in_flight.is_empty() => samples.push(s),
-            _ = tokio::time::sleep_until(next.into()) => {}
-        }
-    }
-    while let Some(s) = in_flight.next().await {
-        samples.push(s);
-    }
-    samples.sort_by_key(|s| s.sent);
-    samples
-}
-
-/// A client with a pool big enough for `concurrency` and the deployment's timeouts (plus the longest service
-/// time a check asks for).
+/// A client with a pool big enough for `concurrency`, allowing for the longest service time a check asks for.
 pub fn client(ctx: &Ctx, concurrency: usize) -> reqwest::Client {
-    crate::net::client_builder(&ctx.config.deployment, crate::net::Role::Admin)
-        .connect_timeout(Duration::from_millis(ctx.config.deployment.connect_timeout_ms))
-        .timeout(
-            Duration::from_millis(ctx.config.deployment.request_timeout_ms) + Duration::from_millis(CAPACITY_WORK_MS),
-        )
-        .pool_max_idle_per_host(concurrency)
-        .build()
-        .unwrap_or_default()
+    routed::client(ctx, concurrency, Duration::from_millis(CAPACITY_WORK_MS))
+}
+
+/// Requests to `url` as a client at `location` (none: no location header), served-by read from the traffic's
+/// header.
+pub fn route(traffic: &Traffic, url: &str, location: Option<&str>) -> Route {
+    Route {
+        url: url.to_string(),
+        headers: location.map(|l| vec![(traffic.location_header.clone(), l.to_string())]).unwrap_or_default(),
+        served_by: traffic.served_by_header.clone(),
+    }
 }
 
 /// Counts of samples by serving region (`error` for failed requests, `unknown` without the header).
@@ -228,7 +115,8 @@ fn nearest_order(traffic: &Traffic, location: &str) -> Vec<String> {
     v.into_iter().map(|(k, _)| k).collect()
 }
 
-async fn geo(mut rb: ResultBuilder, ctx: &Ctx, traffic: &Traffic) -> CheckResult {
+async fn geo(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
+    let traffic = ctx.traffic();
     let target = ctx.config.targets.routing_share_min_pct;
     if traffic.nearest.is_empty() {
         return rb.finish(Verdict::Skipped, "no client locations: set [deployment.traffic.nearest]");
@@ -249,9 +137,8 @@ async fn geo(mut rb: ResultBuilder, ctx: &Ctx, traffic: &Traffic) -> CheckResult
         };
         for (location, expected) in expected_map {
             ctx.progress.phase(&format!("{record_name} record from {location}"));
-            let headers = vec![(traffic.location_header.clone(), location.clone())];
-            let samples =
-                fire(&client, &url, &headers, &traffic.served_by_header, GEO_REQUESTS_PER_LOCATION, CONCURRENCY).await;
+            let route = route(traffic, &url, Some(location));
+            let samples = fire(&client, &route, GEO_REQUESTS_PER_LOCATION, CONCURRENCY).await;
             if samples.iter().all(|s| s.status.is_none()) {
                 let e = samples.first().and_then(|s| s.error.clone()).unwrap_or_default();
                 return rb.finish(Verdict::Error, format!("the {record_name} record at {url} is unreachable: {e}"));
@@ -296,7 +183,8 @@ async fn geo(mut rb: ResultBuilder, ctx: &Ctx, traffic: &Traffic) -> CheckResult
     }
 }
 
-async fn weighted(mut rb: ResultBuilder, ctx: &Ctx, traffic: &Traffic) -> CheckResult {
+async fn weighted(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
+    let traffic = ctx.traffic();
     let url = match record(traffic, "weighted") {
         Ok(u) => format!("{u}{PROBE_PATH}"),
         Err(e) => return rb.finish(Verdict::Skipped, e),
@@ -307,7 +195,7 @@ async fn weighted(mut rb: ResultBuilder, ctx: &Ctx, traffic: &Traffic) -> CheckR
     }
     ctx.progress.phase(&format!("{WEIGHTED_REQUESTS} requests to the weighted record"));
     let client = client(ctx, CONCURRENCY);
-    let samples = fire(&client, &url, &[], &traffic.served_by_header, WEIGHTED_REQUESTS, CONCURRENCY).await;
+    let samples = fire(&client, &route(traffic, &url, None), WEIGHTED_REQUESTS, CONCURRENCY).await;
     let counts = by_region(&samples);
     let errors = counts.get("error").copied().unwrap_or(0);
     if errors as usize == samples.len() {
@@ -356,10 +244,8 @@ async fn weighted(mut rb: ResultBuilder, ctx: &Ctx, traffic: &Traffic) -> CheckR
     }
 }
 
-async fn health(mut rb: ResultBuilder, ctx: &Ctx, traffic: &Traffic) -> CheckResult {
-    if let Some(why) = ctx.faults.unavailable() {
-        return rb.finish(Verdict::Skipped, format!("needs a fault injector: {why}"));
-    }
+async fn health(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
+    let traffic = ctx.traffic();
     let url = match record(traffic, "latency") {
         Ok(u) => format!("{u}{PROBE_PATH}"),
         Err(e) => return rb.finish(Verdict::Skipped, e),
@@ -369,14 +255,14 @@ async fn health(mut rb: ResultBuilder, ctx: &Ctx, traffic: &Traffic) -> CheckRes
     };
     let limit_s = ctx.config.targets.health_detection_s;
     let limit = HEALTH_BEFORE + Duration::from_secs_f64(limit_s) + HEALTH_TAIL + Duration::from_secs(2);
-    let headers = vec![(traffic.location_header.clone(), location.clone())];
+    let route = route(traffic, &url, Some(&location));
     let client = client(ctx, 64);
     ctx.progress.phase(&format!("marking {victim} unhealthy under traffic from {location}"));
     let faults = ctx.faults.clone();
     let mut fault_at: Option<Duration> = None;
     let mut fault_error: Option<String> = None;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<(), String>>(1);
-    let samples = paced(&client, &url, &headers, &traffic.served_by_header, HEALTH_RATE_PER_S, limit, |t, s| {
+    let samples = paced(&client, &route, HEALTH_RATE_PER_S, limit, |t, s| {
         if fault_at.is_none() && t >= HEALTH_BEFORE {
             fault_at = Some(t);
             let faults = faults.clone();
@@ -409,7 +295,7 @@ async fn health(mut rb: ResultBuilder, ctx: &Ctx, traffic: &Traffic) -> CheckRes
         }
         Ok(()) => {
             ctx.progress.phase(&format!("waiting for {victim} to be routed to again"));
-            let back = paced(&client, &url, &headers, &traffic.served_by_header, 20.0, RECOVERY_WAIT_MAX, |_, s| {
+            let back = paced(&client, &route, 20.0, RECOVERY_WAIT_MAX, |_, s| {
                 s.iter().any(|x| x.served_by.as_deref() == Some(victim.as_str()))
             })
             .await;
@@ -498,7 +384,8 @@ fn served_chart(samples: &[Sample], fault_at: Duration, victim: &str) -> Chart {
     }
 }
 
-async fn capacity(mut rb: ResultBuilder, ctx: &Ctx, traffic: &Traffic) -> CheckResult {
+async fn capacity(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
+    let traffic = ctx.traffic();
     let url = match record(traffic, "latency") {
         Ok(u) => format!("{u}{PROBE_PATH}?work_ms={CAPACITY_WORK_MS}"),
         Err(e) => return rb.finish(Verdict::Skipped, e),
@@ -523,8 +410,7 @@ async fn capacity(mut rb: ResultBuilder, ctx: &Ctx, traffic: &Traffic) -> CheckR
     ctx.progress
         .phase(&format!("{concurrency} requests in flight from {location}: 1.5 times {region}'s capacity {cap}"));
     let client = client(ctx, concurrency);
-    let headers = vec![(traffic.location_header.clone(), location.clone())];
-    let samples = fire(&client, &url, &headers, &traffic.served_by_header, n, concurrency).await;
+    let samples = fire(&client, &route(traffic, &url, Some(&location)), n, concurrency).await;
     let counts = by_region(&samples);
     let errors = counts.get("error").copied().unwrap_or(0);
     if errors as usize == samples.len() {

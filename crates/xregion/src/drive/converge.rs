@@ -1,0 +1,37 @@
+//! Convergence: scan every region until they agree on every key under a prefix, bounded in time.
+
+use crate::probe::{Probe, ProbeError};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+use xregion_check::consistency;
+use xregion_model::wire::Record;
+
+/// Interval between convergence scans.
+const SCAN_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Final states of every region for keys under a prefix: region → key → record.
+pub type States = BTreeMap<String, BTreeMap<String, Record>>;
+
+/// Scans every region until they agree on every key under `prefix`, or `timeout` passes.
+/// Returns the last states read and how long after the call they first agreed (`None` if they never did).
+pub async fn await_convergence(
+    probes: &[Probe],
+    prefix: &str,
+    timeout: Duration,
+) -> Result<(States, Option<Duration>), ProbeError> {
+    let start = Instant::now();
+    loop {
+        let scans = futures::future::join_all(probes.iter().map(|p| p.scan(prefix))).await;
+        let mut states = States::new();
+        for (p, s) in probes.iter().zip(scans) {
+            states.insert(p.region.clone(), s?.into_iter().map(|r| (r.key.clone(), r)).collect());
+        }
+        if consistency::check_convergence(&states).is_ok_and(|c| c.passed()) {
+            return Ok((states, Some(start.elapsed())));
+        }
+        if start.elapsed() >= timeout {
+            return Ok((states, None));
+        }
+        tokio::time::sleep(SCAN_INTERVAL).await;
+    }
+}
