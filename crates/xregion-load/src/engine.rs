@@ -14,9 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
-/// An open-model iteration sent later than this after its intended start counts as `late`: above the timer's
-/// 1 ms granularity and scheduling jitter, below any lag worth reporting.
-pub const LATE_THRESHOLD: Duration = Duration::from_millis(5);
+// What counts as late is the recorder's rule; this path is kept for callers that name it here.
+pub use crate::record::LATE_THRESHOLD;
+
 /// How early the open-model scheduler aims: tokio's timer rounds a deadline up to its next millisecond tick and the
 /// runtime may park up to another millisecond past it, so aiming two ticks early keeps timer lag out of the
 /// corrected latency (a send up to this early is measured from the send).

@@ -9,6 +9,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// An open-model iteration sent later than this after its intended start counts as `late`: above the timer's
+/// 1 ms granularity and scheduling jitter, below any lag worth reporting.
+pub const LATE_THRESHOLD: Duration = Duration::from_millis(5);
 /// Distinct values counted per captured header and request name; the rest count as `other`.
 pub const HEADER_VALUES_MAX: usize = 64;
 /// Highest status code counted individually; anything above counts as 999.
@@ -208,7 +211,7 @@ impl Recorder {
 
     /// Records the lag of an iteration sent after its intended start.
     pub(crate) fn lag(&mut self, lag: Duration) {
-        if lag > crate::engine::LATE_THRESHOLD {
+        if lag > LATE_THRESHOLD {
             self.late += 1;
             self.late_lag_us_max = self.late_lag_us_max.max(lag.as_micros() as u64);
         }

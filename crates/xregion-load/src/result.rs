@@ -167,10 +167,26 @@ pub struct LoadResult {
     /// Connections opened in all.
     pub connections_opened: u64,
     /// Outcome of each threshold of the plan.
-    pub thresholds: Vec<crate::threshold::ThresholdResult>,
+    pub thresholds: Vec<ThresholdResult>,
     /// Peak resident memory of the generator process, when it ran in its own process (`load-worker`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rss_bytes_peak: Option<u64>,
+}
+
+/// The outcome of one threshold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ThresholdResult {
+    /// The threshold as written.
+    pub threshold: String,
+    /// Whether it held.
+    pub pass: bool,
+    /// The measured value, in `unit`; absent when there was nothing to measure (which fails).
+    pub measured: Option<f64>,
+    /// Unit of `measured`: `ms`, `ratio`, `per_s` or `count`.
+    pub unit: String,
+    /// Why there was nothing to measure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// Latency percentiles in ms.

@@ -7,6 +7,8 @@
 
 use crate::error::ThresholdError;
 use crate::result::LoadResult;
+// The outcome is part of the result; this path is kept for callers that name it here.
+pub use crate::result::ThresholdResult;
 use serde::{Deserialize, Serialize};
 
 /// What a threshold measures.
@@ -161,22 +163,6 @@ fn parse_ms(v: &str) -> Option<f64> {
         (v, 1.0)
     };
     num.trim().parse::<f64>().ok().map(|n| n * scale)
-}
-
-/// The outcome of one threshold.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ThresholdResult {
-    /// The threshold as written.
-    pub threshold: String,
-    /// Whether it held.
-    pub pass: bool,
-    /// The measured value, in `unit`; absent when there was nothing to measure (which fails).
-    pub measured: Option<f64>,
-    /// Unit of `measured`: `ms`, `ratio`, `per_s` or `count`.
-    pub unit: String,
-    /// Why there was nothing to measure.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
 }
 
 impl Threshold {

@@ -1,6 +1,10 @@
 //! Hand-written histories for the consistency checkers, including ones that must fail.
 
 use super::*;
+use std::collections::BTreeMap;
+use xregion_model::Version;
+use xregion_model::history::{EventType, OpFn};
+use xregion_model::wire::Record;
 
 fn v(wall_ms: u64, origin: &str) -> Version {
     Version { wall_ms, logical: 0, origin: origin.to_string() }
