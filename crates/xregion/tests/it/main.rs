@@ -1,5 +1,6 @@
 //! Integration tests of the xregion binary: one test binary, a module per area.
 
+mod architecture;
 mod chaos;
 mod common;
 mod faults;
