@@ -180,6 +180,21 @@ pub struct Report {
 }
 
 impl Report {
+    /// Each suite with its checks and their summed time, in the order the suites first appear.
+    pub fn suite_times(&self) -> Vec<SuiteTime> {
+        let mut out: Vec<SuiteTime> = Vec::new();
+        for c in &self.checks {
+            match out.iter_mut().find(|s| s.suite == c.suite) {
+                Some(s) => {
+                    s.checks += 1;
+                    s.duration_s += c.duration_s;
+                }
+                None => out.push(SuiteTime { suite: c.suite.clone(), checks: 1, duration_s: c.duration_s }),
+            }
+        }
+        out
+    }
+
     /// Process exit code for this report: 0 when every check passed (or was skipped), 1 when one failed,
     /// 2 when one could not be measured.
     pub fn exit_code(&self) -> u8 {
@@ -191,4 +206,15 @@ impl Report {
             0
         }
     }
+}
+
+/// One suite's share of a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SuiteTime {
+    /// The suite.
+    pub suite: String,
+    /// Its checks in the report.
+    pub checks: usize,
+    /// Their summed time, in seconds.
+    pub duration_s: f64,
 }

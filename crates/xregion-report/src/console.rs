@@ -12,13 +12,21 @@ const RESET: &str = "\x1b[0m";
 
 /// The summary table as text; `color` adds ANSI colours to the verdicts.
 pub fn to_console(report: &Report, color: bool) -> String {
-    let rows: Vec<[String; 4]> = report
+    let rows: Vec<[String; 5]> = report
         .checks
         .iter()
-        .map(|c| [verdict_label(c.verdict).to_string(), clean(&c.id), truncate(&clean(&c.target)), clean(&c.measured)])
+        .map(|c| {
+            [
+                verdict_label(c.verdict).to_string(),
+                clean(&c.id),
+                truncate(&clean(&c.target)),
+                clean(&c.measured),
+                format!("{:.1} s", c.duration_s),
+            ]
+        })
         .collect();
-    let header = ["VERDICT", "CHECK", "TARGET", "MEASURED"].map(String::from);
-    let mut widths = [0usize; 4];
+    let header = ["VERDICT", "CHECK", "TARGET", "MEASURED", "TIME"].map(String::from);
+    let mut widths = [0usize; 5];
     for row in std::iter::once(&header).chain(&rows) {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
@@ -31,9 +39,17 @@ pub fn to_console(report: &Report, color: bool) -> String {
         push_row(&mut out, row, &widths, color.then_some(check.verdict));
     }
 
+    let suites: Vec<String> = report
+        .suite_times()
+        .iter()
+        .map(|s| format!("{} {:.1} s ({} checks)", s.suite, s.duration_s, s.checks))
+        .collect();
+    if !suites.is_empty() {
+        out.push_str(&format!("\ntime by suite: {}; whole run {:.1} s\n", suites.join(", "), report.duration_s));
+    }
     let count = |v: Verdict| report.checks.iter().filter(|c| c.verdict == v).count();
     out.push_str(&format!(
-        "\n{} passed, {} failed, {} errors, {} skipped\n",
+        "{} passed, {} failed, {} errors, {} skipped\n",
         count(Verdict::Pass),
         count(Verdict::Fail),
         count(Verdict::Error),
@@ -48,7 +64,7 @@ pub fn to_console(report: &Report, color: bool) -> String {
     out
 }
 
-fn push_row(out: &mut String, row: &[String; 4], widths: &[usize; 4], verdict: Option<Verdict>) {
+fn push_row(out: &mut String, row: &[String; 5], widths: &[usize; 5], verdict: Option<Verdict>) {
     let mut line = String::new();
     for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
         if i > 0 {

@@ -165,22 +165,43 @@ fn header(h: &mut String, r: &Report) {
 
 fn summary_table(h: &mut String, r: &Report) {
     h.push_str("<h2>Checks</h2>\n<div class=\"scroll\"><table class=\"checks\">\n");
-    h.push_str("<thead><tr><th>Verdict</th><th>Check</th><th>Target</th><th>Measured</th><th>Summary</th></tr></thead>\n<tbody>\n");
+    h.push_str("<thead><tr><th>Verdict</th><th>Check</th><th>Target</th><th>Measured</th><th>Summary</th><th>Time</th></tr></thead>\n<tbody>\n");
     if r.checks.is_empty() {
-        h.push_str("<tr><td colspan=\"5\" class=\"muted\">No check was selected.</td></tr>\n");
+        h.push_str("<tr><td colspan=\"6\" class=\"muted\">No check was selected.</td></tr>\n");
     }
     for (i, c) in r.checks.iter().enumerate() {
         w!(
             h,
-            "<tr><td>{}</td><td class=\"mono\"><a href=\"#check-{i}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            "<tr><td>{}</td><td class=\"mono\"><a href=\"#check-{i}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{} s</td></tr>\n",
             badge(c.verdict),
             esc(&c.id),
             esc(&c.target),
             esc(&c.measured),
-            esc(&c.summary)
+            esc(&c.summary),
+            num(c.duration_s)
         );
     }
     h.push_str("</tbody>\n</table></div>\n");
+    let suites = r.suite_times();
+    if !suites.is_empty() {
+        h.push_str("<h3>Time by suite</h3>\n<table class=\"metrics\">\n<thead><tr><th>Suite</th><th>Checks</th><th>Time</th></tr></thead>\n<tbody>\n");
+        for s in &suites {
+            w!(
+                h,
+                "<tr><td class=\"mono\">{}</td><td class=\"num\">{}</td><td class=\"num\">{} s</td></tr>\n",
+                esc(&s.suite),
+                s.checks,
+                num(s.duration_s)
+            );
+        }
+        w!(
+            h,
+            "<tr><td>whole run</td><td class=\"num\">{}</td><td class=\"num\">{} s</td></tr>\n",
+            r.checks.len(),
+            num(r.duration_s)
+        );
+        h.push_str("</tbody>\n</table>\n");
+    }
 }
 
 fn check_section(h: &mut String, i: usize, c: &CheckResult) {

@@ -57,3 +57,19 @@ fn color_only_when_asked() {
     }
     assert_eq!(stripped, plain);
 }
+
+/// Goal: each check's time is shown, and every suite's total beside the whole run's. Method: the sample's times,
+/// summed by hand per suite.
+#[test]
+fn times_per_check_and_per_suite() {
+    let r = sample::report();
+    let out = to_console(&r, false);
+    assert!(out.lines().next().unwrap().trim_end().ends_with("TIME"), "{out}");
+    let line = out.lines().find(|l| l.starts_with("time by suite: ")).expect("a suite line");
+    for s in r.suite_times() {
+        let expected: f64 = r.checks.iter().filter(|c| c.suite == s.suite).map(|c| c.duration_s).sum();
+        assert!((s.duration_s - expected).abs() < 1e-9);
+        assert!(line.contains(&format!("{} {:.1} s ({} checks)", s.suite, expected, s.checks)), "{line}");
+    }
+    assert!(line.ends_with(&format!("whole run {:.1} s", r.duration_s)), "{line}");
+}

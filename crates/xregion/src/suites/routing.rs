@@ -51,8 +51,10 @@ pub const CHECKS: &[CheckDef] = &[
 const GEO_REQUESTS_PER_LOCATION: usize = 200;
 /// Requests sent by the weighted check.
 const WEIGHTED_REQUESTS: usize = 3000;
-/// Concurrency of the geo and weighted checks.
+/// Concurrency of the geo check.
 const CONCURRENCY: usize = 16;
+/// Concurrency of the weighted check: the record draws a region per request, whatever is in flight.
+const WEIGHTED_CONCURRENCY: usize = 64;
 /// Request rate of the health check's steady traffic.
 const HEALTH_RATE_PER_S: f64 = 100.0;
 /// Traffic before the fault, to see the region serving.
@@ -194,8 +196,8 @@ async fn weighted(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
         return rb.finish(Verdict::Skipped, "no weights: set [deployment.traffic.weights]");
     }
     ctx.progress.phase(&format!("{WEIGHTED_REQUESTS} requests to the weighted record"));
-    let client = client(ctx, CONCURRENCY);
-    let samples = fire(&client, &route(traffic, &url, None), WEIGHTED_REQUESTS, CONCURRENCY).await;
+    let client = client(ctx, WEIGHTED_CONCURRENCY);
+    let samples = fire(&client, &route(traffic, &url, None), WEIGHTED_REQUESTS, WEIGHTED_CONCURRENCY).await;
     let counts = by_region(&samples);
     let errors = counts.get("error").copied().unwrap_or(0);
     if errors as usize == samples.len() {

@@ -2,6 +2,7 @@
 
 mod architecture;
 mod chaos;
+mod commands;
 mod common;
 mod faults;
 mod lab;

@@ -108,7 +108,20 @@ struct Recorder {
     writer: Arc<Mutex<Vec<Sequenced>>>,
     /// Reads straight at the failing region.
     direct: Mutex<Vec<Attempt>>,
+    /// Due times (µs since the start) of the canary requests in flight, with how many are due then.
+    in_flight: Mutex<BTreeMap<u64, u32>>,
 }
+
+/// Latest time (ms since the start) up to which every canary request due is recorded: a request due earlier
+/// than the oldest one in flight has its outcome, so windows ending there can be judged. `PACING_LAG_MS` covers
+/// a request that is due but not yet started.
+fn known_until_ms(rec: &Recorder, now_ms: f64) -> f64 {
+    let oldest = lock(&rec.in_flight).keys().next().map(|us| *us as f64 / 1000.0);
+    oldest.map_or(now_ms, |o| o.min(now_ms)) - PACING_LAG_MS
+}
+
+/// Most time between a request's due time and its start by the pacing loop, in ms.
+const PACING_LAG_MS: f64 = 100.0;
 
 fn since(t0: Instant) -> f64 {
     ms(t0.elapsed())
@@ -145,7 +158,6 @@ pub(super) async fn run(ctx: &Ctx, traffic: &Traffic, scenario: Scenario) -> Res
     };
     let observe_max =
         Duration::from_millis(cfg.observe_max_ms.unwrap_or((ctx.config.targets.rto_s * 1000.0) as u64 + cfg.stable_ms));
-    let timeout = Duration::from_millis(ctx.config.deployment.request_timeout_ms);
     let victim_locations: Vec<String> =
         traffic.nearest.iter().filter(|(_, r)| **r == victim).map(|(l, _)| l.clone()).collect();
 
@@ -225,8 +237,8 @@ pub(super) async fn run(ctx: &Ctx, traffic: &Traffic, scenario: Scenario) -> Res
             held_at_failover = survivors_hold(&survivors, &format!("{prefix}w/")).await;
             survivors_read = true;
         }
-        // Only requests whose outcome is surely known (older than one timeout) are judged.
-        let judged_end = since(t0) - ms(timeout) - 100.0;
+        // Only windows whose every request has its outcome are judged.
+        let judged_end = known_until_ms(&rec, since(t0));
         let canary = attempts(&lock(&rec.canary));
         let r = recovery::recovery(&canary, fault_ms, judged_end, &rule);
         let stable = r.recovered_at_ms.is_some_and(|at| judged_end - at >= cfg.stable_ms as f64);
@@ -330,6 +342,9 @@ async fn canary(
         let (probe, history, rec, location, last_key) =
             (probe.clone(), history.clone(), rec.clone(), location.clone(), last_key.clone());
         let key = format!("{prefix}c/{location}/{i:08}");
+        // Registered when the pacing loop starts it, so that no due request is missing from `in_flight`.
+        let due_us = (due - t0).as_micros() as u64;
+        *lock(&rec.in_flight).entry(due_us).or_default() += 1;
         async move {
             let write = i.is_multiple_of(2);
             let (ok, region, error) = if write {
@@ -350,6 +365,13 @@ async fn canary(
             };
             let attempt = Attempt { t_ms: ms(due - t0), ok, latency_ms: ms(due.elapsed()), region };
             lock(&rec.canary).push(CanaryRecord { location, write, attempt, error });
+            let mut in_flight = lock(&rec.in_flight);
+            if let Some(n) = in_flight.get_mut(&due_us) {
+                *n -= 1;
+                if *n == 0 {
+                    in_flight.remove(&due_us);
+                }
+            }
         }
     };
     let skipped = |i: u64, due: Instant| {
@@ -470,7 +492,7 @@ async fn observe_failback(
                 &victim.region,
                 restore_ms,
                 ctx.config.targets.routing_share_min_pct,
-                since(t0) - ms(Duration::from_millis(ctx.config.deployment.request_timeout_ms)),
+                known_until_ms(rec, since(t0)),
             );
         }
         if healthy.is_some()
