@@ -88,6 +88,7 @@ pub fn run_plan(plan: &Plan) -> Result<LoadResult, LoadError> {
                     shared.targets.len(),
                     shared.capture.clone(),
                     shared.merger.clone(),
+                    &shared.plan.phases,
                 )));
                 let r2 = rec.clone();
                 local.block_on(&rt, async move {
@@ -156,6 +157,7 @@ pub fn run_plan(plan: &Plan) -> Result<LoadResult, LoadError> {
         connections_opened: total.connections_opened,
         ..LoadResult::default()
     };
+    result.phases = total.phase_stats(&plan.phases);
     let (statuses, per_request, requests) = total.into_stats(&shared.names);
     result.statuses = statuses;
     result.per_request = per_request;

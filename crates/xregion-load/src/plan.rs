@@ -18,6 +18,8 @@ pub const CONNECTIONS_MAX: u32 = 1_000_000;
 pub const DURATION_MS_MAX: u64 = 7 * 24 * 3_600_000;
 /// Most windows in a result; longer runs get wider windows, which keeps memory constant.
 pub const WINDOWS_MAX: u64 = 3600;
+/// Most phases a plan may name: every completed request is counted in each phase holding its completion.
+pub const PHASES_MAX: usize = 16;
 /// Smallest window, below which per-window percentiles are mostly noise.
 pub const WINDOW_MS_MIN: u64 = 10;
 /// Most captured response headers per plan (each costs a bounded map per request name).
@@ -75,6 +77,22 @@ pub struct Plan {
     /// load-worker child on its stdin, never in its arguments, like the headers (which may carry a token).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<std::path::PathBuf>,
+    /// Named time ranges of the run with their own latency histogram and counts, so that one run can feed several
+    /// verdicts (a ramp, a hold, a spike) with exact percentiles.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub phases: Vec<Phase>,
+}
+
+/// A named time range of a run: requests completed in `[from_ms, to_ms)` after the start are counted in it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Phase {
+    /// Name in the result.
+    pub name: String,
+    /// Start, ms after the run's start.
+    pub from_ms: u64,
+    /// End (excluded), ms after the run's start.
+    pub to_ms: u64,
 }
 
 /// One kind of request.
@@ -264,6 +282,15 @@ impl Plan {
         let bad = |m: String| Err(LoadError::InvalidPlan(m));
         if self.targets.is_empty() {
             return bad("no targets; add at least one request".into());
+        }
+        let mut phases = std::collections::BTreeSet::new();
+        for p in &self.phases {
+            if p.name.is_empty() || !phases.insert(p.name.as_str()) || p.from_ms >= p.to_ms {
+                return bad(format!("phases need unique names and from_ms < to_ms; {:?} has neither", p.name));
+            }
+        }
+        if self.phases.len() > PHASES_MAX {
+            return bad(format!("{} phases; at most {PHASES_MAX}", self.phases.len()));
         }
         let mut names = std::collections::BTreeSet::new();
         for t in &self.targets {

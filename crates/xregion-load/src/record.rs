@@ -36,6 +36,18 @@ pub(crate) struct ReqRec {
     headers: Vec<HeaderCounts>,
 }
 
+/// What a worker records for one phase of the plan.
+#[derive(Debug)]
+struct PhaseRec {
+    /// Start, µs after the run's start.
+    from_us: u64,
+    /// End (excluded), µs after the run's start.
+    to_us: u64,
+    requests: u64,
+    errors: u64,
+    latency: Histogram<u64>,
+}
+
 /// What a worker records for its current window.
 #[derive(Debug)]
 struct WinRec {
@@ -57,6 +69,8 @@ pub(crate) struct Recorder {
     statuses: Box<[u64]>,
     pub errors: ErrorCounts,
     win: WinRec,
+    /// The plan's phases, in plan order.
+    phases: Vec<PhaseRec>,
     merger: Arc<Mutex<WindowMerger>>,
     /// Current active VUs (closed) or iterations in flight (open).
     gauge: u32,
@@ -78,6 +92,7 @@ impl Recorder {
         requests: usize,
         capture: Arc<[String]>,
         merger: Arc<Mutex<WindowMerger>>,
+        phases: &[crate::plan::Phase],
     ) -> Recorder {
         let per_req = (0..requests)
             .map(|_| ReqRec {
@@ -98,6 +113,16 @@ impl Recorder {
             statuses: vec![0; STATUS_MAX + 1].into_boxed_slice(),
             errors: ErrorCounts::default(),
             win: WinRec { index: 0, requests: 0, errors: 0, active_max: 0, latency: new_histogram() },
+            phases: phases
+                .iter()
+                .map(|p| PhaseRec {
+                    from_us: p.from_ms.saturating_mul(1000),
+                    to_us: p.to_ms.saturating_mul(1000),
+                    requests: 0,
+                    errors: 0,
+                    latency: new_histogram(),
+                })
+                .collect(),
             merger,
             gauge: 0,
             gauge_max: 0,
@@ -191,6 +216,19 @@ impl Recorder {
             self.errors.status += 1;
             self.win.errors += 1;
         }
+        self.in_phases(now, is_error, Some(corrected_us));
+    }
+
+    /// Counts a completed request (`latency_us` when it got a response) in every phase that holds `now`.
+    fn in_phases(&mut self, now: Instant, is_error: bool, latency_us: Option<u64>) {
+        let t_us = now.saturating_duration_since(self.start).as_micros() as u64;
+        for p in self.phases.iter_mut().filter(|p| p.from_us <= t_us && t_us < p.to_us) {
+            p.requests += 1;
+            p.errors += u64::from(is_error);
+            if let Some(us) = latency_us {
+                p.latency.saturating_record(us.max(1));
+            }
+        }
     }
 
     /// Records a failed request.
@@ -207,6 +245,7 @@ impl Recorder {
         rec.errors += 1;
         self.win.requests += 1;
         self.win.errors += 1;
+        self.in_phases(now, true, None);
     }
 
     /// Records the lag of an iteration sent after its intended start.
@@ -242,6 +281,11 @@ impl Recorder {
         for (a, b) in self.statuses.iter_mut().zip(o.statuses.iter()) {
             *a += b;
         }
+        for (a, b) in self.phases.iter_mut().zip(o.phases) {
+            a.requests += b.requests;
+            a.errors += b.errors;
+            a.latency.add(&b.latency).expect("same bounds");
+        }
         self.errors.add(&o.errors);
         self.gauge_max += o.gauge_max;
         self.late += o.late;
@@ -251,6 +295,22 @@ impl Recorder {
         self.reconnects += o.reconnects;
         self.connections_opened += o.connections_opened;
         self.last_completion = self.last_completion.max(o.last_completion);
+    }
+
+    /// The phases' statistics by name (`names` in plan order).
+    pub(crate) fn phase_stats(&self, names: &[crate::plan::Phase]) -> BTreeMap<String, crate::result::PhaseStats> {
+        names
+            .iter()
+            .zip(&self.phases)
+            .map(|(n, p)| {
+                let stats = crate::result::PhaseStats {
+                    requests: p.requests,
+                    errors: p.errors,
+                    latency: Latency(p.latency.clone()),
+                };
+                (n.name.clone(), stats)
+            })
+            .collect()
     }
 
     /// Status counts, per-request statistics, and total requests.

@@ -129,6 +129,24 @@ pub struct Window {
     pub rate_scheduled_per_s: Option<f64>,
 }
 
+/// What one phase of a run recorded.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PhaseStats {
+    /// Requests completed in the phase.
+    pub requests: u64,
+    /// Of which failed.
+    pub errors: u64,
+    /// Latency of the requests completed in the phase (corrected in the open model), µs.
+    pub latency: Latency,
+}
+
+impl PhaseStats {
+    /// Percentage of the phase's requests that failed.
+    pub fn error_pct(&self) -> f64 {
+        if self.requests == 0 { 0.0 } else { 100.0 * self.errors as f64 / self.requests as f64 }
+    }
+}
+
 /// The result of a run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LoadResult {
@@ -171,6 +189,9 @@ pub struct LoadResult {
     /// Peak resident memory of the generator process, when it ran in its own process (`load-worker`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rss_bytes_peak: Option<u64>,
+    /// The plan's phases by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub phases: BTreeMap<String, PhaseStats>,
 }
 
 /// The outcome of one threshold.

@@ -178,6 +178,8 @@ pub struct Ctx {
     pub profile: Profile,
     /// Results shared between checks of this run.
     pub shared: Shared,
+    /// Ids of the checks this run selected, so that a shared measurement runs only the parts they judge.
+    pub selected: Vec<&'static str>,
 }
 
 impl Ctx {

@@ -117,6 +117,7 @@ impl LoadArgs {
             workers: self.workers,
             allow_remote: self.allow_remote,
             ca_file: self.ca.clone(),
+            phases: Vec::new(),
         })
     }
 }

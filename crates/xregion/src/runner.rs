@@ -82,6 +82,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         key_prefix: prefix,
         progress,
         shared: Shared::default(),
+        selected: defs.iter().map(|d| d.id).collect(),
     };
     let (checks, was_interrupted) = run_checks(&defs, &ctx, interrupted()).await;
     let regions = target.regions.clone();
@@ -223,6 +224,7 @@ mod tests {
             traffic: None,
             profile: Profile::Quick,
             shared: Shared::default(),
+            selected: Vec::new(),
             config,
         }
     }

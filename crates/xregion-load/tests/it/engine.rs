@@ -23,6 +23,7 @@ fn plan(targets: Vec<RequestSpec>, executor: Executor) -> Plan {
         workers: None,
         allow_remote: false,
         ca_file: None,
+        phases: Vec::new(),
     }
 }
 
@@ -213,4 +214,26 @@ fn runs_in_a_child_process() {
     let big = plan(vec![spec("root", format!("http://{}/", s.addr))], vus(30_000, 300));
     let e = rt.block_on(xregion_load::run_in_child(exe, &big)).unwrap_err();
     assert!(e.to_string().contains("RLIMIT_NOFILE"), "{e}");
+}
+
+// Goal: phases count exactly the requests completed in their time range; method: two phases that split the run
+// and one that overlaps both: the split adds up to the run, and the overlap holds requests of both halves.
+#[test]
+fn phases_split_one_run() {
+    let s = server::start(Behaviour::default());
+    let mut p = plan(vec![spec("root", format!("http://{}/", s.addr))], vus(2, 800));
+    p.phases = vec![
+        xregion_load::plan::Phase { name: "first".into(), from_ms: 0, to_ms: 400 },
+        xregion_load::plan::Phase { name: "rest".into(), from_ms: 400, to_ms: 60_000 },
+        xregion_load::plan::Phase { name: "middle".into(), from_ms: 200, to_ms: 600 },
+    ];
+    let r = run_plan(&p).unwrap();
+    let (first, rest, middle) = (&r.phases["first"], &r.phases["rest"], &r.phases["middle"]);
+    assert!(first.requests > 10 && rest.requests > 10 && middle.requests > 10, "{:?}", r.phases.keys());
+    assert_eq!(first.requests + rest.requests, r.requests);
+    assert_eq!(first.latency.0.len() + rest.latency.0.len(), r.requests);
+    assert!(middle.requests < r.requests);
+    assert_eq!(first.errors + rest.errors, 0);
+    p.phases.push(xregion_load::plan::Phase { name: "first".into(), from_ms: 1, to_ms: 2 });
+    assert!(matches!(run_plan(&p), Err(LoadError::InvalidPlan(_))), "a duplicate phase name is refused");
 }

@@ -1,0 +1,338 @@
+//! The load checks: virtual users through the latency record from every client location, ramping up, held, and
+//! spiking, judged on P95, errors and the users reached.
+//!
+//! The three checks share one run of the load generator: a ramp to the target users, a hold, then a drop to a
+//! tenth of them and a spike back. Each check judges its own phase of that run, with the exact histogram of the
+//! requests completed in it (`Plan::phases`); a run that selects only some of them builds only their part.
+
+use super::{charts, plan, run_load};
+use crate::check::{Ctx, ResultBuilder};
+use crate::config::{Profile, Traffic};
+use xregion_load::plan::{Executor, Phase, RequestSpec, Stage};
+use xregion_load::result::{LoadResult, Percentiles, PhaseStats};
+use xregion_model::report::{CheckResult, Verdict};
+
+/// Think time of a virtual user between iterations, as in the specification's user model.
+const THINK_TIME_MS: u64 = 1_000;
+/// Users of the quick profile.
+const QUICK_USERS: u32 = 2_000;
+/// Id of the ramp-up check.
+pub(super) const RAMP_UP: &str = "performance.load.ramp-up";
+/// Id of the sustained check.
+pub(super) const SUSTAINED: &str = "performance.load.sustained";
+/// Id of the spike check.
+pub(super) const SPIKE: &str = "performance.load.spike";
+
+/// Lengths of the parts of the shared run, in seconds, before `time_scale`.
+struct Timeline {
+    /// From 0 to the target users.
+    ramp_s: f64,
+    /// Held after the ramp within the ramp-up phase.
+    ramp_hold_s: f64,
+    /// The sustained phase: the target users held.
+    hold_s: f64,
+    /// From the target users down to the spike's base, between the phases.
+    drop_s: f64,
+    /// The spike's base before and after it.
+    base_s: f64,
+    /// The spike's rise and fall.
+    edge_s: f64,
+    /// The spike's peak.
+    peak_s: f64,
+}
+
+impl Timeline {
+    fn of(profile: Profile) -> Timeline {
+        match profile {
+            Profile::Quick => Timeline {
+                ramp_s: 30.0,
+                ramp_hold_s: 5.0,
+                hold_s: 30.0,
+                drop_s: 2.0,
+                base_s: 5.0,
+                edge_s: 2.0,
+                peak_s: 8.0,
+            },
+            Profile::Spec => Timeline {
+                ramp_s: 300.0,
+                ramp_hold_s: 10.0,
+                hold_s: 600.0,
+                drop_s: 10.0,
+                base_s: 30.0,
+                edge_s: 10.0,
+                peak_s: 60.0,
+            },
+        }
+    }
+}
+
+/// The executor and phases of the shared run for the selected checks: `(start users, stages, phases)`.
+fn shape(
+    t: &Timeline,
+    users: u32,
+    scale: f64,
+    ramp_up: bool,
+    sustained: bool,
+    spike: bool,
+) -> (u32, Vec<Stage>, Vec<Phase>) {
+    let ms = |secs: f64| ((secs * scale * 1000.0) as u64).max(1);
+    let base = (users / 10).max(1);
+    let (mut stages, mut phases) = (Vec::new(), Vec::new());
+    let mut now = 0u64;
+    let mut stage = |secs: f64, target: u32, now: &mut u64| {
+        stages.push(Stage { duration_ms: ms(secs), target: f64::from(target) });
+        *now += ms(secs);
+    };
+    let mut start_users = 0;
+    if ramp_up || sustained {
+        stage(t.ramp_s, users, &mut now);
+        let hold_from = now;
+        stage(if sustained { t.hold_s } else { t.ramp_hold_s }, users, &mut now);
+        if ramp_up {
+            phases.push(Phase { name: RAMP_UP.into(), from_ms: 0, to_ms: hold_from + ms(t.ramp_hold_s) });
+        }
+        if sustained {
+            phases.push(Phase { name: SUSTAINED.into(), from_ms: hold_from, to_ms: now });
+        }
+        if spike {
+            stage(t.drop_s, base, &mut now);
+        }
+    } else {
+        start_users = base;
+    }
+    if spike {
+        let from = now;
+        for (secs, target) in
+            [(t.base_s, base), (t.edge_s, users), (t.peak_s, users), (t.edge_s, base), (t.base_s, base)]
+        {
+            stage(secs, target, &mut now);
+        }
+        phases.push(Phase { name: SPIKE.into(), from_ms: from, to_ms: now });
+    }
+    (start_users, stages, phases)
+}
+
+/// The target users of the load checks.
+fn target_users(ctx: &Ctx) -> u32 {
+    ctx.config.checks.load.users.unwrap_or(match ctx.profile {
+        Profile::Quick => QUICK_USERS.min(ctx.config.targets.max_concurrent_users as u32).max(1),
+        Profile::Spec => ctx.config.targets.max_concurrent_users as u32,
+    })
+}
+
+/// The shared run, with its stages and phases.
+struct Shared {
+    /// What the generator measured.
+    result: LoadResult,
+    /// The stages it ran.
+    stages: Vec<Stage>,
+    /// Its phases, one per selected load check.
+    phases: Vec<Phase>,
+}
+
+/// Runs the load checks' shared run: the parts of the timeline the selected load checks need.
+async fn shared_run(ctx: &Ctx) -> Result<Shared, String> {
+    let traffic = ctx.traffic();
+    let base = traffic.records.get("latency").cloned().unwrap_or_default();
+    if traffic.nearest.is_empty() {
+        return Err("no client locations: set [deployment.traffic.nearest]".into());
+    }
+    let users = target_users(ctx);
+    let prefix = ctx.prefix("load");
+    // Seed the hot key in every region so reads find it wherever they land.
+    for p in &ctx.probes {
+        p.put(&format!("{prefix}hot"), "hot value").await.map_err(|e| format!("could not measure: {e}"))?;
+    }
+    let selected = |id: &str| ctx.selected.contains(&id);
+    let (start_vus, stages, phases) = shape(
+        &Timeline::of(ctx.profile),
+        users,
+        ctx.config.checks.load.time_scale,
+        selected(RAMP_UP),
+        selected(SUSTAINED),
+        selected(SPIKE),
+    );
+    let mut plan = plan(
+        ctx,
+        user_mix(traffic, &base, &prefix),
+        Executor::RampingVus { start_vus, stages: stages.clone(), think_time_ms: THINK_TIME_MS },
+        &[],
+    )?;
+    plan.phases = phases.clone();
+    let secs: f64 = stages.iter().map(|s| s.duration_ms as f64 / 1000.0).sum();
+    ctx.progress.phase(&format!("{users} users ({:?} profile) for {secs:.0} s through {base}", ctx.profile));
+    let result = run_load(ctx, &plan).await.map_err(|e| format!("the load generator failed: {e}"))?;
+    Ok(Shared { result, stages, phases })
+}
+
+pub(super) async fn ramp_up(rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
+    load(rb, ctx, RAMP_UP).await
+}
+
+pub(super) async fn sustained(rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
+    load(rb, ctx, SUSTAINED).await
+}
+
+pub(super) async fn spike(rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
+    load(rb, ctx, SPIKE).await
+}
+
+/// The request mix of a user: reads of a hot key, writes of the user's location key, and catalogue reads, from
+/// every client location through the latency record.
+fn user_mix(traffic: &Traffic, base: &str, prefix: &str) -> Vec<RequestSpec> {
+    let mut specs = Vec::new();
+    let locations: Vec<&String> = traffic.nearest.keys().collect();
+    for loc in locations {
+        let h = vec![(traffic.location_header.clone(), loc.clone())];
+        specs.push(RequestSpec {
+            name: format!("read@{loc}"),
+            url: format!("{base}/v1/kv/{prefix}hot"),
+            method: "GET".into(),
+            headers: h.clone(),
+            body: None,
+            weight: 6,
+        });
+        let mut wh = h.clone();
+        wh.push(("content-type".into(), "application/json".into()));
+        specs.push(RequestSpec {
+            name: format!("write@{loc}"),
+            url: format!("{base}/v1/kv/{prefix}user-{loc}"),
+            method: "PUT".into(),
+            headers: wh,
+            body: Some(format!("{{\"value\":\"load from {loc}\"}}")),
+            weight: 2,
+        });
+        specs.push(RequestSpec {
+            name: format!("catalog@{loc}"),
+            url: format!("{base}/v1/catalog/item-1"),
+            method: "GET".into(),
+            headers: h,
+            body: None,
+            weight: 2,
+        });
+    }
+    specs
+}
+
+/// Most users active in any chart window that starts in `[from_ms, to_ms)`.
+fn users_max_in(r: &LoadResult, from_ms: u64, to_ms: u64) -> u32 {
+    let (from_s, to_s) = (from_ms as f64 / 1000.0, to_ms as f64 / 1000.0);
+    r.windows.iter().filter(|w| w.start_s >= from_s && w.start_s < to_s).map(|w| w.active_max).max().unwrap_or(0)
+}
+
+/// Judges the phase `id` of the shared run.
+async fn load(mut rb: ResultBuilder, ctx: &Ctx, id: &str) -> CheckResult {
+    let (shared, reused) = ctx.shared.get_or_compute("load", shared_run(ctx)).await;
+    if reused {
+        ctx.progress.phase("judging this run's earlier load, phase by phase");
+    }
+    let Shared { result: r, stages, phases } = match shared.as_ref() {
+        Ok(s) => s,
+        Err(e) => return rb.finish(Verdict::Error, e.clone()),
+    };
+    let range = phases.iter().find(|p| p.name == id).map(|p| (p.from_ms, p.to_ms));
+    let (Some(phase), Some(range)) = (r.phases.get(id), range) else {
+        return rb.finish(Verdict::Error, format!("the shared load run has no phase {id}"));
+    };
+    let users = target_users(ctx);
+    let PhaseStats { requests, errors, latency } = phase;
+    let p = Percentiles::of(&latency.0);
+    let error_pct = phase.error_pct();
+    let users_max = users_max_in(r, range.0, range.1);
+    let secs = (range.1 - range.0) as f64 / 1000.0;
+    rb.metric("requests", *requests as f64)
+        .metric("rps", *requests as f64 / secs.max(1e-3))
+        .metric("error_rate_pct", error_pct)
+        .metric("errors", *errors as f64)
+        .metric("p50_ms", p.p50)
+        .metric("p95_ms", p.p95)
+        .metric("p99_ms", p.p99)
+        .metric("max_ms", p.max)
+        .metric("users_target", users as f64)
+        .metric("users_max", users_max as f64)
+        .metric("phase_from_s", range.0 as f64 / 1000.0)
+        .metric("phase_to_s", range.1 as f64 / 1000.0)
+        .metric("run_requests", r.requests as f64)
+        .metric("reconnects", r.reconnects as f64);
+    if let Some(rss) = r.rss_bytes_peak {
+        rb.metric("generator_rss_mb_peak", rss as f64 / 1_048_576.0)
+            .metric("generator_rss_kb_per_user", rss as f64 / 1024.0 / f64::from(r.vus_max.max(1)));
+    }
+    for c in charts(r) {
+        rb.chart(c);
+    }
+    rb.distribution(xregion_load::result::distribution(&format!("requests completed in {id}'s phase"), &latency.0));
+    let traffic = ctx.traffic();
+    rb.note(format!(
+        "closed model: each virtual user has its own keep-alive connection and waits {THINK_TIME_MS} ms between \
+         requests; the mix per user is 60% reads of a hot key, 20% durable writes, 20% catalogue reads, from {} \
+         client locations through the latency record; stages of the shared run: {}",
+        traffic.nearest.len(),
+        stages
+            .iter()
+            .map(|s| format!("{} users over {} s", s.target, s.duration_ms as f64 / 1000.0))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    rb.note(format!(
+        "this check judges the requests completed from {:.0} s to {:.0} s of the shared run (its phase), with their \
+         own latency histogram; the charts show the whole run",
+        range.0 as f64 / 1000.0,
+        range.1 as f64 / 1000.0
+    ));
+    rb.note("the load generator runs in its own process (xregion load-worker), separate from the lab");
+    rb.measured(format!("P95 {:.0} ms, {error_pct:.2}% errors, {users_max} users", p.p95));
+    let t = &ctx.config.targets;
+    let mut problems = Vec::new();
+    if *requests == 0 {
+        return rb.finish(Verdict::Error, "no request completed in the phase");
+    }
+    if p.p95 >= t.load_p95_ms {
+        problems.push(format!("P95 {:.0} ms is not below {} ms", p.p95, t.load_p95_ms));
+    }
+    if error_pct >= t.error_rate_max_pct {
+        problems.push(format!("{error_pct:.2}% errors is not below {}%", t.error_rate_max_pct));
+    }
+    if users_max < users {
+        problems.push(format!("only {users_max} of {users} users were reached"));
+    }
+    if problems.is_empty() {
+        rb.finish(
+            Verdict::Pass,
+            format!(
+                "{users_max} users: P95 {:.0} ms, {error_pct:.2}% errors over {requests} requests ({:.0} req/s)",
+                p.p95,
+                *requests as f64 / secs.max(1e-3)
+            ),
+        )
+    } else {
+        rb.finish(Verdict::Fail, format!("{} (P95 {:.0} ms, {error_pct:.2}% errors)", problems.join("; "), p.p95))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Goal: the shared run lays the phases out as the three separate runs did: the ramp-up phase is the ramp plus
+    /// a short hold, the sustained phase the whole hold, the spike phase starts at its base; and a selection of
+    /// one check builds only its part.
+    #[test]
+    fn phases_of_the_shared_run() {
+        let t = Timeline::of(Profile::Quick);
+        let (start, stages, phases) = shape(&t, 2000, 1.0, true, true, true);
+        assert_eq!(start, 0);
+        let total: u64 = stages.iter().map(|s| s.duration_ms).sum();
+        assert_eq!(total, 84_000);
+        let range = |n: &str| phases.iter().find(|p| p.name == n).map(|p| (p.from_ms, p.to_ms)).unwrap();
+        assert_eq!(range(RAMP_UP), (0, 35_000));
+        assert_eq!(range(SUSTAINED), (30_000, 60_000));
+        assert_eq!(range(SPIKE), (62_000, 84_000));
+        assert_eq!(stages[2].target, 200.0, "down to the spike's base before it");
+        let (start, stages, phases) = shape(&t, 2000, 1.0, false, false, true);
+        assert_eq!((start, phases.len()), (200, 1));
+        assert_eq!(stages.iter().map(|s| s.duration_ms).sum::<u64>(), 22_000);
+        let (_, stages, _) = shape(&t, 2000, 1.0, true, false, false);
+        assert_eq!(stages.iter().map(|s| s.duration_ms).sum::<u64>(), 35_000);
+    }
+}
