@@ -1,0 +1,240 @@
+//! What the checks hold the deployment to and how they run: `Targets` are the promises (the specification's
+//! figures by default), `Checks` the tuning of individual checks, and `Profile` the size of the performance load.
+
+use serde::{Deserialize, Serialize};
+
+/// Size of the performance suite's load: `quick` fits the whole run in a few minutes on 2 cores; `spec` is the
+/// specification's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+pub enum Profile {
+    /// At least 2,000 users, stages of tens of seconds.
+    Quick,
+    /// `MAX_CONCURRENT_USERS` (10,000): ramp over 5 minutes, hold 10 minutes.
+    Spec,
+}
+
+/// The promises. Defaults are the specification's figures.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Targets {
+    /// Replication delay P99 for every ordered region pair must be below this, in milliseconds.
+    pub replication_p99_ms: f64,
+    /// Cross-region latency P95 must be below this, in milliseconds (`MAX_LATENCY_MS`).
+    pub max_latency_ms: f64,
+    /// Recovery time objective, in seconds (`TARGET_RTO_SECONDS`).
+    pub rto_s: f64,
+    /// Recovery point objective, in seconds (`TARGET_RPO_SECONDS`).
+    pub rpo_s: f64,
+    /// Concurrent users the deployment must serve (`MAX_CONCURRENT_USERS`).
+    pub max_concurrent_users: u64,
+    /// Share of a client location's requests its expected region must serve, in percent.
+    pub routing_share_min_pct: f64,
+    /// Longest time an unhealthy region may keep receiving new requests, in seconds.
+    pub health_detection_s: f64,
+    /// Largest error rate under load, failover or overflow, in percent.
+    pub error_rate_max_pct: f64,
+    /// P95 response time under load must be below this, in milliseconds.
+    pub load_p95_ms: f64,
+    /// Smallest CDN hit rate over cacheable GETs, in percent.
+    pub cdn_hit_rate_min_pct: f64,
+    /// CDN edge P95 latency must be below this, in milliseconds.
+    pub cdn_p95_ms: f64,
+    /// Store read and write P95 at each region must be below this, in milliseconds.
+    pub db_p95_ms: f64,
+    /// Store (connection-pool) acquisition P95 at each region must be below this, in milliseconds.
+    pub pool_acquire_p95_ms: f64,
+    /// Smallest share of successful client requests from a fault to the end of recovery, in percent.
+    pub availability_min_pct: f64,
+    /// Longest time a restored region may take to be healthy, caught up and serving its users again, in seconds.
+    pub failback_s: f64,
+    /// Longest time a region cut off from the majority may keep acknowledging writes, in seconds. Unset: for the
+    /// lab, its contact plus fence timeouts plus one second; for other deployments, 10.
+    pub fence_s: Option<f64>,
+    /// Fewest days a served certificate must have left before it expires.
+    pub cert_days_min: f64,
+    /// Longest time an erased record may stay readable in any region, in seconds.
+    pub erasure_s: f64,
+}
+
+impl Default for Targets {
+    fn default() -> Self {
+        Targets {
+            replication_p99_ms: 100.0,
+            max_latency_ms: 200.0,
+            rto_s: 120.0,
+            rpo_s: 1.0,
+            max_concurrent_users: 10_000,
+            routing_share_min_pct: 95.0,
+            health_detection_s: 10.0,
+            error_rate_max_pct: 1.0,
+            load_p95_ms: 2_000.0,
+            cdn_hit_rate_min_pct: 90.0,
+            cdn_p95_ms: 100.0,
+            db_p95_ms: 100.0,
+            pool_acquire_p95_ms: 10.0,
+            availability_min_pct: 99.0,
+            failback_s: 60.0,
+            fence_s: None,
+            cert_days_min: 30.0,
+            erasure_s: 10.0,
+        }
+    }
+}
+
+/// Per-check tuning, keyed by the last part of the check id.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Checks {
+    /// `cross-region.consistency.write-replicate`.
+    #[serde(rename = "write-replicate")]
+    pub write_replicate: WriteReplicate,
+    /// `cross-region.consistency.concurrent-writes`.
+    #[serde(rename = "concurrent-writes")]
+    pub concurrent_writes: ConcurrentWrites,
+    /// `cross-region.consistency.conflict-lww`.
+    #[serde(rename = "conflict-lww")]
+    pub conflict_lww: ConflictLww,
+    /// `performance.load.*`.
+    pub load: Load,
+    /// `cross-region.failover.*` and `disaster-recovery.*`.
+    pub failover: Failover,
+}
+
+/// Tuning of the failover and disaster-recovery scenarios.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Failover {
+    /// The region that fails; default: the first region.
+    pub region: Option<String>,
+    /// Steady traffic before the fault, in ms.
+    pub warmup_ms: u64,
+    /// Longest observation after the fault before the region is restored, in ms; default: the RTO target plus
+    /// `stable_ms`, so that a region that has not recovered when the observation ends has missed the target.
+    pub observe_max_ms: Option<u64>,
+    /// The fault is kept until the success rate has stayed above the threshold this long, in ms.
+    pub stable_ms: u64,
+    /// Longest observation after the restore, in ms.
+    pub restore_observe_max_ms: u64,
+    /// Canary requests per second from each client location, through the routing record; default by profile
+    /// (50 quick, 100 spec).
+    pub canary_rate_per_location: Option<f64>,
+    /// Sequenced writes per second the RPO writer sends straight into the failing region.
+    pub rpo_writes_per_s: f64,
+    /// Width of the sliding success-rate window, in ms.
+    pub window_ms: u64,
+    /// Step between two windows, in ms (the RTO's resolution).
+    pub step_ms: u64,
+    /// A window recovers at this success rate, in percent.
+    pub success_threshold_pct: f64,
+    /// Longest wait for the regions to converge at the end of a scenario, in ms.
+    pub settle_timeout_ms: u64,
+    /// The partial-failure scenario's share of requests answered 503 on top of failing writes (0 to 1).
+    pub partial_error_share: f64,
+}
+
+impl Default for Failover {
+    fn default() -> Self {
+        Failover {
+            region: None,
+            warmup_ms: 3_000,
+            observe_max_ms: None,
+            stable_ms: 5_000,
+            restore_observe_max_ms: 60_000,
+            canary_rate_per_location: None,
+            rpo_writes_per_s: 100.0,
+            window_ms: 1_000,
+            step_ms: 100,
+            success_threshold_pct: 99.0,
+            settle_timeout_ms: 30_000,
+            partial_error_share: 0.0,
+        }
+    }
+}
+
+/// Tuning of the load checks, on top of the `--profile`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Load {
+    /// Users to reach instead of the profile's (2,000 for `quick`, `MAX_CONCURRENT_USERS` for `spec`).
+    pub users: Option<u32>,
+    /// Multiplies every stage's duration; below 1 shortens the profile.
+    pub time_scale: f64,
+}
+
+impl Default for Load {
+    fn default() -> Self {
+        Load { users: None, time_scale: 1.0 }
+    }
+}
+
+/// Tuning of the write-replicate check.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WriteReplicate {
+    /// Probe writes per origin region; each is watched in every other region.
+    pub writes_per_region: u64,
+    /// Probe writes per second per origin region (open model: sent on schedule, not after the previous one).
+    pub rate_per_s: f64,
+    /// How often each observer polls every key it has not seen yet, in milliseconds; bounds the resolution.
+    pub poll_interval_ms: u64,
+    /// A key not visible in an observer this long after its write was acknowledged counts as never replicated.
+    pub visibility_timeout_ms: u64,
+    /// Extra unwatched writes per second per region during the check, to measure replication under load.
+    pub background_writes_per_s: f64,
+}
+
+impl Default for WriteReplicate {
+    fn default() -> Self {
+        WriteReplicate {
+            writes_per_region: 100,
+            rate_per_s: 25.0,
+            poll_interval_ms: 2,
+            visibility_timeout_ms: 5_000,
+            background_writes_per_s: 0.0,
+        }
+    }
+}
+
+/// Tuning of the concurrent-writes check.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConcurrentWrites {
+    /// Concurrent writers in each region.
+    pub writers_per_region: u32,
+    /// Size of the shared key space all writers pick from.
+    pub keys: u32,
+    /// How long the writers run, in milliseconds.
+    pub duration_ms: u64,
+    /// Share of operations that are deletes, from 0 to 1.
+    pub delete_ratio: f64,
+    /// How long to wait for the regions to converge after the last write, in milliseconds.
+    pub quiet_timeout_ms: u64,
+}
+
+impl Default for ConcurrentWrites {
+    fn default() -> Self {
+        ConcurrentWrites {
+            writers_per_region: 4,
+            keys: 24,
+            duration_ms: 3_000,
+            delete_ratio: 0.1,
+            quiet_timeout_ms: 15_000,
+        }
+    }
+}
+
+/// Tuning of the conflict-lww check.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConflictLww {
+    /// Keys written from every region at nearly the same moment.
+    pub keys: u32,
+    /// How long to wait for the regions to converge after the last write, in milliseconds.
+    pub quiet_timeout_ms: u64,
+}
+
+impl Default for ConflictLww {
+    fn default() -> Self {
+        ConflictLww { keys: 60, quiet_timeout_ms: 15_000 }
+    }
+}

@@ -1,0 +1,280 @@
+//! The configuration: a TOML file plus the specification's environment variables, turned into one explicit
+//! `Config` that is passed down (never global state).
+//!
+//! The file describes the deployment (the embedded lab by default, or regions reached over HTTP), the targets
+//! (the promises, with the specification's figures as defaults) and the tuning of each check. Unknown keys are
+//! errors, and every error points at file, line and column so that the user can fix it without guessing.
+//!
+//! Each concept has its own module: `deployment`, `checks` (with the targets) and `faults` for the file's tables,
+//! `env` for the environment variables; this one loads, parses, validates and locates errors.
+
+mod checks;
+mod deployment;
+mod env;
+mod faults;
+
+pub use checks::{Checks, ConcurrentWrites, ConflictLww, Failover, Load, Profile, Targets, WriteReplicate};
+pub use deployment::{Auth, Deployment, DeploymentKind, RegionEndpoint, Secret, Security, Tls, Traffic};
+pub use env::env_suffix;
+pub use faults::{FaultCommands, Faults, InjectorKind};
+
+use env::apply_env;
+use faults::validate_faults;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Every setting of a run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// What is tested: the lab, or a deployment reached over HTTP.
+    pub deployment: Deployment,
+    /// The embedded lab's settings, used when `deployment.kind = "lab"`.
+    pub lab: crate::target::lab_config::LabConfig,
+    /// The promises each check holds the deployment to.
+    pub targets: Targets,
+    /// Tuning of individual checks.
+    pub checks: Checks,
+    /// How faults reach the deployment (`[faults]`).
+    pub faults: Faults,
+}
+
+/// A configuration error: what is wrong and where. The CLI exits 2 on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file, or `environment` for a variable.
+    pub origin: String,
+    /// 1-based line and column, when the error has a place in a file.
+    pub position: Option<(usize, usize)>,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.position {
+            Some((line, col)) => write!(f, "{}:{line}:{col}: {}", self.origin, self.message),
+            None => write!(f, "{}: {}", self.origin, self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Turns a byte offset into a 1-based (line, column), counting columns in characters.
+fn line_col(src: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(src.len());
+    let before = &src[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+/// Where `needle` first appears in `src`, quoted if possible, as a 1-based (line, column).
+fn locate(src: &str, needle: &str) -> Option<(usize, usize)> {
+    let quoted = format!("\"{needle}\"");
+    src.find(&quoted).or_else(|| src.find(needle)).map(|i| line_col(src, i))
+}
+
+/// Loads the file (if any), applies the environment, and validates. `env` is passed in so tests control it.
+pub fn load(path: Option<&Path>, env: &BTreeMap<String, String>) -> Result<Config, ConfigError> {
+    let (mut config, src, origin) = match path {
+        Some(p) => {
+            let origin = p.display().to_string();
+            let src = std::fs::read_to_string(p).map_err(|e| ConfigError {
+                origin: origin.clone(),
+                position: None,
+                message: format!("cannot read the config file: {e}"),
+            })?;
+            (parse(&src, &origin)?, src, origin)
+        }
+        None => (Config::default(), String::new(), "defaults".to_string()),
+    };
+    apply_env(&mut config, env)?;
+    validate(&config).map_err(|(needle, message)| ConfigError {
+        position: needle.as_deref().and_then(|n| locate(&src, n)),
+        origin: origin.clone(),
+        message,
+    })?;
+    Ok(config)
+}
+
+/// Parses TOML text; `origin` names the file in errors.
+pub fn parse(src: &str, origin: &str) -> Result<Config, ConfigError> {
+    toml::from_str::<Config>(src).map_err(|e| ConfigError {
+        origin: origin.to_string(),
+        position: e.span().map(|s| line_col(src, s.start)),
+        message: e.message().trim_end_matches('.').trim().to_string(),
+    })
+}
+
+/// Checks what the types cannot. Errors carry a token to locate in the file and the message.
+fn validate(config: &Config) -> Result<(), (Option<String>, String)> {
+    let d = &config.deployment;
+    if d.request_timeout_ms == 0 || d.connect_timeout_ms == 0 {
+        return Err((Some("timeout_ms".into()), "deployment timeouts must be at least 1 ms".into()));
+    }
+    match d.kind {
+        DeploymentKind::Lab => {
+            if !d.regions.is_empty() {
+                return Err((
+                    Some("regions".into()),
+                    "deployment.regions is for kind = \"http\"; the lab's regions are set in [lab] regions".into(),
+                ));
+            }
+            config.lab.validate().map_err(|e| {
+                let msg = e.to_string();
+                // Point at the first quoted token of the message that occurs in the file, if any.
+                let token = msg.split('"').skip(1).step_by(2).find(|t| !t.is_empty()).map(str::to_string);
+                (token, msg)
+            })?;
+        }
+        DeploymentKind::Http => {
+            if d.regions.len() < 2 {
+                return Err((
+                    Some("http".into()),
+                    format!(
+                        "an http deployment needs at least 2 regions in [[deployment.regions]], found {}",
+                        d.regions.len()
+                    ),
+                ));
+            }
+            let mut seen = std::collections::BTreeSet::new();
+            for r in &d.regions {
+                if !seen.insert(r.name.as_str()) {
+                    return Err((Some(r.name.clone()), format!("region \"{}\" is listed twice", r.name)));
+                }
+                if !(r.endpoint.starts_with("http://") || r.endpoint.starts_with("https://")) {
+                    return Err((
+                        Some(r.endpoint.clone()),
+                        format!("endpoint \"{}\" of region {} must start with http:// or https://", r.endpoint, r.name),
+                    ));
+                }
+            }
+        }
+    }
+    let t = &config.targets;
+    for (name, v) in [
+        ("replication_p99_ms", t.replication_p99_ms),
+        ("max_latency_ms", t.max_latency_ms),
+        ("rto_s", t.rto_s),
+        ("rpo_s", t.rpo_s),
+        ("routing_share_min_pct", t.routing_share_min_pct),
+        ("health_detection_s", t.health_detection_s),
+        ("error_rate_max_pct", t.error_rate_max_pct),
+        ("load_p95_ms", t.load_p95_ms),
+        ("cdn_hit_rate_min_pct", t.cdn_hit_rate_min_pct),
+        ("cdn_p95_ms", t.cdn_p95_ms),
+        ("db_p95_ms", t.db_p95_ms),
+        ("pool_acquire_p95_ms", t.pool_acquire_p95_ms),
+        ("availability_min_pct", t.availability_min_pct),
+        ("failback_s", t.failback_s),
+        ("fence_s", t.fence_s.unwrap_or(1.0)),
+    ] {
+        if !(v.is_finite() && v > 0.0) {
+            return Err((Some(name.into()), format!("targets.{name} must be a positive number, got {v}")));
+        }
+    }
+    let w = &config.checks.write_replicate;
+    if w.writes_per_region == 0 || w.rate_per_s.is_nan() || w.rate_per_s <= 0.0 || w.poll_interval_ms == 0 {
+        return Err((
+            Some("write-replicate".into()),
+            "checks.write-replicate needs writes_per_region, rate_per_s and poll_interval_ms above 0".into(),
+        ));
+    }
+    if w.background_writes_per_s.is_nan() || w.background_writes_per_s < 0.0 {
+        return Err((Some("background_writes_per_s".into()), "background_writes_per_s must be 0 or more".into()));
+    }
+    let c = &config.checks.concurrent_writes;
+    if c.writers_per_region == 0 || c.keys == 0 || !(0.0..=1.0).contains(&c.delete_ratio) {
+        return Err((
+            Some("concurrent-writes".into()),
+            "checks.concurrent-writes needs writers_per_region and keys above 0 and delete_ratio in 0..=1".into(),
+        ));
+    }
+    let l = &config.checks.load;
+    if !(l.time_scale.is_finite() && l.time_scale > 0.0) || l.users == Some(0) {
+        return Err((Some("time_scale".into()), "checks.load needs time_scale above 0 and users above 0".into()));
+    }
+    let f = &config.checks.failover;
+    if f.window_ms == 0
+        || f.step_ms == 0
+        || f.step_ms > f.window_ms
+        || !(f.rpo_writes_per_s.is_finite() && f.rpo_writes_per_s > 0.0)
+        || !(0.0..=100.0).contains(&f.success_threshold_pct)
+        || !(0.0..1.0).contains(&f.partial_error_share)
+        || f.canary_rate_per_location.is_some_and(|r| !(r.is_finite() && r > 0.0))
+    {
+        return Err((
+            Some("failover".into()),
+            "checks.failover needs window_ms >= step_ms > 0, rpo_writes_per_s and canary_rate_per_location above 0, \
+             success_threshold_pct in 0..=100 and partial_error_share in 0..1"
+                .into(),
+        ));
+    }
+    if let Some(r) = &f.region
+        && config.deployment.kind == DeploymentKind::Http
+        && !config.deployment.regions.iter().any(|x| &x.name == r)
+    {
+        return Err((Some(r.clone()), format!("checks.failover.region {r} is not a configured region")));
+    }
+    if config.checks.conflict_lww.keys == 0 {
+        return Err((Some("conflict-lww".into()), "checks.conflict-lww.keys must be above 0".into()));
+    }
+    validate_faults(config)?;
+    Ok(())
+}
+
+/// The process environment as an ordered map.
+pub fn process_env() -> BTreeMap<String, String> {
+    std::env::vars().collect()
+}
+
+/// Default output directory.
+pub fn default_out_dir() -> PathBuf {
+    PathBuf::from("xregion-out")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Goal: a syntax error is reported with the line and column where it is.
+    #[test]
+    fn syntax_error_has_line_and_column() {
+        let err = parse("[targets]\nreplication_p99_ms = = 3\n", "x.toml").unwrap_err();
+        assert_eq!(err.origin, "x.toml");
+        assert_eq!(err.position.map(|p| p.0), Some(2));
+    }
+
+    /// Goal: an unknown key is an error that points at the key.
+    #[test]
+    fn unknown_key_is_an_error_at_its_place() {
+        let err = parse("[targets]\nreplication_p99 = 3\n", "x.toml").unwrap_err();
+        assert_eq!(err.position, Some((2, 1)));
+        assert!(err.message.contains("replication_p99"), "{}", err.message);
+    }
+
+    /// Goal: semantic errors point at the offending token in the file.
+    #[test]
+    fn semantic_error_is_located() {
+        let src = "[deployment]\nkind = \"http\"\n[[deployment.regions]]\nname = \"a\"\nendpoint = \"ftp://x\"\n\
+                   [[deployment.regions]]\nname = \"b\"\nendpoint = \"http://x\"\n";
+        let dir = std::env::temp_dir().join(format!("xregion-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(&path, src).unwrap();
+        let err = load(Some(&path), &BTreeMap::new()).unwrap_err();
+        assert_eq!(err.position, Some((5, 12)), "{err}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// Goal: line_col counts lines and characters from 1.
+    #[test]
+    fn line_col_counts_from_one() {
+        assert_eq!(line_col("ab\ncd", 0), (1, 1));
+        assert_eq!(line_col("ab\ncd", 4), (2, 2));
+    }
+}
