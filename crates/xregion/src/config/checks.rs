@@ -187,7 +187,7 @@ impl Default for WriteReplicate {
     fn default() -> Self {
         WriteReplicate {
             writes_per_region: 100,
-            rate_per_s: 25.0,
+            rate_per_s: 50.0,
             poll_interval_ms: 2,
             visibility_timeout_ms: 5_000,
             background_writes_per_s: 0.0,

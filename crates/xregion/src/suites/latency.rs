@@ -10,6 +10,7 @@ use crate::check::{CheckDef, Ctx, Needs, ResultBuilder};
 use crate::config::Config;
 use crate::drive::routed::{self, Route, fire};
 use crate::measure;
+use futures::StreamExt;
 use std::collections::BTreeMap;
 use xregion_check::stats::{LatencyRecorder, percentile_table};
 use xregion_model::report::{CheckResult, Heatmap, Verdict};
@@ -37,6 +38,8 @@ pub const CHECKS: &[CheckDef] = &[
 const RTT_SAMPLES: u32 = 30;
 /// Requests per (location, region) pair for the API check.
 const API_REQUESTS_PER_PAIR: usize = 40;
+/// Paths measured at once by the API check.
+const API_PATHS_AT_ONCE: usize = 6;
 /// Concurrency per pair for the API check.
 const API_CONCURRENCY: usize = 4;
 /// Path requested by the API check: a small read every region serves.
@@ -130,7 +133,7 @@ async fn region_matrix(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
 
 async fn api(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
     let limit = ctx.config.targets.max_latency_ms;
-    let client = routed::client(ctx, API_CONCURRENCY * 64, std::time::Duration::ZERO);
+    let client = routed::client(ctx, API_CONCURRENCY * API_PATHS_AT_ONCE, std::time::Duration::ZERO);
     let regions: Vec<String> = ctx.probes.iter().map(|p| p.region.clone()).collect();
     // With routing records, every (location, region) path through the router; without, this machine to each
     // region's own endpoint.
@@ -158,11 +161,13 @@ async fn api(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
     let mut errors = 0usize;
     let mut total = 0usize;
     let mut first_error = None;
-    // Every path at once, each with its own few requests in flight: the paths' latencies are the router's emulated
+    // A few paths at once, each with its own few requests in flight: the paths' latencies are the router's emulated
     // client latencies plus a small share of two cores, so they do not disturb one another.
-    let all = futures::future::join_all(
+    let all: Vec<_> = futures::stream::iter(
         paths.iter().map(|(_, _, route)| fire(&client, route, API_REQUESTS_PER_PAIR, API_CONCURRENCY)),
     )
+    .buffered(API_PATHS_AT_ONCE)
+    .collect()
     .await;
     for ((loc, region, _), samples) in paths.iter().zip(all) {
         total += samples.len();
@@ -198,7 +203,7 @@ async fn api(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
     let error_pct = if total == 0 { 0.0 } else { 100.0 * errors as f64 / total as f64 };
     rb.metric("error_rate_pct", error_pct).metric("requests", total as f64);
     rb.note(format!(
-        "{API_REQUESTS_PER_PAIR} requests per path, {API_CONCURRENCY} at a time on each path, every path at once; through the latency record with the \
+        "{API_REQUESTS_PER_PAIR} requests per path, {API_CONCURRENCY} at a time on each path, {API_PATHS_AT_ONCE} paths at once; through the latency record with the \
          client location and `X-Route-To` naming the region, so each figure includes that location's network path; a \
          request served by another region than the one asked for counts as an error"
     ));

@@ -177,6 +177,12 @@ impl Scenario {
         }
     }
 
+    /// Whether a check judges when the restored region's users are back (auto-recovery, on the complete failure);
+    /// the other scenarios stop observing once the region is healthy and caught up.
+    fn judges_users_back(self) -> bool {
+        self == Scenario::Complete
+    }
+
     /// Its name, which keys its outcome among the run's shared results and its keys among the run's.
     fn name(self) -> &'static str {
         match self {

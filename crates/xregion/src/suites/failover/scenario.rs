@@ -255,7 +255,8 @@ pub(super) async fn run(ctx: &Ctx, traffic: &Traffic, scenario: Scenario) -> Res
         errors.push(format!("the region could not be restored: {e}"));
     }
     let (healthy_again_ms, caught_up_ms, users_back_ms, caught_up_unknown) = if restored.is_ok() {
-        observe_failback(ctx, &victim_probe, &victim_locations, t0, restore_ms, &rec, &cfg).await
+        let users = if scenario.judges_users_back() { victim_locations.as_slice() } else { &[] };
+        observe_failback(ctx, &victim_probe, users, t0, restore_ms, &rec, &cfg).await
     } else {
         (None, None, None, Some("the region was not restored".to_string()))
     };

@@ -111,7 +111,7 @@ pub(super) async fn encryption_at_rest(mut rb: ResultBuilder, ctx: &Ctx) -> Chec
     let mut canaries = Vec::new();
     for p in &ctx.probes {
         let key = format!("{prefix}{}", p.region);
-        let value = canary("rest");
+        let value = canary(ctx, &key, "rest");
         if let Err(e) = p.put(&key, &value).await {
             return rb.error(&e);
         }

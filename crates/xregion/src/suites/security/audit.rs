@@ -34,7 +34,7 @@ pub(super) async fn audit_trail(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResult
     let mut ops: Vec<(usize, &str, String)> = Vec::new();
     for (i, p) in writers.iter().enumerate() {
         let key = format!("{prefix}{}", p.region);
-        if let Err(e) = p.put(&key, &canary("audit")).await {
+        if let Err(e) = p.put(&key, &canary(ctx, &key, "audit")).await {
             return rb.error(&e);
         }
         ops.push((i, "put", key.clone()));

@@ -35,7 +35,7 @@ pub(super) async fn data_residency(mut rb: ResultBuilder, ctx: &Ctx) -> CheckRes
     let mut records = Vec::new();
     for n in 0..3 {
         let key = format!("{prefix}tagged-{n}");
-        let value = canary("residency");
+        let value = canary(ctx, &key, "residency");
         match home_p.put_tagged(&key, &value, Some(tag)).await {
             Ok(_) => records.push((key, value)),
             Err(e) => {
@@ -45,7 +45,7 @@ pub(super) async fn data_residency(mut rb: ResultBuilder, ctx: &Ctx) -> CheckRes
     }
     // An untagged marker written after them: once it is everywhere, the tagged records had every chance to be.
     let marker = format!("{prefix}marker");
-    let marker_v = canary("marker");
+    let marker_v = canary(ctx, &marker, "marker");
     if let Err(e) = home_p.put(&marker, &marker_v).await {
         return rb.error(&e);
     }
@@ -124,7 +124,7 @@ pub(super) async fn data_residency(mut rb: ResultBuilder, ctx: &Ctx) -> CheckRes
     for &i in &denied {
         let p = &writers[i];
         let key = format!("{prefix}refused-{}", p.region);
-        let r = p.put_tagged(&key, &canary("residency"), Some(tag)).await;
+        let r = p.put_tagged(&key, &canary(ctx, &key, "residency"), Some(tag)).await;
         let cell = match &r {
             Ok(_) => {
                 problems.push(format!("a {tag} record was accepted by {}, outside the policy", p.region));
@@ -165,8 +165,8 @@ pub(super) async fn erasure(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
     };
     let key = format!("{}subject", ctx.prefix("erasure"));
     // Two versions, so that an old version in a log is covered too.
-    let old = canary("erase-old");
-    let new = canary("erase-new");
+    let old = canary(ctx, &key, "erase-old");
+    let new = canary(ctx, &key, "erase-new");
     for v in [&old, &new] {
         if let Err(e) = home.put(&key, v).await {
             return rb.error(&e);

@@ -131,9 +131,12 @@ pub(super) fn judge(
     rb.finish(Verdict::Pass, pass)
 }
 
-/// A fresh canary value: random bytes no file could hold by chance.
-pub(super) fn canary(tag: &str) -> String {
-    format!("xrcanary-{tag}-{:032x}", rand::random::<u128>())
+/// The canary value of `key` (`tag` tells values of one key apart): 128 random bits no file could hold by chance,
+/// drawn from the run's seeded family, so that a replayed seed writes the same values.
+pub(super) fn canary(ctx: &Ctx, key: &str, tag: &str) -> String {
+    use rand::Rng;
+    let bits: u128 = crate::drive::seed::rng(ctx.seed, &format!("canary/{key}/{tag}")).random();
+    format!("xrcanary-{tag}-{bits:032x}")
 }
 
 /// Waits until every probe serves `key` with `value` (or `None`: serves nothing); returns each region's wait,
