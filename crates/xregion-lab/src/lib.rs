@@ -10,6 +10,7 @@ pub mod auth;
 pub mod config;
 pub mod control;
 pub mod crypto;
+pub mod dir;
 pub mod faults;
 pub mod hlc;
 pub mod http_client;
@@ -24,10 +25,12 @@ pub mod supervisor;
 pub mod wan;
 
 pub use config::{CdnConfig, Defects, LabConfig, LabConfigError, NodeConfig, RouterConfig, Routing, WanConfig};
-pub use control::ControlServer;
+pub use control::{ControlServer, run_foreground};
+pub use dir::{LabCredentials, LabDir, LabDirError, LabRecord, RegionRecord, RunningLab};
 pub use node::run_node;
-pub use router::{RouterReady, TrafficInfo, run_router};
-pub use supervisor::{Lab, LabRecord, LabStatus, RegionRecord, RegionStatus, down, run_foreground, status};
+pub use router::info::{RouterReady, TrafficInfo};
+pub use router::run_router;
+pub use supervisor::{Lab, LabStatus, RegionStatus, down, status};
 pub use wan::{Rule, run_wan};
 
 /// Waits until `deadline`, returning at once when it has passed.
