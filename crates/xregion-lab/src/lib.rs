@@ -24,7 +24,9 @@ pub mod spec;
 pub mod supervisor;
 pub mod wan;
 
-pub use config::{CdnConfig, Defects, LabConfig, LabConfigError, NodeConfig, RouterConfig, Routing, WanConfig};
+pub use config::routing::Routing;
+pub use config::validate::LabConfigError;
+pub use config::{CdnConfig, Defects, LabConfig, NodeConfig, RouterConfig, WanConfig};
 pub use control::{ControlServer, run_foreground};
 pub use dir::{LabCredentials, LabDir, LabDirError, LabRecord, RegionRecord, RunningLab};
 pub use node::run_node;

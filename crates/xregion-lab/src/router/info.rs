@@ -1,7 +1,7 @@
 //! What the rest of the lab learns about the router: its `READY` line, and [`TrafficInfo`], the routing records,
 //! the CDN and their tables as `lab.json` records them for the routing and CDN checks.
 
-use crate::config::Routing;
+use crate::config::routing::Routing;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -14,7 +14,8 @@ use super::message::{Body, error_response, is_hop_by_hop, read_body, set, strip_
 use super::policy::{self, Policy, RecordKind};
 use super::{RegionState, Slot, UPSTREAM_CONNECTIONS_MAX, admit};
 use crate::LabError;
-use crate::config::{Defects, Routing};
+use crate::config::Defects;
+use crate::config::routing::Routing;
 use crate::http_client;
 use crate::spec::Spec;
 use bytes::Bytes;

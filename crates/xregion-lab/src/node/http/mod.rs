@@ -1,6 +1,6 @@
 //! The probe contract over HTTP (see `docs/probe-contract.md`), the cacheable catalogue, the optional
 //! `GET /v1/peers/rtt` (round trips to the peers, `rtt`) and `GET /v1/stats/store` (the store's waits and
-//! durations, `store::StoreTimings`), and the lab-only `PUT /lab/peers`, `PUT /lab/health` and
+//! durations, `store::timings::StoreTimings`), and the lab-only `PUT /lab/peers`, `PUT /lab/health` and
 //! `PUT|GET /lab/fault`.
 //!
 //! Every `/v1/*` request passes `admit` first: it counts the request as in flight for its whole life (the

@@ -1,6 +1,6 @@
 //! What a region reports about itself: `GET /v1/replication` (each peer's cursor, backlog and contact, and the
 //! fence), `GET /v1/peers/rtt` (round trips over the replication links, `rtt`), `GET /v1/stats/store` (the store's
-//! waits and durations, `store::StoreTimings`) and `GET /metrics` (Prometheus text).
+//! waits and durations, `store::timings::StoreTimings`) and `GET /metrics` (Prometheus text).
 
 use super::reply::{ApiError, Shared, err, json};
 use crate::node::{peer_backlog, rtt};
