@@ -214,3 +214,196 @@ impl LabDir {
         serde_json::from_slice(&text).map_err(|source| LabDirError::NotARecord { path, source })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::LabConfig;
+    use crate::secret_file::TestDir;
+
+    /// A lab.json whose supervisor is `pid`, with two regions.
+    fn write_record(dir: &LabDir, pid: u32) {
+        let region = |name: &str, port: u16| RegionRecord {
+            name: name.to_string(),
+            endpoint: format!("https://127.0.1.1:{port}"),
+            pid: Some(pid),
+        };
+        let record = LabRecord {
+            supervisor_pid: pid,
+            control_url: "https://localhost:4000".to_string(),
+            dir: dir.path().to_path_buf(),
+            wan_pid: None,
+            wan_admin_url: None,
+            router_pid: None,
+            traffic: None,
+            ca_file: dir.ca_file(),
+            tokens_file: dir.tokens_file(),
+            regions: vec![region("us-east-1", 4001), region("eu-west-1", 4002)],
+        };
+        std::fs::write(dir.lab_json(), serde_json::to_vec_pretty(&record).unwrap()).unwrap();
+    }
+
+    /// Goal: every path sits where the lab has always put it; method: compare each with the path spelled out.
+    #[test]
+    fn layout_names_every_path() {
+        let dir = LabDir::new("/lab");
+        let p = |s: &str| PathBuf::from(s);
+        assert_eq!(dir.path(), Path::new("/lab"));
+        assert_eq!(
+            [dir.lab_json(), dir.spec_file(), dir.tokens_file(), dir.kek_file(), dir.wan_log(), dir.router_log()],
+            [
+                p("/lab/lab.json"),
+                p("/lab/spec.json"),
+                p("/lab/tokens.json"),
+                p("/lab/keys/kek"),
+                p("/lab/wan.log"),
+                p("/lab/router.log")
+            ]
+        );
+        assert_eq!(
+            [dir.ca_file(), dir.ca_key_file(), dir.pki_manifest()],
+            [p("/lab/pki/ca.pem"), p("/lab/pki/ca.key"), p("/lab/pki/pki.json")]
+        );
+        let server = dir.server_cert("eu.west");
+        assert_eq!((server.pem, server.key), (p("/lab/pki/server-eu.west.pem"), p("/lab/pki/server-eu.west.key")));
+        assert_eq!(dir.client_cert("a").pem, p("/lab/pki/client-a.pem"));
+        assert_eq!(
+            [
+                dir.store_file("a"),
+                dir.data_key_file("a"),
+                dir.audit_log("a"),
+                dir.node_log("a"),
+                dir.running_marker("a")
+            ],
+            [
+                p("/lab/a/store.redb"),
+                p("/lab/a/data.key"),
+                p("/lab/a/audit.log"),
+                p("/lab/a/node.log"),
+                p("/lab/a/running")
+            ]
+        );
+    }
+
+    /// Goal: a relative directory reads as a path in messages; method: `show_dir` on each kind of path.
+    #[test]
+    fn show_dir_prefixes_bare_relative_paths() {
+        assert_eq!(show_dir(Path::new("xregion-lab")), "./xregion-lab");
+        assert_eq!(show_dir(Path::new("labs/one")), "./labs/one");
+        for kept in ["./xregion-lab", "../lab", "/tmp/lab", ".lab"] {
+            assert_eq!(show_dir(Path::new(kept)), kept);
+        }
+    }
+
+    /// Goal: no lab.json means no lab, said as `xregion lab` has always said it; method: a relative and a temp dir.
+    #[test]
+    fn running_without_lab_json() {
+        let relative = LabDir::new("xregion-lab-test-no-such-dir");
+        let e = relative.running().unwrap_err();
+        assert!(matches!(e, LabDirError::NotRunning { .. }), "{e:?}");
+        let msg = "no lab is running in ./xregion-lab-test-no-such-dir; start one with `xregion lab up`";
+        assert_eq!(e.to_string(), msg);
+        let tmp = TestDir::new("dir-missing");
+        let e = LabDir::new(&*tmp).running().unwrap_err();
+        let msg = format!("no lab is running in {}; start one with `xregion lab up`", tmp.display());
+        assert_eq!(e.to_string(), msg);
+    }
+
+    /// Goal: a gone supervisor makes lab.json stale, a live one the running lab; method: pid u32::MAX, then ours.
+    #[test]
+    fn running_checks_the_supervisor_pid() {
+        let tmp = TestDir::new("dir-stale");
+        let dir = LabDir::new(&*tmp);
+        // Above Linux's `pid_max` (at most 2^22), so never a live process.
+        write_record(&dir, u32::MAX);
+        let e = dir.running().unwrap_err();
+        assert!(matches!(e, LabDirError::Stale { pid: u32::MAX, .. }), "{e:?}");
+        let msg = format!(
+            "no lab is running in {} (lab.json is stale: pid {} is gone); start one with `xregion lab up`",
+            tmp.display(),
+            u32::MAX
+        );
+        assert_eq!(e.to_string(), msg);
+        assert_eq!(dir.record().unwrap().supervisor_pid, u32::MAX, "the record itself still reads");
+
+        write_record(&dir, std::process::id());
+        let lab = dir.running().unwrap();
+        assert_eq!(lab.control_url, "https://localhost:4000");
+        let names: Vec<&str> = lab.regions.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["us-east-1", "eu-west-1"], "config order");
+        assert_eq!(lab.regions[1].1, "https://127.0.1.1:4002");
+    }
+
+    /// Goal: a lab.json that is not a record, or cannot be read, says so and what to do; method: garbage, a dir.
+    #[test]
+    fn running_with_a_broken_lab_json() {
+        let tmp = TestDir::new("dir-garbage");
+        let dir = LabDir::new(&*tmp);
+        std::fs::write(dir.lab_json(), b"{not json").unwrap();
+        let e = dir.running().unwrap_err();
+        assert!(matches!(e, LabDirError::NotARecord { .. }), "{e:?}");
+        let msg = e.to_string();
+        let head = format!("{} is not a lab record (", dir.lab_json().display());
+        assert!(msg.starts_with(&head) && msg.ends_with("); stop the lab with `xregion lab down`"), "{msg}");
+
+        std::fs::remove_file(dir.lab_json()).unwrap();
+        std::fs::create_dir(dir.lab_json()).unwrap();
+        let e = dir.running().unwrap_err();
+        assert!(matches!(e, LabDirError::Read { .. }), "{e:?}");
+        assert!(e.to_string().starts_with(&format!("cannot read {}: ", dir.lab_json().display())), "{e}");
+    }
+
+    /// Goal: the CA file, each role's token and principal round-trip; method: `Tokens::create`, then a CA.
+    #[test]
+    fn credentials_round_trip() {
+        let tmp = TestDir::new("dir-credentials");
+        let dir = LabDir::new(&*tmp);
+        assert!(matches!(dir.credentials(), Err(LabDirError::Tokens(_))), "no tokens file yet");
+        let tokens = Tokens::create(dir.path()).unwrap();
+        let creds = dir.credentials().unwrap();
+        assert_eq!(creds.ca_file, dir.ca_file());
+        assert_eq!(creds.read_token.as_deref(), tokens.token_of(READER));
+        assert_eq!(creds.write_token.as_deref(), tokens.token_of(WRITER));
+        assert_eq!(creds.admin_token.as_deref(), tokens.token_of(ADMIN));
+        assert!(creds.read_token.is_some() && creds.read_token != creds.admin_token);
+        let principals = [&creds.reader_principal, &creds.writer_principal, &creds.admin_principal];
+        assert_eq!(principals, ["reader", "writer", "admin"]);
+
+        assert!(!dir.is_hardened(), "no CA yet");
+        let local = "127.0.0.1".parse().unwrap();
+        crate::pki::Pki::create(dir.path(), &[("a".into(), local)], local, Default::default()).unwrap();
+        assert!(dir.is_hardened());
+    }
+
+    /// Goal: `Debug` of the credentials never shows a token; method: format them and look for each token.
+    #[test]
+    fn credentials_debug_redacts_tokens() {
+        let tmp = TestDir::new("dir-redact");
+        let dir = LabDir::new(&*tmp);
+        Tokens::create(dir.path()).unwrap();
+        let mut creds = dir.credentials().unwrap();
+        creds.write_token = None;
+        let shown = format!("{creds:?} {creds:#?}");
+        for token in [creds.read_token.as_deref(), creds.admin_token.as_deref()].into_iter().flatten() {
+            assert!(!shown.contains(token), "{shown}");
+        }
+        assert!(!shown.contains(crate::auth::TOKEN_PREFIX), "{shown}");
+        assert!(shown.contains("[redacted]") && shown.contains("write_token: None") && shown.contains("admin"));
+    }
+
+    /// Goal: the replication listeners come from spec.json, without the ones not bound yet; method: a saved spec.
+    #[test]
+    fn replication_listeners_from_the_spec() {
+        let tmp = TestDir::new("dir-spec");
+        let dir = LabDir::new(&*tmp);
+        assert!(dir.replication_listeners().is_empty(), "no spec");
+        let mut spec = Spec::new(&LabConfig::default(), dir.path()).unwrap();
+        spec.regions[0].repl_port = 4100;
+        spec.regions[2].repl_port = 4102;
+        spec.save(&dir.spec_file()).unwrap();
+        let listeners = dir.replication_listeners();
+        let expected: BTreeMap<String, String> =
+            [("us-east-1".into(), "127.0.1.1:4100".into()), ("eu-west-1".into(), "127.0.1.3:4102".into())].into();
+        assert_eq!(listeners, expected);
+    }
+}
