@@ -4,7 +4,8 @@
 //! and last-writer-wins replication to every other region over TCP. A separate process (`wan`) proxies every
 //! directed replication link and adds the latency of a real WAN, by rules that later fault work can extend. The
 //! `supervisor` starts, wires, kills, restarts and stops them. Regions serve the probe contract
-//! (`docs/probe-contract.md`) over HTTP, which is all the rest of xregion sees of the lab.
+//! (`docs/probe-contract.md`) over HTTP, which is all the rest of xregion sees of the lab. The lab directory's
+//! layout is known in one place, `dir`, which also opens a running lab's directory for the rest of xregion.
 
 pub mod auth;
 pub mod config;
