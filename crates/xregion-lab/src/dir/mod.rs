@@ -116,7 +116,10 @@ pub enum LabDirError {
         dir: PathBuf,
     },
     /// `lab.json` names a supervisor that is gone.
-    #[error("no lab is running in {} (lab.json is stale: pid {pid} is gone); start one with `xregion lab up`", show_dir(.dir))]
+    #[error(
+        "no lab is running in {} (lab.json is stale: pid {pid} is gone); start one with `xregion lab up`",
+        show_dir(.dir)
+    )]
     Stale {
         /// The lab directory.
         dir: PathBuf,
