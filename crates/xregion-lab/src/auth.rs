@@ -15,7 +15,7 @@
 //! much of a guess was right. Token values are zeroized on drop, and neither `Debug` nor any error shows them.
 
 use crate::LabError;
-use crate::dir::layout::{LabDir, TOKENS_FILE};
+use crate::layout::{LabDir, TOKENS_FILE};
 use crate::secret_file::{self, SECRET_MODE};
 use serde::{Deserialize, Serialize};
 use std::fmt;

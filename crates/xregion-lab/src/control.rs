@@ -22,7 +22,8 @@
 use crate::LabError;
 use crate::auth::{Scope, Tokens};
 use crate::config::LabConfig;
-use crate::dir::{LabDir, LabRecord, pid_alive};
+use crate::dir::{LabRecord, pid_alive};
+use crate::layout::LabDir;
 use crate::node::wait_for_signal;
 use crate::pki::{Pki, ROUTER};
 use crate::supervisor::{CONTROL_TIMEOUT, Lab};

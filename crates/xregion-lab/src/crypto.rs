@@ -20,7 +20,7 @@
 //! turn a sealed value's format byte into [`FORMAT_PLAINTEXT`] (which yields the sealed bytes, not the value).
 
 use crate::LabError;
-use crate::dir::layout::LabDir;
+use crate::layout::LabDir;
 use crate::secret_file::{self, SECRET_MODE};
 use aes_gcm::aead::AeadInPlace;
 use aes_gcm::{Aes256Gcm, KeyInit, Nonce, Tag};

@@ -27,7 +27,7 @@
 //! outside clients (the security checks) see the defect.
 
 use crate::LabError;
-use crate::dir::layout::{CertFiles, LabDir};
+use crate::layout::{CertFiles, LabDir};
 use crate::secret_file::{self, PUBLIC_MODE, SECRET_MODE};
 use rcgen::string::Ia5String;
 use rcgen::{
@@ -502,7 +502,7 @@ impl ServerCertVerifier for AcceptExpired {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dir::layout::{CA_CERT_FILE, CA_KEY_FILE};
+    use crate::layout::{CA_CERT_FILE, CA_KEY_FILE};
     use crate::secret_file::TestDir;
     use rustls::{ClientConnection, ServerConnection, Stream};
     use std::io::{Read, Write};

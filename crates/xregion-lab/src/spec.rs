@@ -6,7 +6,7 @@
 
 use crate::LabError;
 use crate::config::LabConfig;
-use crate::dir::layout::LabDir;
+use crate::layout::LabDir;
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};

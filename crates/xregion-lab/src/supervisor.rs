@@ -14,9 +14,10 @@
 use crate::LabError;
 use crate::auth::Tokens;
 use crate::config::LabConfig;
-use crate::dir::{LabDir, LabDirError};
-use crate::faults::plan::InForce;
+use crate::dir::LabDirError;
+use crate::fault_plan::InForce;
 use crate::http_client::Client;
+use crate::layout::LabDir;
 use crate::node::NodeReady;
 use crate::pki::{Pki, PkiOptions};
 use crate::router::info::{RouterReady, TrafficInfo};

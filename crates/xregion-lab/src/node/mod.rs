@@ -23,8 +23,8 @@ pub(crate) mod testutil;
 
 use crate::LabError;
 use crate::config::{Defects, NodeConfig};
-use crate::dir::layout::LabDir;
 use crate::hlc::wall_now_ms;
+use crate::layout::LabDir;
 use crate::spec::Spec;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde::{Deserialize, Serialize};

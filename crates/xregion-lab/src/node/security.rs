@@ -15,7 +15,7 @@ use crate::LabError;
 use crate::auth::{Principal, Scope, Tokens};
 use crate::config::Defects;
 use crate::crypto::{DataKey, Sealer};
-use crate::dir::layout::LabDir;
+use crate::layout::LabDir;
 use crate::pki::{Pki, TlsMin};
 use axum::Router;
 use std::io::{BufRead, Write};

@@ -217,7 +217,7 @@ mod tests {
     use super::catalog::{CATALOG_LAST_MODIFIED, catalog_item, etag_matches};
     use super::*;
     use crate::config::Defects;
-    use crate::dir::layout::LabDir;
+    use crate::layout::LabDir;
     use crate::node::testutil;
     use std::collections::BTreeMap;
     use std::net::SocketAddr;

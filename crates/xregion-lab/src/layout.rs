@@ -1,9 +1,9 @@
 //! Where everything lives in a lab directory: the one place that spells a path under it.
 //!
 //! The supervisor writes the directory at lab start (`Lab::start`), every lab process reads what it needs from it,
-//! and xregion opens a running lab through it (`LabDir::running`, `LabDir::credentials`). So that no two places
-//! can disagree, every path under the directory is built here, from the directory and, for a region's files, the
-//! region's name:
+//! and xregion opens a running lab through `dir` (`LabDir::running`, `LabDir::credentials`, defined there on this
+//! module's `LabDir`, which `dir` re-exports). So that no two places can disagree, every path under the directory
+//! is built here, from the directory and, for a region's files, the region's name:
 //!
 //! ```text
 //! DIR/lab.json            the running `lab up` (control URL, pids, endpoints)
@@ -15,7 +15,7 @@
 //! DIR/<region>/           store.redb, data.key, audit.log, node.log, and `running` while the node runs
 //! ```
 //!
-//! This module only names paths; it reads and writes nothing, so every other module can use it.
+//! This module only names paths (and uses no other module of the crate), so every other module can use it.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};

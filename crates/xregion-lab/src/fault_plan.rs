@@ -1,7 +1,7 @@
 //! What a fault does, planned without touching anything: the directed WAN links it acts on, the [`Effects`] it
 //! claims (fault rules on links, a killed node, a node fault, clients cut off), and the rule a link carries when
-//! several faults in force claim it (the most severe wins, `Pass` when none does). `faults` (the parent) carries
-//! the plan out on a running lab and undoes it on restore; the supervisor keeps each fault's plan with it.
+//! several faults in force claim it (the most severe wins, `Pass` when none does). `faults` carries the plan out
+//! on a running lab and undoes it on restore; the supervisor keeps each fault's plan with it.
 
 use crate::wan::Rule;
 use std::collections::BTreeMap;

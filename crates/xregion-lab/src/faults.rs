@@ -13,15 +13,13 @@
 //! is its peer's inbound one), so the fault rule a link carries is always recomputed from every fault in force:
 //! the most severe rule wins (`Refuse`, then `Drop`, then the longest delay), and `Pass` when none claims it.
 //! Restoring one region therefore never undoes another region's fault. That planning is pure and lives in
-//! `plan`; this module carries it out on a running `Lab`.
-
-pub mod plan;
+//! `fault_plan`; this module carries it out on a running `Lab`.
 
 use crate::LabError;
+use crate::fault_plan::{Effects, InForce, LinkKey, fault_links, link_rule, plan_effects};
 use crate::http_client::{Client, health_of};
 use crate::supervisor::{CONTROL_TIMEOUT, Lab};
 use crate::wan::{LinkStatus, Rule};
-use plan::{Effects, InForce, LinkKey, fault_links, link_rule, plan_effects};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -1,17 +1,18 @@
 //! Opening a lab directory: what a running (or just started) lab left there, read through one API.
 //!
-//! `layout` names every path under the directory; this module reads what is in them for the rest of xregion:
-//! whether the lab is hardened (it wrote a CA), the CA file and bearer tokens a client needs
-//! ([`LabDir::credentials`]), each region's replication listener from `spec.json`
+//! This module reads, for the rest of xregion: whether the lab is hardened (it wrote a CA), the CA file and bearer
+//! tokens a client needs ([`LabDir::credentials`]), each region's replication listener from `spec.json`
 //! ([`LabDir::replication_listeners`]), and the lab that `xregion lab up` runs there, from `lab.json`
 //! ([`LabDir::running`], which also checks that the recorded supervisor is alive). `lab.json`'s format,
 //! [`LabRecord`], is defined here too; the control server writes it.
 //!
+//! The paths themselves are named by `layout`, whose `LabDir` this module re-exports and extends: `auth`, `pki`,
+//! `crypto` and the node need the paths too, and this module reads the tokens through `auth`, so naming and
+//! reading cannot share one module without a circle.
+//!
 //! Errors are [`LabDirError`]s whose messages say what to do (start a lab, stop a stale one).
 
-pub mod layout;
-
-pub use layout::LabDir;
+pub use crate::layout::LabDir;
 
 use crate::LabError;
 use crate::auth::{ADMIN, READER, Tokens, WRITER};
