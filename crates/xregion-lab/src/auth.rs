@@ -15,6 +15,7 @@
 //! much of a guess was right. Token values are zeroized on drop, and neither `Debug` nor any error shows them.
 
 use crate::LabError;
+use crate::layout::{LabDir, TOKENS_FILE};
 use crate::secret_file::{self, SECRET_MODE};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -23,8 +24,6 @@ use subtle::{ConditionallySelectable, ConstantTimeEq};
 use xregion_model::wire::ErrorBody;
 use zeroize::{Zeroize, Zeroizing};
 
-/// The tokens file under the lab directory.
-pub const TOKENS_FILE: &str = "tokens.json";
 /// Version of the tokens file's format.
 const TOKENS_VERSION: u32 = 1;
 /// Random bytes in a token.
@@ -178,7 +177,7 @@ impl fmt::Debug for Tokens {
 impl Tokens {
     /// `DIR/tokens.json`.
     pub fn path(dir: &Path) -> PathBuf {
-        dir.join(TOKENS_FILE)
+        LabDir::new(dir).tokens_file()
     }
 
     /// Makes fresh tokens for `reader`, `writer` and `admin` and writes them to `DIR/tokens.json` (mode 0600),

@@ -1,5 +1,5 @@
-//! The control API of a running lab, served in-process by whoever owns the `Lab` (`xregion lab up`, and
-//! `xregion run`, whose fault injector calls it).
+//! The control API of a running lab, served in-process by whoever owns the `Lab` (`xregion lab up`, which is
+//! `run_foreground` here, and `xregion run`, whose fault injector calls it).
 //!
 //! Routes (every error is a JSON `ErrorBody`):
 //! - `GET /status`: the `LabRecord` (also written to `DIR/lab.json`).
@@ -21,8 +21,12 @@
 
 use crate::LabError;
 use crate::auth::{Scope, Tokens};
+use crate::config::LabConfig;
+use crate::dir::{LabRecord, pid_alive};
+use crate::layout::LabDir;
+use crate::node::wait_for_signal;
 use crate::pki::{Pki, ROUTER};
-use crate::supervisor::{CONTROL_TIMEOUT, Lab, LabRecord, lab_json};
+use crate::supervisor::{CONTROL_TIMEOUT, Lab};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, Request, State};
@@ -32,7 +36,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
@@ -85,7 +89,7 @@ impl ControlServer {
         let addr = listener.local_addr().map_err(|e| LabError::io("cannot read the control address", e))?;
         let url = format!("https://localhost:{}", addr.port());
         let record = lab.record(&url);
-        let record_path = lab_json(lab.dir());
+        let record_path = LabDir::new(lab.dir()).lab_json();
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner { lab: Some(lab), timers: BTreeMap::new() }),
             url,
@@ -178,7 +182,8 @@ impl Shared {
             return Err(shutting_down());
         };
         let record = lab.record(&self.url);
-        crate::spec::write_atomic(&lab_json(lab.dir()), &serde_json::to_vec_pretty(&record).unwrap_or_default())?;
+        let path = LabDir::new(lab.dir()).lab_json();
+        crate::spec::write_atomic(&path, &serde_json::to_vec_pretty(&record).unwrap_or_default())?;
         *self.record.lock().unwrap_or_else(|p| p.into_inner()) = record.clone();
         Ok(record)
     }
@@ -364,6 +369,46 @@ async fn get_faults(State(s): State<Arc<Shared>>) -> Response {
         }
     };
     axum::Json(crate::faults::check_targets(&client, targets).await).into_response()
+}
+
+/// `xregion lab up`: starts the lab, records it in `DIR/lab.json`, serves the control API, and runs until
+/// SIGINT or SIGTERM; then stops every process and removes lab.json.
+pub async fn run_foreground(cfg: &LabConfig, dir: &Path, exe: &Path) -> Result<(), LabError> {
+    if let Ok(old) = LabDir::new(dir).record()
+        && pid_alive(old.supervisor_pid)
+    {
+        return Err(LabError::State(format!(
+            "a lab is already running in {} (pid {}); stop it with `xregion lab down`",
+            dir.display(),
+            old.supervisor_pid
+        )));
+    }
+    let lab = tokio::select! {
+        r = Lab::start(cfg, dir, exe) => r?,
+        r = wait_for_signal() => {
+            r?;
+            return Err(LabError::State("interrupted while starting the lab".into()));
+        }
+    };
+    let server = ControlServer::start(lab).await?;
+    let record = server.record();
+    println!("lab up in {} (pid {})", record.dir.display(), record.supervisor_pid);
+    for r in &record.regions {
+        println!("  {:<16} {}", r.name, r.endpoint);
+    }
+    if let Some(t) = &record.traffic {
+        for (name, url) in &t.records {
+            println!("  router {:<11} {url}", name);
+        }
+        println!("  cdn                {}", t.cdn);
+        println!("  router status      {}", t.router_status);
+    }
+    println!("trust {}; tokens in {} (0600)", record.ca_file.display(), record.tokens_file.display());
+    println!("control {}  (stop with Ctrl-C or `xregion lab down`)", record.control_url);
+    let waited = wait_for_signal().await;
+    let result = server.shutdown().await;
+    waited?;
+    result
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@
 //! turn a sealed value's format byte into [`FORMAT_PLAINTEXT`] (which yields the sealed bytes, not the value).
 
 use crate::LabError;
+use crate::layout::LabDir;
 use crate::secret_file::{self, SECRET_MODE};
 use aes_gcm::aead::AeadInPlace;
 use aes_gcm::{Aes256Gcm, KeyInit, Nonce, Tag};
@@ -27,12 +28,6 @@ use rand::RngCore;
 use std::path::{Path, PathBuf};
 use zeroize::Zeroize;
 
-/// The directory of the lab's key files, under the lab directory.
-pub const KEYS_DIR: &str = "keys";
-/// The key-encryption key's file, under [`KEYS_DIR`].
-pub const KEK_FILE: &str = "kek";
-/// A region's wrapped data key, under the region's directory.
-pub const DATA_KEY_FILE: &str = "data.key";
 /// Bytes of an AES-256 key (the KEK and every data key).
 const KEY_BYTES: usize = 32;
 /// Bytes of an AES-GCM nonce (96 bits, the size GCM is designed for).
@@ -147,12 +142,12 @@ impl Sealer {
 
 /// `DIR/keys/kek`.
 pub fn kek_path(lab_dir: &Path) -> PathBuf {
-    lab_dir.join(KEYS_DIR).join(KEK_FILE)
+    LabDir::new(lab_dir).kek_file()
 }
 
 /// `DIR/<region>/data.key`.
 pub fn data_key_path(lab_dir: &Path, region: &str) -> PathBuf {
-    lab_dir.join(region).join(DATA_KEY_FILE)
+    LabDir::new(lab_dir).data_key_file(region)
 }
 
 /// Makes the lab's KEK at lab start, unless there is one already (it must outlive restarts: every region's data
@@ -162,7 +157,7 @@ pub fn ensure_kek(lab_dir: &Path) -> Result<(), LabError> {
     if path.exists() {
         return read_kek(lab_dir).map(drop);
     }
-    secret_file::create_dir(&lab_dir.join(KEYS_DIR))?;
+    secret_file::create_dir(&LabDir::new(lab_dir).keys_dir())?;
     let kek = secret_file::random_bytes::<KEY_BYTES>()?;
     secret_file::write_file(&path, &kek[..], SECRET_MODE)
 }
@@ -212,7 +207,7 @@ impl DataKey {
             return sealer;
         }
         let key = secret_file::random_bytes::<KEY_BYTES>()?;
-        secret_file::create_dir(&lab_dir.join(region))?;
+        secret_file::create_dir(&LabDir::new(lab_dir).region_dir(region))?;
         secret_file::write_file(&path, &kek.seal(&key[..], &aad), SECRET_MODE)?;
         Ok(Sealer::with_key(&key))
     }

@@ -23,6 +23,8 @@ use zeroize::Zeroizing;
 
 /// Largest response the client reads, in bytes; control answers are small.
 const RESPONSE_BYTES_MAX: u64 = 4 * 1024 * 1024;
+/// Timeout of one health check (`health_of`), in `lab status` and in the control API's `GET /faults`.
+pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A client for the lab's processes: plain HTTP, or HTTPS with the lab's CA and, optionally, a bearer token.
 #[derive(Clone)]
@@ -194,6 +196,19 @@ pub async fn request(
     timeout: Duration,
 ) -> Result<(u16, Vec<u8>), LabError> {
     Client::plain().request(method, addr, path, body, timeout).await
+}
+
+/// A region's health as `/healthz` tells it: its `status` (`ok`, `degraded`, `fenced`, …) whatever the HTTP
+/// code, or why the check failed. Bounded by `HEALTH_TIMEOUT`.
+pub async fn health_of(client: &Client, addr: SocketAddr) -> String {
+    match client.request("GET", addr, "/healthz", None, HEALTH_TIMEOUT).await {
+        Ok((code, body)) => match serde_json::from_slice::<xregion_model::wire::Health>(&body) {
+            Ok(h) => h.status,
+            Err(_) if code == 200 => "bad health answer".to_string(),
+            Err(_) => format!("http {code}"),
+        },
+        Err(e) => e.to_string(),
+    }
 }
 
 /// Splits a raw `Connection: close` response into status and body.

@@ -4,15 +4,19 @@
 //! and last-writer-wins replication to every other region over TCP. A separate process (`wan`) proxies every
 //! directed replication link and adds the latency of a real WAN, by rules that later fault work can extend. The
 //! `supervisor` starts, wires, kills, restarts and stops them. Regions serve the probe contract
-//! (`docs/probe-contract.md`) over HTTP, which is all the rest of xregion sees of the lab.
+//! (`docs/probe-contract.md`) over HTTP, which is all the rest of xregion sees of the lab. The lab directory's
+//! layout is known in one place, `dir`, which also opens a running lab's directory for the rest of xregion.
 
 pub mod auth;
 pub mod config;
 pub mod control;
 pub mod crypto;
+pub mod dir;
+pub mod fault_plan;
 pub mod faults;
 pub mod hlc;
 pub mod http_client;
+pub mod layout;
 pub mod node;
 pub mod pki;
 pub mod proto;
@@ -23,11 +27,15 @@ pub mod spec;
 pub mod supervisor;
 pub mod wan;
 
-pub use config::{CdnConfig, Defects, LabConfig, LabConfigError, NodeConfig, RouterConfig, Routing, WanConfig};
-pub use control::ControlServer;
+pub use config::routing::Routing;
+pub use config::validate::LabConfigError;
+pub use config::{CdnConfig, Defects, LabConfig, NodeConfig, RouterConfig, WanConfig};
+pub use control::{ControlServer, run_foreground};
+pub use dir::{LabCredentials, LabDir, LabDirError, LabRecord, RegionRecord, RunningLab};
 pub use node::run_node;
-pub use router::{RouterReady, TrafficInfo, run_router};
-pub use supervisor::{Lab, LabRecord, LabStatus, RegionRecord, RegionStatus, down, run_foreground, status};
+pub use router::info::{RouterReady, TrafficInfo};
+pub use router::run_router;
+pub use supervisor::{Lab, LabStatus, RegionStatus, down, status};
 pub use wan::{Rule, run_wan};
 
 /// Waits until `deadline`, returning at once when it has passed.

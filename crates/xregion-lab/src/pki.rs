@@ -27,6 +27,7 @@
 //! outside clients (the security checks) see the defect.
 
 use crate::LabError;
+use crate::layout::{CertFiles, LabDir};
 use crate::secret_file::{self, PUBLIC_MODE, SECRET_MODE};
 use rcgen::string::Ia5String;
 use rcgen::{
@@ -49,14 +50,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-/// The PKI's directory under the lab directory.
-pub const PKI_DIR: &str = "pki";
-/// The CA certificate (PEM), the file that clients trust.
-pub const CA_CERT_FILE: &str = "ca.pem";
-/// The CA's private key (PEM, PKCS#8), mode 0600.
-pub const CA_KEY_FILE: &str = "ca.key";
-/// The manifest that [`Pki::load`] reads.
-const MANIFEST_FILE: &str = "pki.json";
 /// Version of the manifest's format.
 const MANIFEST_VERSION: u32 = 1;
 /// The router's name: its certificate's DNS name and the `who` of [`Pki::server_config`].
@@ -137,8 +130,8 @@ struct Manifest {
 /// each builder reads the key it needs.
 #[derive(Clone)]
 pub struct Pki {
-    /// `DIR/pki`.
-    dir: PathBuf,
+    /// The lab directory (the PKI is under `DIR/pki`).
+    dir: LabDir,
     manifest: Manifest,
     ca: CertificateDer<'static>,
     roots: Arc<RootCertStore>,
@@ -148,7 +141,7 @@ impl std::fmt::Debug for Pki {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let regions: Vec<&str> = self.manifest.regions.iter().map(|(n, _)| n.as_str()).collect();
         f.debug_struct("Pki")
-            .field("dir", &self.dir)
+            .field("dir", &self.dir.pki_dir())
             .field("regions", &regions)
             .field("router_ip", &self.manifest.router_ip)
             .field("options", &self.manifest.options)
@@ -187,8 +180,8 @@ impl Pki {
                 return Err(LabError::Invalid(format!("region {name:?} is listed twice")));
             }
         }
-        let pki_dir = dir.join(PKI_DIR);
-        secret_file::create_dir(&pki_dir)?;
+        let dir = LabDir::new(dir);
+        secret_file::create_dir(&dir.pki_dir())?;
 
         let now = time::OffsetDateTime::now_utc();
         let validity = time::Duration::days(i64::from(opts.validity_days));
@@ -206,40 +199,40 @@ impl Pki {
             vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         let ca_cert = ca_params.self_signed(&ca_key).map_err(|e| tls_error("cannot sign the CA certificate", e))?;
         let issuer = Issuer::new(ca_params, ca_key);
-        secret_file::write_file(&pki_dir.join(CA_KEY_FILE), issuer.key().serialize_pem().as_bytes(), SECRET_MODE)?;
-        secret_file::write_file(&pki_dir.join(CA_CERT_FILE), ca_cert.pem().as_bytes(), PUBLIC_MODE)?;
+        secret_file::write_file(&dir.ca_key_file(), issuer.key().serialize_pem().as_bytes(), SECRET_MODE)?;
+        secret_file::write_file(&dir.ca_file(), ca_cert.pem().as_bytes(), PUBLIC_MODE)?;
 
         let mut servers: Vec<(&str, IpAddr)> = regions.iter().map(|(n, ip)| (n.as_str(), *ip)).collect();
         servers.push((ROUTER, router_ip));
         for (name, ip) in servers {
             let sans = vec![dns(name)?, dns(LOCALHOST)?, SanType::IpAddress(ip)];
-            let base = server_base(&pki_dir, name);
-            issue(&issuer, &base, name, sans, ExtendedKeyUsagePurpose::ServerAuth, server_validity)?;
+            let files = dir.server_cert(name);
+            issue(&issuer, &files, name, sans, ExtendedKeyUsagePurpose::ServerAuth, server_validity)?;
         }
         for (name, _) in regions {
-            let base = client_base(&pki_dir, name);
-            issue(&issuer, &base, name, vec![dns(name)?], ExtendedKeyUsagePurpose::ClientAuth, valid)?;
+            let files = dir.client_cert(name);
+            issue(&issuer, &files, name, vec![dns(name)?], ExtendedKeyUsagePurpose::ClientAuth, valid)?;
         }
 
         let manifest = Manifest { version: MANIFEST_VERSION, regions: regions.to_vec(), router_ip, options: opts };
         let json = serde_json::to_vec_pretty(&manifest).unwrap_or_default();
-        secret_file::write_file(&pki_dir.join(MANIFEST_FILE), &json, PUBLIC_MODE)?;
-        Pki::open(pki_dir, manifest, ca_cert.der().clone())
+        secret_file::write_file(&dir.pki_manifest(), &json, PUBLIC_MODE)?;
+        Pki::open(dir, manifest, ca_cert.der().clone())
     }
 
     /// Reopens the PKI that [`Pki::create`] made under `dir/pki/`.
     pub fn load(dir: &Path) -> Result<Pki, LabError> {
-        let pki_dir = dir.join(PKI_DIR);
-        let path = pki_dir.join(MANIFEST_FILE);
+        let dir = LabDir::new(dir);
+        let path = dir.pki_manifest();
         let text = std::fs::read(&path).map_err(|e| LabError::io(format!("cannot read {}", path.display()), e))?;
         let manifest: Manifest =
             secret_file::parse_versioned(&path, &text, "PKI manifest", |m: &Manifest| m.version, MANIFEST_VERSION)?;
-        let mut chain = read_chain(&pki_dir.join(CA_CERT_FILE))?;
+        let mut chain = read_chain(&dir.ca_file())?;
         let ca = chain.swap_remove(0);
-        Pki::open(pki_dir, manifest, ca)
+        Pki::open(dir, manifest, ca)
     }
 
-    fn open(dir: PathBuf, manifest: Manifest, ca: CertificateDer<'static>) -> Result<Pki, LabError> {
+    fn open(dir: LabDir, manifest: Manifest, ca: CertificateDer<'static>) -> Result<Pki, LabError> {
         let mut roots = RootCertStore::empty();
         roots.add(ca.clone()).map_err(|e| tls_error("the CA certificate is not usable as a trust anchor", e))?;
         Ok(Pki { dir, manifest, ca, roots: Arc::new(roots) })
@@ -247,7 +240,7 @@ impl Pki {
 
     /// `DIR/pki/ca.pem`: the file a client trusts to reach the lab.
     pub fn ca_path(lab_dir: &Path) -> PathBuf {
-        lab_dir.join(PKI_DIR).join(CA_CERT_FILE)
+        LabDir::new(lab_dir).ca_file()
     }
 
     /// The CA certificate.
@@ -266,7 +259,7 @@ impl Pki {
         if who != ROUTER {
             self.check_region(who)?;
         }
-        let (chain, key) = read_pair(&server_base(&self.dir, who))?;
+        let (chain, key) = read_pair(&self.dir.server_cert(who))?;
         let mut config = ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(min.versions())
             .map_err(|e| tls_error("cannot build a server config", e))?
@@ -283,7 +276,7 @@ impl Pki {
     /// that is presented must still verify. Name the peer with [`peer_region`].
     pub fn repl_server_config(&self, region: &str, require_client_cert: bool) -> Result<Arc<ServerConfig>, LabError> {
         self.check_region(region)?;
-        let (chain, key) = read_pair(&server_base(&self.dir, region))?;
+        let (chain, key) = read_pair(&self.dir.server_cert(region))?;
         let mut verifier = WebPkiClientVerifier::builder_with_provider(self.roots.clone(), provider());
         if !require_client_cert {
             verifier = verifier.allow_unauthenticated();
@@ -303,7 +296,7 @@ impl Pki {
     /// name (the WAN proxy's address is not the peer's).
     pub fn repl_client_config(&self, region: &str) -> Result<Arc<ClientConfig>, LabError> {
         self.check_region(region)?;
-        let (chain, key) = read_pair(&client_base(&self.dir, region))?;
+        let (chain, key) = read_pair(&self.dir.client_cert(region))?;
         let config = self
             .client_builder()?
             .with_client_auth_cert(chain, key)
@@ -379,26 +372,6 @@ pub fn peer_region(certs: Option<&[CertificateDer<'_>]>) -> Result<String, LabEr
     }
 }
 
-/// The files of a server certificate, without extension: `DIR/pki/server-<who>`.
-fn server_base(pki_dir: &Path, who: &str) -> PathBuf {
-    pki_dir.join(format!("server-{who}"))
-}
-
-/// The files of a replication client certificate, without extension: `DIR/pki/client-<region>`.
-fn client_base(pki_dir: &Path, region: &str) -> PathBuf {
-    pki_dir.join(format!("client-{region}"))
-}
-
-/// `base.pem` and `base.key` (appended: a region name may contain a dot).
-fn pem_and_key(base: &Path) -> (PathBuf, PathBuf) {
-    let with = |ext: &str| {
-        let mut path = base.as_os_str().to_os_string();
-        path.push(ext);
-        PathBuf::from(path)
-    };
-    (with(".pem"), with(".key"))
-}
-
 /// A DNS subject alternative name.
 fn dns(name: &str) -> Result<SanType, LabError> {
     Ia5String::try_from(name)
@@ -426,10 +399,10 @@ fn params(
     Ok(params)
 }
 
-/// Issues a leaf certificate under `issuer` and writes it to `base.pem` and its key to `base.key` (0600).
+/// Issues a leaf certificate under `issuer` and writes it to `files` (its key with mode 0600).
 fn issue(
     issuer: &Issuer<'_, KeyPair>,
-    base: &Path,
+    files: &CertFiles,
     common_name: &str,
     sans: Vec<SanType>,
     usage: ExtendedKeyUsagePurpose,
@@ -444,9 +417,8 @@ fn issue(
     let cert = leaf
         .signed_by(&key, issuer)
         .map_err(|e| tls_error(&format!("cannot sign the certificate of {common_name}"), e))?;
-    let (pem, key_path) = pem_and_key(base);
-    secret_file::write_file(&key_path, key.serialize_pem().as_bytes(), SECRET_MODE)?;
-    secret_file::write_file(&pem, cert.pem().as_bytes(), PUBLIC_MODE)
+    secret_file::write_file(&files.key, key.serialize_pem().as_bytes(), SECRET_MODE)?;
+    secret_file::write_file(&files.pem, cert.pem().as_bytes(), PUBLIC_MODE)
 }
 
 /// The certificates of a PEM file (at least one).
@@ -461,13 +433,12 @@ fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, LabError> {
     Ok(chain)
 }
 
-/// The certificate chain at `base.pem` and the private key at `base.key` (which must be private).
-fn read_pair(base: &Path) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), LabError> {
-    let (pem, key_path) = pem_and_key(base);
-    let chain = read_chain(&pem)?;
-    let key_pem = secret_file::read_secret(&key_path)?;
+/// The certificate chain and the private key of `files` (the key must be private).
+fn read_pair(files: &CertFiles) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), LabError> {
+    let chain = read_chain(&files.pem)?;
+    let key_pem = secret_file::read_secret(&files.key)?;
     let key = PrivateKeyDer::from_pem_slice(&key_pem)
-        .map_err(|e| LabError::State(format!("{} is not a PEM private key: {e}", key_path.display())))?;
+        .map_err(|e| LabError::State(format!("{} is not a PEM private key: {e}", files.key.display())))?;
     Ok((chain, key))
 }
 
@@ -531,6 +502,7 @@ impl ServerCertVerifier for AcceptExpired {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layout::{CA_CERT_FILE, CA_KEY_FILE};
     use crate::secret_file::TestDir;
     use rustls::{ClientConnection, ServerConnection, Stream};
     use std::io::{Read, Write};
@@ -606,9 +578,9 @@ mod tests {
         Arc::new(config)
     }
 
-    /// A TLS 1.3 client that trusts `pki`'s CA and presents the certificate and key at `base`.
-    fn client_with_cert(pki: &Pki, base: &Path) -> Arc<ClientConfig> {
-        let (chain, key) = read_pair(base).unwrap();
+    /// A TLS 1.3 client that trusts `pki`'s CA and presents the certificate and key of `files`.
+    fn client_with_cert(pki: &Pki, files: &CertFiles) -> Arc<ClientConfig> {
+        let (chain, key) = read_pair(files).unwrap();
         let config = ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(TLS13_ONLY)
             .unwrap()
@@ -680,12 +652,12 @@ mod tests {
 
         let other_dir = TestDir::new("pki-other");
         create(&other_dir, PkiOptions::default());
-        let foreign = client_with_cert(&pki, &client_base(&other_dir.join(PKI_DIR), "eu-west-1"));
+        let foreign = client_with_cert(&pki, &LabDir::new(&*other_dir).client_cert("eu-west-1"));
         let (s, c) = handshake(strict.clone(), foreign, "us-east-1");
         let e = s.unwrap_err();
         assert!(e.contains("UnknownIssuer") && c.is_err(), "{e}; client {c:?}");
 
-        let server_cert_as_client = client_with_cert(&pki, &server_base(&pki.dir, "eu-west-1"));
+        let server_cert_as_client = client_with_cert(&pki, &pki.dir.server_cert("eu-west-1"));
         let (s, c) = handshake(strict.clone(), server_cert_as_client, "us-east-1");
         assert!(s.is_err() && c.is_err(), "a server certificate lacks clientAuth");
 
@@ -711,14 +683,14 @@ mod tests {
         let pki = create(&dir, PkiOptions { expired: true, ..PkiOptions::default() });
         assert!(Pki::load(&dir).unwrap().expired());
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let not_after = |base: PathBuf| {
-            let der = read_chain(&pem_and_key(&base).0).unwrap().swap_remove(0);
+        let not_after = |files: CertFiles| {
+            let der = read_chain(&files.pem).unwrap().swap_remove(0);
             x509_parser::parse_x509_certificate(der.as_ref()).unwrap().1.validity().not_after.timestamp()
         };
         for who in ["us-east-1", "eu-west-1", ROUTER] {
-            assert!(not_after(server_base(&pki.dir, who)) < now, "{who}");
+            assert!(not_after(pki.dir.server_cert(who)) < now, "{who}");
         }
-        assert!(not_after(client_base(&pki.dir, "us-east-1")) > now);
+        assert!(not_after(pki.dir.client_cert("us-east-1")) > now);
 
         let (s, c) =
             handshake(pki.server_config("us-east-1", TlsMin::Tls13).unwrap(), anonymous_client(&pki), "us-east-1");
@@ -746,7 +718,7 @@ mod tests {
 
         let fresh_dir = TestDir::new("pki-fresh");
         let fresh = create(&fresh_dir, PkiOptions::default());
-        assert!(not_after(server_base(&fresh.dir, "us-east-1")) > now);
+        assert!(not_after(fresh.dir.server_cert("us-east-1")) > now);
     }
 
     /// Goal: keys have mode 0600, certificates are readable, and `load` reopens the PKI and refuses a loosened key
@@ -755,7 +727,7 @@ mod tests {
     fn files_modes_and_load() {
         let dir = TestDir::new("pki-files");
         create(&dir, PkiOptions::default());
-        let pki_dir = dir.join(PKI_DIR);
+        let pki_dir = LabDir::new(&*dir).pki_dir();
         let mode = |name: &str| std::fs::metadata(pki_dir.join(name)).unwrap().permissions().mode() & 0o777;
         for key in [CA_KEY_FILE, "server-us-east-1.key", "server-router.key", "client-eu-west-1.key"] {
             assert_eq!(mode(key), SECRET_MODE, "{key}");

@@ -6,6 +6,7 @@
 
 use crate::LabError;
 use crate::config::LabConfig;
+use crate::layout::LabDir;
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -71,6 +72,11 @@ impl Spec {
     /// Writes the spec atomically (temp file + rename), so a reader never sees half a file.
     pub fn save(&self, path: &Path) -> Result<(), LabError> {
         write_atomic(path, &serde_json::to_vec_pretty(self).unwrap_or_default())
+    }
+
+    /// The lab directory, `dir`.
+    pub fn lab_dir(&self) -> LabDir {
+        LabDir::new(&self.dir)
     }
 
     /// The entry of `region`.

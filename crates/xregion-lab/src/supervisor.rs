@@ -6,19 +6,21 @@
 //! exit path kills the children: `shutdown` (SIGTERM, then SIGKILL), `Drop` (SIGKILL, for panics and early
 //! returns), and the children's own parent-death signal if the supervisor is SIGKILLed.
 //!
-//! `run_foreground` is `xregion lab up`: it serves the control API (`control::ControlServer`, which also records
-//! the lab in `DIR/lab.json`) so that `xregion lab status` / `down` (other processes) can find and stop it, and
-//! fault injectors can fail and restore regions. The faults themselves are in `faults`.
+//! `xregion lab up` (`control::run_foreground`) serves the control API (`control::ControlServer`, which also
+//! records the lab in `DIR/lab.json`) so that `xregion lab status` / `down` (other processes, `status` and `down`
+//! here) can find and stop it, and fault injectors can fail and restore regions. The faults themselves are in
+//! `faults`.
 
 use crate::LabError;
 use crate::auth::Tokens;
 use crate::config::LabConfig;
-use crate::control::ControlServer;
-use crate::faults::InForce;
+use crate::dir::LabDirError;
+use crate::fault_plan::InForce;
 use crate::http_client::Client;
+use crate::layout::LabDir;
 use crate::node::NodeReady;
 use crate::pki::{Pki, PkiOptions};
-use crate::router::{RouterReady, TrafficInfo};
+use crate::router::info::{RouterReady, TrafficInfo};
 use crate::spec::Spec;
 use crate::wan::WanReady;
 use nix::sys::signal::{Signal, kill};
@@ -33,6 +35,10 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
 use xregion_model::report::RegionInfo;
 
+/// `lab.json`'s record and the supervisor's liveness check, where the binary crate has always found them (their
+/// home is `dir`).
+pub use crate::dir::{LabRecord, RegionRecord, pid_alive};
+
 /// Longest wait at start for every replication stream to connect.
 const REPLICATION_CONNECT_WAIT_MAX: Duration = Duration::from_secs(10);
 
@@ -42,8 +48,6 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(15);
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
 /// Timeout of one control request to a lab process.
 pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);
-/// Timeout of one health check in `status`.
-pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
 /// Longest `down` waits for the supervisor and its children to be gone.
 pub const DOWN_TIMEOUT: Duration = Duration::from_secs(20);
 /// The log-filter variable the xregion binary reads.
@@ -64,7 +68,7 @@ struct Proc {
 /// A running lab. Dropping it SIGKILLs every child; call `shutdown` for a clean stop.
 pub struct Lab {
     /// The lab directory.
-    dir: PathBuf,
+    dir: LabDir,
     /// The xregion binary children are started from.
     exe: PathBuf,
     /// The spec with the ports the nodes bound.
@@ -97,7 +101,8 @@ impl Lab {
         let dir = std::path::absolute(dir).map_err(|e| LabError::io("cannot resolve the lab directory", e))?;
         let mut spec = Spec::new(cfg, &dir)?;
         let client = prepare_security(cfg, &spec)?;
-        spec.save(&dir.join("spec.json"))?;
+        let dir = LabDir::new(dir);
+        spec.save(&dir.spec_file())?;
         let mut lab = Lab {
             dir: dir.clone(),
             exe: exe.to_path_buf(),
@@ -136,9 +141,9 @@ impl Lab {
                 r.repl_port = ready.repl_addr.port();
             }
         }
-        spec.save(&dir.join("spec.json"))?;
+        spec.save(&dir.spec_file())?;
         lab.spec = spec;
-        let (wan, wan_ready) = lab.spawn("wan", &["lab", "wan", "--spec"], None, &dir.join("wan.log")).await?;
+        let (wan, wan_ready) = lab.spawn("wan", &["lab", "wan", "--spec"], None, &dir.wan_log()).await?;
         let wan_ready: WanReady = serde_json::from_str(&wan_ready)
             .map_err(|e| LabError::Spec(format!("the WAN's READY line is not valid: {e}")))?;
         lab.wan = Some(wan);
@@ -149,14 +154,13 @@ impl Lab {
         lab.await_replication_connected(REPLICATION_CONNECT_WAIT_MAX).await;
         // The router comes last: it reads the nodes' ports from the spec, and starts with every region healthy.
         if cfg.router.enabled {
-            let (router, line) =
-                lab.spawn("router", &["lab", "router", "--spec"], None, &dir.join("router.log")).await?;
+            let (router, line) = lab.spawn("router", &["lab", "router", "--spec"], None, &dir.router_log()).await?;
             lab.router = Some(router);
             let ready: RouterReady = serde_json::from_str(&line)
                 .map_err(|e| LabError::Spec(format!("the router's READY line is not valid: {e}")))?;
             lab.router_ready = Some(ready);
         }
-        tracing::info!(dir = %dir.display(), regions = lab.spec.regions.len(), "lab started");
+        tracing::info!(dir = %dir.path().display(), regions = lab.spec.regions.len(), "lab started");
         Ok(lab)
     }
 
@@ -172,7 +176,7 @@ impl Lab {
 
     /// The lab directory.
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.dir.path()
     }
 
     /// The WAN admin API base URL (`GET /links`, `PUT /links/{from}/{to}`).
@@ -260,7 +264,7 @@ impl Lab {
                 }
             }
         }
-        tracing::info!(dir = %self.dir.display(), "lab stopped");
+        tracing::info!(dir = %self.dir.path().display(), "lab stopped");
         if stuck.is_empty() {
             Ok(())
         } else {
@@ -274,12 +278,11 @@ impl Lab {
     }
 
     async fn spawn_node(&self, name: &str) -> Result<(Proc, NodeReady), LabError> {
-        let region_dir = self.dir.join(name);
+        let region_dir = self.dir.region_dir(name);
         std::fs::create_dir_all(&region_dir)
             .map_err(|e| LabError::io(format!("cannot create {}", region_dir.display()), e))?;
         let what = format!("region {name}");
-        let (proc, line) =
-            self.spawn(&what, &["lab", "node", "--spec"], Some(name), &region_dir.join("node.log")).await?;
+        let (proc, line) = self.spawn(&what, &["lab", "node", "--spec"], Some(name), &self.dir.node_log(name)).await?;
         let ready: NodeReady = serde_json::from_str(&line)
             .map_err(|e| LabError::Spec(format!("the READY line of {what} is not valid: {e}")))?;
         Ok((proc, ready))
@@ -299,7 +302,7 @@ impl Lab {
             .open(log)
             .map_err(|e| LabError::io(format!("cannot open the log {}", log.display()), e))?;
         let mut cmd = Command::new(&self.exe);
-        cmd.args(args).arg(self.dir.join("spec.json"));
+        cmd.args(args).arg(self.dir.spec_file());
         if let Some(r) = region {
             cmd.arg("--region").arg(r);
         }
@@ -415,13 +418,13 @@ impl Lab {
         LabRecord {
             supervisor_pid: std::process::id(),
             control_url: control_url.to_string(),
-            dir: self.dir.clone(),
+            dir: self.dir.path().to_path_buf(),
             wan_pid: self.wan_pid(),
             wan_admin_url: self.wan_admin_url(),
             router_pid: self.router_pid(),
             traffic: self.traffic(),
-            ca_file: Pki::ca_path(&self.dir),
-            tokens_file: Tokens::path(&self.dir),
+            ca_file: self.dir.ca_file(),
+            tokens_file: self.dir.tokens_file(),
             regions: self
                 .regions()
                 .into_iter()
@@ -457,46 +460,6 @@ impl Drop for Lab {
     }
 }
 
-/// `DIR/lab.json`: how other processes find a running `lab up`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LabRecord {
-    /// Pid of the `xregion lab up` process.
-    pub supervisor_pid: u32,
-    /// Base URL of its control API.
-    pub control_url: String,
-    /// The lab directory.
-    pub dir: PathBuf,
-    /// Pid of the WAN process.
-    pub wan_pid: Option<u32>,
-    /// WAN admin API base URL.
-    pub wan_admin_url: Option<String>,
-    /// Pid of the router process.
-    #[serde(default)]
-    pub router_pid: Option<u32>,
-    /// The routing records, CDN and their tables.
-    #[serde(default)]
-    pub traffic: Option<TrafficInfo>,
-    /// The CA certificate every lab listener's certificate chains to (`DIR/pki/ca.pem`): what clients trust.
-    #[serde(default)]
-    pub ca_file: PathBuf,
-    /// The tokens file (`DIR/tokens.json`, mode 0600): the `reader`, `writer` and `admin` bearer tokens.
-    #[serde(default)]
-    pub tokens_file: PathBuf,
-    /// Regions in config order.
-    pub regions: Vec<RegionRecord>,
-}
-
-/// One region in `lab.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RegionRecord {
-    /// Region name.
-    pub name: String,
-    /// Probe-contract base URL.
-    pub endpoint: String,
-    /// Node pid, if running.
-    pub pid: Option<u32>,
-}
-
 /// What `xregion lab status` reports.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LabStatus {
@@ -527,79 +490,20 @@ pub struct RegionStatus {
     pub health: String,
 }
 
-/// `DIR/lab.json`.
-pub(crate) fn lab_json(dir: &Path) -> PathBuf {
-    dir.join("lab.json")
-}
-
-/// Whether `pid` is a live (not zombie) process.
-pub fn pid_alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state is the first field after the parenthesised command name.
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|s| s != "Z" && s != "X"),
-        Err(_) => false,
-    }
-}
-
-/// `xregion lab up`: starts the lab, records it in `DIR/lab.json`, serves the control API, and runs until
-/// SIGINT or SIGTERM; then stops every process and removes lab.json.
-pub async fn run_foreground(cfg: &LabConfig, dir: &Path, exe: &Path) -> Result<(), LabError> {
-    if let Ok(text) = std::fs::read(lab_json(dir))
-        && let Ok(old) = serde_json::from_slice::<LabRecord>(&text)
-        && pid_alive(old.supervisor_pid)
-    {
-        return Err(LabError::State(format!(
-            "a lab is already running in {} (pid {}); stop it with `xregion lab down`",
-            dir.display(),
-            old.supervisor_pid
-        )));
-    }
-    let lab = tokio::select! {
-        r = Lab::start(cfg, dir, exe) => r?,
-        r = crate::node::wait_for_signal() => {
-            r?;
-            return Err(LabError::State("interrupted while starting the lab".into()));
-        }
-    };
-    let server = ControlServer::start(lab).await?;
-    let record = server.record();
-    println!("lab up in {} (pid {})", record.dir.display(), record.supervisor_pid);
-    for r in &record.regions {
-        println!("  {:<16} {}", r.name, r.endpoint);
-    }
-    if let Some(t) = &record.traffic {
-        for (name, url) in &t.records {
-            println!("  router {:<11} {url}", name);
-        }
-        println!("  cdn                {}", t.cdn);
-        println!("  router status      {}", t.router_status);
-    }
-    println!("trust {}; tokens in {} (0600)", record.ca_file.display(), record.tokens_file.display());
-    println!("control {}  (stop with Ctrl-C or `xregion lab down`)", record.control_url);
-    let waited = crate::node::wait_for_signal().await;
-    let result = server.shutdown().await;
-    waited?;
-    result
-}
-
+/// What `DIR/lab.json` records, with the messages `lab status` and `lab down` have always given.
 fn read_record(dir: &Path) -> Result<LabRecord, LabError> {
-    let path = lab_json(dir);
-    let text = match std::fs::read(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(LabError::NotRunning(dir.display().to_string()));
+    LabDir::new(dir).record().map_err(|e| match e {
+        LabDirError::NotRunning { .. } => LabError::NotRunning(dir.display().to_string()),
+        LabDirError::Read { path, source } => LabError::io(format!("cannot read {}", path.display()), source),
+        LabDirError::NotARecord { path, source } => {
+            LabError::Spec(format!("{} is not a valid lab record: {source}", path.display()))
         }
-        Err(e) => return Err(LabError::io(format!("cannot read {}", path.display()), e)),
-    };
-    serde_json::from_slice(&text)
-        .map_err(|e| LabError::Spec(format!("{} is not a valid lab record: {e}", path.display())))
+        other => LabError::State(other.to_string()),
+    })
 }
 
 /// `xregion lab status`: what lab.json says, whether the processes live, and each region's health. A dead lab
-/// is reported, not waited on: every check is bounded by `HEALTH_TIMEOUT`.
+/// is reported, not waited on: every check is bounded by `http_client::HEALTH_TIMEOUT`.
 pub async fn status(dir: &Path) -> Result<LabStatus, LabError> {
     let record = read_record(dir)?;
     // The health route is public; the client still needs the lab's CA (and its tokens file is there too).
@@ -611,7 +515,7 @@ pub async fn status(dir: &Path) -> Result<LabStatus, LabError> {
         let health = match (addr, client) {
             (None, _) => format!("bad endpoint {}", r.endpoint),
             (Some(_), Err(e)) => format!("cannot check: {e}"),
-            (Some(addr), Ok(client)) => crate::faults::health_of(client, addr).await,
+            (Some(addr), Ok(client)) => crate::http_client::health_of(client, addr).await,
         };
         RegionStatus { name: r.name.clone(), endpoint: r.endpoint.clone(), pid: r.pid, process_alive, health }
     });
@@ -644,7 +548,7 @@ pub async fn down(dir: &Path) -> Result<(), LabError> {
     for p in &left {
         let _ = kill(Pid::from_raw(*p as i32), Signal::SIGKILL);
     }
-    let _ = std::fs::remove_file(lab_json(dir));
+    let _ = std::fs::remove_file(LabDir::new(dir).lab_json());
     if left.is_empty() {
         Ok(())
     } else {

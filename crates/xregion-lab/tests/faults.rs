@@ -13,8 +13,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+use xregion_lab::dir::pid_alive;
 use xregion_lab::http_client::Client;
-use xregion_lab::supervisor::pid_alive;
 use xregion_lab::{ControlServer, Lab, LabConfig};
 use xregion_model::fault::{FaultStatus, RegionFaultStatus};
 

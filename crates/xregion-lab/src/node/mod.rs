@@ -13,21 +13,25 @@
 
 pub mod fence;
 pub mod http;
+pub mod link;
 pub mod repl;
 pub mod rtt;
 pub mod security;
 pub mod store;
+#[cfg(test)]
+pub(crate) mod testutil;
 
 use crate::LabError;
 use crate::config::{Defects, NodeConfig};
 use crate::hlc::wall_now_ms;
+use crate::layout::LabDir;
 use crate::spec::Spec;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -44,9 +48,6 @@ pub const CURSOR_FLUSH_INTERVAL: Duration = Duration::from_millis(20);
 pub const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(500);
 /// How long shutdown waits for in-flight work before giving up on it.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-/// The file in the region directory that exists while a node runs; found at start, it means the previous run
-/// did not stop cleanly (SIGKILL, crash).
-pub const RUNNING_MARKER: &str = "running";
 
 /// The line a lab process prints on stdout once it is ready.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -317,18 +318,19 @@ pub struct OpenedRegion {
     pub startup: Startup,
 }
 
-/// Opens the store of `region` in `dir` for a run with `peers`: reads and then sets the `running` marker, and
-/// applies `lose_unreplicated_on_kill` after an unclean stop. Call `mark_stopped` after a clean shutdown.
+/// Opens the store of `region` in the lab directory `lab` for a run with `peers`: reads and then sets the
+/// `running` marker, and applies `lose_unreplicated_on_kill` after an unclean stop. Call `mark_stopped` after a
+/// clean shutdown.
 pub async fn open_region(
-    dir: &Path,
+    lab: &LabDir,
     region: &str,
     peers: &[String],
     defects: &Defects,
     sealer: crate::crypto::Sealer,
 ) -> Result<OpenedRegion, LabError> {
-    let marker = dir.join(RUNNING_MARKER);
+    let marker = lab.running_marker(region);
     let unclean = marker.exists();
-    let (store, recovered, writer) = Store::open(&dir.join("store.redb"), region, sealer)?;
+    let (store, recovered, writer) = Store::open(&lab.store_file(region), region, sealer)?;
     let mut startup = Startup { unclean, had_data: recovered.had_data, lost: 0 };
     let mut cursors: BTreeMap<String, u64> =
         peers.iter().map(|p| (p.clone(), recovered.cursors.get(p).copied().unwrap_or(0))).collect();
@@ -343,9 +345,9 @@ pub async fn open_region(
     Ok(OpenedRegion { store, writer, cursors, head_seq: recovered.head_seq, startup })
 }
 
-/// Removes the `running` marker: the run stopped cleanly.
-pub fn mark_stopped(dir: &Path) {
-    let marker: PathBuf = dir.join(RUNNING_MARKER);
+/// Removes the `running` marker of `region`: the run stopped cleanly.
+pub fn mark_stopped(lab: &LabDir, region: &str) {
+    let marker = lab.running_marker(region);
     if let Err(e) = std::fs::remove_file(&marker)
         && e.kind() != std::io::ErrorKind::NotFound
     {
@@ -405,14 +407,15 @@ pub async fn run_node(spec_path: &Path, region: &str) -> Result<(), LabError> {
     }
     let spec = Spec::load(spec_path)?;
     let me = spec.region(region)?.clone();
-    let data_dir = spec.dir.join(region);
+    let lab_dir = spec.lab_dir();
+    let data_dir = lab_dir.region_dir(region);
     std::fs::create_dir_all(&data_dir)
         .map_err(|e| LabError::io(format!("cannot create the region directory {}", data_dir.display()), e))?;
     let metrics = install_metrics();
     let peer_names: Vec<String> = spec.regions.iter().filter(|r| r.name != region).map(|r| r.name.clone()).collect();
-    let mut security = security::Security::load(&spec.dir, region, &data_dir, &spec.lab.defects, spec.lab.tls_min())?;
+    let mut security = security::Security::load(lab_dir.path(), region, &spec.lab.defects, spec.lab.tls_min())?;
     security.residency = spec.lab.residency_policy();
-    let opened = open_region(&data_dir, region, &peer_names, &spec.lab.defects, security.sealer.clone()).await?;
+    let opened = open_region(&lab_dir, region, &peer_names, &spec.lab.defects, security.sealer.clone()).await?;
     opened.store.set_commit_delay(spec.lab.defects.store_commit_delay_ms);
 
     let http_listener = TcpListener::bind((me.ip, me.http_port))
@@ -461,7 +464,7 @@ pub async fn run_node(spec_path: &Path, region: &str) -> Result<(), LabError> {
     if joined.is_err() {
         tracing::warn!(region, "store writer did not stop in time");
     }
-    mark_stopped(&data_dir);
+    mark_stopped(&lab_dir, region);
     tracing::info!(region, "stopped");
     Ok(())
 }
@@ -576,20 +579,20 @@ mod tests {
     use crate::proto::Frame;
     use testutil::{entry, listen, next, open, send, wait_until};
 
-    /// Opens region a (peers b and c) in `dir`.
-    async fn start(dir: &Path, defects: &Defects) -> OpenedRegion {
-        open_region(dir, "a", &["b".to_string(), "c".to_string()], defects, crate::crypto::Sealer::plaintext())
+    /// Opens region a (peers b and c) in `lab`.
+    async fn start(lab: &LabDir, defects: &Defects) -> OpenedRegion {
+        open_region(lab, "a", &["b".to_string(), "c".to_string()], defects, crate::crypto::Sealer::plaintext())
             .await
             .unwrap()
     }
 
     /// Closes the store and waits for its writer; `clean` removes the marker as a clean stop does, otherwise the
     /// run ends as a SIGKILL would leave it.
-    async fn stop(store: Store, writer: std::thread::JoinHandle<()>, dir: &Path, clean: bool) {
+    async fn stop(store: Store, writer: std::thread::JoinHandle<()>, lab: &LabDir, clean: bool) {
         drop(store);
         tokio::task::spawn_blocking(move || writer.join()).await.unwrap().unwrap();
         if clean {
-            mark_stopped(dir);
+            mark_stopped(lab, "a");
         }
     }
 
@@ -602,7 +605,7 @@ mod tests {
     /// or after a clean stop, the outbox is kept. Method: one region directory started five times.
     #[tokio::test]
     async fn lose_unreplicated_truncates_the_outbox_only_after_an_unclean_stop() {
-        let dir = testutil::dir("lose-unreplicated", "a");
+        let dir = testutil::fresh_region("lose-unreplicated", "a");
         let defect = Defects { lose_unreplicated_on_kill: true, ..Defects::default() };
         let r = start(&dir, &defect).await;
         assert_eq!(r.startup, Startup::default(), "first start");
@@ -642,7 +645,7 @@ mod tests {
     /// count as applied then, so it never counts as caught up. Method: speak replication by hand to each run.
     #[tokio::test]
     async fn no_catch_up_after_restart_acks_without_applying() {
-        let dir = testutil::dir("no-catch-up", "a");
+        let dir = testutil::fresh_region("no-catch-up", "a");
         let defect = Defects { no_catch_up_after_restart: true, ..Defects::default() };
         for (seq, restart) in [(1, false), (2, true)] {
             let OpenedRegion { store, writer, cursors, startup, .. } = start(&dir, &defect).await;
@@ -665,203 +668,6 @@ mod tests {
             wait_until("the node's tasks ended", || Arc::strong_count(&node) == 1).await;
             let node = Arc::into_inner(node).unwrap();
             stop(node.store, writer, &dir, true).await;
-        }
-    }
-}
-
-/// Builds in-process nodes for the unit tests of the node's parts, and speaks replication to them.
-#[cfg(test)]
-pub(crate) mod testutil {
-    use super::*;
-    use crate::proto::{self, Entry, Frame};
-    use futures::{SinkExt, StreamExt};
-    use xregion_model::Version;
-
-    /// How long a test waits for anything before it fails.
-    pub const WAIT: Duration = Duration::from_secs(20);
-
-    /// A node of `region` with `peers`, its store in a fresh temp dir.
-    pub fn node(test: &str, region: &str, peers: &[&str], defects: Defects) -> Arc<Node> {
-        node_with(test, region, peers, defects, NodeConfig::default())
-    }
-
-    /// As `node`, with node settings. The node has the hardened lab's protections (HTTPS, tokens, audit,
-    /// encryption at rest, mutual TLS on replication) from `lab(test)`, as `defects` allow.
-    pub fn node_with(test: &str, region: &str, peers: &[&str], defects: Defects, settings: NodeConfig) -> Arc<Node> {
-        let dir = dir(test, region);
-        let lab = lab(test);
-        let mut security = security::Security::load(&lab, region, &dir, &defects, tls_min(&defects)).unwrap();
-        security.residency = [("eu".to_string(), vec!["eu".to_string()])].into();
-        let (store, _, _writer) = Store::open(&dir.join("store.redb"), region, security.sealer.clone()).unwrap();
-        let cursors = peers.iter().map(|p| (p.to_string(), 0)).collect();
-        let startup = Startup::default();
-        let node =
-            Node::new(region, "127.0.0.1".parse().unwrap(), store, &cursors, (&defects, &settings), startup, None);
-        Arc::new(node.with_security(security))
-    }
-
-    /// The lab directory and region of each replication listener a test started over mutual TLS, so that `open`
-    /// can present a client certificate the listener trusts.
-    static LISTENERS: std::sync::Mutex<BTreeMap<SocketAddr, (PathBuf, String)>> =
-        std::sync::Mutex::new(BTreeMap::new());
-
-    /// The TLS minimum `defects` ask for.
-    pub fn tls_min(defects: &Defects) -> crate::pki::TlsMin {
-        if defects.tls_min_version.as_deref() == Some("1.2") {
-            crate::pki::TlsMin::Tls12
-        } else {
-            crate::pki::TlsMin::Tls13
-        }
-    }
-
-    /// Regions the test labs have certificates for.
-    pub const REGIONS: &[&str] = &["a", "b", "c", "eu"];
-
-    /// The lab directory of `test`, prepared once as the supervisor prepares a lab's: the PKI (for `REGIONS` on
-    /// 127.0.0.1), the tokens and the key-encryption key.
-    pub fn lab(test: &str) -> PathBuf {
-        let lab = std::env::temp_dir().join(format!("xregion-lab-unit-{}-{test}", std::process::id()));
-        if !lab.join("ready").exists() {
-            let _ = std::fs::remove_dir_all(&lab);
-            std::fs::create_dir_all(&lab).unwrap();
-            let regions: Vec<(String, IpAddr)> =
-                REGIONS.iter().map(|r| (r.to_string(), "127.0.0.1".parse().unwrap())).collect();
-            crate::pki::Pki::create(&lab, &regions, "127.0.0.1".parse().unwrap(), crate::pki::PkiOptions::default())
-                .unwrap();
-            crate::auth::Tokens::create(&lab).unwrap();
-            crate::crypto::ensure_kek(&lab).unwrap();
-            std::fs::write(lab.join("ready"), b"").unwrap();
-        }
-        lab
-    }
-
-    /// A client of `test`'s lab: TLS 1.3 trusting its CA, with the token of `principal` (none: no token).
-    pub fn client(test: &str, principal: Option<&str>) -> crate::http_client::Client {
-        let lab = lab(test);
-        let pki = crate::pki::Pki::load(&lab).unwrap();
-        let tokens = crate::auth::Tokens::load(&lab).unwrap();
-        crate::http_client::Client::tls(pki.client_config().unwrap(), principal.and_then(|p| tokens.token_of(p)))
-    }
-
-    /// A fresh, empty directory for `region` of `test`, in `lab(test)`.
-    pub fn dir(test: &str, region: &str) -> PathBuf {
-        let dir = lab(test).join(region);
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
-    /// Settings with short heartbeat, contact and fence times, for tests that wait for them.
-    pub fn fast_settings() -> NodeConfig {
-        NodeConfig {
-            heartbeat_interval_ms: 20,
-            contact_timeout_ms: 200,
-            fence_timeout_ms: 300,
-            ..NodeConfig::default()
-        }
-    }
-
-    /// An entry of `origin`'s outbox.
-    pub fn entry(seq: u64, key: &str, origin: &str) -> Entry {
-        Entry {
-            seq,
-            key: key.into(),
-            value: Some(format!("v{seq}")),
-            version: Version { wall_ms: 1_000 + seq, logical: 0, origin: origin.into() },
-            residency: None,
-            erase: false,
-        }
-    }
-
-    /// A batch frame of `entries` covering the seqs from its first entry through its last.
-    pub fn batch(entries: Vec<Entry>) -> Frame {
-        let after = entries.first().map_or(0, |e| e.seq - 1);
-        let through = entries.last().map_or(0, |e| e.seq);
-        Frame::Batch { after, entries, through }
-    }
-
-    /// Starts `node`'s replication listener on a fresh port and returns its address.
-    pub async fn listen(node: &Arc<Node>) -> SocketAddr {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        if let (Some(lab), Some(_)) = (&node.security.lab_dir, &node.security.repl_server) {
-            LISTENERS.lock().unwrap().insert(addr, (lab.clone(), node.region.clone()));
-        } else {
-            LISTENERS.lock().unwrap().remove(&addr);
-        }
-        tokio::spawn(repl::accept_loop(node.clone(), listener));
-        addr
-    }
-
-    /// Starts `from`'s shipper to its peer `to`, dialling `addr`.
-    pub fn ship_to(from: &Arc<Node>, to: &str, addr: SocketAddr) {
-        let peer = from.peers[to].clone();
-        peer.addr.send_replace(Some(addr));
-        tokio::spawn(repl::ship(from.clone(), peer));
-    }
-
-    /// A hand-driven connection to a replication listener that opened with `first`: over mutual TLS with the
-    /// client certificate of the region `first` names (of region `c` for a name the lab has no certificate for,
-    /// or a first frame that names none), or plain TCP for a listener of a node without replication TLS.
-    pub async fn open(addr: SocketAddr, first: Frame) -> repl::Conn {
-        let region = match &first {
-            Frame::Hello { from } | Frame::Probe { from } if REGIONS.contains(&from.as_str()) => from.as_str(),
-            _ => "c",
-        };
-        let (client, server) = match LISTENERS.lock().unwrap().get(&addr).cloned() {
-            Some((lab, server)) => {
-                (Some(crate::pki::Pki::load(&lab).unwrap().repl_client_config(region).unwrap()), server)
-            }
-            None => (None, String::new()),
-        };
-        let mut conn = connect(addr, client, &server).await.expect("a replication connection");
-        send(&mut conn, first).await;
-        conn
-    }
-
-    /// A connection to the replication listener at `addr`: TLS with `client` (verifying the server as region
-    /// `server`), or plain TCP without one.
-    pub async fn connect(
-        addr: SocketAddr,
-        client: Option<Arc<rustls::ClientConfig>>,
-        server: &str,
-    ) -> std::io::Result<repl::Conn> {
-        let stream = tokio::net::TcpStream::connect(addr).await?;
-        let io: Box<dyn repl::Io> = match client {
-            None => Box::new(stream),
-            Some(config) => {
-                let name = rustls::pki_types::ServerName::try_from(server.to_string()).unwrap();
-                Box::new(tokio_rustls::TlsConnector::from(config).connect(name, stream).await?)
-            }
-        };
-        Ok(tokio_util::codec::Framed::new(io, proto::codec()))
-    }
-
-    /// Sends one frame.
-    pub async fn send(conn: &mut repl::Conn, frame: Frame) {
-        conn.send(proto::encode(&frame)).await.unwrap();
-    }
-
-    /// The next frame, or `None` when the other side closed the connection (or broke it). A TLS error fails the
-    /// test: a refusal by the replication protocol must not pass for one by the TLS layer (a wrong certificate).
-    pub async fn next(conn: &mut repl::Conn) -> Option<Frame> {
-        match tokio::time::timeout(WAIT, conn.next()).await.expect("no frame and no close in time") {
-            Some(Ok(bytes)) => Some(proto::decode(&bytes).unwrap()),
-            Some(Err(e)) => {
-                let tls = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
-                assert!(tls.is_none(), "the TLS layer refused, not the protocol: {e:?}");
-                None
-            }
-            None => None,
-        }
-    }
-
-    /// Waits until `cond` holds, polling; fails the test after `WAIT`.
-    pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-        let deadline = Instant::now() + WAIT;
-        while !cond() {
-            assert!(Instant::now() < deadline, "timed out waiting until {what}");
-            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 }

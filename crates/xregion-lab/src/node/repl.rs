@@ -16,6 +16,7 @@
 //!
 //! A connection that opens with `Probe` instead of `Hello` is a round-trip probe (`rtt`), answered there.
 
+use super::link::{Conn, IO_TIMEOUT, StreamError, accept_tls, check_identity, dial, send};
 use super::store::{WriteOp, WriteOutcome};
 use super::{Node, PeerState, rtt};
 use crate::proto::{self, BATCH_BYTES_TARGET, BATCH_ENTRIES_MAX, BatchError, Entry, Frame};
@@ -25,8 +26,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 use tokio_util::codec::Framed;
@@ -47,8 +47,6 @@ pub const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// How long outstanding entries may go unacknowledged before the stream is redialled (plus the receiver's
 /// delay defect, if any).
 pub const ACK_TIMEOUT_BASE: Duration = Duration::from_secs(5);
-/// Longest wait to connect, to send a frame, or for the peer's Hello.
-pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long a receiver waits for the next frame before it drops the stream as dead (a blackholed link): the
 /// longest of `IO_TIMEOUT`, two contact timeouts and four heartbeat intervals, so a healthy idle stream, which
@@ -57,30 +55,6 @@ pub fn idle_timeout(settings: &crate::config::NodeConfig) -> Duration {
     let contact = Duration::from_millis(settings.contact_timeout_ms) * 2;
     let heartbeats = Duration::from_millis(settings.heartbeat_interval_ms) * 4;
     IO_TIMEOUT.max(contact).max(heartbeats)
-}
-
-/// A replication connection's bytes: mutual TLS in the lab, plain TCP only for unit tests whose node has no
-/// replication TLS configured.
-pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
-
-pub(super) type Conn = Framed<Box<dyn Io>, tokio_util::codec::LengthDelimitedCodec>;
-
-/// Why a replication stream (or a probe connection) ended.
-#[derive(Debug, thiserror::Error)]
-pub(super) enum StreamError {
-    #[error("i/o: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("protocol: {0}")]
-    Protocol(String),
-    #[error(transparent)]
-    Batch(#[from] BatchError),
-    #[error("timed out")]
-    Timeout,
-    #[error("peer closed the connection")]
-    Closed,
-    #[error("store: {0}")]
-    Store(String),
 }
 
 /// Ships this region's outbox to `peer` until shutdown, reconnecting with bounded backoff.
@@ -115,56 +89,6 @@ pub async fn ship(node: Arc<Node>, peer: Arc<PeerState>) {
                 backoff = (backoff * 2).min(RECONNECT_BACKOFF_MAX);
             }
         }
-    }
-}
-
-/// Dials `peer` at `addr` (its WAN link) from this region's own address, so the peer (and its logs) see where
-/// the traffic comes from, and opens mutual TLS: this region's client certificate, and the peer's server
-/// certificate verified for the peer's region name (the link's address is the WAN proxy's, not the peer's).
-pub(super) async fn dial(node: &Node, peer: &str, addr: SocketAddr) -> Result<Box<dyn Io>, StreamError> {
-    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
-    if node.ip.is_ipv4() == addr.is_ipv4() {
-        socket.bind(SocketAddr::new(node.ip, 0))?;
-    }
-    let stream = tokio::time::timeout(IO_TIMEOUT, socket.connect(addr)).await.map_err(|_| StreamError::Timeout)??;
-    stream.set_nodelay(true)?;
-    let Some(config) = &node.security.repl_client else { return Ok(Box::new(stream)) };
-    let name = rustls::pki_types::ServerName::try_from(peer.to_string())
-        .map_err(|e| StreamError::Protocol(format!("peer name {peer:?} is not a TLS server name: {e}")))?;
-    let tls = tokio::time::timeout(IO_TIMEOUT, tokio_rustls::TlsConnector::from(config.clone()).connect(name, stream))
-        .await
-        .map_err(|_| StreamError::Timeout)?
-        .map_err(|e| StreamError::Protocol(format!("TLS handshake with {peer} failed: {e}")))?;
-    Ok(Box::new(tls))
-}
-
-/// Opens the TLS side of an inbound replication connection: the handshake (which, unless `mtls_disabled`,
-/// refuses a client without a certificate from the lab's CA with a `certificate_required` alert), then who the
-/// client certificate names. `None` for a node without replication TLS (unit tests of other parts).
-async fn accept_tls(node: &Node, stream: TcpStream) -> Result<(Box<dyn Io>, Option<Identity>), StreamError> {
-    let Some(config) = &node.security.repl_server else { return Ok((Box::new(stream), None)) };
-    let tls = tokio::time::timeout(IO_TIMEOUT, tokio_rustls::TlsAcceptor::from(config.clone()).accept(stream))
-        .await
-        .map_err(|_| StreamError::Timeout)?
-        .map_err(|e| StreamError::Protocol(format!("TLS handshake refused: {e}")))?;
-    let identity = crate::pki::peer_region(tls.get_ref().1.peer_certificates()).map_err(|e| e.to_string());
-    Ok((Box::new(tls), Some(identity)))
-}
-
-/// The region an inbound connection's client certificate names, or why it names none.
-type Identity = Result<String, String>;
-
-/// Checks that a connection whose first frame says it comes from `from` is certified as `from`. A connection
-/// without a usable certificate only gets here with the `mtls_disabled` defect, which lets it through.
-fn check_identity(node: &Node, from: &str, identity: Option<&Identity>) -> Result<(), StreamError> {
-    match identity {
-        None => Ok(()),
-        Some(Ok(name)) if name == from => Ok(()),
-        Some(Ok(name)) => {
-            Err(StreamError::Protocol(format!("hello from {from:?} over a connection certified as {name:?}")))
-        }
-        Some(Err(_)) if node.defects.mtls_disabled => Ok(()),
-        Some(Err(e)) => Err(StreamError::Protocol(format!("hello from {from:?} without a usable certificate: {e}"))),
     }
 }
 
@@ -281,11 +205,6 @@ pub fn for_peer(node: &Node, peer: &str, entries: Vec<Entry>) -> Vec<Entry> {
             Some(tag) => allows(node, tag, peer),
         })
         .collect()
-}
-
-async fn send(conn: &mut Conn, frame: &Frame) -> Result<(), StreamError> {
-    tokio::time::timeout(IO_TIMEOUT, conn.send(proto::encode(frame))).await.map_err(|_| StreamError::Timeout)??;
-    Ok(())
 }
 
 /// Accepts replication connections from peers until shutdown.

@@ -10,7 +10,7 @@
 //! The probed region answers on its replication listener (`repl::receive` hands probe connections to `answer`),
 //! never mixing pings with a replication stream.
 
-use super::repl::{self, Conn, IO_TIMEOUT, StreamError};
+use super::link::{self, Conn, IO_TIMEOUT, StreamError};
 use super::{Node, PeerState};
 use crate::proto::{self, Frame, PROBE_PINGS_MAX};
 use futures::{SinkExt, StreamExt};
@@ -80,7 +80,7 @@ async fn measure(node: &Node, peer: &PeerState, count: u32) -> PeerRtt {
 /// Dials `addr`, opens a probe, and times `count` sequential pings, in milliseconds.
 async fn round_trips(node: &Node, peer: &str, addr: SocketAddr, count: u32) -> Result<Vec<f64>, String> {
     let open = async {
-        let stream = repl::dial(node, peer, addr).await?;
+        let stream = link::dial(node, peer, addr).await?;
         let mut conn: Conn = Framed::new(stream, proto::codec());
         conn.send(proto::encode(&Frame::Probe { from: node.region.clone() })).await?;
         Ok::<_, StreamError>(conn)
@@ -126,8 +126,7 @@ pub(super) async fn answer(conn: &mut Conn) -> Result<(), StreamError> {
         };
         match frame {
             Frame::Ping { nonce } if answered < PROBE_PINGS_MAX => {
-                let pong = proto::encode(&Frame::Pong { nonce });
-                tokio::time::timeout(IO_TIMEOUT, conn.send(pong)).await.map_err(|_| StreamError::Timeout)??;
+                link::send(conn, &Frame::Pong { nonce }).await?;
                 answered += 1;
             }
             Frame::Ping { .. } => {

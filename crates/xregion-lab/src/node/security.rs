@@ -15,6 +15,7 @@ use crate::LabError;
 use crate::auth::{Principal, Scope, Tokens};
 use crate::config::Defects;
 use crate::crypto::{DataKey, Sealer};
+use crate::layout::LabDir;
 use crate::pki::{Pki, TlsMin};
 use axum::Router;
 use std::io::{BufRead, Write};
@@ -29,8 +30,6 @@ use xregion_model::wire::AuditEntry;
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most HTTPS connections served at once.
 pub const HTTP_CONNECTIONS_MAX: usize = 8192;
-/// The audit log's file name in the region directory.
-pub const AUDIT_FILE: &str = "audit.log";
 /// The principal of every request when `auth_disabled` is set.
 pub const ANONYMOUS: &str = "anonymous";
 
@@ -69,15 +68,8 @@ impl Security {
         }
     }
 
-    /// The protections of `region` from the lab directory `lab_dir` (its data in `region_dir`), as `defects`
-    /// and `tls_min` allow.
-    pub fn load(
-        lab_dir: &Path,
-        region: &str,
-        region_dir: &Path,
-        defects: &Defects,
-        tls_min: TlsMin,
-    ) -> Result<Security, LabError> {
+    /// The protections of `region` from the lab directory `lab_dir`, as `defects` and `tls_min` allow.
+    pub fn load(lab_dir: &Path, region: &str, defects: &Defects, tls_min: TlsMin) -> Result<Security, LabError> {
         let pki = Pki::load(lab_dir)?;
         let http_tls = Some(pki.server_config(region, tls_min)?);
         let repl_server = Some(pki.repl_server_config(region, !defects.mtls_disabled)?);
@@ -98,7 +90,7 @@ impl Security {
             tracing::warn!(region, "DEFECT audit_disabled: nothing is written to the audit log");
             None
         } else {
-            Some(Arc::new(Audit::open(&region_dir.join(AUDIT_FILE))?))
+            Some(Arc::new(Audit::open(&LabDir::new(lab_dir).audit_log(region))?))
         };
         if defects.mtls_disabled {
             tracing::warn!(region, "DEFECT mtls_disabled: replication peers need no client certificate");

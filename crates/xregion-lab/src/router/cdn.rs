@@ -19,11 +19,13 @@
 //! Answers carry `X-Cache` (`Hit`, `RefreshHit`, `Miss`, or `Pass` for requests that are not cacheable),
 //! `Age`, and `X-Served-By: <edge region>`.
 
-use super::{Attempt, Body, RegionState, Router, auth_error_bytes, error_bytes, ms, read_body, set, strip_hop_by_hop};
-use crate::auth::Scope;
+use super::RegionState;
+use super::message::{Body, auth_error_bytes, authorize, error_bytes, read_body, set, strip_hop_by_hop};
+use super::policy::RecordKind;
+use super::proxy::{Attempt, Proxy, ms};
+use crate::auth::{Scope, Tokens};
 use crate::config::Defects;
-use crate::node::http::etag_matches;
-use crate::router::policy::RecordKind;
+use crate::node::http::catalog::etag_matches;
 use bytes::Bytes;
 use http_body_util::Full;
 use http_cache_semantics::{AfterResponse, BeforeRequest, CachePolicy};
@@ -161,17 +163,18 @@ pub fn lookup(entry: &Cached, req: &Request<()>, now: SystemTime) -> BeforeReque
     entry.policy.before_request(req, now)
 }
 
-/// Serves one request to the CDN listener.
-pub async fn handle(router: &Router, req: Request<Incoming>) -> Response<Body> {
+/// Serves one request to the CDN listener: through `proxy` to the origins, from `edges`' caches, with `tokens`
+/// checking the read scope of a cacheable request (everything passes without them: `auth_disabled`).
+pub async fn handle(proxy: &Proxy, edges: &Edges, tokens: Option<&Tokens>, req: Request<Incoming>) -> Response<Body> {
     let arrival = Instant::now();
-    let location = match router.location(req.headers()) {
+    let location = match proxy.location(req.headers()) {
         Ok(l) => l,
         Err(resp) => return *resp,
     };
-    let edge_index = router.policy.by_nearness.get(&location).and_then(|v| v.first().copied()).unwrap_or(0);
-    let edge_region = router.regions[edge_index].name.clone();
-    let edge = &router.edges.0[edge_index];
-    let edge_ms = ms(router.routing.edge_one_way_ms.get(&location).copied().unwrap_or(0.0));
+    let edge_index = proxy.policy.by_nearness.get(&location).and_then(|v| v.first().copied()).unwrap_or(0);
+    let edge_region = proxy.regions[edge_index].name.clone();
+    let edge = &edges.0[edge_index];
+    let edge_ms = ms(proxy.routing.edge_one_way_ms.get(&location).copied().unwrap_or(0.0));
     crate::sleep_until(arrival + edge_ms).await;
 
     let (parts, body) = req.into_parts();
@@ -181,7 +184,7 @@ pub async fn handle(router: &Router, req: Request<Incoming>) -> Response<Body> {
         Ok(b) => b,
         Err(resp) => return finish(resp, &edge_region, &location, None, CacheOutcome::Pass),
     };
-    if cacheable && let Err(e) = router.authorize(&parts.headers, Scope::Read) {
+    if cacheable && let Err(e) = authorize(tokens, &parts.headers, Scope::Read) {
         tracing::info!(path = parts.uri.path(), status = e.status().as_u16(), "CDN edge: request refused");
         let resp = auth_error_bytes(&e);
         crate::sleep_until(Instant::now() + edge_ms).await;
@@ -189,13 +192,13 @@ pub async fn handle(router: &Router, req: Request<Incoming>) -> Response<Body> {
     }
     if !cacheable {
         edge.passes.fetch_add(1, Ordering::Relaxed);
-        let (resp, origin) = fetch(router, edge_index, &location, &parts.method, &path, &parts.headers, body).await;
+        let (resp, origin) = fetch(proxy, edge_index, &location, &parts.method, &path, &parts.headers, body).await;
         crate::sleep_until(Instant::now() + edge_ms).await;
         return finish(resp, &edge_region, &location, origin.as_deref(), CacheOutcome::Pass);
     }
     let client_inm = parts.headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).map(str::to_string);
     let preq = policy_request(&parts.method, &path, &parts.headers);
-    let stored = if router.defects.cdn_never_caches { None } else { edge.cache.get(&path).await };
+    let stored = if proxy.defects.cdn_never_caches { None } else { edge.cache.get(&path).await };
     let (resp, origin, outcome) = match stored {
         Some(entry) => match lookup(&entry, &preq, SystemTime::now()) {
             BeforeRequest::Fresh(mut fresh) => {
@@ -206,7 +209,7 @@ pub async fn handle(router: &Router, req: Request<Incoming>) -> Response<Body> {
             }
             BeforeRequest::Stale { request, .. } => {
                 let (resp, origin) =
-                    fetch(router, edge_index, &location, &request.method, &path, &request.headers, Bytes::new()).await;
+                    fetch(proxy, edge_index, &location, &request.method, &path, &request.headers, Bytes::new()).await;
                 let now = SystemTime::now();
                 let (rparts, rbody) = resp.into_parts();
                 let unit = Response::from_parts(rparts.clone(), ());
@@ -235,11 +238,11 @@ pub async fn handle(router: &Router, req: Request<Incoming>) -> Response<Body> {
         None => {
             edge.misses.fetch_add(1, Ordering::Relaxed);
             let (resp, origin) =
-                fetch(router, edge_index, &location, &parts.method, &path, preq.headers(), Bytes::new()).await;
+                fetch(proxy, edge_index, &location, &parts.method, &path, preq.headers(), Bytes::new()).await;
             let (rparts, body) = resp.into_parts();
             let unit = Response::from_parts(rparts.clone(), ());
             let policy = CachePolicy::new(&preq, &unit);
-            let store = !router.defects.cdn_never_caches && origin.is_some() && rparts.status == StatusCode::OK;
+            let store = !proxy.defects.cdn_never_caches && origin.is_some() && rparts.status == StatusCode::OK;
             if store && policy.is_storable() {
                 edge.cache.insert(path.clone(), Arc::new(Cached { policy, body: body.clone() })).await;
             }
@@ -267,10 +270,10 @@ fn conditional(resp: Response<Bytes>, if_none_match: Option<&str>) -> Response<B
 }
 
 /// Fetches from the edge's region, or from the nearest healthy region when it is down, retrying once at the
-/// next region like routed requests do (`Router::after_attempt`; edge fetches are `GET`s, so idempotent). Returns the answer and the origin region, or a
+/// next region like routed requests do (`Proxy::after_attempt`; edge fetches are `GET`s, so idempotent). Returns the answer and the origin region, or a
 /// `502`/`503` error answer and `None`.
 async fn fetch(
-    router: &Router,
+    proxy: &Proxy,
     edge_index: usize,
     location: &str,
     method: &Method,
@@ -279,14 +282,14 @@ async fn fetch(
     body: Bytes,
 ) -> (Response<Bytes>, Option<String>) {
     // The origin order ignores the location defects: the CDN is not a routing record.
-    let candidates = router.candidates(RecordKind::Latency, location, &Defects::default());
+    let candidates = proxy.candidates(RecordKind::Latency, location, &Defects::default());
     if candidates.is_empty() {
         return (
             error_bytes(StatusCode::SERVICE_UNAVAILABLE, "no_healthy_region", "no origin region is healthy"),
             None,
         );
     }
-    let outcome = router
+    let outcome = proxy
         .try_candidates(
             &candidates,
             true,
@@ -294,25 +297,25 @@ async fn fetch(
             |index, _| {
                 let body = body.clone();
                 Box::pin(async move {
-                    let origin = &router.regions[index];
-                    crate::sleep_until(Instant::now() + ms(router.region_one_way_ms[edge_index][index])).await;
+                    let origin = &proxy.regions[index];
+                    crate::sleep_until(Instant::now() + ms(proxy.region_one_way_ms[edge_index][index])).await;
                     origin.origin_fetches.fetch_add(1, Ordering::Relaxed);
-                    router.send(origin, method, path, headers, body).await
+                    proxy.send(origin, method, path, headers, body).await
                 })
             },
         )
         .await;
     let last = match outcome {
         Some((index, Attempt::Answer(resp))) => {
-            crate::sleep_until(Instant::now() + ms(router.region_one_way_ms[edge_index][index])).await;
+            crate::sleep_until(Instant::now() + ms(proxy.region_one_way_ms[edge_index][index])).await;
             let (mut p, b) = resp.into_parts();
             strip_hop_by_hop(&mut p.headers);
-            return (Response::from_parts(p, b), Some(router.regions[index].name.clone()));
+            return (Response::from_parts(p, b), Some(proxy.regions[index].name.clone()));
         }
         Some((_, Attempt::Failed(e))) => e,
         None => "no origin region could be tried".to_string(),
     };
-    router.rejected.upstream_failed.fetch_add(1, Ordering::Relaxed);
+    proxy.rejected.upstream_failed.fetch_add(1, Ordering::Relaxed);
     (error_bytes(StatusCode::BAD_GATEWAY, "upstream_failed", &last), None)
 }
 

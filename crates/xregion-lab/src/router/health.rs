@@ -3,7 +3,7 @@
 //! threshold state machine, and passive ejection when a connection to a region fails.
 //!
 //! A healthy region goes down after `failures` consecutive failed checks, or at once when a request cannot
-//! connect to it or after `CONSECUTIVE_5XX_MAX` 5xx answers in a row (`Router::after_attempt`); a down region
+//! connect to it or after `CONSECUTIVE_5XX_MAX` 5xx answers in a row (`Proxy::after_attempt`); a down region
 //! comes back after `successes` consecutive passed checks. Under `router_never_fails_over` the router routes
 //! as if every region were healthy, whatever this state says. A restarted region
 //! comes back on the same address, so the checks pick it up again without any wiring.

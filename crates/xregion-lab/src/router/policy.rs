@@ -8,7 +8,8 @@
 //! `X-Route-To: <region>` overrides the record on any listener (`Policy::forced`): the request goes to that region
 //! only, so that xregion can measure the API latency from every client location to every region.
 
-use crate::config::{Defects, Routing};
+use crate::config::Defects;
+use crate::config::routing::Routing;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

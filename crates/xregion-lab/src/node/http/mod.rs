@@ -1,6 +1,6 @@
 //! The probe contract over HTTP (see `docs/probe-contract.md`), the cacheable catalogue, the optional
 //! `GET /v1/peers/rtt` (round trips to the peers, `rtt`) and `GET /v1/stats/store` (the store's waits and
-//! durations, `store::StoreTimings`), and the lab-only `PUT /lab/peers`, `PUT /lab/health` and
+//! durations, `store::timings::StoreTimings`), and the lab-only `PUT /lab/peers`, `PUT /lab/health` and
 //! `PUT|GET /lab/fault`.
 //!
 //! Every `/v1/*` request passes `admit` first: it counts the request as in flight for its whole life (the
@@ -8,51 +8,43 @@
 //! `lab.node.max_in_flight`, as a real server at its limit would. Then a partial fault's `error_share` fails its
 //! share of requests with `503 injected_fault`.
 //!
-//! Writes (`PUT` and `DELETE` on `/v1/kv/*`) are refused with `503 fenced` while the region is fenced (`fence`)
-//! and with `503 store_unavailable` while a partial fault fails the store's writes.
+//! The handlers are grouped by resource: `kv` (records, scans and erasures), `audit` (the audit log), `catalog`,
+//! `stats` (replication, round trips, store timings, metrics) and `lab` (the lab-internal routes); `reply` builds
+//! their answers. This module wires them, serves `/healthz`, and runs the layers every request passes:
+//! counting, authorization (`needed_scope`) and admission.
 //!
 //! Every 4xx and 5xx answer is a JSON `ErrorBody`, including the ones axum would produce itself (unknown route,
 //! wrong method, oversized body), so a client can always parse an error.
 
-use super::store::{StoreError, WriteOp, WriteOutcome};
-use super::{Node, peer_backlog, rtt};
-use crate::auth::{Principal, Scope};
-use crate::record::StoredRecord;
+pub mod audit;
+pub mod catalog;
+pub mod kv;
+pub mod lab;
+mod reply;
+pub mod stats;
+
+use crate::auth::Scope;
+use crate::node::Node;
+use crate::node::security::ANONYMOUS;
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
-use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use axum::routing::{get, post, put};
+use reply::{ApiError, Shared, err, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::net::TcpListener;
-use xregion_model::Version;
-use xregion_model::fault::NodeFault;
-use xregion_model::wire::{
-    AuditPage, BODY_BYTES_MAX, EraseReceipt, ErrorBody, Health, PeerStatus, PutRequest, Record, ReplicationStatus,
-    SCAN_LIMIT_MAX, ScanPage, StoreStats, key_problem,
-};
-
-/// Records per scan page when the client gives no limit.
-pub const SCAN_LIMIT_DEFAULT: usize = 100;
-/// Longest a write waits for its group commit before the client gets 503.
-pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-
-type Shared = State<Arc<Node>>;
+use xregion_model::wire::{BODY_BYTES_MAX, Health};
 
 /// Serves the API until the node shuts down (then finishes in-flight requests).
 pub async fn serve(node: Arc<Node>, listener: TcpListener) {
     let shutdown = node.shutdown.clone();
     let app = router(node.clone());
     if let Some(config) = node.security.http_tls.clone() {
-        super::security::serve_tls(&node.region, listener, config, app, shutdown).await;
+        crate::node::security::serve_tls(&node.region, listener, config, app, shutdown).await;
         return;
     }
     let result = axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await;
@@ -65,18 +57,18 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener) {
 pub fn router(node: Arc<Node>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
-        .route("/v1/kv", get(scan))
-        .route("/v1/kv/{*key}", get(get_kv).put(put_kv).delete(delete_kv))
-        .route("/v1/replication", get(replication))
-        .route("/v1/peers/rtt", get(peers_rtt))
-        .route("/v1/stats/store", get(store_stats))
-        .route("/v1/audit", get(audit_page))
-        .route("/v1/erase/{*key}", axum::routing::post(erase))
-        .route("/metrics", get(metrics_text))
-        .route("/v1/catalog/{item}", get(catalog))
-        .route("/lab/peers", put(set_peers))
-        .route("/lab/health", put(set_health))
-        .route("/lab/fault", get(get_fault).put(set_fault))
+        .route("/v1/kv", get(kv::scan))
+        .route("/v1/kv/{*key}", get(kv::get_kv).put(kv::put_kv).delete(kv::delete_kv))
+        .route("/v1/replication", get(stats::replication))
+        .route("/v1/peers/rtt", get(stats::peers_rtt))
+        .route("/v1/stats/store", get(stats::store_stats))
+        .route("/v1/audit", get(audit::audit_page))
+        .route("/v1/erase/{*key}", post(kv::erase))
+        .route("/metrics", get(stats::metrics_text))
+        .route("/v1/catalog/{item}", get(catalog::catalog))
+        .route("/lab/peers", put(lab::set_peers))
+        .route("/lab/health", put(lab::set_health))
+        .route("/lab/fault", get(lab::get_fault).put(lab::set_fault))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
@@ -84,74 +76,6 @@ pub fn router(node: Arc<Node>) -> Router {
         .layer(axum::middleware::from_fn_with_state(node.clone(), authorize))
         .layer(axum::middleware::from_fn(count_requests))
         .with_state(node)
-}
-
-/// An error answer: status plus `ErrorBody`, optionally with the version of a tombstone.
-struct ApiError {
-    status: StatusCode,
-    body: ErrorBody,
-    version: Option<Version>,
-}
-
-/// `ErrorBody` plus the tombstone's version; a superset, so clients that parse `ErrorBody` still can.
-#[derive(Serialize)]
-struct ErrorWire<'a> {
-    #[serde(flatten)]
-    body: &'a ErrorBody,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    version: Option<&'a Version>,
-}
-
-fn err(status: StatusCode, code: &str, message: impl Into<String>) -> ApiError {
-    ApiError { status, body: ErrorBody { error: code.to_string(), message: message.into() }, version: None }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let json =
-            serde_json::to_vec(&ErrorWire { body: &self.body, version: self.version.as_ref() }).unwrap_or_default();
-        (self.status, [(header::CONTENT_TYPE, "application/json")], json).into_response()
-    }
-}
-
-fn store_failed(e: impl std::fmt::Display) -> ApiError {
-    err(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("the store cannot serve this request: {e}"))
-}
-
-fn json<T: Serialize>(value: &T) -> Response {
-    let body = serde_json::to_vec(value).unwrap_or_default();
-    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response()
-}
-
-fn record(node: &Node, key: String, r: StoredRecord) -> Record {
-    Record { key, value: r.value, version: r.version, region: node.region.clone(), residency: r.residency }
-}
-
-/// The key from the path, checked against the contract's key rules.
-fn path_key(key: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
-    let Path(key) = key.map_err(|e| err(StatusCode::BAD_REQUEST, "invalid_key", e.body_text()))?;
-    checked_key(&key)?;
-    Ok(key)
-}
-
-fn checked_key(key: &str) -> Result<(), ApiError> {
-    match key_problem(key) {
-        Some(p) => Err(err(StatusCode::BAD_REQUEST, "invalid_key", p)),
-        None => Ok(()),
-    }
-}
-
-/// Maps a body rejection: too large is 413, anything else 400.
-fn body_rejection(r: BytesRejection) -> ApiError {
-    if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        err(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("the body is larger than {BODY_BYTES_MAX} bytes"),
-        )
-    } else {
-        err(StatusCode::BAD_REQUEST, "invalid_body", r.body_text())
-    }
 }
 
 async fn count_requests(req: Request, next: Next) -> Response {
@@ -162,13 +86,6 @@ async fn count_requests(req: Request, next: Next) -> Response {
         .increment(1);
     resp
 }
-
-/// Longest `work_ms` a catalogue request may ask for.
-pub const WORK_MS_MAX: u64 = 1000;
-/// `Last-Modified` of every catalogue item: the catalogue is static, like a product page published once.
-pub const CATALOG_LAST_MODIFIED: &str = "Thu, 01 Jan 2026 00:00:00 GMT";
-/// Longest catalogue item id.
-pub const ITEM_LEN_MAX: usize = 64;
 
 /// Decrements the in-flight count when the request is done, whichever way it ends.
 struct InFlight<'a>(&'a AtomicU64);
@@ -211,11 +128,11 @@ async fn authorize(State(node): Shared, mut req: Request, next: Next) -> Respons
             let status = e.status();
             let principal = match &e {
                 crate::auth::AuthError::Forbidden { principal, .. } => principal.clone(),
-                _ => super::security::ANONYMOUS.to_string(),
+                _ => ANONYMOUS.to_string(),
             };
             let path = req.uri().path().to_string();
             tracing::info!(region = %node.region, %principal, %path, status = status.as_u16(), "request refused");
-            audit(&node, &principal, "denied", &path, status.as_u16()).await;
+            audit::audit(&node, &principal, "denied", &path, status.as_u16()).await;
             metrics::counter!("xregion_http_denied_total", "status" => status.as_u16().to_string()).increment(1);
             let body = serde_json::to_vec(&e.body()).unwrap_or_default();
             let mut resp = (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
@@ -225,60 +142,6 @@ async fn authorize(State(node): Shared, mut req: Request, next: Next) -> Respons
             resp
         }
     }
-}
-
-/// Appends an audit entry (unless `audit_disabled`); a failure to write it is logged.
-///
-/// The file write runs on the blocking pool, one at a time (the others wait on the log's gate without holding a
-/// thread): a `write` can wait for the disk (ext4 holds a page under writeback, and the store's fsyncs keep the
-/// journal busy), and on a runtime worker that wait would stall every task of the region, replication included.
-async fn audit(node: &Node, principal: &str, action: &str, key: &str, status: u16) {
-    let Some(a) = node.security.audit.clone() else { return };
-    let Ok(_turn) = a.gate.acquire().await else { return };
-    let (principal, action, key) = (principal.to_string(), action.to_string(), key.to_string());
-    let log = a.clone();
-    match tokio::task::spawn_blocking(move || log.append(&principal, &action, &key, status)).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => tracing::error!(region = %node.region, error = %e, "cannot write the audit log"),
-        Err(e) => tracing::error!(region = %node.region, error = %e, "the audit writer failed"),
-    }
-}
-
-/// The principal the `authorize` layer let through.
-fn principal_of(p: &Option<axum::Extension<Principal>>) -> String {
-    p.as_ref().map_or_else(|| super::security::ANONYMOUS.to_string(), |axum::Extension(p)| p.name.clone())
-}
-
-/// Query of `GET /v1/audit`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AuditQuery {
-    /// Only entries with a greater seq.
-    after: Option<u64>,
-    /// Page size, 1..=AUDIT_LIMIT_MAX.
-    limit: Option<usize>,
-}
-
-/// Largest audit page.
-pub const AUDIT_LIMIT_MAX: usize = 1000;
-
-/// `GET /v1/audit?after=SEQ&limit=N` (admin): one page of the audit log, oldest first.
-async fn audit_page(State(node): Shared, q: Result<Query<AuditQuery>, QueryRejection>) -> Result<Response, ApiError> {
-    let Query(q) = q.map_err(|e| err(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
-    let limit = q.limit.unwrap_or(AUDIT_LIMIT_MAX);
-    if limit == 0 || limit > AUDIT_LIMIT_MAX {
-        return Err(err(StatusCode::BAD_REQUEST, "invalid_query", format!("limit must be 1 to {AUDIT_LIMIT_MAX}")));
-    }
-    let after = q.after.unwrap_or(0);
-    let (entries, more) = match node.security.audit.clone() {
-        None => (Vec::new(), false),
-        Some(a) => tokio::task::spawn_blocking(move || a.page(after, limit))
-            .await
-            .map_err(store_failed)?
-            .map_err(store_failed)?,
-    };
-    let next_after = if more { entries.last().map(|e| e.seq) } else { None };
-    Ok(json(&AuditPage { region: node.region.clone(), entries, next_after }))
 }
 
 /// Load shedding and the `slow_ms` defect for `/v1/*`; health, metrics and lab routes are never shed, so that
@@ -316,7 +179,6 @@ async fn admit(State(node): Shared, req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
-/// `GET /healthz`: the status forced by `PUT /lab/health` if any; else `fenced` while the region is fenced;
 /// else `degraded` while a partial fault is injected; else `ok`. Anything but `ok` answers 503.
 async fn healthz(State(node): Shared) -> Response {
     let forced = node.health.lock().map(|s| s.clone()).unwrap_or_else(|p| p.into_inner().clone());
@@ -338,445 +200,6 @@ async fn healthz(State(node): Shared) -> Response {
     }
 }
 
-/// Body of `PUT /lab/health`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SetHealth {
-    /// `ok`, `degraded` or `down`.
-    status: String,
-}
-
-/// `PUT /lab/health`: `{"status":"down"}` makes `/healthz` answer 503 with that status (the node keeps serving
-/// everything else: a failing health check, not a dead region); `{"status":"ok"}` restores it.
-async fn set_health(State(node): Shared, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
-    let body = body.map_err(body_rejection)?;
-    let req: SetHealth = serde_json::from_slice(&body).map_err(|e| {
-        err(StatusCode::BAD_REQUEST, "invalid_body", format!("expected {{\"status\": \"ok\"|\"down\"}}: {e}"))
-    })?;
-    if !matches!(req.status.as_str(), "ok" | "degraded" | "down") {
-        return Err(err(StatusCode::BAD_REQUEST, "invalid_body", "status must be ok, degraded or down"));
-    }
-    match node.health.lock() {
-        Ok(mut s) => *s = req.status.clone(),
-        Err(p) => *p.into_inner() = req.status.clone(),
-    }
-    tracing::info!(region = %node.region, status = %req.status, "health set");
-    Ok(json(&Health { status: req.status, region: node.region.clone() }))
-}
-
-/// `PUT /lab/fault`: a `NodeFault` (`{"writes_fail": true, "error_share": 0.2}`) replaces the partial failure in
-/// force; `{}` (or every field off) clears it. Answers with the fault now in force.
-async fn set_fault(State(node): Shared, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
-    let body = body.map_err(body_rejection)?;
-    let fault: NodeFault = serde_json::from_slice(&body).map_err(|e| {
-        err(
-            StatusCode::BAD_REQUEST,
-            "invalid_body",
-            format!("expected {{\"writes_fail\": bool, \"error_share\": 0..1}}: {e}"),
-        )
-    })?;
-    if !(fault.error_share.is_finite() && (0.0..=1.0).contains(&fault.error_share)) {
-        return Err(err(
-            StatusCode::BAD_REQUEST,
-            "invalid_body",
-            format!("error_share is {}; it must be between 0 and 1", fault.error_share),
-        ));
-    }
-    node.fault().set(fault.clone());
-    tracing::info!(region = %node.region, writes_fail = fault.writes_fail, error_share = fault.error_share, "partial fault set");
-    Ok(json(&fault))
-}
-
-/// `GET /lab/fault`: the partial failure in force (all off when none).
-async fn get_fault(State(node): Shared) -> Response {
-    let fault = node.fault().fault.clone();
-    json(&fault)
-}
-
-/// Query of `GET /v1/catalog/{item}`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CatalogQuery {
-    /// Hold the request this long before answering (service time), at most `WORK_MS_MAX`.
-    work_ms: Option<u64>,
-}
-
-/// A catalogue product: deterministic for its id, identical in every region (like content from one origin).
-#[derive(Debug, Serialize)]
-struct Product<'a> {
-    item: &'a str,
-    name: String,
-    price_cents: u64,
-    currency: &'static str,
-    stock: u64,
-    description: String,
-}
-
-/// FNV-1a, stable across builds and processes (the ETag must be the same in every region).
-fn fnv(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
-}
-
-/// The body and strong ETag of an item.
-pub fn catalog_item(item: &str) -> (Vec<u8>, String) {
-    let h = fnv(item.as_bytes());
-    let product = Product {
-        item,
-        name: format!("Product {item}"),
-        price_cents: 100 + h % 99_900,
-        currency: "USD",
-        stock: (h >> 20) % 1000,
-        description: format!("Catalogue entry {item}: deterministic, the same in every region, cacheable."),
-    };
-    let body = serde_json::to_vec(&product).unwrap_or_default();
-    let etag = format!("\"{:016x}\"", fnv(&body));
-    (body, etag)
-}
-
-/// Whether an `If-None-Match` value matches `etag` (weak comparison, as RFC 9110 asks for this header).
-pub fn etag_matches(if_none_match: &str, etag: &str) -> bool {
-    let bare = |t: &str| t.trim().trim_start_matches("W/").to_string();
-    if_none_match.split(',').any(|t| t.trim() == "*" || bare(t) == bare(etag))
-}
-
-/// `GET /v1/catalog/{item}`: a cacheable product with `Cache-Control`, `ETag` and `Last-Modified`; answers
-/// `304` to a matching `If-None-Match`.
-async fn catalog(
-    State(node): Shared,
-    Path(item): Path<String>,
-    q: Result<Query<CatalogQuery>, QueryRejection>,
-    headers: axum::http::HeaderMap,
-) -> Result<Response, ApiError> {
-    let Query(q) = q.map_err(|e| err(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
-    let ok_chars = item.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if item.is_empty() || item.len() > ITEM_LEN_MAX || !ok_chars {
-        return Err(err(
-            StatusCode::BAD_REQUEST,
-            "invalid_key",
-            format!("an item id is 1 to {ITEM_LEN_MAX} characters from a-z 0-9 -"),
-        ));
-    }
-    let work_ms = q.work_ms.unwrap_or(0);
-    if work_ms > WORK_MS_MAX {
-        return Err(err(StatusCode::BAD_REQUEST, "invalid_query", format!("work_ms must be 0 to {WORK_MS_MAX}")));
-    }
-    if work_ms > 0 {
-        tokio::time::sleep(Duration::from_millis(work_ms)).await;
-    }
-    let (body, etag) = catalog_item(&item);
-    let cache_control = format!("public, max-age={}", node.settings.catalog_max_age_s);
-    let matched =
-        headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| etag_matches(v, &etag));
-    let common = [
-        (header::CACHE_CONTROL, cache_control),
-        (header::ETAG, etag),
-        (header::LAST_MODIFIED, CATALOG_LAST_MODIFIED.to_string()),
-    ];
-    if matched {
-        return Ok((StatusCode::NOT_MODIFIED, common).into_response());
-    }
-    Ok((StatusCode::OK, common, [(header::CONTENT_TYPE, "application/json")], body).into_response())
-}
-
-async fn get_kv(State(node): Shared, key: Result<Path<String>, PathRejection>) -> Result<Response, ApiError> {
-    let key = path_key(key)?;
-    let k = key.clone();
-    let found = node.store.read(move |s| s.get(&k)).await.map_err(store_failed)?;
-    match found {
-        Some(r) if r.value.is_some() => Ok(json(&record(&node, key, r))),
-        Some(r) => {
-            let mut e = err(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("key {key} was deleted (tombstone version {})", r.version),
-            );
-            e.version = Some(r.version);
-            Err(e)
-        }
-        None => Err(err(StatusCode::NOT_FOUND, "not_found", format!("key {key} does not exist"))),
-    }
-}
-
-async fn put_kv(
-    State(node): Shared,
-    principal: Option<axum::Extension<Principal>>,
-    key: Result<Path<String>, PathRejection>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let key = path_key(key)?;
-    let result = async {
-        let body = body.map_err(body_rejection)?;
-        let req: PutRequest = serde_json::from_slice(&body).map_err(|e| {
-            err(StatusCode::BAD_REQUEST, "invalid_body", format!("expected {{\"value\": \"...\"}}: {e}"))
-        })?;
-        if let Some(tag) = &req.residency {
-            residency_allows(&node, tag)?;
-        }
-        write(&node, key.clone(), Some(req.value), req.residency).await
-    }
-    .await;
-    audited(&node, &principal_of(&principal), "put", &key, result).await
-}
-
-async fn delete_kv(
-    State(node): Shared,
-    principal: Option<axum::Extension<Principal>>,
-    key: Result<Path<String>, PathRejection>,
-) -> Result<Response, ApiError> {
-    let key = path_key(key)?;
-    let result = write(&node, key.clone(), None, None).await;
-    audited(&node, &principal_of(&principal), "delete", &key, result).await
-}
-
-/// `POST /v1/erase/{key}` (write): the value is replaced by a tombstone without value, removed from every
-/// outbox entry of the key, and the erasure replicates to every peer (not with `erasure_local_only`).
-async fn erase(
-    State(node): Shared,
-    principal: Option<axum::Extension<Principal>>,
-    key: Result<Path<String>, PathRejection>,
-) -> Result<Response, ApiError> {
-    let key = path_key(key)?;
-    let result = async {
-        if node.is_fenced() {
-            return Err(fenced(&node, "the erasure was not made"));
-        }
-        let replicate = !node.defects.erasure_local_only;
-        if !replicate {
-            tracing::warn!(region = %node.region, %key, "DEFECT erasure_local_only: the erasure is not replicated");
-        }
-        let op = WriteOp::Erase { key: key.clone(), replicate };
-        let outcome = tokio::time::timeout(WRITE_TIMEOUT, node.store.write(op))
-            .await
-            .map_err(|_| store_failed(format!("the erasure did not commit within {WRITE_TIMEOUT:?}")))?
-            .map_err(|e: Arc<StoreError>| store_failed(e))?;
-        match outcome {
-            WriteOutcome::Written(r) => {
-                tracing::info!(region = %node.region, %key, version = %r.version, "key erased");
-                Ok(json(&EraseReceipt { key: key.clone(), region: node.region.clone(), version: r.version }))
-            }
-            other => Err(store_failed(format!("unexpected erase outcome {other:?}"))),
-        }
-    }
-    .await;
-    audited(&node, &principal_of(&principal), "erase", &key, result).await
-}
-
-/// Writes the audit entry of a write's answer, before the answer is sent.
-async fn audited(
-    node: &Node,
-    principal: &str,
-    action: &str,
-    key: &str,
-    result: Result<Response, ApiError>,
-) -> Result<Response, ApiError> {
-    let status = match &result {
-        Ok(r) => r.status(),
-        Err(e) => e.status,
-    };
-    audit(node, principal, action, key, status.as_u16()).await;
-    result
-}
-
-/// Whether this region may store a record tagged `tag`: 400 `unknown_residency` for a tag the policy does not
-/// know, 403 `residency_violation` when this region is not among the tag's regions.
-fn residency_allows(node: &Node, tag: &str) -> Result<(), ApiError> {
-    let Some(allowed) = node.security.residency.get(tag) else {
-        let known: Vec<&str> = node.security.residency.keys().map(String::as_str).collect();
-        return Err(err(
-            StatusCode::BAD_REQUEST,
-            "unknown_residency",
-            format!("residency tag {tag:?} is not in the policy (known: {})", known.join(", ")),
-        ));
-    };
-    if !allowed.contains(&node.region) {
-        return Err(err(
-            StatusCode::FORBIDDEN,
-            "residency_violation",
-            format!(
-                "records tagged {tag:?} may be stored only in {}; region {} is not one of them",
-                allowed.join(", "),
-                node.region
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// `503 fenced`, with what happened to the write.
-fn fenced(node: &Node, what: &str) -> ApiError {
-    err(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "fenced",
-        format!(
-            "region {} is fenced off: it lost contact with a majority of the regions and refuses writes until \
-             contact returns; {what}",
-            node.region
-        ),
-    )
-}
-
-/// A local write or delete.
-///
-/// The fence is checked twice. At admission, so that a fenced region starts no write. And again after the
-/// commit, right before the answer: a write admitted just before the region fenced (its commit can take
-/// milliseconds, or seconds on a slow disk) is then answered `503 fenced` instead of `200`. So no write is
-/// acknowledged later than the fence's publication plus the few microseconds between this check and the answer.
-/// Such a write is committed locally and will still replicate: that is allowed, since the client saw no
-/// acknowledgement and must count the outcome as unknown (as for any 503 on a write).
-async fn write(
-    node: &Node,
-    key: String,
-    value: Option<String>,
-    residency: Option<String>,
-) -> Result<Response, ApiError> {
-    if node.is_fenced() {
-        return Err(fenced(node, "the write was not made"));
-    }
-    if node.fault().fault.writes_fail {
-        return Err(err(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store_unavailable",
-            format!("the store of region {} fails every write (a partial fault is injected)", node.region),
-        ));
-    }
-    let op = WriteOp::Local { key: key.clone(), value, residency };
-    let outcome = tokio::time::timeout(WRITE_TIMEOUT, node.store.write(op))
-        .await
-        .map_err(|_| store_failed(format!("the write did not commit within {WRITE_TIMEOUT:?}")))?
-        .map_err(|e: Arc<StoreError>| store_failed(e))?;
-    match outcome {
-        WriteOutcome::Written(_) if node.is_fenced() => {
-            Err(fenced(node, "the write was committed here just before the fence and is not acknowledged"))
-        }
-        WriteOutcome::Written(r) => Ok(json(&record(node, key, r))),
-        other => Err(store_failed(format!("unexpected write outcome {other:?}"))),
-    }
-}
-
-/// Query of `GET /v1/kv`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ScanQuery {
-    /// Only keys starting with this.
-    #[serde(default)]
-    prefix: String,
-    /// Only keys greater than this (the previous page's `next_after`).
-    after: Option<String>,
-    /// Page size, 1..=SCAN_LIMIT_MAX.
-    limit: Option<usize>,
-}
-
-async fn scan(State(node): Shared, q: Result<Query<ScanQuery>, QueryRejection>) -> Result<Response, ApiError> {
-    let Query(q) = q.map_err(|e| err(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
-    if !q.prefix.is_empty() {
-        checked_key(&q.prefix)?;
-    }
-    if let Some(a) = &q.after {
-        checked_key(a)?;
-    }
-    let limit = q.limit.unwrap_or(SCAN_LIMIT_DEFAULT);
-    if limit == 0 || limit > SCAN_LIMIT_MAX {
-        return Err(err(StatusCode::BAD_REQUEST, "invalid_query", format!("limit must be 1 to {SCAN_LIMIT_MAX}")));
-    }
-    let (rows, more) =
-        node.store.read(move |s| s.scan(&q.prefix, q.after.as_deref(), limit)).await.map_err(store_failed)?;
-    let next_after = if more { rows.last().map(|(k, _)| k.clone()) } else { None };
-    let records = rows.into_iter().map(|(k, r)| record(&node, k, r)).collect();
-    Ok(json(&ScanPage { records, next_after }))
-}
-
-async fn replication(State(node): Shared) -> Response {
-    let contact_timeout = Duration::from_millis(node.settings.contact_timeout_ms);
-    let mut peers = Vec::with_capacity(node.peers.len());
-    for p in node.peers.values() {
-        let (pending_entries, lag_ms) = peer_backlog(&node, p).await;
-        let heard = p.heard();
-        let now = Instant::now();
-        peers.push(PeerStatus {
-            region: p.name.clone(),
-            acked_seq: p.acked_seq.load(Ordering::Acquire),
-            pending_entries,
-            lag_ms,
-            connected: p.connected.load(Ordering::Acquire),
-            in_contact: Some(heard.in_contact(now, contact_timeout)),
-            heard_ms_ago: heard
-                .at
-                .map(|at| u64::try_from(now.saturating_duration_since(at).as_millis()).unwrap_or(u64::MAX)),
-            applied_seq: Some(heard.applied),
-            peer_head_seq: heard.head,
-        });
-    }
-    let fenced = Some(node.is_fenced());
-    json(&ReplicationStatus { region: node.region.clone(), head_seq: node.head_seq(), peers, fenced })
-}
-
-/// Query of `GET /v1/peers/rtt`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RttQuery {
-    /// Round trips per peer, 1..=RTT_COUNT_MAX (default RTT_COUNT_DEFAULT).
-    count: Option<u32>,
-}
-
-/// `GET /v1/peers/rtt?count=N`: N round trips to each peer over its replication link; a peer that cannot be
-/// measured is listed with its error (still 200).
-async fn peers_rtt(State(node): Shared, q: Result<Query<RttQuery>, QueryRejection>) -> Result<Response, ApiError> {
-    let Query(q) = q.map_err(|e| err(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
-    let count = rtt::checked_count(q.count).map_err(|m| err(StatusCode::BAD_REQUEST, "invalid_query", m))?;
-    Ok(json(&rtt::measure_all(&node, count).await))
-}
-
-/// Query of `GET /v1/stats/store`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StatsQuery {
-    /// Empty the histograms after answering.
-    #[serde(default)]
-    reset: bool,
-}
-
-/// `GET /v1/stats/store[?reset=true]`: the store's acquire, commit and read times since the start or the last
-/// reset.
-async fn store_stats(State(node): Shared, q: Result<Query<StatsQuery>, QueryRejection>) -> Result<Response, ApiError> {
-    let Query(q) = q.map_err(|e| err(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
-    let (acquire_ms, commit_ms, read_ms) = node.store.timings().summaries(q.reset);
-    Ok(json(&StoreStats { region: node.region.clone(), acquire_ms, commit_ms, read_ms }))
-}
-
-async fn metrics_text(State(node): Shared) -> Response {
-    let text = node.metrics.as_ref().map(|m| m.render()).unwrap_or_default();
-    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
-}
-
-/// `PUT /lab/peers`: `{"us-west-2": "127.0.1.2:41000", ...}`, where to dial each peer.
-async fn set_peers(State(node): Shared, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
-    let body = body.map_err(body_rejection)?;
-    let map: BTreeMap<String, SocketAddr> = serde_json::from_slice(&body).map_err(|e| {
-        err(StatusCode::BAD_REQUEST, "invalid_body", format!("expected {{\"region\": \"ip:port\"}}: {e}"))
-    })?;
-    for name in map.keys() {
-        if !node.peers.contains_key(name) {
-            let known: Vec<&str> = node.peers.keys().map(String::as_str).collect();
-            return Err(err(
-                StatusCode::BAD_REQUEST,
-                "unknown_region",
-                format!("{name:?} is not a peer of {}; peers are {}", node.region, known.join(", ")),
-            ));
-        }
-    }
-    for (name, addr) in map {
-        if let Some(p) = node.peers.get(&name) {
-            p.addr.send_if_modified(|cur| {
-                let changed = *cur != Some(addr);
-                *cur = Some(addr);
-                changed
-            });
-            tracing::info!(region = %node.region, peer = %name, %addr, "peer address set");
-        }
-    }
-    Ok(json(&serde_json::json!({ "ok": true })))
-}
-
 async fn not_found(req: Request) -> ApiError {
     err(StatusCode::NOT_FOUND, "not_found", format!("no route for {} {}", req.method(), req.uri().path()))
 }
@@ -791,9 +214,16 @@ async fn method_not_allowed(req: Request) -> ApiError {
 
 #[cfg(test)]
 mod tests {
+    use super::catalog::{CATALOG_LAST_MODIFIED, catalog_item, etag_matches};
     use super::*;
     use crate::config::Defects;
+    use crate::layout::LabDir;
     use crate::node::testutil;
+    use std::collections::BTreeMap;
+    use std::net::SocketAddr;
+    use xregion_model::Version;
+    use xregion_model::fault::NodeFault;
+    use xregion_model::wire::{AuditPage, EraseReceipt, Record, ReplicationStatus, ScanPage, StoreStats};
 
     async fn start(test: &str) -> (Arc<Node>, SocketAddr) {
         serve_node(test, testutil::node(test, "a", &["b"], Defects::default())).await
@@ -1183,8 +613,7 @@ mod tests {
         let (_, r) = call(addr, "GET", "/v1/audit?after=5&limit=1", None).await;
         let page: AuditPage = serde_json::from_value(r).unwrap();
         assert_eq!((page.entries[0].seq, page.next_after), (6, Some(6)));
-        let log =
-            std::fs::read_to_string(testutil::lab(test).join("a").join(super::super::security::AUDIT_FILE)).unwrap();
+        let log = std::fs::read_to_string(LabDir::new(testutil::lab(test)).audit_log("a")).unwrap();
         assert!(!log.contains(crate::auth::TOKEN_PREFIX), "no token in the audit log");
         node.shutdown.cancel();
 
@@ -1211,7 +640,7 @@ mod tests {
             let canary = format!("canary-{test}-5e1d");
             let body = format!(r#"{{"value":"{canary}"}}"#);
             assert_eq!(call(addr, "PUT", "/v1/kv/c", Some(body.as_bytes())).await.0, 200);
-            let file = testutil::lab(test).join("a").join("store.redb");
+            let file = LabDir::new(testutil::lab(test)).store_file("a");
             let raw = std::fs::read(&file).unwrap();
             assert_eq!(raw.windows(canary.len()).any(|w| w == canary.as_bytes()), clear, "{test}");
             node.shutdown.cancel();

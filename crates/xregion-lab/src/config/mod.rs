@@ -2,10 +2,14 @@
 //!
 //! `LabConfig` is plain data with defaults that give a realistic 3-region deployment (us-east-1, us-west-2,
 //! eu-west-1 with round-trip times like the real ones). `validate` checks everything a user can get wrong and
-//! says what to do; the supervisor refuses to start a lab from an invalid config.
+//! says what to do (`validate`); the supervisor refuses to start a lab from an invalid config. `routing` fills in
+//! the routing tables' defaults.
+
+pub mod routing;
+pub mod validate;
 
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 
@@ -204,41 +208,6 @@ impl Default for CdnConfig {
     }
 }
 
-/// Built-in client locations: one-way latency in ms to each default region (about half of public round-trip
-/// figures between these cities and the AWS regions: us-east-1 is northern Virginia, us-west-2 Oregon,
-/// eu-west-1 Ireland).
-pub const BUILTIN_LOCATIONS: &[(&str, [(&str, f64); 3])] = &[
-    ("new-york", [("us-east-1", 4.0), ("us-west-2", 35.0), ("eu-west-1", 38.0)]),
-    ("chicago", [("us-east-1", 10.0), ("us-west-2", 25.0), ("eu-west-1", 48.0)]),
-    ("seattle", [("us-east-1", 33.0), ("us-west-2", 4.0), ("eu-west-1", 70.0)]),
-    ("san-francisco", [("us-east-1", 35.0), ("us-west-2", 10.0), ("eu-west-1", 72.0)]),
-    ("london", [("us-east-1", 38.0), ("us-west-2", 68.0), ("eu-west-1", 6.0)]),
-    ("dublin", [("us-east-1", 36.0), ("us-west-2", 66.0), ("eu-west-1", 2.0)]),
-    ("frankfurt", [("us-east-1", 45.0), ("us-west-2", 75.0), ("eu-west-1", 12.0)]),
-];
-
-/// The routing tables with every default filled in and every name checked: what the router and
-/// `TrafficInfo` use.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Routing {
-    /// Location -> region -> one-way ms; every location has every region.
-    pub locations: BTreeMap<String, BTreeMap<String, f64>>,
-    /// Location of requests without the header.
-    pub default_location: String,
-    /// Location -> region for the geolocation record (every location has an entry).
-    pub geolocation: BTreeMap<String, String>,
-    /// Region -> weight (every region has an entry).
-    pub weights: BTreeMap<String, u32>,
-    /// Regions in failover order.
-    pub failover_order: Vec<String>,
-    /// Region -> most requests in flight (every region has an entry).
-    pub capacity: BTreeMap<String, u32>,
-    /// Location -> its nearest region (lowest one-way latency; ties go to the earlier region in config order).
-    pub nearest: BTreeMap<String, String>,
-    /// Location -> one-way ms to its CDN edge.
-    pub edge_one_way_ms: BTreeMap<String, f64>,
-}
-
 impl Default for LabConfig {
     fn default() -> Self {
         LabConfig {
@@ -272,197 +241,7 @@ impl Default for WanConfig {
     }
 }
 
-/// Why a lab config cannot be used.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum LabConfigError {
-    /// Fewer than two regions.
-    #[error("lab.regions has {count} region(s); a multi-region lab needs at least 2")]
-    TooFewRegions {
-        /// How many were given.
-        count: usize,
-    },
-    /// More than `REGIONS_MAX` regions.
-    #[error("lab.regions has {count} regions; the lab supports at most {REGIONS_MAX}")]
-    TooManyRegions {
-        /// How many were given.
-        count: usize,
-    },
-    /// A region name appears twice.
-    #[error("lab.regions lists {name:?} twice; region names must be unique")]
-    DuplicateRegion {
-        /// The repeated name.
-        name: String,
-    },
-    /// A region name that cannot be used in paths, URLs and keys.
-    #[error("lab.regions has the name {name:?}; use 1 to 64 characters from a-z A-Z 0-9 . _ -")]
-    BadRegionName {
-        /// The name.
-        name: String,
-    },
-    /// The base address is not loopback.
-    #[error("lab.base_addr is {addr}; the lab only runs on loopback addresses (for example 127.0.1.1)")]
-    NotLoopback {
-        /// The address given.
-        addr: IpAddr,
-    },
-    /// Region addresses would run past the end of the loopback range.
-    #[error("lab.base_addr {addr} leaves no room for {count} consecutive loopback addresses")]
-    AddressRange {
-        /// The address given.
-        addr: IpAddr,
-        /// How many regions need an address.
-        count: usize,
-    },
-    /// An rtt key is not `a/b`.
-    #[error("lab.wan.rtt_ms key {key:?} is not of the form \"region-a/region-b\"")]
-    BadRttKey {
-        /// The key.
-        key: String,
-    },
-    /// An rtt key names a region that is not in `regions`.
-    #[error("lab.wan.rtt_ms key {key:?} names unknown region {region:?}; known regions are {known}")]
-    UnknownRegion {
-        /// The key.
-        key: String,
-        /// The unknown region.
-        region: String,
-        /// The known regions, comma-separated.
-        known: String,
-    },
-    /// Two keys give the same pair.
-    #[error("lab.wan.rtt_ms gives the pair {a}/{b} twice (keys are unordered pairs)")]
-    DuplicatePair {
-        /// One region.
-        a: String,
-        /// The other region.
-        b: String,
-    },
-    /// A region pair has no rtt.
-    #[error("lab.wan.rtt_ms has no entry for {a}/{b}; add \"{a}/{b}\" = <round trip in ms> (0 for none)")]
-    MissingPair {
-        /// One region.
-        a: String,
-        /// The other region.
-        b: String,
-    },
-    /// A routing or CDN key names a region or location that does not exist.
-    #[error("{key} names unknown {kind} {name:?}; known {kind}s are {known}")]
-    UnknownName {
-        /// The config key, for example `lab.router.weights`.
-        key: String,
-        /// `region` or `location`.
-        kind: &'static str,
-        /// The unknown name.
-        name: String,
-        /// The known names, comma-separated.
-        known: String,
-    },
-    /// A routing or CDN value that cannot be used.
-    #[error("{key}: {message}")]
-    Invalid {
-        /// The config key.
-        key: String,
-        /// What is wrong and what to do.
-        message: String,
-    },
-    /// A number that must be finite and not negative.
-    #[error("{field} is {value}; it must be a finite number >= 0")]
-    Negative {
-        /// The field.
-        field: String,
-        /// The value.
-        value: f64,
-    },
-}
-
 impl LabConfig {
-    /// Checks everything a user can get wrong; the first problem found is returned.
-    pub fn validate(&self) -> Result<(), LabConfigError> {
-        let count = self.regions.len();
-        if count < 2 {
-            return Err(LabConfigError::TooFewRegions { count });
-        }
-        if count > REGIONS_MAX {
-            return Err(LabConfigError::TooManyRegions { count });
-        }
-        let mut seen = BTreeSet::new();
-        for name in &self.regions {
-            let ok_chars = name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-            if name.is_empty() || name.len() > 64 || !ok_chars || name.starts_with('.') {
-                return Err(LabConfigError::BadRegionName { name: name.clone() });
-            }
-            if !seen.insert(name.as_str()) {
-                return Err(LabConfigError::DuplicateRegion { name: name.clone() });
-            }
-        }
-        if !self.base_addr.is_loopback() {
-            return Err(LabConfigError::NotLoopback { addr: self.base_addr });
-        }
-        for i in 0..count {
-            if self.region_ip(i).is_none() {
-                return Err(LabConfigError::AddressRange { addr: self.base_addr, count });
-            }
-        }
-        check_non_negative("lab.wan.jitter_ms", self.wan.jitter_ms)?;
-        let mut pairs = BTreeSet::new();
-        for (key, rtt) in &self.wan.rtt_ms {
-            let Some((a, b)) = key.split_once('/') else {
-                return Err(LabConfigError::BadRttKey { key: key.clone() });
-            };
-            if a == b {
-                return Err(LabConfigError::BadRttKey { key: key.clone() });
-            }
-            for r in [a, b] {
-                if !seen.contains(r) {
-                    return Err(LabConfigError::UnknownRegion {
-                        key: key.clone(),
-                        region: r.to_string(),
-                        known: self.regions.join(", "),
-                    });
-                }
-            }
-            check_non_negative(&format!("lab.wan.rtt_ms.\"{key}\""), *rtt)?;
-            let pair = if a < b { (a, b) } else { (b, a) };
-            if !pairs.insert(pair) {
-                return Err(LabConfigError::DuplicatePair { a: a.to_string(), b: b.to_string() });
-            }
-        }
-        for (i, a) in self.regions.iter().enumerate() {
-            for b in &self.regions[i + 1..] {
-                let pair = if a < b { (a.as_str(), b.as_str()) } else { (b.as_str(), a.as_str()) };
-                if !pairs.contains(&pair) && builtin_rtt_ms(a, b).is_none() {
-                    return Err(LabConfigError::MissingPair { a: a.clone(), b: b.clone() });
-                }
-            }
-        }
-        if self.node.max_in_flight == 0 {
-            return invalid("lab.node.max_in_flight", "must be at least 1");
-        }
-        if let Some(v) = self.defects.tls_min_version.as_deref()
-            && v != "1.2"
-            && v != "1.3"
-        {
-            return invalid("lab.defects.tls_min_version", &format!("{v:?} is not \"1.2\" or \"1.3\""));
-        }
-        for (tag, regions) in self.residency.iter().flatten() {
-            if let Some(r) = regions.iter().find(|r| !self.regions.contains(r)) {
-                return invalid(&format!("lab.residency.{tag}"), &format!("{r} is not a lab region"));
-            }
-        }
-        if self.node.heartbeat_interval_ms == 0 {
-            return invalid("lab.node.heartbeat_interval_ms", "must be at least 1");
-        }
-        if self.node.contact_timeout_ms <= self.node.heartbeat_interval_ms {
-            return invalid("lab.node.contact_timeout_ms", "must be longer than lab.node.heartbeat_interval_ms");
-        }
-        if let Some(ip) = self.router.ip
-            && !ip.is_loopback()
-        {
-            return invalid("lab.router.ip", &format!("{ip} is not a loopback address (for example 127.0.1.254)"));
-        }
-        self.routing().map(|_| ())
-    }
-
     /// The residency policy in force: `[lab.residency]`, or `eu` = every region whose name starts with `eu-` (none
     /// when the lab has no such region).
     pub fn residency_policy(&self) -> BTreeMap<String, Vec<String>> {
@@ -495,195 +274,6 @@ impl LabConfig {
         }
     }
 
-    /// The routing tables with defaults filled in; checks every region and location name.
-    pub fn routing(&self) -> Result<Routing, LabConfigError> {
-        let r = &self.router;
-        let regions = &self.regions;
-        let known_regions = regions.join(", ");
-        let check_region = |key: &str, name: &str| -> Result<(), LabConfigError> {
-            if regions.iter().any(|x| x == name) {
-                Ok(())
-            } else {
-                Err(LabConfigError::UnknownName {
-                    key: key.to_string(),
-                    kind: "region",
-                    name: name.to_string(),
-                    known: known_regions.clone(),
-                })
-            }
-        };
-        for (key, v) in
-            [("lab.router.health_failures", r.health_failures), ("lab.router.health_successes", r.health_successes)]
-        {
-            if v == 0 {
-                return invalid(key, "must be at least 1");
-            }
-        }
-        if r.health_interval_ms < 10 {
-            return invalid("lab.router.health_interval_ms", "must be at least 10");
-        }
-        if r.health_timeout_ms == 0 {
-            return invalid("lab.router.health_timeout_ms", "must be at least 1");
-        }
-        let locations = match &r.locations {
-            Some(l) => l.clone(),
-            None => self.default_locations(),
-        };
-        if locations.is_empty() {
-            return invalid("lab.router.locations", "needs at least one location");
-        }
-        let known_locations: Vec<&str> = locations.keys().map(String::as_str).collect();
-        let known_locations = known_locations.join(", ");
-        let check_location = |key: &str, name: &str| -> Result<(), LabConfigError> {
-            if locations.contains_key(name) {
-                Ok(())
-            } else {
-                Err(LabConfigError::UnknownName {
-                    key: key.to_string(),
-                    kind: "location",
-                    name: name.to_string(),
-                    known: known_locations.clone(),
-                })
-            }
-        };
-        for (loc, table) in &locations {
-            let ok_chars = loc.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-            if loc.is_empty() || loc.len() > 64 || !ok_chars {
-                return invalid(
-                    &format!("lab.router.locations.{loc:?}"),
-                    "a location name is 1 to 64 characters from a-z 0-9 -",
-                );
-            }
-            for (region, ms) in table {
-                check_region(&format!("lab.router.locations.{loc}"), region)?;
-                check_non_negative(&format!("lab.router.locations.{loc}.{region}"), *ms)?;
-            }
-            for region in regions {
-                if !table.contains_key(region) {
-                    return invalid(
-                        &format!("lab.router.locations.{loc}"),
-                        &format!("has no latency for region {region}; give every region ({known_regions})"),
-                    );
-                }
-            }
-        }
-        let nearest: BTreeMap<String, String> = locations
-            .iter()
-            .map(|(loc, table)| {
-                // Strictly smaller wins, so ties go to the region that comes first in config order.
-                let mut best = &regions[0];
-                for region in regions {
-                    if table[region] < table[best] {
-                        best = region;
-                    }
-                }
-                (loc.clone(), best.clone())
-            })
-            .collect();
-        let default_location = match &r.default_location {
-            Some(d) => {
-                check_location("lab.router.default_location", d)?;
-                d.clone()
-            }
-            None => locations.keys().next().cloned().unwrap_or_default(),
-        };
-        let mut geolocation = nearest.clone();
-        if let Some(g) = &r.geolocation {
-            for (loc, region) in g {
-                check_location("lab.router.geolocation", loc)?;
-                check_region(&format!("lab.router.geolocation.{loc}"), region)?;
-                geolocation.insert(loc.clone(), region.clone());
-            }
-        }
-        let weights: BTreeMap<String, u32> = if r.weights.is_empty() {
-            // Unequal by default (n, n-1, …, 1 in config order), so that a router ignoring weights shows.
-            let n = regions.len() as u32;
-            regions.iter().enumerate().map(|(i, x)| (x.clone(), n - i as u32)).collect()
-        } else {
-            for name in r.weights.keys() {
-                check_region("lab.router.weights", name)?;
-            }
-            regions.iter().map(|x| (x.clone(), r.weights.get(x).copied().unwrap_or(0))).collect()
-        };
-        if weights.values().all(|w| *w == 0) {
-            return invalid("lab.router.weights", "every weight is 0; give at least one region a weight above 0");
-        }
-        let failover_order = if r.failover_order.is_empty() {
-            regions.clone()
-        } else {
-            let mut seen = BTreeSet::new();
-            for name in &r.failover_order {
-                check_region("lab.router.failover_order", name)?;
-                if !seen.insert(name) {
-                    return invalid("lab.router.failover_order", &format!("lists {name:?} twice"));
-                }
-            }
-            r.failover_order.clone()
-        };
-        for (name, c) in &r.capacity {
-            check_region("lab.router.capacity", name)?;
-            if *c == 0 {
-                return invalid(&format!("lab.router.capacity.{name}"), "must be at least 1");
-            }
-        }
-        let capacity = regions
-            .iter()
-            .map(|x| (x.clone(), r.capacity.get(x).copied().unwrap_or(self.node.max_in_flight)))
-            .collect();
-        check_non_negative("lab.cdn.edge_one_way_ms", self.cdn.edge_one_way_ms)?;
-        for (loc, ms) in &self.cdn.edge_one_way_ms_by_location {
-            check_location("lab.cdn.edge_one_way_ms_by_location", loc)?;
-            check_non_negative(&format!("lab.cdn.edge_one_way_ms_by_location.{loc}"), *ms)?;
-        }
-        if self.cdn.cache_bytes_max == 0 {
-            return invalid("lab.cdn.cache_bytes_max", "must be at least 1");
-        }
-        let edge_one_way_ms = locations
-            .keys()
-            .map(|loc| {
-                let ms = self.cdn.edge_one_way_ms_by_location.get(loc).copied().unwrap_or(self.cdn.edge_one_way_ms);
-                (loc.clone(), ms)
-            })
-            .collect();
-        Ok(Routing {
-            locations,
-            default_location,
-            geolocation,
-            weights,
-            failover_order,
-            capacity,
-            nearest,
-            edge_one_way_ms,
-        })
-    }
-
-    /// The built-in locations when they cover every region (restricted to the lab's regions); otherwise one
-    /// `near-<region>` location per region, 5 ms from it and 5 ms plus half the WAN round trip from the others.
-    fn default_locations(&self) -> BTreeMap<String, BTreeMap<String, f64>> {
-        let builtin_covers = self.regions.iter().all(|r| BUILTIN_LOCATIONS[0].1.iter().any(|(name, _)| name == r));
-        if builtin_covers {
-            BUILTIN_LOCATIONS
-                .iter()
-                .map(|(loc, table)| {
-                    let t = table
-                        .iter()
-                        .filter(|(region, _)| self.regions.iter().any(|r| r == region))
-                        .map(|(region, ms)| (region.to_string(), *ms))
-                        .collect();
-                    (loc.to_string(), t)
-                })
-                .collect()
-        } else {
-            self.regions
-                .iter()
-                .map(|home| {
-                    let t = self.regions.iter().map(|r| (r.clone(), 5.0 + self.rtt_ms(home, r) / 2.0)).collect();
-                    (format!("near-{}", home.to_ascii_lowercase().replace(['.', '_'], "-")), t)
-                })
-                .collect()
-        }
-    }
-
     /// The address of region number `index` (`base_addr + index`), or `None` past the end of the range.
     pub fn region_ip(&self, index: usize) -> Option<IpAddr> {
         let index = u32::try_from(index).ok()?;
@@ -711,20 +301,10 @@ impl LabConfig {
     }
 }
 
-fn invalid<T>(key: &str, message: &str) -> Result<T, LabConfigError> {
-    Err(LabConfigError::Invalid { key: key.to_string(), message: message.to_string() })
-}
-
-fn check_non_negative(field: &str, value: f64) -> Result<(), LabConfigError> {
-    if value.is_finite() && value >= 0.0 {
-        Ok(())
-    } else {
-        Err(LabConfigError::Negative { field: field.to_string(), value })
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::routing::BUILTIN_LOCATIONS;
+    use super::validate::LabConfigError;
     use super::*;
 
     /// Goal: the defaults describe a valid 3-region lab.
