@@ -79,25 +79,27 @@ fn traffic_of(lab: &xregion_lab::Lab) -> Option<Traffic> {
 
 /// Fills in what clients of the lab in `dir` need and the config does not set: the CA the lab's listeners chain
 /// to, its tokens (read, write, admin) and the principal its writes are audited under, its residency policy, its
-/// directory as the raw files to scan, and its replication listeners.
+/// directory as the raw files to scan, and its replication listeners. Everything comes from `LabDir`, which alone
+/// knows the directory's layout.
 pub fn fill_client_settings(config: &mut Config, dir: &Path) -> std::result::Result<(), String> {
+    let lab = xregion_lab::LabDir::new(dir);
+    let creds = lab.credentials().map_err(|e| e.to_string())?;
     let d = &mut config.deployment;
     if d.tls.ca_file.is_none() {
-        d.tls.ca_file = Some(xregion_lab::pki::Pki::ca_path(dir));
+        d.tls.ca_file = Some(creds.ca_file.clone());
     }
-    let tokens = xregion_lab::auth::Tokens::load(dir).map_err(|e| e.to_string())?;
-    for (slot, who) in [
-        (&mut d.auth.read_token, xregion_lab::auth::READER),
-        (&mut d.auth.write_token, xregion_lab::auth::WRITER),
-        (&mut d.auth.admin_token, xregion_lab::auth::ADMIN),
+    for (slot, token) in [
+        (&mut d.auth.read_token, &creds.read_token),
+        (&mut d.auth.write_token, &creds.write_token),
+        (&mut d.auth.admin_token, &creds.admin_token),
     ] {
         if slot.is_none() {
-            *slot = tokens.token_of(who).map(Secret::new);
+            *slot = token.as_deref().map(Secret::new);
         }
     }
     let s = &mut d.security;
     if s.writer_principal.is_none() {
-        s.writer_principal = Some(xregion_lab::auth::WRITER.to_string());
+        s.writer_principal = Some(creds.writer_principal.clone());
     }
     if s.residency_regions.is_empty()
         && let Some(regions) = config.lab.residency_policy().get(&s.residency_tag)
@@ -107,15 +109,8 @@ pub fn fill_client_settings(config: &mut Config, dir: &Path) -> std::result::Res
     if s.raw_paths.is_empty() {
         s.raw_paths = vec![dir.to_path_buf()];
     }
-    if s.replication.is_empty()
-        && let Ok(spec) = xregion_lab::spec::Spec::load(&dir.join("spec.json"))
-    {
-        s.replication = spec
-            .regions
-            .iter()
-            .filter(|r| r.repl_port != 0)
-            .map(|r| (r.name.clone(), r.repl_addr().to_string()))
-            .collect();
+    if s.replication.is_empty() {
+        s.replication = lab.replication_listeners();
     }
     Ok(())
 }
@@ -123,34 +118,11 @@ pub fn fill_client_settings(config: &mut Config, dir: &Path) -> std::result::Res
 /// A lab that `xregion lab up` runs in `dir`: its control API URL and its regions as (name, endpoint), with
 /// `config`'s client settings filled in from its directory. The error says what to do.
 pub fn find_running(dir: &Path, config: &mut Config) -> std::result::Result<(String, Vec<(String, String)>), String> {
-    let lab = running_lab(dir)?;
+    let lab = xregion_lab::LabDir::new(dir);
+    let running = lab.running().map_err(|e| e.to_string())?;
     // A lab without a CA is an older, plain one: nothing to fill in.
-    if xregion_lab::pki::Pki::ca_path(dir).exists() {
+    if lab.is_hardened() {
         fill_client_settings(config, dir).map_err(|e| format!("cannot read the lab's CA or tokens: {e}"))?;
     }
-    Ok(lab)
-}
-
-/// `dir` for messages: a relative path that does not start with `.` gets `./`, so that it reads as a path.
-pub fn show_dir(dir: &Path) -> String {
-    let s = dir.display().to_string();
-    if dir.is_relative() && !s.starts_with('.') { format!("./{s}") } else { s }
-}
-
-/// The control URL and regions of the lab that `xregion lab up` runs in `dir`. The error says what to do.
-fn running_lab(dir: &Path) -> std::result::Result<(String, Vec<(String, String)>), String> {
-    let not_running =
-        |why: String| format!("no lab is running in {}{why}; start one with `xregion lab up`", show_dir(dir));
-    let path = dir.join("lab.json");
-    let text = match std::fs::read(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(not_running(String::new())),
-        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
-    };
-    let record: xregion_lab::supervisor::LabRecord = serde_json::from_slice(&text)
-        .map_err(|e| format!("{} is not a lab record ({e}); stop the lab with `xregion lab down`", path.display()))?;
-    if !xregion_lab::supervisor::pid_alive(record.supervisor_pid) {
-        return Err(not_running(format!(" (lab.json is stale: pid {} is gone)", record.supervisor_pid)));
-    }
-    Ok((record.control_url, record.regions.into_iter().map(|r| (r.name, r.endpoint)).collect()))
+    Ok((running.control_url, running.regions))
 }
