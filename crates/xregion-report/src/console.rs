@@ -42,7 +42,9 @@ pub fn to_console(report: &Report, color: bool) -> String {
     let suites: Vec<String> = report
         .suite_times()
         .iter()
-        .map(|s| format!("{} {:.1} s ({} checks)", s.suite, s.duration_s, s.checks))
+        .map(|s| {
+            format!("{} {:.1} s ({} check{})", s.suite, s.duration_s, s.checks, if s.checks == 1 { "" } else { "s" })
+        })
         .collect();
     if !suites.is_empty() {
         out.push_str(&format!("\ntime by suite: {}; whole run {:.1} s\n", suites.join(", "), report.duration_s));

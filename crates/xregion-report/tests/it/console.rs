@@ -69,7 +69,8 @@ fn times_per_check_and_per_suite() {
     for s in r.suite_times() {
         let expected: f64 = r.checks.iter().filter(|c| c.suite == s.suite).map(|c| c.duration_s).sum();
         assert!((s.duration_s - expected).abs() < 1e-9);
-        assert!(line.contains(&format!("{} {:.1} s ({} checks)", s.suite, expected, s.checks)), "{line}");
+        let plural = if s.checks == 1 { "" } else { "s" };
+        assert!(line.contains(&format!("{} {:.1} s ({} check{plural})", s.suite, expected, s.checks)), "{line}");
     }
     assert!(line.ends_with(&format!("whole run {:.1} s", r.duration_s)), "{line}");
 }

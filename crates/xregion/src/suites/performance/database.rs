@@ -1,7 +1,7 @@
 //! The store checks: read and durable-write latency at every region under one open-model load of both (with
 //! replication measured under it), and the time requests wait to get the store.
 
-use super::{SHORT_LOAD_MS, charts, error_pct, plan, run_load, threshold_table};
+use super::{SHORT_LOAD_MS, charts, error_pct, latency_metrics, plan, run_load, threshold_table};
 use crate::check::{Ctx, ResultBuilder};
 use crate::probe::ProbeError;
 use xregion_load::plan::{Executor, RequestSpec};
@@ -113,14 +113,8 @@ async fn database(mut rb: ResultBuilder, ctx: &Ctx, write: bool) -> CheckResult 
     }
     let p = Percentiles::of(&all);
     let error_pct = if requests == 0 { 0.0 } else { 100.0 * errors as f64 / requests as f64 };
-    rb.metric("requests", requests as f64)
-        .metric("rps", requests as f64 * 1000.0 / SHORT_LOAD_MS as f64)
-        .metric("error_rate_pct", error_pct)
-        .metric("p50_ms", p.p50)
-        .metric("p95_ms", p.p95)
-        .metric("p99_ms", p.p99)
-        .metric("max_ms", p.max)
-        .metric("run_requests", r.requests as f64);
+    latency_metrics(&mut rb, requests, requests as f64 * 1000.0 / SHORT_LOAD_MS as f64, error_pct, &p);
+    rb.metric("run_requests", r.requests as f64);
     let mut replication_problem = None;
     if write {
         let judged = match replication {

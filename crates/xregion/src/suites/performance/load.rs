@@ -5,7 +5,7 @@
 //! tenth of them and a spike back. Each check judges its own phase of that run, with the exact histogram of the
 //! requests completed in it (`Plan::phases`); a run that selects only some of them builds only their part.
 
-use super::{charts, plan, run_load};
+use super::{charts, latency_metrics, plan, run_load};
 use crate::check::{Ctx, ResultBuilder};
 use crate::config::{Profile, Traffic};
 use xregion_load::plan::{Executor, Phase, RequestSpec, Stage};
@@ -240,14 +240,8 @@ async fn load(mut rb: ResultBuilder, ctx: &Ctx, id: &str) -> CheckResult {
     let error_pct = phase.error_pct();
     let users_max = users_max_in(r, range.0, range.1);
     let secs = (range.1 - range.0) as f64 / 1000.0;
-    rb.metric("requests", *requests as f64)
-        .metric("rps", *requests as f64 / secs.max(1e-3))
-        .metric("error_rate_pct", error_pct)
-        .metric("errors", *errors as f64)
-        .metric("p50_ms", p.p50)
-        .metric("p95_ms", p.p95)
-        .metric("p99_ms", p.p99)
-        .metric("max_ms", p.max)
+    latency_metrics(&mut rb, *requests, *requests as f64 / secs.max(1e-3), error_pct, &p);
+    rb.metric("errors", *errors as f64)
         .metric("users_target", users as f64)
         .metric("users_max", users_max as f64)
         .metric("phase_from_s", range.0 as f64 / 1000.0)

@@ -173,17 +173,22 @@ pub(super) fn charts(r: &LoadResult) -> Vec<Chart> {
 
 /// Records the figures every load-based check reports.
 pub(super) fn common_metrics(rb: &mut ResultBuilder, r: &LoadResult, p: &Percentiles, error_pct: f64) {
-    rb.metric("requests", r.requests as f64)
-        .metric("rps", r.rps())
+    latency_metrics(rb, r.requests, r.rps(), error_pct, p);
+    rb.metric("reconnects", r.reconnects as f64);
+    for (code, n) in &r.statuses {
+        rb.metric(&format!("status.{code}"), *n as f64);
+    }
+}
+
+/// Records the figures of a set of requests: count, rate, errors and latency percentiles.
+pub(super) fn latency_metrics(rb: &mut ResultBuilder, requests: u64, rps: f64, error_pct: f64, p: &Percentiles) {
+    rb.metric("requests", requests as f64)
+        .metric("rps", rps)
         .metric("error_rate_pct", error_pct)
         .metric("p50_ms", p.p50)
         .metric("p95_ms", p.p95)
         .metric("p99_ms", p.p99)
-        .metric("max_ms", p.max)
-        .metric("reconnects", r.reconnects as f64);
-    for (code, n) in &r.statuses {
-        rb.metric(&format!("status.{code}"), *n as f64);
-    }
+        .metric("max_ms", p.max);
 }
 
 pub(super) fn error_pct(r: &LoadResult) -> f64 {
