@@ -39,7 +39,7 @@ const RTT_SAMPLES: u32 = 30;
 /// Requests per (location, region) pair for the API check.
 const API_REQUESTS_PER_PAIR: usize = 40;
 /// Paths measured at once by the API check.
-const API_PATHS_AT_ONCE: usize = 6;
+const API_PATHS_AT_ONCE: usize = 10;
 /// Concurrency per pair for the API check.
 const API_CONCURRENCY: usize = 4;
 /// Path requested by the API check: a small read every region serves.

@@ -9,6 +9,7 @@ use crate::check::{CheckDef, Ctx, Needs, ResultBuilder, ms};
 use crate::config::{Config, Traffic};
 use crate::drive::routed::{self, Route, Sample, fire, paced};
 use crate::measure;
+use futures::StreamExt;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use xregion_model::report::{Chart, CheckResult, Marker, Series, Table, Verdict};
@@ -51,8 +52,10 @@ pub const CHECKS: &[CheckDef] = &[
 const GEO_REQUESTS_PER_LOCATION: usize = 200;
 /// Requests sent by the weighted check.
 const WEIGHTED_REQUESTS: usize = 3000;
-/// Concurrency of the geo check.
+/// Concurrency of the geo check, per location.
 const CONCURRENCY: usize = 16;
+/// Locations the geo check sends from at once.
+const GEO_LOCATIONS_AT_ONCE: usize = 4;
 /// Concurrency of the weighted check: the record draws a region per request, whatever is in flight.
 const WEIGHTED_CONCURRENCY: usize = 64;
 /// Request rate of the health check's steady traffic.
@@ -123,7 +126,7 @@ async fn geo(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
     if traffic.nearest.is_empty() {
         return rb.finish(Verdict::Skipped, "no client locations: set [deployment.traffic.nearest]");
     }
-    let client = client(ctx, CONCURRENCY);
+    let client = client(ctx, CONCURRENCY * GEO_LOCATIONS_AT_ONCE);
     let mut rows = Vec::new();
     let mut worst: Option<(String, f64)> = None;
     let mut errors = 0u64;
@@ -137,10 +140,17 @@ async fn geo(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
             Err(e) if record_name == "latency" => return rb.finish(Verdict::Error, e),
             Err(_) => continue,
         };
-        for (location, expected) in expected_map {
-            ctx.progress.phase(&format!("{record_name} record from {location}"));
+        ctx.progress.phase(&format!("{record_name} record from {} locations", expected_map.len()));
+        // A few locations at once: which region serves a request depends on its location header alone.
+        let batches: Vec<_> = futures::stream::iter(expected_map.iter().map(|(location, expected)| {
             let route = route(traffic, &url, Some(location));
-            let samples = fire(&client, &route, GEO_REQUESTS_PER_LOCATION, CONCURRENCY).await;
+            let client = &client;
+            async move { (location, expected, fire(client, &route, GEO_REQUESTS_PER_LOCATION, CONCURRENCY).await) }
+        }))
+        .buffered(GEO_LOCATIONS_AT_ONCE)
+        .collect()
+        .await;
+        for (location, expected, samples) in batches {
             if samples.iter().all(|s| s.status.is_none()) {
                 let e = samples.first().and_then(|s| s.error.clone()).unwrap_or_default();
                 return rb.finish(Verdict::Error, format!("the {record_name} record at {url} is unreachable: {e}"));
@@ -163,7 +173,8 @@ async fn geo(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
         rows,
     });
     rb.note(format!(
-        "{GEO_REQUESTS_PER_LOCATION} requests per location and record, {CONCURRENCY} at a time, with the location in \
+        "{GEO_REQUESTS_PER_LOCATION} requests per location and record, {CONCURRENCY} at a time from each of \
+         {GEO_LOCATIONS_AT_ONCE} locations at once, with the location in \
          the {} header; the serving region is read from {}",
         traffic.location_header, traffic.served_by_header
     ));

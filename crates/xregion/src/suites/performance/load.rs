@@ -31,7 +31,7 @@ struct Timeline {
     ramp_hold_s: f64,
     /// The sustained phase: the target users held.
     hold_s: f64,
-    /// From the target users down to the spike's base, between the phases.
+    /// From the target users down to the spike's base, between the phases (0: at once, as a 1 ms stage).
     drop_s: f64,
     /// The spike's base before and after it.
     base_s: f64,
@@ -48,7 +48,7 @@ impl Timeline {
                 ramp_s: 30.0,
                 ramp_hold_s: 5.0,
                 hold_s: 30.0,
-                drop_s: 2.0,
+                drop_s: 0.0,
                 base_s: 5.0,
                 edge_s: 2.0,
                 peak_s: 8.0,
@@ -57,7 +57,7 @@ impl Timeline {
                 ramp_s: 300.0,
                 ramp_hold_s: 10.0,
                 hold_s: 600.0,
-                drop_s: 10.0,
+                drop_s: 0.0,
                 base_s: 30.0,
                 edge_s: 10.0,
                 peak_s: 60.0,
@@ -317,11 +317,11 @@ mod tests {
         let (start, stages, phases) = shape(&t, 2000, 1.0, true, true, true);
         assert_eq!(start, 0);
         let total: u64 = stages.iter().map(|s| s.duration_ms).sum();
-        assert_eq!(total, 84_000);
+        assert_eq!(total, 82_001, "the drop to the spike's base is a 1 ms stage");
         let range = |n: &str| phases.iter().find(|p| p.name == n).map(|p| (p.from_ms, p.to_ms)).unwrap();
         assert_eq!(range(RAMP_UP), (0, 35_000));
         assert_eq!(range(SUSTAINED), (30_000, 60_000));
-        assert_eq!(range(SPIKE), (62_000, 84_000));
+        assert_eq!(range(SPIKE), (60_001, 82_001));
         assert_eq!(stages[2].target, 200.0, "down to the spike's base before it");
         let (start, stages, phases) = shape(&t, 2000, 1.0, false, false, true);
         assert_eq!((start, phases.len()), (200, 1));
