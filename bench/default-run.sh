@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The default run's wall time, N rounds (default 5): the README's main command, `cargo run --release -- run`, after
+# one build that is not timed; prints every round, the median, and each suite's median time from report.json.
+# Run it on an otherwise idle machine: `bash bench/default-run.sh 5`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${1:-5}
+cargo build --release >/dev/null 2>&1
+dir=$(mktemp -d)
+for i in $(seq 1 "$rounds"); do
+  rm -rf xregion-out
+  s=$(date +%s.%N)
+  cargo run --release -q -- run -q >/dev/null 2>&1 || echo "round $i: exit $?"
+  e=$(date +%s.%N)
+  cp xregion-out/report.json "$dir/$i.json"
+  echo "round $i: $(echo "$e - $s" | bc) s"
+done
+python3 - "$dir" "$rounds" <<'PY'
+import json, statistics, sys
+d, n = sys.argv[1], int(sys.argv[2])
+reps = [json.load(open(f"{d}/{i}.json")) for i in range(1, n + 1)]
+print(f"median run: {statistics.median(r['duration_s'] for r in reps):.1f} s (report duration_s)")
+suites = {}
+for r in reps:
+    for s in {c['suite'] for c in r['checks']}:
+        suites.setdefault(s, []).append(sum(c['duration_s'] for c in r['checks'] if c['suite'] == s))
+for s, v in suites.items():
+    print(f"  {s:18} median {statistics.median(v):6.1f} s  rounds {[round(x, 1) for x in v]}")
+PY
