@@ -43,13 +43,7 @@ pub const CHECKS: &[CheckDef] = &[
                 c.targets.rto_s, c.targets.availability_min_pct
             )
         },
-        needs: Needs {
-            injector: true,
-            records: &["latency"],
-            regions_min: 2,
-            fault: Some(FaultKind::Complete),
-            ..Needs::NONE
-        },
+        needs: scenario_needs(FaultKind::Complete),
         run: measure!(complete_region),
     },
     CheckDef {
@@ -58,13 +52,7 @@ pub const CHECKS: &[CheckDef] = &[
         target: |c: &Config| {
             format!("client errors < {}%, reads still served, health not ok", c.targets.error_rate_max_pct)
         },
-        needs: Needs {
-            injector: true,
-            records: &["latency"],
-            regions_min: 2,
-            fault: Some(FaultKind::Partial),
-            ..Needs::NONE
-        },
+        needs: scenario_needs(FaultKind::Partial),
         run: measure!(partial_service),
     },
     CheckDef {
@@ -74,13 +62,7 @@ pub const CHECKS: &[CheckDef] = &[
             let fence = fence_s(c).map_or_else(|| "its fence time".to_string(), |f| format!("{f:.1} s"));
             format!("no write acknowledged in the minority after {fence}; 0 lost, 0 wrong winners after healing")
         },
-        needs: Needs {
-            injector: true,
-            records: &["latency"],
-            regions_min: 2,
-            fault: Some(FaultKind::Network),
-            ..Needs::NONE
-        },
+        needs: scenario_needs(FaultKind::Network),
         run: measure!(network_partition),
     },
     CheckDef {
@@ -89,13 +71,7 @@ pub const CHECKS: &[CheckDef] = &[
         target: |c: &Config| {
             format!("healthy, caught up and users back within {} s of the restore", c.targets.failback_s)
         },
-        needs: Needs {
-            injector: true,
-            records: &["latency"],
-            regions_min: 2,
-            fault: Some(FaultKind::Complete),
-            ..Needs::NONE
-        },
+        needs: scenario_needs(FaultKind::Complete),
         run: measure!(auto_recovery),
     },
 ];
@@ -106,29 +82,23 @@ pub const DR_CHECKS: &[CheckDef] = &[
         id: "disaster-recovery.rto",
         title: "recovery time objective after a complete region failure",
         target: |c: &Config| format!("RTO <= {} s", c.targets.rto_s),
-        needs: Needs {
-            injector: true,
-            records: &["latency"],
-            regions_min: 2,
-            fault: Some(FaultKind::Complete),
-            ..Needs::NONE
-        },
+        needs: scenario_needs(FaultKind::Complete),
         run: measure!(rto),
     },
     CheckDef {
         id: "disaster-recovery.rpo",
         title: "recovery point objective after a complete region failure, and no permanent loss",
         target: |c: &Config| format!("RPO <= {} s, 0 acknowledged writes lost for good", c.targets.rpo_s),
-        needs: Needs {
-            injector: true,
-            records: &["latency"],
-            regions_min: 2,
-            fault: Some(FaultKind::Complete),
-            ..Needs::NONE
-        },
+        needs: scenario_needs(FaultKind::Complete),
         run: measure!(rpo),
     },
 ];
+
+/// What a failover check needs: a fault injector that can inject `kind`, the latency record for the canaries,
+/// and a second region to fail over to.
+const fn scenario_needs(kind: FaultKind) -> Needs {
+    Needs { injector: true, records: &["latency"], regions_min: 2, fault: Some(kind), ..Needs::NONE }
+}
 
 /// Canary requests in flight per client location; beyond it a scheduled request counts as failed.
 const CANARY_IN_FLIGHT_MAX: usize = 512;
