@@ -35,9 +35,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
 use xregion_model::report::RegionInfo;
 
-/// `lab.json`'s record and the supervisor's liveness check, where the binary crate has always found them (their
-/// home is `dir`).
-pub use crate::dir::{LabRecord, RegionRecord, pid_alive};
+use crate::dir::{LabRecord, RegionRecord, pid_alive};
 
 /// Longest wait at start for every replication stream to connect.
 const REPLICATION_CONNECT_WAIT_MAX: Duration = Duration::from_secs(10);

@@ -60,23 +60,23 @@ impl Target {
                 (Some(started.lab), started.regions, started.traffic)
             }
         };
-        let mut target =
-            Target { lab, regions, traffic, faults: FaultInjector::None(String::new()), probes: Vec::new(), config };
         // A CA file must be usable; without one, the system's roots must be there if any endpoint is HTTPS.
-        let https = target.regions.iter().any(|r| r.endpoint.starts_with("https://"));
-        if (target.config.deployment.tls.ca_file.is_some() || https)
-            && let Err(e) = crate::net::tls_config(target.config.deployment.tls.ca_file.as_deref())
+        let https = regions.iter().any(|r| r.endpoint.starts_with("https://"));
+        if (config.deployment.tls.ca_file.is_some() || https)
+            && let Err(e) = crate::net::tls_config(config.deployment.tls.ca_file.as_deref())
         {
-            target.close(progress).await;
+            if let Some(lab) = lab
+                && let Err(e) = lab.shutdown().await
+            {
+                eprintln!("warning: lab shutdown: {e}");
+            }
             return Err(Error::Target(format!("{e:#}")));
         }
-        let timeout = Duration::from_millis(target.config.deployment.request_timeout_ms);
-        let client = crate::probe::client(&target.config.deployment);
-        target.faults =
-            FaultInjector::from_config(&target.config, &target.regions, target.lab.as_ref().map(|l| l.url()));
-        target.probes =
-            target.regions.iter().map(|r| Probe::new(&r.name, &r.endpoint, client.clone(), timeout)).collect();
-        Ok(target)
+        let timeout = Duration::from_millis(config.deployment.request_timeout_ms);
+        let client = crate::probe::client(&config.deployment);
+        let faults = FaultInjector::from_config(&config, &regions, lab.as_ref().map(|l| l.url()));
+        let probes = regions.iter().map(|r| Probe::new(&r.name, &r.endpoint, client.clone(), timeout)).collect();
+        Ok(Target { lab, regions, traffic, faults, probes, config })
     }
 
     /// Lifts the faults this process injected that may still be in force, then stops the lab if there is one.
