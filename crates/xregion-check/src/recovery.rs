@@ -99,6 +99,8 @@ pub struct Recovery {
     pub recovered_at_ms: Option<f64>,
     /// Judged windows below the threshold.
     pub bad_windows: usize,
+    /// Windows with enough requests to judge.
+    pub judged_windows: usize,
     /// Windows too thin to judge.
     pub thin_windows: usize,
     /// Lowest success rate of a judged window, in percent.
@@ -142,6 +144,7 @@ pub fn recovery(attempts: &[Attempt], fault_ms: f64, end_ms: f64, rule: &WindowR
         rto_ms,
         recovered_at_ms,
         bad_windows: bad.len(),
+        judged_windows: judged.len(),
         thin_windows,
         worst_window_pct,
         total: during.len(),

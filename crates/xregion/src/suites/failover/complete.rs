@@ -50,6 +50,9 @@ pub(super) fn judge_rto(mut rb: ResultBuilder, ctx: &Ctx, o: &Outcome) -> CheckR
     finish(rb, o, problems, pass)
 }
 
+/// Fewest writes acknowledged by the failing region before the fault for an RPO verdict.
+const RPO_WRITES_MIN: usize = 50;
+
 pub(super) fn judge_rpo(mut rb: ResultBuilder, ctx: &Ctx, o: &Outcome) -> CheckResult {
     let writes: Vec<SequencedWrite> = o.writer.iter().map(|w| w.write.clone()).collect();
     let mut table = Table {
@@ -81,6 +84,16 @@ pub(super) fn judge_rpo(mut rb: ResultBuilder, ctx: &Ctx, o: &Outcome) -> CheckR
             columns: vec!["key".into()],
             rows: keys.into_iter().map(|k| vec![k]).collect(),
         });
+    }
+    rb.metric("evidence_min_writes", RPO_WRITES_MIN as f64);
+    if worst.acked_before_fault < RPO_WRITES_MIN {
+        return rb.finish(
+            Verdict::Error,
+            format!(
+                "not enough evidence ({} of {RPO_WRITES_MIN} writes acknowledged by {} before the fault)",
+                worst.acked_before_fault, o.victim
+            ),
+        );
     }
     rb.metric("rpo_ms", worst.rpo_ms);
     rb.metric("missing_at_failover", worst.missing.len() as f64);

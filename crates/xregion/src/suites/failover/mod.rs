@@ -106,6 +106,9 @@ const CANARY_IN_FLIGHT_MAX: usize = 512;
 const WRITER_IN_FLIGHT_MAX: usize = 128;
 /// How often the scenario looks at the figures and at the failing region.
 const OBSERVE_TICK: Duration = Duration::from_millis(250);
+/// Fewest canary requests from the fault to the restore for a scenario's verdict: below it the check is
+/// `error: not enough evidence` (the lab's complete scenario sees about 2,500).
+const FAULT_REQUESTS_MIN: usize = 200;
 /// Fewest requests a window must hold to be judged.
 const WINDOW_SAMPLES_MIN: usize = 20;
 /// Longest wait for every region to be healthy before a scenario starts.

@@ -2,10 +2,11 @@
 //! method, the history findings, the RTO figures and the verdict.
 
 use super::scenario::{Outcome, attempts, short};
+use super::{FAULT_REQUESTS_MIN, WINDOW_SAMPLES_MIN};
 use crate::check::{Ctx, ResultBuilder};
 use std::collections::BTreeMap;
 use std::time::Duration;
-use xregion_check::recovery::{self, WindowRule};
+use xregion_check::recovery::{self, Recovery, WindowRule};
 use xregion_check::stats::LatencyRecorder;
 use xregion_model::report::{Chart, CheckResult, Marker, Series, Table, Verdict};
 
@@ -118,11 +119,35 @@ pub(super) fn history_findings(rb: &mut ResultBuilder, o: &Outcome) -> (Vec<Stri
     (problems, w.counts.acked_writes)
 }
 
-pub(super) fn finish(rb: ResultBuilder, o: &Outcome, problems: Vec<String>, pass: String) -> CheckResult {
+pub(super) fn finish(mut rb: ResultBuilder, o: &Outcome, problems: Vec<String>, pass: String) -> CheckResult {
     if !o.errors.is_empty() {
         return rb.finish(Verdict::Error, o.errors.join("; "));
     }
+    rb.metric("evidence_min_requests", FAULT_REQUESTS_MIN as f64);
+    if let Some(thin) = thin_evidence(&o.recovery) {
+        return rb.finish(Verdict::Error, thin);
+    }
     if problems.is_empty() { rb.finish(Verdict::Pass, pass) } else { rb.finish(Verdict::Fail, problems.join("; ")) }
+}
+
+/// Why the canaries during the fault are too few to judge, if they are: fewer than `FAULT_REQUESTS_MIN` requests
+/// from the fault to the restore, or no window with enough requests to judge. A scenario without them has no
+/// evidence of what clients saw, so it never passes.
+pub(super) fn thin_evidence(r: &Recovery) -> Option<String> {
+    if r.total < FAULT_REQUESTS_MIN {
+        return Some(format!(
+            "not enough evidence ({} of {FAULT_REQUESTS_MIN} canary requests during the fault): check that the \
+             latency record answers from the configured client locations",
+            r.total
+        ));
+    }
+    if r.judged_windows == 0 {
+        return Some(format!(
+            "not enough evidence (no window of the fault held {} requests; {} windows were too thin)",
+            WINDOW_SAMPLES_MIN, r.thin_windows
+        ));
+    }
+    None
 }
 
 pub(super) fn rto_text(o: &Outcome) -> String {
@@ -151,6 +176,8 @@ pub(super) fn recovery_metrics(rb: &mut ResultBuilder, o: &Outcome) {
     rb.metric("requests_during_fault", r.total as f64);
     rb.metric("failed_during_fault", r.failed as f64);
     rb.metric("bad_windows", r.bad_windows as f64);
+    rb.metric("judged_windows", r.judged_windows as f64);
+    rb.metric("thin_windows", r.thin_windows as f64);
     rb.metric("worst_window_pct", r.worst_window_pct);
     rb.metric("observed_after_fault_ms", o.restore_ms - o.fault_ms);
 }

@@ -165,7 +165,11 @@ pub(super) async fn run(ctx: &Ctx, traffic: &Traffic, scenario: Scenario) -> Res
     let stop = CancellationToken::new();
     let rec = Arc::new(Recorder::default());
     let mut tasks = tokio::task::JoinSet::new();
-    for location in traffic.locations.keys() {
+    let locations = canary_locations(traffic);
+    if locations.is_empty() {
+        return Err("no client locations for the canaries: set [deployment.traffic.nearest]".into());
+    }
+    for location in &locations {
         let probe = router_probe(ctx, traffic, location, CANARY_IN_FLIGHT_MAX)?;
         tasks.spawn(canary(
             ctx.history.clone(),
@@ -318,6 +322,13 @@ pub(super) async fn run(ctx: &Ctx, traffic: &Traffic, scenario: Scenario) -> Res
         errors,
         canary_rate: rate,
     })
+}
+
+/// The client locations the canaries send from: every location the deployment's traffic names (its nearest
+/// regions, its geolocation answers, its latency table), so that an http deployment gets the same canaries as the lab.
+pub(super) fn canary_locations(traffic: &Traffic) -> Vec<String> {
+    let names = traffic.nearest.keys().chain(traffic.geolocation.keys()).chain(traffic.locations.keys());
+    names.cloned().collect::<BTreeSet<String>>().into_iter().collect()
 }
 
 pub(super) fn attempts(records: &[CanaryRecord]) -> Vec<Attempt> {
