@@ -349,11 +349,6 @@ impl PerRegion {
         self.judge(region, Verdict::Error, reason)
     }
 
-    /// The regions judged so far, with their verdicts.
-    pub fn rows(&self) -> &[RegionVerdict] {
-        &self.rows
-    }
-
     /// The check's verdict: fail when a region failed; error when none failed and one could not be measured (or
     /// none was judged); pass when every region passed.
     pub fn verdict(&self) -> Verdict {
@@ -442,7 +437,7 @@ mod tests {
         assert_eq!(p.verdict(), Verdict::Error);
         assert_eq!(p.summary("x"), "could not measure b: cannot resolve b.example");
         p.fail("b", "expired");
-        assert_eq!(p.rows()[1].reason, "expired; cannot resolve b.example");
+        assert_eq!(p.rows[1].reason, "expired; cannot resolve b.example");
 
         let mut p = PerRegion::new();
         p.pass("a", "ok").pass("b", "ok");

@@ -183,7 +183,7 @@ pub(super) async fn erasure(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
         }
         Err(e) => return rb.error(&e),
     };
-    rb.note(format!("erased in {} (receipt version {:?})", receipt.region, receipt.version));
+    rb.note(format!("erased in {} (receipt version {})", receipt.region, receipt.version));
     let gone = await_state(&ctx.probes, &key, None, limit).await;
     let mut problems = Vec::new();
     let mut rows = Vec::new();
