@@ -349,6 +349,11 @@ impl PerRegion {
         self.judge(region, Verdict::Error, reason)
     }
 
+    /// Whether `region` has a verdict yet.
+    pub fn judged(&self, region: &str) -> bool {
+        self.rows.iter().any(|r| r.region == region)
+    }
+
     /// The check's verdict: fail when a region failed; error when none failed and one could not be measured (or
     /// none was judged); pass when every region passed.
     pub fn verdict(&self) -> Verdict {

@@ -130,8 +130,7 @@ pub fn certificate_problem(e: &rustls::CertificateError, host: &str, ca_file: Op
         C::NotValidYet => "certificate is not valid yet; check its dates and this machine's clock".to_string(),
         C::UnknownIssuer => format!("certificate is issued by a CA xregion does not trust; {}", trust_advice(ca_file)),
         C::BadSignature => format!(
-            "certificate's signature does not verify against the trusted CA (a CA of the same name but another key?); \
-             {}",
+            "certificate is signed by another key than the trusted CA's (a CA of the same name?); {}",
             trust_advice(ca_file)
         ),
         C::Revoked => "certificate has been revoked; replace it".to_string(),

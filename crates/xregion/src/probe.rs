@@ -267,3 +267,49 @@ impl Probe {
         self.decode(resp).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Goal: pin the wording of a refused connection and a timeout: each names the region, the endpoint and what
+    /// to check. Method: a closed port, and a listener that never answers, on loopback.
+    #[tokio::test]
+    async fn errors_name_the_region_the_endpoint_and_what_to_do() {
+        let timeout = Duration::from_millis(300);
+        let client = crate::net::client_builder(&crate::config::Deployment::default(), crate::net::Role::Anonymous)
+            .timeout(timeout)
+            .build()
+            .unwrap();
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let p = Probe::new("us-east-1", &format!("http://{closed}/"), client.clone(), timeout);
+        let e = p.health().await.unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "region us-east-1 at http://{closed}: refused the connection; check that the service is running and \
+                 listens on that port"
+            )
+        );
+        assert!(e.is_definite_failure());
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = silent.local_addr().unwrap();
+        let p = Probe::new("eu-west-1", &format!("http://{addr}"), client, timeout);
+        let e = p.health().await.unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "region eu-west-1 at http://{addr} did not answer within 300 ms; check that it is up and not \
+                 overloaded, or raise [deployment] request_timeout_ms"
+            )
+        );
+        assert_eq!(
+            e.detail(),
+            format!(
+                "http://{addr} did not answer within 300 ms; check that it is up and not overloaded, or raise \
+                 [deployment] request_timeout_ms"
+            )
+        );
+        drop(silent);
+    }
+}

@@ -721,7 +721,7 @@ mod tests {
         let expired = check_certificate(old, "localhost", old_ca.as_bytes(), None, T).await.unwrap();
         assert!(expired.days_left < 0.0);
         let p = expired.problem.unwrap();
-        assert!(p.starts_with("certificate expired less than a day ago (not after 20"), "{p}");
+        assert!(p.starts_with("certificate expired 1 day ago (not after 20"), "{p}");
         // A closed port names the address and what to check.
         let closed = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
         let e = check_certificate(closed, "localhost", ca.as_bytes(), None, T).await.unwrap_err();
