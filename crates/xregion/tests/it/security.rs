@@ -68,7 +68,7 @@ fn security_suite_passes_on_the_default_lab() {
 fn tls_versions_fail_when_tls12_is_accepted() {
     let (r, code, _) =
         run_security("sec-tls12", &["security.tls.versions"], "[lab.defects]\ntls_min_version = \"1.2\"\n");
-    assert_fails(&r, "security.tls.versions", &["TLS 1.2 accepted on"]);
+    assert_fails(&r, "security.tls.versions", &["us-east-1: TLS 1.2 accepted"]);
     assert_eq!(code, Some(1));
 }
 
