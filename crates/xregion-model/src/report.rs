@@ -109,6 +109,18 @@ pub struct Heatmap {
     pub values: Vec<Vec<Option<f64>>>,
 }
 
+/// The verdict of one region (or one endpoint: a routing record, the CDN) in a check that judges regions one by
+/// one. The check fails when a region fails; it is `error` only when none failed and one could not be measured.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegionVerdict {
+    /// The region's name, or the endpoint's label (`router latency`, `CDN`).
+    pub region: String,
+    /// Pass, fail or error (could not be reached or verified).
+    pub verdict: Verdict,
+    /// One sentence: what was measured, what is wrong, or why it could not be measured.
+    pub reason: String,
+}
+
 /// The result of one check.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckResult {
@@ -141,6 +153,9 @@ pub struct CheckResult {
     /// Heatmaps to draw.
     #[serde(default)]
     pub heatmaps: Vec<Heatmap>,
+    /// Each region's own verdict, in a check that judges regions one by one; empty otherwise.
+    #[serde(default)]
+    pub regions: Vec<RegionVerdict>,
     /// Wall time the check took, in seconds.
     pub duration_s: f64,
 }
@@ -195,13 +210,14 @@ impl Report {
         out
     }
 
-    /// Process exit code for this report: 0 when every check passed (or was skipped), 1 when one failed,
-    /// 2 when one could not be measured.
+    /// Process exit code for this report: 0 when every check passed (or was skipped), 1 when one failed (even if
+    /// another could not be measured: a broken promise is the finding that matters), 2 when none failed and one
+    /// could not be measured.
     pub fn exit_code(&self) -> u8 {
-        if self.checks.iter().any(|c| c.verdict == Verdict::Error) {
-            2
-        } else if self.checks.iter().any(|c| c.verdict == Verdict::Fail) {
+        if self.checks.iter().any(|c| c.verdict == Verdict::Fail) {
             1
+        } else if self.checks.iter().any(|c| c.verdict == Verdict::Error) {
+            2
         } else {
             0
         }
@@ -217,4 +233,63 @@ pub struct SuiteTime {
     pub checks: usize,
     /// Their summed time, in seconds.
     pub duration_s: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(verdict: Verdict) -> CheckResult {
+        CheckResult {
+            id: "s.c".into(),
+            suite: "s".into(),
+            verdict,
+            summary: String::new(),
+            target: String::new(),
+            measured: String::new(),
+            metrics: BTreeMap::new(),
+            notes: Vec::new(),
+            distributions: Vec::new(),
+            tables: Vec::new(),
+            charts: Vec::new(),
+            heatmaps: Vec::new(),
+            regions: Vec::new(),
+            duration_s: 0.0,
+        }
+    }
+
+    fn report(verdicts: &[Verdict]) -> Report {
+        Report {
+            schema_version: SCHEMA_VERSION,
+            tool_version: String::new(),
+            git_revision: String::new(),
+            seed: 0,
+            started_at: String::new(),
+            duration_s: 0.0,
+            target_kind: "http".into(),
+            regions: Vec::new(),
+            config: serde_json::Value::Null,
+            checks: verdicts.iter().map(|v| check(*v)).collect(),
+        }
+    }
+
+    /// Goal: a failed check decides the exit code even beside one that could not be measured (1 beats 2), so a
+    /// broken promise found on one region is never hidden behind another region's outage.
+    #[test]
+    fn a_failure_beats_an_error() {
+        use Verdict::*;
+        assert_eq!(report(&[Pass, Skipped]).exit_code(), 0);
+        assert_eq!(report(&[Pass, Error]).exit_code(), 2);
+        assert_eq!(report(&[Error, Fail, Pass]).exit_code(), 1);
+        assert_eq!(report(&[Fail]).exit_code(), 1);
+    }
+
+    /// Goal: a report written before per-region verdicts existed still reads (the field defaults to empty).
+    #[test]
+    fn per_region_verdicts_are_optional() {
+        let mut v = serde_json::to_value(check(Verdict::Pass)).unwrap();
+        v.as_object_mut().unwrap().remove("regions");
+        let c: CheckResult = serde_json::from_value(v).unwrap();
+        assert!(c.regions.is_empty());
+    }
 }

@@ -39,6 +39,7 @@ pub fn to_console(report: &Report, color: bool) -> String {
         push_row(&mut out, row, &widths, color.then_some(check.verdict));
     }
 
+    out.push_str(&region_rows(report, color));
     let suites: Vec<String> = report
         .suite_times()
         .iter()
@@ -63,6 +64,42 @@ pub fn to_console(report: &Report, color: bool) -> String {
         _ => "a check could not be measured: the run is incomplete",
     };
     out.push_str(&format!("exit {}: {meaning}\n", report.exit_code()));
+    out
+}
+
+/// The regions that did not pass, of the checks judged region by region: one line each, under the table, so that
+/// one region's failure or outage is named even where the check's summary has room for only a few.
+fn region_rows(report: &Report, color: bool) -> String {
+    let rows: Vec<[String; 4]> = report
+        .checks
+        .iter()
+        .flat_map(|c| {
+            c.regions
+                .iter()
+                .filter(|r| r.verdict != Verdict::Pass)
+                .map(|r| [verdict_label(r.verdict).to_string(), clean(&c.id), clean(&r.region), clean(&r.reason)])
+        })
+        .collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut widths = [0usize; 4];
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::from("\nregions that did not pass:\n");
+    for row in &rows {
+        let verdict = match row[0].as_str() {
+            "FAIL" => Verdict::Fail,
+            "ERROR" => Verdict::Error,
+            _ => Verdict::Skipped,
+        };
+        let pad = |i: usize| " ".repeat(widths[i] - row[i].chars().count());
+        let label = if color { format!("{}{}{RESET}", ansi(verdict), row[0]) } else { row[0].clone() };
+        out.push_str(&format!("  {label}{}  {}{}  {}{}  {}\n", pad(0), row[1], pad(1), row[2], pad(2), row[3]));
+    }
     out
 }
 

@@ -230,6 +230,19 @@ fn check_section(h: &mut String, i: usize, c: &CheckResult) {
         }
         h.push_str("</tbody>\n</table>\n");
     }
+    if !c.regions.is_empty() {
+        h.push_str("<h3>By region</h3>\n<div class=\"scroll\"><table class=\"regions\">\n<thead><tr><th>Region</th><th>Verdict</th><th>Reason</th></tr></thead>\n<tbody>\n");
+        for r in &c.regions {
+            w!(
+                h,
+                "<tr><td class=\"mono\">{}</td><td>{}</td><td>{}</td></tr>\n",
+                esc(&r.region),
+                badge(r.verdict),
+                esc(&r.reason)
+            );
+        }
+        h.push_str("</tbody>\n</table></div>\n");
+    }
     for t in &c.tables {
         table(h, t);
     }

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use xregion_model::fault::FaultKind;
-use xregion_model::report::{Chart, CheckResult, Distribution, Heatmap, Table, Verdict};
+use xregion_model::report::{Chart, CheckResult, Distribution, Heatmap, RegionVerdict, Table, Verdict};
 
 /// A check that measures the deployment: starts from an empty result and returns it finished.
 pub type MeasureFn = for<'a> fn(ResultBuilder, &'a Ctx) -> LocalBoxFuture<'a, CheckResult>;
@@ -57,6 +57,8 @@ pub struct Needs {
     pub regions_min: usize,
     /// Whether it needs a deployment that passed the preflight. Checks that probe listeners themselves (TLS) or
     /// judge other checks' results run, and say what is wrong, even when the probe clients cannot get in.
+    /// So do checks that judge each region on its own (`PerRegion`): a region the probes cannot reach is their
+    /// `error` row, and the other regions are still judged.
     pub usable: bool,
 }
 
@@ -220,6 +222,7 @@ impl ResultBuilder {
                 tables: Vec::new(),
                 charts: Vec::new(),
                 heatmaps: Vec::new(),
+                regions: Vec::new(),
                 duration_s: 0.0,
             },
             started: Instant::now(),
@@ -294,7 +297,156 @@ impl ResultBuilder {
     }
 }
 
+/// The judgement of a check that measures regions (or endpoints) one by one: each region gets its own verdict and
+/// reason, and the check's verdict folds them. One region that cannot be reached or verified is an `error` row
+/// that names it and the cause, while the other regions are still measured and judged: the check fails when any
+/// region fails, is `error` only when none failed and some could not be measured, and passes only when every
+/// region passed (and at least one was judged: no evidence is never a pass).
+#[derive(Debug, Default)]
+pub struct PerRegion {
+    /// Rows in the order regions were first judged; a region judged twice keeps its worst verdict and every reason.
+    rows: Vec<RegionVerdict>,
+}
+
+impl PerRegion {
+    /// No region judged yet.
+    pub fn new() -> PerRegion {
+        PerRegion::default()
+    }
+
+    /// Records `region`'s `verdict` with `reason` (one sentence). A second finding for the same region keeps the
+    /// worse verdict (fail over error over pass) and adds its reason.
+    pub fn judge(&mut self, region: &str, verdict: Verdict, reason: impl Into<String>) -> &mut Self {
+        let reason = reason.into();
+        match self.rows.iter_mut().find(|r| r.region == region) {
+            Some(row) => {
+                if severity(verdict) > severity(row.verdict) {
+                    // The worse finding leads, so the reason shown first explains the verdict.
+                    row.reason =
+                        if row.verdict == Verdict::Pass { reason } else { format!("{reason}; {}", row.reason) };
+                    row.verdict = verdict;
+                } else if verdict != Verdict::Pass && !reason.is_empty() {
+                    row.reason = format!("{}; {reason}", row.reason);
+                }
+            }
+            None => self.rows.push(RegionVerdict { region: region.to_string(), verdict, reason }),
+        }
+        self
+    }
+
+    /// `region` kept its promise: `reason` says what was measured.
+    pub fn pass(&mut self, region: &str, reason: impl Into<String>) -> &mut Self {
+        self.judge(region, Verdict::Pass, reason)
+    }
+
+    /// `region` broke its promise: `reason` says how.
+    pub fn fail(&mut self, region: &str, reason: impl Into<String>) -> &mut Self {
+        self.judge(region, Verdict::Fail, reason)
+    }
+
+    /// `region` could not be reached or verified: `reason` names the cause and what to do.
+    pub fn error(&mut self, region: &str, reason: impl Into<String>) -> &mut Self {
+        self.judge(region, Verdict::Error, reason)
+    }
+
+    /// Whether `region` has a verdict yet.
+    pub fn judged(&self, region: &str) -> bool {
+        self.rows.iter().any(|r| r.region == region)
+    }
+
+    /// The check's verdict: fail when a region failed; error when none failed and one could not be measured (or
+    /// none was judged); pass when every region passed.
+    pub fn verdict(&self) -> Verdict {
+        if self.rows.iter().any(|r| r.verdict == Verdict::Fail) {
+            Verdict::Fail
+        } else if self.rows.is_empty() || self.rows.iter().any(|r| r.verdict != Verdict::Pass) {
+            Verdict::Error
+        } else {
+            Verdict::Pass
+        }
+    }
+
+    /// The one-line summary for `verdict()`: the failing regions' reasons (then how many could not be measured),
+    /// or the regions that could not be measured, or `pass` when every region passed.
+    pub fn summary(&self, pass: &str) -> String {
+        let of = |v: Verdict| self.rows.iter().filter(move |r| r.verdict == v);
+        let listed = |v: Verdict| {
+            let shown: Vec<String> =
+                of(v).take(SUMMARY_REGIONS_MAX).map(|r| format!("{}: {}", r.region, r.reason)).collect();
+            let more = of(v).count().saturating_sub(SUMMARY_REGIONS_MAX);
+            if more > 0 { format!("{}; and {more} more", shown.join("; ")) } else { shown.join("; ") }
+        };
+        match self.verdict() {
+            Verdict::Fail => {
+                let errors = of(Verdict::Error).count();
+                let failed = of(Verdict::Fail).count();
+                let mut s = format!("{failed} of {} failed: {}", self.rows.len(), listed(Verdict::Fail));
+                if errors > 0 {
+                    s.push_str(&format!(" ({errors} could not be measured)"));
+                }
+                s
+            }
+            Verdict::Error if self.rows.is_empty() => "not enough evidence: no region was measured".to_string(),
+            Verdict::Error => format!("could not measure {}", listed(Verdict::Error)),
+            _ => pass.to_string(),
+        }
+    }
+
+    /// Finishes `rb` with the folded verdict, the summary (`pass` when every region passed) and the rows.
+    pub fn finish(self, mut rb: ResultBuilder, pass: impl Into<String>) -> CheckResult {
+        let verdict = self.verdict();
+        let summary = self.summary(&pass.into());
+        rb.result.regions = self.rows;
+        rb.finish(verdict, summary)
+    }
+}
+
+/// Regions named in a per-region summary; the rest are counted ("and N more") and listed in the report.
+const SUMMARY_REGIONS_MAX: usize = 4;
+
+/// How bad a verdict is, for folding several findings of one region.
+fn severity(v: Verdict) -> u8 {
+    match v {
+        Verdict::Pass | Verdict::Skipped => 0,
+        Verdict::Error => 1,
+        Verdict::Fail => 2,
+    }
+}
+
 /// Milliseconds of a duration as a float.
 pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Goal: the per-region fold. One failing region fails the check even when another could not be measured, and
+    /// the summary names the failure first; errors alone give `error`; every region passing gives `pass`; no
+    /// region judged is never a pass. Method: hand-made outcomes.
+    #[test]
+    fn per_region_verdicts_fold_into_the_check() {
+        let mut p = PerRegion::new();
+        p.pass("us-east-1", "TLS 1.3 only").error("eu-west-1", "https://x refused the connection");
+        p.fail("us-west-2", "TLS 1.2 accepted").pass("us-west-2", "TLS 1.3 accepted");
+        assert_eq!(p.verdict(), Verdict::Fail);
+        assert_eq!(p.summary("all good"), "1 of 3 failed: us-west-2: TLS 1.2 accepted (1 could not be measured)");
+        let r = p.finish(ResultBuilder::blank(), "all good");
+        assert_eq!(r.verdict, Verdict::Fail);
+        assert_eq!(r.regions.len(), 3);
+        assert_eq!(r.regions[2].reason, "TLS 1.2 accepted", "a pass after a failure does not dilute the reason");
+
+        let mut p = PerRegion::new();
+        p.pass("a", "ok").error("b", "cannot resolve b.example");
+        assert_eq!(p.verdict(), Verdict::Error);
+        assert_eq!(p.summary("x"), "could not measure b: cannot resolve b.example");
+        p.fail("b", "expired");
+        assert_eq!(p.rows[1].reason, "expired; cannot resolve b.example");
+
+        let mut p = PerRegion::new();
+        p.pass("a", "ok").pass("b", "ok");
+        assert_eq!((p.verdict(), p.summary("both fine")), (Verdict::Pass, "both fine".to_string()));
+        assert_eq!(PerRegion::new().verdict(), Verdict::Error);
+    }
 }

@@ -11,28 +11,39 @@ use xregion_model::wire::{ErrorBody, Health, PutRequest, Record, ReplicationStat
 /// Most pages one scan reads, to bound a scan of a deployment that keeps returning `next_after`.
 const SCAN_PAGES_MAX: usize = 10_000;
 
-/// Why a probe request did not return a result.
+/// Why a probe request did not return a result. Each message is one sentence naming the region and its endpoint,
+/// what went wrong and what to check.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ProbeError {
-    /// No connection could be made; the request certainly did not take effect.
-    #[error("{endpoint} is unreachable: {cause}")]
+    /// No connection could be made (refused, no such host, a certificate that does not verify); the request
+    /// certainly did not take effect.
+    #[error("region {region} at {endpoint}: {cause}")]
     Unreachable {
+        /// The region.
+        region: String,
         /// The endpoint that could not be reached.
         endpoint: String,
-        /// What the transport said.
+        /// What happened and what to check, for example `refused the connection; check that …`.
         cause: String,
     },
     /// The request was sent but no answer came in time; it may or may not have taken effect.
-    #[error("{endpoint} did not answer within {timeout_ms} ms")]
+    #[error(
+        "region {region} at {endpoint} did not answer within {timeout_ms} ms; check that it is up and not \
+         overloaded, or raise [deployment] request_timeout_ms"
+    )]
     Timeout {
+        /// The region.
+        region: String,
         /// The endpoint.
         endpoint: String,
         /// The timeout that expired.
         timeout_ms: u64,
     },
     /// The deployment answered with an error status.
-    #[error("{endpoint} answered {status}: {message}")]
+    #[error("region {region} at {endpoint} answered {status}: {message}")]
     Status {
+        /// The region.
+        region: String,
         /// The endpoint.
         endpoint: String,
         /// HTTP status code.
@@ -41,8 +52,10 @@ pub enum ProbeError {
         message: String,
     },
     /// The answer did not follow the probe contract.
-    #[error("{endpoint} broke the probe contract: {cause}")]
+    #[error("region {region} at {endpoint} broke the probe contract: {cause}")]
     Contract {
+        /// The region.
+        region: String,
         /// The endpoint.
         endpoint: String,
         /// What was wrong.
@@ -51,6 +64,19 @@ pub enum ProbeError {
 }
 
 impl ProbeError {
+    /// The message without the region, for a row or a line that already names it: `ENDPOINT: what happened`.
+    pub fn detail(&self) -> String {
+        match self {
+            ProbeError::Unreachable { endpoint, cause, .. } => format!("{endpoint}: {cause}"),
+            ProbeError::Timeout { endpoint, timeout_ms, .. } => format!(
+                "{endpoint} did not answer within {timeout_ms} ms; check that it is up and not overloaded, or raise \
+                 [deployment] request_timeout_ms"
+            ),
+            ProbeError::Status { endpoint, status, message, .. } => format!("{endpoint} answered {status}: {message}"),
+            ProbeError::Contract { endpoint, cause, .. } => format!("{endpoint} broke the probe contract: {cause}"),
+        }
+    }
+
     /// Whether the operation certainly did not take effect (versus an unknown outcome).
     pub fn is_definite_failure(&self) -> bool {
         match self {
@@ -99,19 +125,22 @@ impl Probe {
     }
 
     fn transport_error(&self, e: reqwest::Error) -> ProbeError {
+        let (region, endpoint) = (self.region.clone(), self.endpoint.clone());
         if e.is_timeout() {
-            ProbeError::Timeout { endpoint: self.endpoint.clone(), timeout_ms: self.timeout.as_millis() as u64 }
+            ProbeError::Timeout { region, endpoint, timeout_ms: self.timeout.as_millis() as u64 }
         } else if e.is_connect() {
-            let mut cause = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                cause = s.to_string();
-                source = s.source();
-            }
-            ProbeError::Unreachable { endpoint: self.endpoint.clone(), cause }
+            let host = reqwest::Url::parse(&self.endpoint).ok().and_then(|u| u.host_str().map(str::to_string));
+            let host = host.unwrap_or_else(|| self.endpoint.clone());
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            ProbeError::Unreachable { region, endpoint, cause: crate::net::transport_problem(&e, host, None) }
         } else {
-            ProbeError::Contract { endpoint: self.endpoint.clone(), cause: e.to_string() }
+            let cause = crate::net::transport_problem(&e, &self.endpoint, None);
+            ProbeError::Contract { region, endpoint, cause }
         }
+    }
+
+    fn contract(&self, cause: String) -> ProbeError {
+        ProbeError::Contract { region: self.region.clone(), endpoint: self.endpoint.clone(), cause }
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, ProbeError> {
@@ -125,10 +154,14 @@ impl Probe {
             let message = serde_json::from_slice::<ErrorBody>(&bytes)
                 .map(|b| format!("{}: {}", b.error, b.message))
                 .unwrap_or_else(|_| String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned());
-            return Err(ProbeError::Status { endpoint: self.endpoint.clone(), status: status.as_u16(), message });
+            return Err(ProbeError::Status {
+                region: self.region.clone(),
+                endpoint: self.endpoint.clone(),
+                status: status.as_u16(),
+                message,
+            });
         }
-        serde_json::from_slice(&bytes)
-            .map_err(|e| ProbeError::Contract { endpoint: self.endpoint.clone(), cause: format!("bad JSON: {e}") })
+        serde_json::from_slice(&bytes).map_err(|e| self.contract(format!("bad JSON: {e}")))
     }
 
     /// `GET /healthz`.
@@ -202,18 +235,12 @@ impl Probe {
             match page.next_after {
                 Some(next) if Some(&next) != after.as_ref() => after = Some(next),
                 Some(_) => {
-                    return Err(ProbeError::Contract {
-                        endpoint: self.endpoint.clone(),
-                        cause: "scan returned the same next_after twice".into(),
-                    });
+                    return Err(self.contract("scan returned the same next_after twice".into()));
                 }
                 None => return Ok(out),
             }
         }
-        Err(ProbeError::Contract {
-            endpoint: self.endpoint.clone(),
-            cause: format!("scan exceeded {SCAN_PAGES_MAX} pages"),
-        })
+        Err(self.contract(format!("scan exceeded {SCAN_PAGES_MAX} pages")))
     }
 
     /// `GET {path}` for an optional route of the contract: `None` when the deployment answers 404 (or 405), so
@@ -238,5 +265,51 @@ impl Probe {
     pub async fn replication(&self) -> Result<ReplicationStatus, ProbeError> {
         let resp = self.send(self.client.get(self.url("/v1/replication"))).await?;
         self.decode(resp).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Goal: pin the wording of a refused connection and a timeout: each names the region, the endpoint and what
+    /// to check. Method: a closed port, and a listener that never answers, on loopback.
+    #[tokio::test]
+    async fn errors_name_the_region_the_endpoint_and_what_to_do() {
+        let timeout = Duration::from_millis(300);
+        let client = crate::net::client_builder(&crate::config::Deployment::default(), crate::net::Role::Anonymous)
+            .timeout(timeout)
+            .build()
+            .unwrap();
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let p = Probe::new("us-east-1", &format!("http://{closed}/"), client.clone(), timeout);
+        let e = p.health().await.unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "region us-east-1 at http://{closed}: refused the connection; check that the service is running and \
+                 listens on that port"
+            )
+        );
+        assert!(e.is_definite_failure());
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = silent.local_addr().unwrap();
+        let p = Probe::new("eu-west-1", &format!("http://{addr}"), client, timeout);
+        let e = p.health().await.unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "region eu-west-1 at http://{addr} did not answer within 300 ms; check that it is up and not \
+                 overloaded, or raise [deployment] request_timeout_ms"
+            )
+        );
+        assert_eq!(
+            e.detail(),
+            format!(
+                "http://{addr} did not answer within 300 ms; check that it is up and not overloaded, or raise \
+                 [deployment] request_timeout_ms"
+            )
+        );
+        drop(silent);
     }
 }

@@ -148,30 +148,7 @@ pub fn client_hello(version: TlsVersion, server_name: &str, random: [u8; 32]) ->
     record
 }
 
-/// The name of a TLS alert description.
-fn alert_name(code: u8) -> String {
-    let name = match code {
-        0 => "close_notify",
-        10 => "unexpected_message",
-        20 => "bad_record_mac",
-        40 => "handshake_failure",
-        42 => "bad_certificate",
-        47 => "illegal_parameter",
-        48 => "unknown_ca",
-        49 => "access_denied",
-        50 => "decode_error",
-        70 => "protocol_version",
-        71 => "insufficient_security",
-        80 => "internal_error",
-        86 => "inappropriate_fallback",
-        109 => "missing_extension",
-        110 => "unsupported_extension",
-        112 => "unrecognized_name",
-        116 => "certificate_required",
-        _ => return format!("alert {code}"),
-    };
-    format!("alert {name}")
-}
+use crate::net::alert_name;
 
 /// Reads the server's first answer to a hello and judges it.
 pub fn judge_answer(offered: TlsVersion, answer: &[u8]) -> Option<Handshake> {
@@ -218,7 +195,7 @@ pub async fn probe_legacy(
         return probe_tls13(addr, server_name, timeout).await;
     }
     let work = async {
-        let mut s = TcpStream::connect(addr).await.map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+        let mut s = TcpStream::connect(addr).await.map_err(|e| connect_problem(addr, &e))?;
         let random: [u8; 32] = rand::random();
         s.write_all(&client_hello(version, server_name, random)).await.map_err(|e| format!("cannot send: {e}"))?;
         let mut answer = Vec::new();
@@ -245,7 +222,17 @@ pub async fn probe_legacy(
             }
         }
     };
-    tokio::time::timeout(timeout, work).await.map_err(|_| format!("{addr} did not answer within {timeout:?}"))?
+    tokio::time::timeout(timeout, work).await.map_err(|_| no_answer(addr, timeout))?
+}
+
+/// `ADDR did not answer within N s`: a server that accepted the connection but never answered.
+fn no_answer(addr: SocketAddr, timeout: Duration) -> String {
+    format!("{addr} did not answer within {} s; check that it serves TLS on that port", timeout.as_secs_f64())
+}
+
+/// A failed connection to `addr` as one sentence: what happened and what to check.
+fn connect_problem(addr: SocketAddr, e: &std::io::Error) -> String {
+    format!("{addr} {}", crate::net::transport_problem(e, &addr.ip().to_string(), None))
 }
 
 /// Accepts any certificate and records the chain: used where only the protocol matters, or to capture the chain
@@ -315,21 +302,26 @@ async fn rustls_handshake(
         .with_no_client_auth();
     let name = ServerName::try_from(server_name.to_string()).map_err(|e| format!("bad server name: {e}"))?;
     let work = async {
-        let tcp = TcpStream::connect(addr).await.map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+        let tcp = TcpStream::connect(addr).await.map_err(|e| connect_problem(addr, &e))?;
         let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
         Ok::<_, String>(match connector.connect(name, tcp).await {
             Ok(tls) => {
                 let (_, conn) = tls.get_ref();
-                let version = conn.protocol_version().map_or("?".into(), |v| format!("{v:?}"));
-                let suite = conn.negotiated_cipher_suite().map_or("?".into(), |s| format!("{:?}", s.suite()));
+                let version = match conn.protocol_version() {
+                    Some(rustls::ProtocolVersion::TLSv1_3) => "TLS 1.3".to_string(),
+                    Some(rustls::ProtocolVersion::TLSv1_2) => "TLS 1.2".to_string(),
+                    Some(v) => format!("TLS version 0x{:04X}", u16::from(v)),
+                    None => "an unknown version".to_string(),
+                };
+                let suite = conn.negotiated_cipher_suite().map_or("an unknown suite".into(), |s| {
+                    s.suite().as_str().map_or_else(|| format!("0x{:04X}", u16::from(s.suite())), str::to_string)
+                });
                 Ok((version, suite))
             }
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(crate::net::transport_problem(&e, server_name, None)),
         })
     };
-    let outcome = tokio::time::timeout(timeout, work)
-        .await
-        .map_err(|_| format!("{addr} did not answer within {timeout:?}"))??;
+    let outcome = tokio::time::timeout(timeout, work).await.map_err(|_| no_answer(addr, timeout))??;
     let chain = recorder.chain.lock().unwrap_or_else(|p| p.into_inner()).clone();
     Ok((outcome, chain))
 }
@@ -414,8 +406,12 @@ fn judge_refusal(e: &std::io::Error, in_handshake: bool, asked: bool) -> ClientC
                 ClientCertProbe::Undecided { how: format!("sent {name}, which is not about the certificate") }
             }
         }
-        Some(other) if in_handshake => ClientCertProbe::NotTls { how: format!("the TLS handshake failed: {other}") },
-        Some(other) => ClientCertProbe::Undecided { how: format!("TLS error after the handshake: {other}") },
+        Some(other) if in_handshake => ClientCertProbe::NotTls {
+            how: format!("the TLS handshake failed: {}", crate::net::tls_problem(other, "the listener", None)),
+        },
+        Some(other) => ClientCertProbe::Undecided {
+            how: format!("TLS error after the handshake: {}", crate::net::tls_problem(other, "the listener", None)),
+        },
         None if in_handshake => ClientCertProbe::NotTls {
             how: format!("the connection broke during the TLS handshake, with no alert: {e}"),
         },
@@ -449,15 +445,16 @@ pub async fn probe_without_client_cert(
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let name = match host.parse::<std::net::IpAddr>() {
         Ok(ip) => ServerName::IpAddress(ip.into()),
-        Err(_) => ServerName::try_from(host.to_string()).map_err(|e| format!("bad server name {host:?}: {e}"))?,
+        Err(_) => ServerName::try_from(host.to_string())
+            .map_err(|_| format!("{host} is not a valid server name; check the listener's address"))?,
     };
     let tcp = tokio::time::timeout(timeout, TcpStream::connect(addr))
         .await
-        .map_err(|_| format!("{addr} did not accept a connection within {timeout:?}"))?
-        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+        .map_err(|_| format!("{addr} did not accept a connection within {} s", timeout.as_secs_f64()))?
+        .map_err(|e| connect_problem(addr, &e))?;
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let mut tls = match tokio::time::timeout(timeout, connector.connect(name, tcp)).await {
-        Err(_) => return Err(format!("{addr} did not finish the handshake within {timeout:?}")),
+        Err(_) => return Err(format!("{addr} did not finish the TLS handshake within {} s", timeout.as_secs_f64())),
         Ok(Err(e)) => return Ok(judge_refusal(&e, true, was_asked())),
         Ok(Ok(tls)) => tls,
     };
@@ -466,7 +463,9 @@ pub async fn probe_without_client_cert(
         if was_asked() { how } else { format!("{how}; it never asked for a client certificate") }
     };
     Ok(match tokio::time::timeout(wait, tls.read(&mut buf)).await {
-        Err(_) => ClientCertProbe::Accepted { how: asked_how(format!("kept the connection open for {wait:?}")) },
+        Err(_) => ClientCertProbe::Accepted {
+            how: asked_how(format!("kept the connection open for {} s", wait.as_secs_f64())),
+        },
         Ok(Ok(0)) => ClientCertProbe::Undecided { how: "closed the connection with no alert".into() },
         Ok(Ok(n)) => ClientCertProbe::Accepted { how: asked_how(format!("sent {n} bytes of application data")) },
         Ok(Err(e)) => judge_refusal(&e, false, was_asked()),
@@ -482,46 +481,52 @@ pub struct CertReport {
     pub issuer: String,
     /// Days until the leaf expires (negative once expired).
     pub days_left: f64,
+    /// The leaf's `notAfter`, in Unix seconds.
+    pub not_after: i64,
     /// `None` when the chain verifies to the CA for the name and is valid now; otherwise why not.
     pub problem: Option<String>,
 }
 
 /// Fetches the chain `addr` presents for `server_name` and verifies it against `ca_pem` (PEM, one or more CA
-/// certificates) at the current time.
+/// certificates, read from `ca_file`) at the current time. The problem, if any, is one sentence: the names the
+/// certificate is valid for, when it expired, or which CA option to set.
 pub async fn check_certificate(
     addr: SocketAddr,
     server_name: &str,
     ca_pem: &[u8],
+    ca_file: Option<&std::path::Path>,
     timeout: Duration,
 ) -> Result<CertReport, String> {
     let versions = [&rustls::version::TLS13, &rustls::version::TLS12];
     let (_, chain) = rustls_handshake(addr, server_name, &versions, timeout).await?;
     let Some(leaf) = chain.first() else {
-        return Err(format!("{addr} presented no certificate"));
+        return Err(format!("{addr} presented no certificate; configure one on the server"));
     };
     let (subject, issuer, not_after) = match x509_parser::parse_x509_certificate(leaf) {
         Ok((_, c)) => (c.subject().to_string(), c.issuer().to_string(), c.validity().not_after.timestamp()),
-        Err(e) => return Err(format!("the certificate of {addr} cannot be parsed: {e}")),
+        Err(e) => return Err(format!("the certificate of {addr} cannot be parsed ({e}); serve a valid X.509 one")),
     };
     let now = UnixTime::now();
     let days_left = (not_after - now.as_secs() as i64) as f64 / 86_400.0;
+    let ca_name = ca_file.map_or_else(|| "the CA file".to_string(), |f| f.display().to_string());
     let mut roots = rustls::RootCertStore::empty();
     for c in <CertificateDer<'static> as rustls_pki_types::pem::PemObject>::pem_slice_iter(ca_pem) {
-        let c = c.map_err(|e| format!("the CA file is not valid PEM: {e}"))?;
-        roots.add(c).map_err(|e| format!("the CA certificate is not usable: {e}"))?;
+        let c = c.map_err(|e| format!("{ca_name} is not valid PEM ({e}); point ca_file at the CA's PEM file"))?;
+        roots.add(c).map_err(|e| format!("{ca_name} holds a certificate rustls rejects ({e}); use the CA's PEM"))?;
     }
     if roots.is_empty() {
-        return Err("the CA file holds no certificate".into());
+        return Err(format!("{ca_name} holds no certificate; point ca_file at the CA's PEM file"));
     }
     let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
         .build()
-        .map_err(|e| format!("cannot build a verifier: {e}"))?;
-    let name = ServerName::try_from(server_name.to_string()).map_err(|e| format!("bad server name: {e}"))?;
-    let problem = verifier.verify_server_cert(leaf, &chain[1..], &name, &[], now).err().map(|e| match e {
-        rustls::Error::InvalidCertificate(c) => format!("{c:?}"),
-        other => other.to_string(),
-    });
-    Ok(CertReport { subject, issuer, days_left, problem })
+        .map_err(|e| format!("cannot build a certificate verifier from {ca_name}: {e}"))?;
+    let name = ServerName::try_from(server_name.to_string())
+        .map_err(|_| format!("{server_name} is not a valid server name; check the endpoint URL"))?;
+    let problem = verifier
+        .verify_server_cert(leaf, &chain[1..], &name, &[], now)
+        .err()
+        .map(|e| crate::net::tls_problem(&e, server_name, ca_file));
+    Ok(CertReport { subject, issuer, days_left, not_after, problem })
 }
 
 #[cfg(test)]
@@ -697,19 +702,32 @@ mod tests {
     #[tokio::test]
     async fn certificates_are_verified() {
         let (addr, ca) = server(&[&rustls::version::TLS13], 90).await;
-        let r = check_certificate(addr, "localhost", ca.as_bytes(), T).await.unwrap();
+        let r = check_certificate(addr, "localhost", ca.as_bytes(), None, T).await.unwrap();
         assert_eq!(r.problem, None, "{r:?}");
         assert!((88.0..=91.0).contains(&r.days_left), "{r:?}");
-        let wrong_name = check_certificate(addr, "other.test", ca.as_bytes(), T).await.unwrap();
-        assert!(wrong_name.problem.unwrap().contains("NotValidForName"));
+        let wrong_name = check_certificate(addr, "127.0.0.1", ca.as_bytes(), None, T).await.unwrap();
+        assert_eq!(
+            wrong_name.problem.unwrap(),
+            "certificate is valid for localhost, not 127.0.0.1; serve one that names 127.0.0.1, or put one of its \
+             names in the endpoint URL"
+        );
         let (_, other_ca) = server(&[&rustls::version::TLS13], 90).await;
-        let wrong_ca = check_certificate(addr, "localhost", other_ca.as_bytes(), T).await.unwrap();
+        let ca_file = std::path::Path::new("other-ca.pem");
+        let wrong_ca = check_certificate(addr, "localhost", other_ca.as_bytes(), Some(ca_file), T).await.unwrap();
         // Both test CAs share a name, so the chain is built and its signature fails.
         let p = wrong_ca.problem.unwrap();
-        assert!(p.contains("UnknownIssuer") || p.contains("Signature"), "{p}");
+        assert!(p.contains("ca_file (or XREGION_CA_FILE)") && p.contains("other-ca.pem"), "{p}");
         let (old, old_ca) = server(&[&rustls::version::TLS13], -1).await;
-        let expired = check_certificate(old, "localhost", old_ca.as_bytes(), T).await.unwrap();
+        let expired = check_certificate(old, "localhost", old_ca.as_bytes(), None, T).await.unwrap();
         assert!(expired.days_left < 0.0);
-        assert!(expired.problem.unwrap().contains("Expired"));
+        let p = expired.problem.unwrap();
+        assert!(p.starts_with("certificate expired 1 day ago (not after 20"), "{p}");
+        // A closed port names the address and what to check.
+        let closed = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+        let e = check_certificate(closed, "localhost", ca.as_bytes(), None, T).await.unwrap_err();
+        assert_eq!(
+            e,
+            format!("{closed} refused the connection; check that the service is running and listens on that port")
+        );
     }
 }

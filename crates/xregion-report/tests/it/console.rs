@@ -31,7 +31,10 @@ fn totals_and_exit_meaning() {
     let r = sample::report();
     let out = to_console(&r, false);
     assert!(out.contains("3 passed, 1 failed, 1 errors, 1 skipped"), "{out}");
-    assert!(out.contains("exit 2:"), "{out}");
+    assert!(out.contains("exit 1:"), "a failure beats an error: {out}");
+    let mut errors_only = r.clone();
+    errors_only.checks.retain(|c| c.verdict != Verdict::Fail);
+    assert!(to_console(&errors_only, false).contains("exit 2:"));
     let mut ok = r.clone();
     ok.checks.retain(|c| c.verdict == Verdict::Pass);
     assert!(to_console(&ok, false).contains("exit 0: every check passed"));
@@ -73,4 +76,17 @@ fn times_per_check_and_per_suite() {
         assert!(line.contains(&format!("{} {:.1} s ({} check{plural})", s.suite, expected, s.checks)), "{line}");
     }
     assert!(line.ends_with(&format!("whole run {:.1} s", r.duration_s)), "{line}");
+}
+
+/// Goal: the regions that did not pass are named under the table, each with its check and reason, and a passing
+/// region is not. Method: the sample's write check has a passing, a failing and an unreachable region.
+#[test]
+fn regions_that_did_not_pass_are_listed() {
+    let out = to_console(&sample::report(), false);
+    let block = out.split("regions that did not pass:\n").nth(1).expect("a region block");
+    let lines: Vec<&str> = block.lines().take_while(|l| l.starts_with("  ")).collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(lines[0].contains("FAIL") && lines[0].contains("us-west-2") && lines[0].contains("2 lost"), "{out}");
+    assert!(lines[1].contains("ERROR") && lines[1].contains("eu-west-1") && lines[1].contains("refused"), "{out}");
+    assert!(!block.contains("us-east-1"), "{out}");
 }

@@ -241,3 +241,17 @@ fn compliance_section_per_framework() {
     let section = &html[at..];
     assert!(section.contains("<h3>") && section.contains("GDPR") && section.contains("Art. 17"), "{section}");
 }
+
+/// Goal: a check judged region by region shows each region's verdict and reason, escaped. Method: the sample's
+/// write check, with a passing, a failing and an unreachable region.
+#[test]
+fn per_region_verdicts_are_shown() {
+    let html = to_html(&sample::report());
+    let s = section_of(&html, "cross-region.consistency.write-replicate");
+    assert!(s.contains("<h3>By region</h3>"), "{s}");
+    for (region, verdict) in [("us-east-1", "v-pass"), ("us-west-2", "v-fail"), ("eu-west-1", "v-error")] {
+        let row = s.split("<tr>").find(|r| r.contains(region)).expect("a row per region");
+        assert!(row.contains(verdict), "{row}");
+    }
+    assert!(s.contains("2 lost &lt;b&gt;writes&lt;/b&gt;"), "reasons are escaped: {s}");
+}

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use xregion_check::stats::{LatencyRecorder, percentile_table};
 use xregion_model::report::{
-    Chart, CheckResult, Heatmap, Marker, RegionInfo, Report, SCHEMA_VERSION, Series, Table, Verdict,
+    Chart, CheckResult, Heatmap, Marker, RegionInfo, RegionVerdict, Report, SCHEMA_VERSION, Series, Table, Verdict,
 };
 
 pub const REGIONS: [&str; 3] = ["us-east-1", "eu-west-1", "ap-south-1"];
@@ -35,6 +35,7 @@ pub fn check(id: &str, verdict: Verdict, summary: &str) -> CheckResult {
         tables: Vec::new(),
         charts: Vec::new(),
         heatmaps: Vec::new(),
+        regions: Vec::new(),
         duration_s: 1.5,
     }
 }
@@ -126,6 +127,15 @@ pub fn report() -> Report {
         columns: vec!["finding".into(), "key".into(), "region".into()],
         rows: vec![vec!["lost".into(), "k/1".into(), "eu-west-1".into()]],
     });
+    writes.regions = vec![
+        RegionVerdict { region: "us-east-1".into(), verdict: Verdict::Pass, reason: "0 lost".into() },
+        RegionVerdict { region: "us-west-2".into(), verdict: Verdict::Fail, reason: "2 lost <b>writes</b>".into() },
+        RegionVerdict {
+            region: "eu-west-1".into(),
+            verdict: Verdict::Error,
+            reason: "https://eu.example refused the connection".into(),
+        },
+    ];
     let mut empty = check("cross-region.consistency.empty-dist", Verdict::Pass, "no samples yet");
     empty.distributions.push(LatencyRecorder::new().to_distribution("nothing"));
     let rto = check("failover.rto.region-down", Verdict::Error, "lab control API unreachable at 127.0.0.1:7000");

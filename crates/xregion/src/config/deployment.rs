@@ -45,8 +45,8 @@ pub struct Deployment {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Tls {
-    /// PEM file of the CA certificate(s) every HTTPS endpoint must chain to. Unset: the client trusts no CA, so
-    /// only plain `http://` endpoints can be reached.
+    /// PEM file of the CA certificate(s) every HTTPS endpoint must chain to; `XREGION_CA_FILE` overrides it.
+    /// Unset: the system's trusted roots (which honour `SSL_CERT_FILE`).
     pub ca_file: Option<PathBuf>,
 }
 

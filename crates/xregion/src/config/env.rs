@@ -1,5 +1,5 @@
 //! The specification's environment variables (`MAX_LATENCY_MS`, `TARGET_RTO_SECONDS`, `API_ENDPOINT_<REGION>`, …)
-//! and the token variables, applied on top of the file. A bad value is a `ConfigError` whose origin is
+//! and the token and CA variables (`XREGION_TOKEN_*`, `XREGION_CA_FILE`), applied on top of the file. A bad value is a `ConfigError` whose origin is
 //! `environment` and whose message names the variable.
 
 use super::deployment::{DeploymentKind, RegionEndpoint, Secret};
@@ -53,6 +53,10 @@ pub(super) fn apply_env(config: &mut Config, env: &BTreeMap<String, String>) -> 
         if let Some(v) = env.get(var).map(|v| v.trim()).filter(|v| !v.is_empty()) {
             *slot = Some(Secret::new(v));
         }
+    }
+    // The CA the endpoints chain to, beside the tokens: a deployment described by variables alone can name it.
+    if let Some(v) = env.get("XREGION_CA_FILE").map(|v| v.trim()).filter(|v| !v.is_empty()) {
+        config.deployment.tls.ca_file = Some(std::path::PathBuf::from(v));
     }
     let endpoints: BTreeMap<String, String> = env
         .iter()
@@ -129,6 +133,18 @@ mod tests {
         ]);
         let err = apply_env(&mut c, &e).unwrap_err();
         assert!(err.message.contains("API_ENDPOINT_EU_WEST_1"), "{}", err.message);
+    }
+
+    /// Goal: XREGION_CA_FILE names the CA the clients trust, over the file's ca_file; empty leaves it unset.
+    #[test]
+    fn ca_file_from_the_environment() {
+        let mut c = Config::default();
+        c.deployment.tls.ca_file = Some("from-file.pem".into());
+        apply_env(&mut c, &env(&[("XREGION_CA_FILE", "/etc/xregion/ca.pem")])).unwrap();
+        assert_eq!(c.deployment.tls.ca_file.as_deref(), Some(std::path::Path::new("/etc/xregion/ca.pem")));
+        let mut c = Config::default();
+        apply_env(&mut c, &env(&[("XREGION_CA_FILE", " ")])).unwrap();
+        assert_eq!(c.deployment.tls.ca_file, None);
     }
 
     /// Goal: AWS_REGION alone does not turn a lab run into a remote one.

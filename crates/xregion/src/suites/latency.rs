@@ -6,7 +6,7 @@
 //! measured by xregion through the latency record, forcing each region in turn with `X-Route-To`, so that the
 //! client-location latency of each path is included.
 
-use crate::check::{CheckDef, Ctx, Needs, ResultBuilder};
+use crate::check::{CheckDef, Ctx, Needs, PerRegion, ResultBuilder};
 use crate::config::Config;
 use crate::drive::routed::{self, Route, fire};
 use crate::measure;
@@ -82,7 +82,9 @@ async fn region_matrix(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
     let answers =
         futures::future::join_all(ctx.probes.iter().map(|p| p.get_optional::<PeersRtt>(&path, timeout))).await;
     let mut cells: BTreeMap<(String, String), LatencyRecorder> = BTreeMap::new();
-    let mut problems = Vec::new();
+    // Each region is judged on its own: one that cannot be asked is an error row, and the others still count.
+    let mut per = PerRegion::new();
+    let mut unreachable_peers: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (probe, answer) in ctx.probes.iter().zip(answers) {
         let answer = match answer {
             Ok(Some(a)) => a,
@@ -92,14 +94,17 @@ async fn region_matrix(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
                     format!("{} does not offer GET /v1/peers/rtt (optional in the probe contract)", probe.endpoint),
                 );
             }
-            Err(e) => return rb.error(&e),
+            Err(e) => {
+                per.error(&probe.region, format!("could not ask for its round trips: {}", e.detail()));
+                continue;
+            }
         };
         for peer in answer.peers {
             if let Some(e) = peer.error {
-                problems.push(format!("{} could not reach {}: {e}", answer.region, peer.region));
+                unreachable_peers.entry(probe.region.clone()).or_default().push(format!("{}: {e}", peer.region));
                 continue;
             }
-            let rec = cells.entry((answer.region.clone(), peer.region.clone())).or_default();
+            let rec = cells.entry((probe.region.clone(), peer.region.clone())).or_default();
             for s in peer.samples_ms {
                 rec.record_us((s * 1000.0).max(0.0) as u64);
             }
@@ -117,18 +122,35 @@ async fn region_matrix(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
         "each region measured {RTT_SAMPLES} sequential round trips to each peer over its replication path (in the lab, \
          through the WAN emulator), as a probe agent inside the region would; xregion only collects them"
     ));
-    let worst = by_pair.iter().map(|(k, r)| (k.clone(), r.value_ms_at(95.0))).max_by(|a, b| a.1.total_cmp(&b.1));
-    let Some((pair, p95)) = worst else {
-        return rb.finish(Verdict::Error, format!("no round trip was measured: {}", problems.join("; ")));
-    };
-    rb.metric("p95_ms", p95).measured(format!("worst P95 {p95:.1} ms ({pair})"));
-    if !problems.is_empty() {
-        rb.finish(Verdict::Fail, problems.join("; "))
-    } else if p95 >= limit {
-        rb.finish(Verdict::Fail, format!("{pair}: round-trip P95 {p95:.1} ms is not below {limit} ms"))
-    } else {
-        rb.finish(Verdict::Pass, format!("every pair below {limit} ms; worst P95 {p95:.1} ms ({pair})"))
+    for name in &names {
+        let worst = cells
+            .iter()
+            .filter(|((from, _), r)| from == name && r.count() > 0)
+            .map(|((_, to), r)| (to, r.value_ms_at(95.0)))
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        if let Some(peers) = unreachable_peers.get(name) {
+            per.fail(name, format!("could not reach {}", peers.join("; ")));
+        }
+        match worst {
+            Some((to, p95)) if p95 >= limit => {
+                per.fail(name, format!("round-trip P95 {p95:.1} ms to {to} is not below {limit} ms"));
+            }
+            Some((to, p95)) => {
+                per.pass(name, format!("worst round-trip P95 {p95:.1} ms (to {to})"));
+            }
+            None if !per.judged(name) => {
+                per.error(name, "reported no round trip to any peer");
+            }
+            None => {}
+        }
     }
+    let worst = by_pair.iter().map(|(k, r)| (k.clone(), r.value_ms_at(95.0))).max_by(|a, b| a.1.total_cmp(&b.1));
+    if let Some((pair, p95)) = &worst {
+        rb.metric("p95_ms", *p95).measured(format!("worst P95 {p95:.1} ms ({pair})"));
+    }
+    let pass = worst
+        .map_or_else(String::new, |(pair, p95)| format!("every pair below {limit} ms; worst P95 {p95:.1} ms ({pair})"));
+    per.finish(rb, pass)
 }
 
 async fn api(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
@@ -182,9 +204,9 @@ async fn api(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
                     first_error = Some(format!(
                         "{loc} -> {region}: {}",
                         s.error.clone().unwrap_or_else(|| format!(
-                            "status {:?}, served by {:?}",
-                            s.status,
-                            s.served_by.as_deref().unwrap_or("?")
+                            "status {}, served by {}",
+                            s.status.map_or_else(|| "none".to_string(), |c| c.to_string()),
+                            s.served_by.as_deref().unwrap_or("an unnamed region")
                         ))
                     ));
                 }

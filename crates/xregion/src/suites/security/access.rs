@@ -1,16 +1,24 @@
 //! Access control: no token gets 401, a wrong scope 403, admin routes refuse tenant tokens, and every replication
 //! listener refuses a peer without a client certificate.
 
-use super::{MTLS_WAIT, TLS_TIMEOUT, judge, role_client, table};
-use crate::check::{Ctx, ResultBuilder};
+use super::{MTLS_WAIT, TLS_TIMEOUT, role_client, table};
+use crate::check::{Ctx, PerRegion, ResultBuilder};
 use crate::net::Role;
 use crate::tls_scan::ClientCertProbe;
 use std::time::Duration;
 use xregion_model::report::{CheckResult, Verdict};
 
-/// Status of one request, or why there was none.
-async fn status_of(req: reqwest::RequestBuilder) -> Result<u16, String> {
-    req.send().await.map(|r| r.status().as_u16()).map_err(|e| crate::faults::root_cause(&e))
+/// Status of one request, or why there was none (one sentence naming the endpoint).
+async fn status_of(req: reqwest::RequestBuilder, endpoint: &str) -> Result<u16, String> {
+    req.send().await.map(|r| r.status().as_u16()).map_err(|e| {
+        let host = reqwest::Url::parse(endpoint).ok().and_then(|u| u.host_str().map(str::to_string));
+        let host = host.unwrap_or_else(|| endpoint.to_string());
+        if e.is_timeout() {
+            format!("{endpoint} did not answer in time; check that it is up, or raise [deployment] request_timeout_ms")
+        } else {
+            format!("{endpoint}: {}", crate::net::transport_problem(&e, host.trim_matches(['[', ']']), None))
+        }
+    })
 }
 
 pub(super) async fn access_control(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
@@ -39,8 +47,8 @@ pub(super) async fn access_control(mut rb: ResultBuilder, ctx: &Ctx) -> CheckRes
     let key = format!("{}access", ctx.prefix("access-control"));
     let body = serde_json::json!({ "value": "access-control canary" });
     let mut rows = Vec::new();
-    let mut problems = Vec::new();
-    let mut errors = Vec::new();
+    let mut per = PerRegion::new();
+    let mut wrong = 0usize;
     for p in &ctx.probes {
         let base = &p.endpoint;
         let kv = format!("{base}/v1/kv/{key}");
@@ -59,29 +67,43 @@ pub(super) async fn access_control(mut rb: ResultBuilder, ctx: &Ctx) -> CheckRes
             ("GET /v1/kv/{key}", "reader", &[200, 404], reader.get(&kv)),
             ("GET /v1/audit", "admin", &[200], admin.get(&audit)),
         ];
+        let mut region_ok = true;
+        let mut region_wrong = Vec::new();
         for (what, who, expected, req) in cases {
-            let got = status_of(req).await;
+            let got = status_of(req, base).await;
             let ok = matches!(&got, Ok(s) if expected.contains(s));
+            let exp = expected.iter().map(u16::to_string).collect::<Vec<_>>().join(" or ");
             let got_s = match &got {
                 Ok(s) => s.to_string(),
                 Err(e) => format!("error: {e}"),
             };
-            match &got {
-                Err(e) => errors.push(format!("{what} as {who} on {}: {e}", p.region)),
-                Ok(s) if !ok => {
-                    problems.push(format!("{what} as {who} got {s} on {} (expected {expected:?})", p.region))
-                }
-                _ => {}
-            }
-            let exp = expected.iter().map(u16::to_string).collect::<Vec<_>>().join(" or ");
             rows.push(vec![
                 p.region.clone(),
                 what.to_string(),
                 who.to_string(),
-                exp,
+                exp.clone(),
                 got_s,
                 if ok { "ok" } else { "WRONG" }.into(),
             ]);
+            match &got {
+                Err(e) => {
+                    // An endpoint that cannot be reached answers no other request either: one row says why.
+                    region_ok = false;
+                    per.error(&p.region, e.clone());
+                    break;
+                }
+                Ok(s) if !ok => {
+                    region_ok = false;
+                    wrong += 1;
+                    region_wrong.push(format!("{what} as {who} got {s} (expected {exp})"));
+                }
+                _ => {}
+            }
+        }
+        if !region_wrong.is_empty() {
+            per.fail(&p.region, super::list(&region_wrong, 2));
+        } else if region_ok {
+            per.pass(&p.region, "401 without a token, 403 for every wrong scope");
         }
     }
     rb.table(table(
@@ -100,30 +122,36 @@ pub(super) async fn access_control(mut rb: ResultBuilder, ctx: &Ctx) -> CheckRes
     }
     for (region, addr) in repl {
         let r = match tokio::net::lookup_host(addr.as_str()).await.ok().and_then(|mut a| a.next()) {
-            None => Err(format!("cannot resolve {addr}")),
+            None => Err(format!("cannot resolve {addr}; check [deployment.security] replication")),
             Some(sa) => {
                 let host = addr.rsplit_once(':').map_or(addr.as_str(), |(h, _)| h);
                 crate::tls_scan::probe_without_client_cert(sa, host, MTLS_WAIT, TLS_TIMEOUT).await
             }
         };
         let (cell, ok) = match &r {
-            Ok(ClientCertProbe::Refused { alert }) => (format!("refused ({alert})"), true),
+            Ok(ClientCertProbe::Refused { alert }) => {
+                per.pass(region, format!("replication refuses a peer without a client certificate ({alert})"));
+                (format!("refused ({alert})"), true)
+            }
             Ok(ClientCertProbe::Accepted { how }) => {
-                problems.push(format!("replication of {region} accepts a peer without a client certificate ({how})"));
+                wrong += 1;
+                per.fail(region, format!("replication at {addr} accepts a peer without a client certificate ({how})"));
                 (format!("accepted ({how})"), false)
             }
             Ok(ClientCertProbe::NotTls { how }) => {
-                problems.push(format!("replication of {region} does not speak TLS ({how})"));
+                wrong += 1;
+                per.fail(region, format!("replication at {addr} does not speak TLS ({how})"));
                 (format!("not TLS ({how})"), false)
             }
             Ok(ClientCertProbe::Undecided { how }) => {
-                errors.push(format!(
-                    "replication of {region} neither refused with a certificate alert nor accepted: {how}"
-                ));
+                per.error(
+                    region,
+                    format!("replication at {addr} neither refused with a certificate alert nor accepted: {how}"),
+                );
                 (format!("undecided ({how})"), false)
             }
             Err(e) => {
-                errors.push(format!("replication of {region}: {e}"));
+                per.error(region, format!("replication at {addr}: {e}"));
                 (format!("error: {e}"), false)
             }
         };
@@ -136,13 +164,13 @@ pub(super) async fn access_control(mut rb: ResultBuilder, ctx: &Ctx) -> CheckRes
             mtls_rows,
         ));
     }
-    rb.metric("wrong_answers", problems.len() as f64);
-    rb.measured(format!("{} wrong answers", problems.len()));
+    rb.metric("wrong_answers", wrong as f64);
+    rb.measured(format!("{wrong} wrong answers"));
     let replication = if repl.is_empty() {
         "replication not checked (no listeners configured)".to_string()
     } else {
         format!("replication refuses peers without a client certificate ({} listeners)", repl.len())
     };
     let pass = format!("401 without a token, 403 for every wrong scope in {} regions; {replication}", ctx.probes.len());
-    judge(rb, &problems, 4, &errors, pass)
+    per.finish(rb, pass)
 }

@@ -121,7 +121,7 @@ pub(super) async fn encryption_at_rest(mut rb: ResultBuilder, ctx: &Ctx) -> Chec
     for (_, key, value) in &canaries {
         let waits = await_state(&ctx.probes, key, Some(value), REPLICATE_WAIT).await;
         if waits.iter().any(Option::is_none) {
-            rb.note(format!("{key} did not reach every region within {REPLICATE_WAIT:?}; scanned anyway"));
+            rb.note(format!("{key} did not reach every region within {} s; scanned anyway", REPLICATE_WAIT.as_secs()));
         }
     }
     let needles: Vec<Vec<u8>> = canaries.iter().map(|(_, _, v)| v.clone().into_bytes()).collect();

@@ -52,7 +52,11 @@ pub(super) async fn data_residency(mut rb: ResultBuilder, ctx: &Ctx) -> CheckRes
     let waits = await_state(&ctx.probes, &marker, Some(&marker_v), REPLICATE_WAIT).await;
     for (i, w) in waits.iter().enumerate() {
         if w.is_none() {
-            rb.note(format!("the untagged marker did not reach {} within {REPLICATE_WAIT:?}", ctx.probes[i].region));
+            rb.note(format!(
+                "the untagged marker did not reach {} within {} s",
+                ctx.probes[i].region,
+                REPLICATE_WAIT.as_secs()
+            ));
         }
     }
     let mut problems = Vec::new();
@@ -183,7 +187,7 @@ pub(super) async fn erasure(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
         }
         Err(e) => return rb.error(&e),
     };
-    rb.note(format!("erased in {} (receipt version {:?})", receipt.region, receipt.version));
+    rb.note(format!("erased in {} (receipt version {})", receipt.region, receipt.version));
     let gone = await_state(&ctx.probes, &key, None, limit).await;
     let mut problems = Vec::new();
     let mut rows = Vec::new();

@@ -9,6 +9,11 @@
 //! One module per area: `tls` (versions and certificates), `access` (tokens, scopes, replication mTLS), `at_rest`
 //! (the raw-file scan and encryption at rest), `audit`, and `data` (residency and erasure). The compliance
 //! frameworks that judge these checks are in `suites::compliance`.
+//!
+//! The checks that measure endpoints one by one (TLS versions and certificates, access control, the audit trail)
+//! judge each region on its own (`check::PerRegion`): one region whose certificate cannot be verified is an
+//! `error` row naming it and the cause, and the faults of the other regions are still found. They run even when
+//! the preflight could not reach every region (`Needs::usable` is false).
 
 mod access;
 mod at_rest;
@@ -16,7 +21,7 @@ mod audit;
 mod data;
 mod tls;
 
-use crate::check::{CheckDef, Ctx, Needs, ResultBuilder};
+use crate::check::{CheckDef, Ctx, Needs};
 use crate::measure;
 use crate::net::Role;
 use crate::probe::Probe;
@@ -26,7 +31,7 @@ use audit::audit_trail;
 use data::{data_residency, erasure};
 use std::time::{Duration, Instant};
 use tls::{tls_certificates, tls_versions};
-use xregion_model::report::{CheckResult, Table, Verdict};
+use xregion_model::report::Table;
 
 /// Largest raw file scanned; bigger ones are listed as not scanned.
 const RAW_FILE_BYTES_MAX: u64 = 1 << 30;
@@ -64,7 +69,7 @@ pub const CHECKS: &[CheckDef] = &[
         id: "security.access-control",
         title: "No token gets 401, a wrong scope 403, and replication refuses a peer without a client certificate",
         target: |_| "401 without a token, 403 for a wrong scope, mTLS on replication".into(),
-        needs: Needs::NONE,
+        needs: Needs { usable: false, ..Needs::NONE },
         run: measure!(access_control),
     },
     CheckDef {
@@ -78,7 +83,7 @@ pub const CHECKS: &[CheckDef] = &[
         id: "security.audit-trail",
         title: "Every write appears in the region's audit log with principal, action, key and time",
         target: |_| "every write of the check audited".into(),
-        needs: Needs::NONE,
+        needs: Needs { usable: false, ..Needs::NONE },
         run: measure!(audit_trail),
     },
     CheckDef {
@@ -111,24 +116,6 @@ pub(super) fn table(title: &str, columns: &[&str], rows: Vec<Vec<String>>) -> Ta
 /// Up to `n` items joined, with "and N more".
 pub(super) fn list(items: &[String], n: usize) -> String {
     if items.len() <= n { items.join("; ") } else { format!("{}; and {} more", items[..n].join("; "), items.len() - n) }
-}
-
-/// The verdict of a check that collected `problems` (fail, the first `shown` listed) and `errors` (could not
-/// measure), or passes with `pass`.
-pub(super) fn judge(
-    rb: ResultBuilder,
-    problems: &[String],
-    shown: usize,
-    errors: &[String],
-    pass: String,
-) -> CheckResult {
-    if !problems.is_empty() {
-        return rb.finish(Verdict::Fail, list(problems, shown));
-    }
-    if !errors.is_empty() {
-        return rb.finish(Verdict::Error, format!("could not measure: {}", list(errors, 4)));
-    }
-    rb.finish(Verdict::Pass, pass)
 }
 
 /// The canary value of `key` (`tag` tells values of one key apart): 128 random bits no file could hold by chance,

@@ -1,15 +1,19 @@
 //! TLS on every endpoint (regions, routing records, the CDN): which versions are negotiated and refused, and
 //! whether each certificate verifies to the CA for its name with enough days left.
 
-use super::{TLS_TIMEOUT, judge, table};
-use crate::check::{Ctx, ResultBuilder};
+use super::{TLS_TIMEOUT, table};
+use crate::check::{Ctx, PerRegion, ResultBuilder};
 use crate::tls_scan::{Handshake, TlsVersion};
 use std::net::SocketAddr;
 use xregion_model::report::{CheckResult, Verdict};
 
-/// An endpoint to scan: what to call it, and its URL.
+/// An endpoint to scan: what to call it, its row in the per-region verdicts, and its URL.
 struct Endpoint {
+    /// `region us-east-1`, `router latency`, `CDN`.
     label: String,
+    /// The region's name, or the label of a routing record or the CDN.
+    row: String,
+    /// Its base URL.
     url: String,
 }
 
@@ -18,14 +22,15 @@ fn endpoints(ctx: &Ctx) -> Vec<Endpoint> {
     let mut out: Vec<Endpoint> = ctx
         .probes
         .iter()
-        .map(|p| Endpoint { label: format!("region {}", p.region), url: p.endpoint.clone() })
+        .map(|p| Endpoint { label: format!("region {}", p.region), row: p.region.clone(), url: p.endpoint.clone() })
         .collect();
     if let Some(t) = &ctx.traffic {
         for (name, url) in &t.records {
-            out.push(Endpoint { label: format!("router {name}"), url: url.clone() });
+            let label = format!("router {name}");
+            out.push(Endpoint { row: label.clone(), label, url: url.clone() });
         }
         if let Some(cdn) = &t.cdn {
-            out.push(Endpoint { label: "CDN".into(), url: cdn.clone() });
+            out.push(Endpoint { label: "CDN".into(), row: "CDN".into(), url: cdn.clone() });
         }
     }
     out
@@ -36,7 +41,7 @@ async fn resolve(url: &str) -> Result<(bool, String, SocketAddr), String> {
     let (https, rest) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
         (Some(r), _) => (true, r),
         (None, Some(r)) => (false, r),
-        _ => return Err(format!("{url} is not an http(s) URL")),
+        _ => return Err(format!("{url} is not an http(s) URL; check the endpoint in the config")),
     };
     let authority = rest.split(['/', '?']).next().unwrap_or(rest);
     let default_port = if https { 443 } else { 80 };
@@ -46,15 +51,17 @@ async fn resolve(url: &str) -> Result<(bool, String, SocketAddr), String> {
         (host.to_string(), port)
     } else {
         match authority.rsplit_once(':') {
-            Some((h, p)) => (h.to_string(), p.parse().map_err(|_| format!("{url}: bad port"))?),
+            Some((h, p)) => {
+                (h.to_string(), p.parse().map_err(|_| format!("{url} has a bad port; check the endpoint"))?)
+            }
             None => (authority.to_string(), default_port),
         }
     };
     let addr = tokio::net::lookup_host((host.as_str(), port))
         .await
-        .map_err(|e| format!("cannot resolve {url}: {e}"))?
+        .map_err(|e| format!("cannot resolve {host} of {url} ({e}); check the host name in the endpoint and the DNS"))?
         .next()
-        .ok_or_else(|| format!("{url} resolves to no address"))?;
+        .ok_or_else(|| format!("{host} of {url} resolves to no address; check the host name in the endpoint"))?;
     Ok((https, host, addr))
 }
 
@@ -75,20 +82,22 @@ pub(super) async fn tls_versions(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResul
         (e, Some(addr), Ok(Some(by_version)))
     }))
     .await;
-    let mut problems = Vec::new();
-    let mut errors = Vec::new();
+    let mut per = PerRegion::new();
     let mut rows = Vec::new();
     let mut legacy_accepted = 0u32;
     for (e, addr, scan) in scans {
         let addr_s = addr.map_or("-".into(), |a| a.to_string());
         match scan {
-            Err(why) => errors.push(format!("{}: {why}", e.label)),
+            Err(why) => {
+                per.error(&e.row, why);
+            }
             Ok(None) => {
-                problems.push(format!("no TLS on {} (plain http)", e.label));
+                per.fail(&e.row, format!("no TLS: {} is plain http", e.url));
                 rows.push(vec![e.label.clone(), addr_s, "plain http".into(), "-".into(), "-".into(), "-".into()]);
             }
             Ok(Some(by_version)) => {
                 let mut row = vec![e.label.clone(), addr_s];
+                let mut ok = true;
                 for (v, r) in by_version {
                     let cell = match &r {
                         Ok(Handshake::Accepted { cipher }) => format!("accepted ({cipher})"),
@@ -96,20 +105,26 @@ pub(super) async fn tls_versions(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResul
                         Err(why) => format!("error: {why}"),
                     };
                     match (v, r) {
-                        (TlsVersion::Tls13, Ok(Handshake::Refused { .. })) => {
-                            problems.push(format!("TLS 1.3 refused on {}", e.label))
+                        (TlsVersion::Tls13, Ok(Handshake::Refused { how })) => {
+                            ok = false;
+                            per.fail(&e.row, format!("TLS 1.3 refused ({how}); enable TLS 1.3"));
                         }
-                        (TlsVersion::Tls13, _) => {}
+                        (TlsVersion::Tls13, Ok(Handshake::Accepted { .. })) => {}
                         (_, Ok(Handshake::Accepted { .. })) => {
+                            ok = false;
                             legacy_accepted += 1;
-                            problems.push(format!("{} accepted on {}", v.name(), e.label));
+                            per.fail(&e.row, format!("{} accepted; allow TLS 1.3 only", v.name()));
                         }
-                        _ => {}
-                    }
-                    if let Some(why) = cell.strip_prefix("error: ") {
-                        errors.push(format!("{} on {}: {why}", v.name(), e.label));
+                        (_, Ok(Handshake::Refused { .. })) => {}
+                        (_, Err(why)) => {
+                            ok = false;
+                            per.error(&e.row, format!("{} could not be probed: {why}", v.name()));
+                        }
                     }
                     row.push(cell);
+                }
+                if ok {
+                    per.pass(&e.row, "TLS 1.3 accepted; 1.2, 1.1 and 1.0 refused");
                 }
                 rows.push(row);
             }
@@ -125,56 +140,82 @@ pub(super) async fn tls_versions(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResul
         "TLS 1.0 to 1.2 are offered with a hand-built ClientHello (rustls cannot send them), so a refusal is the \
          server's (an alert or a closed connection), never the client's; TLS 1.3 with rustls.",
     );
-    rb.measured(format!("{legacy_accepted} legacy versions accepted on {} endpoints", eps.len()));
-    judge(rb, &problems, 6, &errors, format!("TLS 1.3 only on all {} endpoints", eps.len()))
+    let plural = if legacy_accepted == 1 { "" } else { "s" };
+    rb.measured(format!("{legacy_accepted} legacy version{plural} accepted on {} endpoints", eps.len()));
+    per.finish(rb, format!("TLS 1.3 only on all {} endpoints", eps.len()))
+}
+
+/// The CA file certificates are verified against: `[deployment.tls] ca_file` (or `XREGION_CA_FILE`), else
+/// `SSL_CERT_FILE`, the variable OpenSSL and rustls' native roots honour.
+fn ca_file(ctx: &Ctx) -> Option<std::path::PathBuf> {
+    ctx.config
+        .deployment
+        .tls
+        .ca_file
+        .clone()
+        .or_else(|| std::env::var_os("SSL_CERT_FILE").filter(|v| !v.is_empty()).map(std::path::PathBuf::from))
 }
 
 pub(super) async fn tls_certificates(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
-    let Some(ca_file) = ctx.config.deployment.tls.ca_file.clone() else {
-        return rb.finish(Verdict::Skipped, "no CA to verify against: set [deployment.tls] ca_file");
+    let Some(ca_file) = ca_file(ctx) else {
+        return rb.finish(
+            Verdict::Skipped,
+            "no CA to verify against: set [deployment.tls] ca_file, XREGION_CA_FILE or SSL_CERT_FILE",
+        );
     };
     let ca_pem = match std::fs::read(&ca_file) {
         Ok(p) => p,
-        Err(e) => return rb.finish(Verdict::Error, format!("cannot read the CA file {}: {e}", ca_file.display())),
+        Err(e) => {
+            return rb.finish(
+                Verdict::Error,
+                format!("cannot read the CA file {} ({e}); check ca_file or XREGION_CA_FILE", ca_file.display()),
+            );
+        }
     };
     let min_days = ctx.config.targets.cert_days_min;
     let eps = endpoints(ctx);
-    let ca = &ca_pem;
+    let (ca, ca_path) = (&ca_pem, ca_file.as_path());
     let reports = futures::future::join_all(eps.iter().map(|e| async move {
         let r = match resolve(&e.url).await {
-            Ok((false, _, _)) => Err("plain http: no certificate".to_string()),
-            Ok((true, host, addr)) => crate::tls_scan::check_certificate(addr, &host, ca, TLS_TIMEOUT).await,
+            Ok((false, _, _)) => Ok(None),
+            Ok((true, host, addr)) => {
+                crate::tls_scan::check_certificate(addr, &host, ca, Some(ca_path), TLS_TIMEOUT).await.map(Some)
+            }
             Err(why) => Err(why),
         };
         (e, r)
     }))
     .await;
-    let mut problems = Vec::new();
-    let mut errors = Vec::new();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    let mut per = PerRegion::new();
     let mut rows = Vec::new();
-    let mut least = f64::INFINITY;
+    let mut least: Option<(f64, i64)> = None;
     for (e, r) in reports {
         match r {
-            Err(why) if why.starts_with("plain http") => {
-                problems.push(format!("{}: {why}", e.label));
-                rows.push(vec![e.label.clone(), "-".into(), "-".into(), "-".into(), why]);
+            Ok(None) => {
+                let why = format!("no certificate: {} is plain http", e.url);
+                rows.push(vec![e.label.clone(), "-".into(), "-".into(), "-".into(), why.clone()]);
+                per.fail(&e.row, why);
             }
-            Err(why) => errors.push(format!("{}: {why}", e.label)),
-            Ok(c) => {
-                least = least.min(c.days_left);
-                let status = if c.days_left < 0.0 {
-                    let p = format!("certificate of {} expired {:.0} days ago", e.label, -c.days_left);
-                    problems.push(p.clone());
-                    p
-                } else if let Some(p) = &c.problem {
-                    problems.push(format!("certificate of {} does not verify: {p}", e.label));
+            Err(why) => {
+                per.error(&e.row, why);
+            }
+            Ok(Some(c)) => {
+                if least.is_none_or(|(d, _)| c.days_left < d) {
+                    least = Some((c.days_left, c.not_after));
+                }
+                let status = if let Some(p) = &c.problem {
+                    per.fail(&e.row, p.clone());
                     p.clone()
                 } else if c.days_left < min_days {
-                    let p =
-                        format!("certificate of {} expires in {:.0} days (minimum {min_days})", e.label, c.days_left);
-                    problems.push(p.clone());
+                    let p = format!(
+                        "certificate {}, fewer than the {min_days} days required; renew it",
+                        crate::net::expiry(c.not_after, now)
+                    );
+                    per.fail(&e.row, p.clone());
                     p
                 } else {
+                    per.pass(&e.row, format!("certificate verifies; {}", crate::net::expiry(c.not_after, now)));
                     "ok".into()
                 };
                 rows.push(vec![e.label.clone(), c.subject, c.issuer, format!("{:.1}", c.days_left), status]);
@@ -182,10 +223,15 @@ pub(super) async fn tls_certificates(mut rb: ResultBuilder, ctx: &Ctx) -> CheckR
         }
     }
     rb.table(table("Certificates by endpoint", &["endpoint", "subject", "issuer", "days left", "status"], rows));
-    if least.is_finite() {
-        rb.metric("days_left_min", least);
-        rb.measured(format!("{least:.0} days left at least"));
-    }
+    let least_s = match least {
+        Some((days, not_after)) => {
+            rb.metric("days_left_min", days);
+            let soonest = crate::net::expiry(not_after, now);
+            rb.measured(soonest.split(" (").next().unwrap_or(&soonest).to_string());
+            format!("the soonest {soonest}")
+        }
+        None => String::new(),
+    };
     rb.note(format!("verified against {} at the current time, by the endpoint's address or name", ca_file.display()));
-    judge(rb, &problems, 4, &errors, format!("{} certificates verify, {least:.0} days left at least", eps.len()))
+    per.finish(rb, format!("{} certificates verify; {least_s}", eps.len()))
 }
