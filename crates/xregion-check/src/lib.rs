@@ -6,6 +6,7 @@
 //! everything here can be tested on hand-written histories, including ones that must fail.
 
 pub mod consistency;
+pub mod evidence;
 pub mod recovery;
 pub mod stats;
 

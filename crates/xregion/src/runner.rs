@@ -2,7 +2,8 @@
 //! and write the report.
 //!
 //! The runner knows no check by name: it reads each definition's `needs` to skip what the deployment cannot
-//! support, and calls its `run`. Ctrl-C stops the check in progress; what was measured is kept and written.
+//! support, and calls its `run`. Ctrl-C stops the check in progress; what was measured is kept and written. A
+//! second Ctrl-C skips the reports, and the target is still torn down.
 
 use crate::catalogue::{self, SUITES};
 use crate::check::{CheckDef, Ctx, ResultBuilder, Run, Shared};
@@ -87,8 +88,21 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     let (checks, was_interrupted) = run_checks(&defs, &ctx, interrupted()).await;
     let regions = target.regions.clone();
     let config = target.config.clone();
+    // After an interrupt, a second one skips the reports; the teardown below still runs to its end.
+    let again = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if was_interrupted {
+        let again = again.clone();
+        tokio::spawn(async move {
+            interrupted().await;
+            again.store(true, std::sync::atomic::Ordering::SeqCst);
+            eprintln!("interrupted again: tearing down without writing the reports");
+        });
+    }
     // Faults a check left in force (an interrupted run, a check that failed before restoring) are lifted here.
     target.close(&ctx.progress).await;
+    if again.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(Error::Interrupted("interrupted twice: the target was torn down and no report was written".into()));
+    }
     let report = crate::output::new_report(&config, seed, started_at, start.elapsed(), regions, checks);
     crate::output::write_outputs(&report, &ctx.history, &args.out)?;
     println!("reports: {}", args.out.join("report.html").display());

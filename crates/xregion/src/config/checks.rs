@@ -45,6 +45,9 @@ pub struct Targets {
     pub pool_acquire_p95_ms: f64,
     /// Smallest share of successful client requests from a fault to the end of recovery, in percent.
     pub availability_min_pct: f64,
+    /// Smallest steady-state availability (share of successful requests under the sustained load), in percent;
+    /// judged on its 95% lower confidence bound.
+    pub steady_availability_min_pct: f64,
     /// Longest time a restored region may take to be healthy, caught up and serving its users again, in seconds.
     pub failback_s: f64,
     /// Longest time a region cut off from the majority may keep acknowledging writes, in seconds. Unset: for the
@@ -73,6 +76,7 @@ impl Default for Targets {
             db_p95_ms: 100.0,
             pool_acquire_p95_ms: 10.0,
             availability_min_pct: 99.0,
+            steady_availability_min_pct: 99.99,
             failback_s: 60.0,
             fence_s: None,
             cert_days_min: 30.0,

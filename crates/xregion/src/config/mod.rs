@@ -170,6 +170,7 @@ fn validate(config: &Config) -> Result<(), (Option<String>, String)> {
         ("db_p95_ms", t.db_p95_ms),
         ("pool_acquire_p95_ms", t.pool_acquire_p95_ms),
         ("availability_min_pct", t.availability_min_pct),
+        ("steady_availability_min_pct", t.steady_availability_min_pct),
         ("failback_s", t.failback_s),
         ("fence_s", t.fence_s.unwrap_or(1.0)),
     ] {

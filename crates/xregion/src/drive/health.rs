@@ -14,8 +14,8 @@ pub async fn problems(probes: &[Probe]) -> Vec<String> {
     for (p, r) in results {
         match r {
             Ok(h) if h.status == "ok" => {}
-            Ok(h) => problems.push(format!("region {} at {} reports health {:?}", p.region, p.endpoint, h.status)),
-            Err(e) => problems.push(format!("region {}: {e}", p.region)),
+            Ok(h) => problems.push(format!("region {} at {} reports health \"{}\"", p.region, p.endpoint, h.status)),
+            Err(e) => problems.push(e.to_string()),
         }
     }
     problems

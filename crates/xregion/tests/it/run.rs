@@ -470,8 +470,10 @@ fn alive(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
-/// Goal: Ctrl-C during a run stops the lab and leaves no process behind. Method: start a run, wait until a check
-/// is running (so the lab is up), note the lab's processes, send SIGINT, and check that all of them are gone.
+/// Goal: Ctrl-C during a run keeps what was measured, stops the lab and leaves no process behind. Method: start a
+/// run, wait until the second check is running (the first has a verdict), note the lab's processes, send SIGINT,
+/// and check that all of them are gone, the exit code is 130, and the four reports hold the finished check and the
+/// interrupted one.
 #[test]
 fn ctrl_c_tears_the_lab_down() {
     use std::io::BufRead;
@@ -493,13 +495,13 @@ fn ctrl_c_tears_the_lab_down() {
             let _ = tx.send(line);
         }
     });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    // The second check running means the first has finished: its result must survive the interrupt.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut started = 0;
+    while started < 2 {
         let line =
-            rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("a check starts within 60 s");
-        if line.contains(": running") {
-            break;
-        }
+            rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("two checks start within 120 s");
+        started += usize::from(line.contains(": running"));
     }
     let lab = children_of(pid);
     assert!(lab.len() >= 4, "expected 3 regions and the WAN process, found {lab:?}");
@@ -515,4 +517,15 @@ fn ctrl_c_tears_the_lab_down() {
     assert_eq!(status.code(), Some(130));
     let left: Vec<u32> = lab.into_iter().filter(|p| alive(*p)).collect();
     assert!(left.is_empty(), "lab processes left behind: {left:?}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).expect("report.json is written"))
+            .unwrap();
+    let checks = report["checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 2, "the finished check and the interrupted one: {checks:?}");
+    assert_ne!(checks[0]["verdict"], "error", "the finished check keeps its verdict: {}", checks[0]);
+    assert_eq!(checks[1]["verdict"], "error");
+    assert!(checks[1]["summary"].as_str().unwrap().contains("interrupted"), "{}", checks[1]);
+    for f in ["junit.xml", "report.html", "history.jsonl"] {
+        assert!(out.join(f).exists(), "{f} is written");
+    }
 }

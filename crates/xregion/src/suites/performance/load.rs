@@ -20,6 +20,8 @@ const QUICK_USERS: u32 = 2_000;
 pub(super) const RAMP_UP: &str = "performance.load.ramp-up";
 /// Id of the sustained check.
 pub(super) const SUSTAINED: &str = "performance.load.sustained";
+/// Id of the steady-state availability check, judged on the sustained phase.
+pub(super) const AVAILABILITY: &str = "performance.availability";
 /// Id of the spike check.
 pub(super) const SPIKE: &str = "performance.load.spike";
 
@@ -149,7 +151,7 @@ async fn shared_run(ctx: &Ctx) -> Result<Shared, String> {
         users,
         ctx.config.checks.load.time_scale,
         selected(RAMP_UP),
-        selected(SUSTAINED),
+        selected(SUSTAINED) || selected(AVAILABILITY),
         selected(SPIKE),
     );
     let mut plan = plan(
@@ -175,6 +177,61 @@ pub(super) async fn sustained(rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
 
 pub(super) async fn spike(rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
     load(rb, ctx, SPIKE).await
+}
+
+/// The steady-state availability: the share of successful requests in the sustained phase (the target users
+/// held), judged on its exact 95% confidence bounds. It passes only if the lower bound reaches the target, fails
+/// only if the upper bound is below it, and otherwise the sample cannot tell.
+pub(super) async fn availability(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
+    use xregion_check::evidence::{self, Decision};
+    let (shared, _) = ctx.shared.get_or_compute("load", shared_run(ctx)).await;
+    let s = match shared.as_ref() {
+        Ok(s) => s,
+        Err(e) => return rb.finish(Verdict::Error, e.clone()),
+    };
+    let Some(phase) = s.result.phases.get(SUSTAINED) else {
+        return rb.finish(Verdict::Error, format!("the shared load run has no phase {SUSTAINED}"));
+    };
+    let min_pct = ctx.config.targets.steady_availability_min_pct;
+    if min_pct >= 100.0 {
+        return rb
+            .finish(Verdict::Error, "targets.steady_availability_min_pct must be below 100: no sample shows 100%");
+    }
+    let (n, failed) = (phase.requests, phase.errors);
+    let ok = n - failed.min(n);
+    let (lower, upper) = evidence::proportion_bounds(ok, n, evidence::CONFIDENCE);
+    let needed = evidence::trials_needed(min_pct / 100.0);
+    let observed = if n == 0 { 0.0 } else { ok as f64 * 100.0 / n as f64 };
+    rb.metric("requests", n as f64)
+        .metric("failed", failed as f64)
+        .metric("availability_pct", observed)
+        .metric("lower_bound_pct", lower * 100.0)
+        .metric("upper_bound_pct", upper * 100.0)
+        .metric("evidence_min_requests", needed as f64);
+    rb.note(format!(
+        "the requests of the sustained phase of the shared load run (the target users held, no fault injected), \
+         so this check costs no time of its own; a request failed on a transport error or a non-2xx answer other \
+         than 404; bounds: one-sided 95% Clopper-Pearson; a pass takes at least {needed} requests with none failed"
+    ));
+    rb.measured(format!("{observed:.4}% of {n} requests"));
+    let bounds = format!("95% bounds {:.4}%..{:.4}%", lower * 100.0, upper * 100.0);
+    match evidence::judge_proportion_at_least(ok, n, min_pct / 100.0) {
+        Decision::Met => rb.finish(
+            Verdict::Pass,
+            format!("{observed:.4}% of {n} requests succeeded ({failed} failed); {bounds}, at least {min_pct}%"),
+        ),
+        Decision::Missed => rb.finish(
+            Verdict::Fail,
+            format!("{failed} of {n} requests failed: availability {observed:.4}% ({bounds}) is below {min_pct}%"),
+        ),
+        Decision::Undecided => rb.finish(
+            Verdict::Error,
+            format!(
+                "too few requests to tell: {failed} of {n} failed ({observed:.4}%, {bounds}); showing {min_pct}% \
+                 takes at least {needed} requests with none failed"
+            ),
+        ),
+    }
 }
 
 /// The request mix of a user: reads of a hot key, writes of the user's location key, and catalogue reads, from

@@ -43,6 +43,15 @@ pub const CHECKS: &[CheckDef] = &[
         run: measure!(load::spike),
     },
     CheckDef {
+        id: load::AVAILABILITY,
+        title: "steady-state availability under the target users, with enough requests to show it",
+        target: |c: &Config| {
+            format!("availability >= {}% (95% lower confidence bound)", c.targets.steady_availability_min_pct)
+        },
+        needs: Needs { records: &["latency"], ..Needs::NONE },
+        run: measure!(load::availability),
+    },
+    CheckDef {
         id: "performance.database.read",
         title: "reads at every region's store are fast",
         target: |c: &Config| format!("read P95 < {} ms at every region", c.targets.db_p95_ms),
