@@ -103,6 +103,22 @@ impl LatencyRecorder {
         us_to_ms(self.hist.value_at_quantile(q))
     }
 
+    /// The `rank`-th smallest sample (1-based, clamped to the count), in milliseconds within the histogram's
+    /// precision; 0 when empty.
+    pub fn value_ms_at_rank(&self, rank: u64) -> f64 {
+        let n = self.count();
+        if n == 0 {
+            return 0.0;
+        }
+        us_to_ms(self.hist.value_at_quantile(rank.clamp(1, n) as f64 / n as f64))
+    }
+
+    /// Judges "the `q` quantile (0 < q < 1) is below `limit_ms`" on its distribution-free 95% confidence bounds
+    /// (`evidence::judge_quantile_below`): a P99 cannot pass from fewer than 299 samples.
+    pub fn judge_below(&self, q: f64, limit_ms: f64) -> crate::evidence::Decision {
+        crate::evidence::judge_quantile_below(self.count(), q, limit_ms, |r| self.value_ms_at_rank(r))
+    }
+
     /// The largest sample, in milliseconds (within the 0.1% precision); 0 when empty.
     pub fn max_ms(&self) -> f64 {
         if self.hist.is_empty() { 0.0 } else { us_to_ms(self.hist.max()) }
@@ -285,6 +301,19 @@ mod tests {
         assert!(close(r.value_ms_at(99.0), 990.0), "{}", r.value_ms_at(99.0));
         assert!(close(r.max_ms(), 1000.0));
         assert!(close(r.mean_ms(), 500.5));
+    }
+
+    /// Goal: ranks map to the sorted samples, and a quantile verdict needs enough samples: 100 samples cannot
+    /// show a P99 below a limit, 300 all below it can, and 300 with a tenth above it show the P99 is not.
+    #[test]
+    fn ranks_and_quantile_verdicts() {
+        use crate::evidence::Decision;
+        let r = recorder((1..=1000).map(|ms| ms * 1000));
+        assert!((r.value_ms_at_rank(1) - 1.0).abs() < 0.01 && (r.value_ms_at_rank(990) - 990.0).abs() < 1.0);
+        assert_eq!(recorder((0..100).map(|_| 10_000)).judge_below(0.99, 100.0), Decision::Undecided);
+        assert_eq!(recorder((0..300).map(|_| 10_000)).judge_below(0.99, 100.0), Decision::Met);
+        let slow = recorder((0..300).map(|i| if i % 10 == 0 { 150_000 } else { 10_000 }));
+        assert_eq!(slow.judge_below(0.99, 100.0), Decision::Missed);
     }
 
     /// Goal: recording never panics and huge values are clamped and counted. Method: record extremes.

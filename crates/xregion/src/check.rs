@@ -53,6 +53,9 @@ pub struct Needs {
     pub injector: bool,
     /// The kind of fault it injects, which the injector must support.
     pub fault: Option<FaultKind>,
+    /// Health-check faults (a region's health check fails while it keeps serving), which the injector must
+    /// support.
+    pub health_fault: bool,
     /// Fewest regions it can judge.
     pub regions_min: usize,
     /// Whether it needs a deployment that passed the preflight. Checks that probe listeners themselves (TLS) or
@@ -64,12 +67,20 @@ pub struct Needs {
 
 impl Needs {
     /// Nothing beyond one usable region.
-    pub const NONE: Needs =
-        Needs { traffic: false, records: &[], cdn: false, injector: false, fault: None, regions_min: 1, usable: true };
+    pub const NONE: Needs = Needs {
+        traffic: false,
+        records: &[],
+        cdn: false,
+        injector: false,
+        fault: None,
+        health_fault: false,
+        regions_min: 1,
+        usable: true,
+    };
 
     /// Why the check cannot run against `ctx`'s deployment, if it cannot.
     pub fn unmet(&self, ctx: &Ctx) -> Option<String> {
-        if (self.injector || self.fault.is_some())
+        if (self.injector || self.fault.is_some() || self.health_fault)
             && let Some(why) = ctx.faults.unavailable()
         {
             return Some(format!("needs a fault injector: {why}"));
@@ -98,6 +109,11 @@ impl Needs {
         }
         if let Some(kind) = self.fault
             && let Err(why) = ctx.faults.supports(kind)
+        {
+            return Some(why);
+        }
+        if self.health_fault
+            && let Err(why) = ctx.faults.supports_health()
         {
             return Some(why);
         }

@@ -144,13 +144,15 @@ async fn holds_keys(target: &Target, prefix: &str) -> bool {
 pub fn list(config: Option<&Path>) -> Result<ExitCode> {
     let config = config::load(config, &config::process_env())?;
     let all = catalogue::catalogue();
+    let mut text = String::new();
     for suite in SUITES {
-        println!("{}  ({})", suite.name, suite.about);
+        text.push_str(&format!("{}  ({})\n", suite.name, suite.about));
         for c in all.iter().filter(|c| c.suite() == suite.name) {
-            println!("  {:<45} {}", c.id, (c.target)(&config));
-            println!("  {:<45} ({})", "", c.title);
+            text.push_str(&format!("  {:<45} {}\n  {:<45} ({})\n", c.id, (c.target)(&config), "", c.title));
         }
     }
+    // A reader that stops early (`xregion list | head`) is not an error.
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
     Ok(ExitCode::SUCCESS)
 }
 

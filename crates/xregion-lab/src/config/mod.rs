@@ -242,6 +242,13 @@ impl Default for WanConfig {
 }
 
 impl LabConfig {
+    /// A region's capacity behind the router when `lab.router.capacity` does not set it: what the node admits,
+    /// but no more than the router's connections to one region, so that a request the router admits never waits
+    /// for a connection.
+    pub fn default_capacity(&self) -> u32 {
+        self.node.max_in_flight.min(crate::router::UPSTREAM_CONNECTIONS_MAX as u32)
+    }
+
     /// The residency policy in force: `[lab.residency]`, or `eu` = every region whose name starts with `eu-` (none
     /// when the lab has no such region).
     pub fn residency_policy(&self) -> BTreeMap<String, Vec<String>> {

@@ -171,13 +171,19 @@ impl LabConfig {
         };
         for (name, c) in &r.capacity {
             check_region("lab.router.capacity", name)?;
-            if *c == 0 {
-                return invalid(&format!("lab.router.capacity.{name}"), "must be at least 1");
+            if *c == 0 || *c as usize > crate::router::UPSTREAM_CONNECTIONS_MAX {
+                return invalid(
+                    &format!("lab.router.capacity.{name}"),
+                    &format!(
+                        "must be 1 to {} (the router's connections to one region)",
+                        crate::router::UPSTREAM_CONNECTIONS_MAX
+                    ),
+                );
             }
         }
         let capacity = regions
             .iter()
-            .map(|x| (x.clone(), r.capacity.get(x).copied().unwrap_or(self.node.max_in_flight)))
+            .map(|x| (x.clone(), r.capacity.get(x).copied().unwrap_or(self.default_capacity())))
             .collect();
         check_non_negative("lab.cdn.edge_one_way_ms", self.cdn.edge_one_way_ms)?;
         for (loc, ms) in &self.cdn.edge_one_way_ms_by_location {

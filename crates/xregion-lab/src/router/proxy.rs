@@ -153,7 +153,7 @@ impl Proxy {
             if r.http_port == 0 {
                 return Err(LabError::Spec(format!("the spec has no HTTP port for {}", r.name)));
             }
-            let capacity = routing.capacity.get(&r.name).copied().unwrap_or(spec.lab.node.max_in_flight);
+            let capacity = routing.capacity.get(&r.name).copied().unwrap_or(spec.lab.default_capacity());
             regions.push(Arc::new(RegionState::new(&r.name, SocketAddr::new(r.ip, r.http_port), capacity)));
         }
         let region_one_way_ms =

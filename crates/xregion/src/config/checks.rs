@@ -27,6 +27,9 @@ pub struct Targets {
     pub rpo_s: f64,
     /// Concurrent users the deployment must serve (`MAX_CONCURRENT_USERS`).
     pub max_concurrent_users: u64,
+    /// P95 latency of requests through a routing record must be below this, in milliseconds (the seed's
+    /// load-balancing criterion).
+    pub routing_p95_ms: f64,
     /// Share of a client location's requests its expected region must serve, in percent.
     pub routing_share_min_pct: f64,
     /// Longest time an unhealthy region may keep receiving new requests, in seconds.
@@ -67,6 +70,7 @@ impl Default for Targets {
             rto_s: 120.0,
             rpo_s: 1.0,
             max_concurrent_users: 10_000,
+            routing_p95_ms: 200.0,
             routing_share_min_pct: 95.0,
             health_detection_s: 10.0,
             error_rate_max_pct: 1.0,
@@ -190,8 +194,8 @@ pub struct WriteReplicate {
 impl Default for WriteReplicate {
     fn default() -> Self {
         WriteReplicate {
-            writes_per_region: 100,
-            rate_per_s: 50.0,
+            writes_per_region: 600,
+            rate_per_s: 100.0,
             poll_interval_ms: 2,
             visibility_timeout_ms: 5_000,
             background_writes_per_s: 0.0,

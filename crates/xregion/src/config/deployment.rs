@@ -148,6 +148,13 @@ pub struct Traffic {
     pub capacity: BTreeMap<String, u64>,
     /// Primary order of the failover record.
     pub failover_order: Vec<String>,
+    /// Client location to the regions it should be served by, most preferred first: where a routing record sends
+    /// a location's requests when its nearest region is full or down. Overrides the order `locations` implies.
+    pub preferences: BTreeMap<String, Vec<String>>,
+    /// Path the routing checks request through the records: a cheap read every region serves.
+    pub probe_path: String,
+    /// Cacheable path the CDN checks read; `{i}` becomes the item number (so many distinct objects are read).
+    pub cdn_path: String,
 }
 
 impl Default for Deployment {
@@ -178,6 +185,9 @@ impl Default for Traffic {
             weights: BTreeMap::new(),
             capacity: BTreeMap::new(),
             failover_order: Vec::new(),
+            preferences: BTreeMap::new(),
+            probe_path: "/v1/catalog/routing-probe".to_string(),
+            cdn_path: "/v1/catalog/item-{i}".to_string(),
         }
     }
 }

@@ -47,6 +47,54 @@ impl Faults {
     }
 }
 
+/// `[stop]`: conditions that abort an injected fault early, as AWS FIS stop conditions do. When one holds, the
+/// fault is lifted at once (the restore command runs) and the scenario's checks are `error: stopped by
+/// condition …`. None is set by default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Stop {
+    /// Abort when the canaries' error rate, in percent, stays above this over `error_rate_for_s`.
+    pub error_rate_pct: Option<f64>,
+    /// The window the error rate is taken over, in seconds.
+    pub error_rate_for_s: f64,
+    /// Abort when this URL fails to answer 2xx `health_failures` times in a row (it is asked once a second).
+    pub health_url: Option<String>,
+    /// Consecutive failures of `health_url` that abort the fault.
+    pub health_failures: u32,
+}
+
+impl Default for Stop {
+    fn default() -> Self {
+        Stop { error_rate_pct: None, error_rate_for_s: 10.0, health_url: None, health_failures: 3 }
+    }
+}
+
+impl Stop {
+    /// Whether any condition is set.
+    pub fn any(&self) -> bool {
+        self.error_rate_pct.is_some() || self.health_url.is_some()
+    }
+
+    /// What is wrong with the table, as (token to locate, message).
+    pub fn validate(&self) -> Result<(), (Option<String>, String)> {
+        if self.error_rate_pct.is_some_and(|p| !(p.is_finite() && p > 0.0 && p <= 100.0)) {
+            return Err((Some("error_rate_pct".into()), "stop.error_rate_pct must be in (0, 100]".into()));
+        }
+        if !(self.error_rate_for_s.is_finite() && self.error_rate_for_s > 0.0) {
+            return Err((Some("error_rate_for_s".into()), "stop.error_rate_for_s must be above 0".into()));
+        }
+        if let Some(u) = &self.health_url
+            && !(u.starts_with("http://") || u.starts_with("https://"))
+        {
+            return Err((Some(u.clone()), format!("stop.health_url \"{u}\" must start with http:// or https://")));
+        }
+        if self.health_failures == 0 {
+            return Err((Some("health_failures".into()), "stop.health_failures must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
 /// `[faults.command]`: shell commands (run with `sh -c`) that inject and lift faults in a real deployment. The
 /// contract (environment, exit codes, status JSON) is in `docs/fault-injection.md`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

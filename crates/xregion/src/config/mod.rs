@@ -16,7 +16,7 @@ mod faults;
 pub use checks::{Checks, ConcurrentWrites, ConflictLww, Failover, Load, Profile, Targets, WriteReplicate};
 pub use deployment::{Auth, Deployment, DeploymentKind, RegionEndpoint, Secret, Security, Tls, Traffic};
 pub use env::env_suffix;
-pub use faults::{FaultCommands, Faults, InjectorKind};
+pub use faults::{FaultCommands, Faults, InjectorKind, Stop};
 
 use env::apply_env;
 use faults::validate_faults;
@@ -39,6 +39,8 @@ pub struct Config {
     pub checks: Checks,
     /// How faults reach the deployment (`[faults]`).
     pub faults: Faults,
+    /// Conditions that abort an injected fault early (`[stop]`).
+    pub stop: Stop,
 }
 
 /// A configuration error: what is wrong and where. The CLI exits 2 on it.
@@ -155,6 +157,17 @@ fn validate(config: &Config) -> Result<(), (Option<String>, String)> {
             }
         }
     }
+    if let Some(t) = &d.traffic {
+        for (name, p) in [("probe_path", &t.probe_path), ("cdn_path", &t.cdn_path)] {
+            if !p.starts_with('/') {
+                return Err((
+                    Some(p.clone()),
+                    format!("deployment.traffic.{name} must be a path that starts with /, got \"{p}\""),
+                ));
+            }
+        }
+    }
+    config.stop.validate()?;
     let t = &config.targets;
     for (name, v) in [
         ("replication_p99_ms", t.replication_p99_ms),
@@ -162,6 +175,7 @@ fn validate(config: &Config) -> Result<(), (Option<String>, String)> {
         ("rto_s", t.rto_s),
         ("rpo_s", t.rpo_s),
         ("routing_share_min_pct", t.routing_share_min_pct),
+        ("routing_p95_ms", t.routing_p95_ms),
         ("health_detection_s", t.health_detection_s),
         ("error_rate_max_pct", t.error_rate_max_pct),
         ("load_p95_ms", t.load_p95_ms),

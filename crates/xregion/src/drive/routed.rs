@@ -72,7 +72,7 @@ async fn one(client: &reqwest::Client, route: &Route, t0: Instant) -> Sample {
             let _ = resp.bytes().await;
             Sample { sent, latency, status: Some(status), served_by: by, error: None }
         }
-        Err(e) => Sample { sent, latency, status: None, served_by: None, error: Some(e.to_string()) },
+        Err(e) => Sample { sent, latency, status: None, served_by: None, error: Some(crate::faults::root_cause(&e)) },
     }
 }
 

@@ -237,6 +237,23 @@ impl FaultInjector {
         }
     }
 
+    /// Whether health-check faults can be injected; the command injector needs `health_down` and `health_up`.
+    pub fn supports_health(&self) -> Result<(), String> {
+        match self {
+            FaultInjector::Lab(_) => Ok(()),
+            FaultInjector::Command(c) => match (&c.commands().health_down, &c.commands().health_up) {
+                (Some(_), Some(_)) => Ok(()),
+                (None, _) => Err("no faults.command.health_down command is configured, so a region's health check \
+                                  cannot be made to fail"
+                    .into()),
+                (_, None) => Err("no faults.command.health_up command is configured, so a region's health check \
+                                  cannot be made to pass again"
+                    .into()),
+            },
+            FaultInjector::None(why) => Err(why.clone()),
+        }
+    }
+
     /// Injects `spec` into `region`.
     pub async fn fail(&self, region: &str, spec: &FaultSpec) -> Result<ActiveFault, FaultError> {
         match self {
@@ -307,15 +324,14 @@ fn region_endpoint<'a>(endpoints: &'a [(String, String)], region: &str) -> Resul
         .ok_or_else(|| FaultError::UnknownRegion { region: region.to_string(), known: known(endpoints) })
 }
 
-/// The innermost cause of a transport error: reqwest's own message is only "error sending request".
+/// What went wrong with a request, in words (reqwest's own message is only "error sending request"): a
+/// timeout, or the transport's cause as `net::transport_problem` words it.
 pub(crate) fn root_cause(e: &reqwest::Error) -> String {
-    let mut cause = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        cause = s.to_string();
-        source = s.source();
+    if e.is_timeout() {
+        return "no answer in time".to_string();
     }
-    cause
+    let host = e.url().and_then(|u| u.host_str()).unwrap_or("the endpoint").to_string();
+    crate::net::transport_problem(e, &host, None)
 }
 
 /// The HTTP client of an injector (plain, no CA, no token: for tests and deployments without TLS).

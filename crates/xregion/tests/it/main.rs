@@ -4,6 +4,7 @@ mod architecture;
 mod chaos;
 mod commands;
 mod common;
+mod deployment;
 mod faults;
 mod lab;
 mod run;

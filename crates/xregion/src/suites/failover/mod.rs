@@ -15,7 +15,7 @@
 //! scenario, and the first check that needs one runs it for all of them (`Ctx::shared`).
 //!
 //! Faults go through the `FaultInjector`, never into the deployment's internals. The fault is always restored,
-//! whatever happens to the check.
+//! whatever happens to the check, and at once when a `[stop]` condition holds (`stop`).
 
 mod complete;
 mod partial;
@@ -23,6 +23,7 @@ mod partition;
 mod recovery;
 mod report;
 mod scenario;
+mod stop;
 
 use crate::check::{CheckDef, Ctx, Needs, ResultBuilder};
 use crate::config::{Config, DeploymentKind};

@@ -228,6 +228,7 @@ pub(super) async fn run(ctx: &Ctx, traffic: &Traffic, scenario: Scenario) -> Res
     let mut fenced_ms = None;
     let mut held_at_failover = BTreeMap::new();
     let mut survivors_read = scenario != Scenario::Complete || injected.is_err();
+    let stop_watch = super::stop::StopWatch::start(ctx);
     loop {
         tokio::time::sleep(OBSERVE_TICK).await;
         let now = fault_at.elapsed();
@@ -244,12 +245,18 @@ pub(super) async fn run(ctx: &Ctx, traffic: &Traffic, scenario: Scenario) -> Res
         // Only windows whose every request has its outcome are judged.
         let judged_end = known_until_ms(&rec, since(t0));
         let canary = attempts(&lock(&rec.canary));
+        if let Some(why) = stop_watch.holds(&canary, fault_ms, judged_end) {
+            ctx.progress.phase(&format!("stop condition: {why}"));
+            errors.push(format!("stopped by condition: {why}; the fault was lifted at once"));
+            break;
+        }
         let r = recovery::recovery(&canary, fault_ms, judged_end, &rule);
         let stable = r.recovered_at_ms.is_some_and(|at| judged_end - at >= cfg.stable_ms as f64);
         if (now >= min_observe && stable) || now >= observe_max {
             break;
         }
     }
+    drop(stop_watch);
     phase_stop.cancel();
 
     ctx.progress.phase(&format!("restoring {victim}"));

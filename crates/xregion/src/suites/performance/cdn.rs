@@ -31,7 +31,7 @@ async fn cdn_load(ctx: &Ctx) -> Result<LoadResult, String> {
         for i in 1..=CDN_ITEMS {
             specs.push(RequestSpec {
                 name: format!("{loc}/item-{i}"),
-                url: format!("{cdn}/v1/catalog/item-{i}"),
+                url: format!("{cdn}{}", traffic.cdn_path.replace("{i}", &i.to_string())),
                 method: "GET".into(),
                 headers: vec![(traffic.location_header.clone(), loc.clone())],
                 body: None,

@@ -9,7 +9,7 @@ use xregion_load::result::{LoadResult, Percentiles};
 use xregion_model::report::{CheckResult, Table, Verdict};
 
 /// Watched probe writes per region while the write load runs.
-const REPLICATION_PROBES_PER_REGION: u64 = 40;
+const REPLICATION_PROBES_PER_REGION: u64 = 300;
 /// Requests per second per region for the store checks.
 const DB_RATE_PER_REGION: f64 = 200.0;
 
