@@ -10,7 +10,16 @@ dir=$(mktemp -d)
 for i in $(seq 1 "$rounds"); do
   rm -rf xregion-out
   s=$(date +%s.%N)
-  cargo run --release -q -- run -q >/dev/null 2>&1 || echo "round $i: exit $?"
+  code=0
+  cargo run --release -q -- run -q >"$dir/$i.log" 2>&1 || code=$?
+  # 0 and 1 are verdicts (a failed check is still a timed run); anything else means the run could not be done, and
+  # its time would measure nothing.
+  if [ "$code" -gt 1 ]; then
+    echo "error: round $i: xregion run exited $code, so its time is void; its output:" >&2
+    tail -20 "$dir/$i.log" >&2
+    exit 1
+  fi
+  [ "$code" -eq 1 ] && echo "round $i: a check failed (exit 1); timed anyway"
   e=$(date +%s.%N)
   cp xregion-out/report.json "$dir/$i.json"
   echo "round $i: $(echo "$e - $s" | bc) s"

@@ -1,12 +1,22 @@
 #!/usr/bin/env bash
-# Load engine speed: xregion load against wrk and oha on the same nginx, then a long xregion run sampling its RSS.
+# Load engine speed: xregion load against wrk on the same nginx, ROUNDS alternating rounds, then optionally a long
+# xregion run sampling its RSS.
 #
 # Setup (DESIGN-NOTES "Load engine speed"): nginx with 1 worker pinned to CPU 0, `return 200`, default
 # keepalive_requests (1000, so every client must reconnect); each client pinned to CPU 1 with the same connection
-# count for the same duration, ROUNDS rounds in one run; requests/s per tool and the ratios xregion/wrk and
-# xregion/oha (median of rounds). Then one xregion run of SOAK_S seconds, its RSS sampled every 10 s from /proc.
+# count for the same duration. Rounds alternate which client runs first (odd rounds xregion first, even rounds wrk
+# first), because other work on a shared machine drifts. Both clients record every latency (wrk 4 keeps a histogram
+# of every response; xregion load one HdrHistogram per worker).
 #
-# Knobs (environment): DURATION_S=8 CONNECTIONS=64 ROUNDS=3 SOAK_S=300 SOAK_RATE=20000 (0: closed model)
+# Counted: successful responses only. xregion's `requests_per_s.ok`; wrk's Requests/sec, and the round stops with
+# an error when wrk reports a non-2xx/3xx response or a socket error, or xregion reports any failed request.
+#
+# Per round: requests/s of each client, client CPU seconds (user + system, GNU time), requests per client
+# CPU-second, nginx worker CPU use during each run (from /proc), and the ratios xregion/wrk of both. Then the median
+# of every column. When nginx is near 100 % of its CPU for both clients, it is the ceiling and requests per client
+# CPU-second is the figure that compares the clients.
+#
+# Knobs (environment): DURATION_S=8 CONNECTIONS=64 ROUNDS=5 SOAK_S=0 SOAK_RATE=20000 (0: closed model)
 #                      XREGION=path/to/xregion (default: builds target/release/xregion)
 # Traffic goes to 127.0.0.1 only.
 set -euo pipefail
@@ -14,31 +24,24 @@ cd "$(dirname "$0")/.."
 
 DURATION_S=${DURATION_S:-8}
 CONNECTIONS=${CONNECTIONS:-64}
-ROUNDS=${ROUNDS:-3}
-SOAK_S=${SOAK_S:-300}
+ROUNDS=${ROUNDS:-5}
+SOAK_S=${SOAK_S:-0}
 SOAK_RATE=${SOAK_RATE:-20000}
 
 need_apt() {
   local missing=()
   command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
   command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+  [ -x /usr/bin/time ] || missing+=(time)
   if [ ${#missing[@]} -gt 0 ]; then
-    echo "installing ${missing[*]}"
+    echo "installing ${missing[*]} (services are not started: policy-rc.d exits 101)"
+    if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; fi
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
 }
 need_apt
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-
-OHA=$(command -v oha || echo "$HOME/.cargo/bin/oha")
-if [ ! -x "$OHA" ]; then
-  echo "installing oha (cargo install oha)"
-  if ! cargo install oha --locked >/tmp/oha-install.log 2>&1; then
-    echo "oha could not be installed (see /tmp/oha-install.log); skipping oha"
-    OHA=""
-  fi
-fi
 
 if [ -z "${XREGION:-}" ]; then
   cargo build --release -p xregion >/dev/null
@@ -79,47 +82,84 @@ http {
 CONF
 taskset -c 0 "$NGINX" -p "$WORK" -c "$WORK/nginx.conf" &
 NGINX_PID=$!
-for _ in $(seq 50); do
-  if curl -s -o /dev/null "http://127.0.0.1:$PORT/" 2>/dev/null || (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null; then break; fi
+ready=""
+for _ in $(seq 100); do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then ready=1; break; fi
   sleep 0.1
 done
+[ -n "$ready" ] || { echo "error: nginx did not listen on 127.0.0.1:$PORT within 10 s; see $WORK/logs/error.log" >&2; exit 2; }
+WORKER_PID=$(pgrep -P "$NGINX_PID" | head -1)
+[ -n "$WORKER_PID" ] || { echo "error: no nginx worker process under pid $NGINX_PID" >&2; exit 2; }
 URL="http://127.0.0.1:$PORT/"
-echo "nginx on $URL (pid $NGINX_PID, CPU 0); clients on CPU 1; $CONNECTIONS connections, ${DURATION_S}s x $ROUNDS rounds"
+echo "nginx on $URL (worker pid $WORKER_PID, CPU 0); clients on CPU 1; $CONNECTIONS connections, ${DURATION_S}s x $ROUNDS rounds"
 
-# Client CPU seconds (user + system) of the last run, when GNU time is there: on a shared machine the server is
-# often the bottleneck, and requests per client CPU-second then compares the clients' efficiency.
-TIMED=()
-if [ -x /usr/bin/time ]; then TIMED=(/usr/bin/time -f '%U %S' -o "$WORK/cpu"); fi
-cpu_s() { if [ -s "$WORK/cpu" ]; then awk '{printf "%.2f", $1 + $2}' "$WORK/cpu"; else echo "-"; fi; }
+TICKS=$(getconf CLK_TCK)
+nginx_ticks() { awk '{print $14 + $15}' "/proc/$WORKER_PID/stat"; }
+TIMED=(/usr/bin/time -f '%U %S' -o "$WORK/cpu")
+cpu_s() { awk '{printf "%.2f", $1 + $2}' "$WORK/cpu"; }
 
+# Each run prints "requests_per_s client_cpu_s nginx_cpu_pct" or stops the script with an error.
 run_xregion() {
+  local t0 t1 rps
+  t0=$(nginx_ticks)
   "${TIMED[@]}" taskset -c 1 "$XREGION" load "$URL" --connections "$CONNECTIONS" --duration "${DURATION_S}s" --json \
-    | python3 -c 'import json,sys; r=json.load(sys.stdin); rps=r["requests"]/r["duration_s"]; print("  xregion: errors %s, reconnects %d" % (r["errors"], r["reconnects"]), file=sys.stderr); print("%.0f" % rps)'
+    >"$WORK/x.json"
+  t1=$(nginx_ticks)
+  rps=$(python3 - "$WORK/x.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+e = r["errors"]
+failed = sum(e.values())
+if failed:
+    sys.exit(f"error: xregion load had {failed} failed requests ({e}); only successful responses count, so this round is void")
+# Older binaries lack requests_per_s; with no failed request every request is a success.
+print("%.0f" % (r["requests_per_s"]["ok"] if "requests_per_s" in r else r["requests"] / r["duration_s"]))
+PY
+)
+  echo "$rps $(cpu_s) $(( (t1 - t0) * 100 / TICKS / DURATION_S ))"
 }
 run_wrk() {
-  "${TIMED[@]}" taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${DURATION_S}s" "$URL" | awk '/Requests\/sec/ {printf "%.0f\n", $2}'
-}
-run_oha() {
-  "${TIMED[@]}" taskset -c 1 "$OHA" --no-tui -c "$CONNECTIONS" -z "${DURATION_S}s" --output-format json "$URL" 2>/dev/null \
-    | python3 -c 'import json,sys; print("%.0f" % json.load(sys.stdin)["summary"]["requestsPerSec"])'
+  local t0 t1 rps
+  t0=$(nginx_ticks)
+  "${TIMED[@]}" taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${DURATION_S}s" "$URL" >"$WORK/w.txt"
+  t1=$(nginx_ticks)
+  if grep -Eq 'Non-2xx|Socket errors' "$WORK/w.txt"; then
+    echo "error: wrk reported failed requests; only successful responses count, so this round is void:" >&2
+    grep -E 'Non-2xx|Socket errors' "$WORK/w.txt" >&2
+    exit 1
+  fi
+  rps=$(awk '/Requests\/sec/ {printf "%.0f", $2}' "$WORK/w.txt")
+  [ -n "$rps" ] || { echo "error: no Requests/sec in wrk's output" >&2; cat "$WORK/w.txt" >&2; exit 1; }
+  echo "$rps $(cpu_s) $(( (t1 - t0) * 100 / TICKS / DURATION_S ))"
 }
 
-declare -a XR WR OR
+: >"$WORK/rounds"
 for round in $(seq "$ROUNDS"); do
-  x=$(run_xregion); xc=$(cpu_s); w=$(run_wrk); wc=$(cpu_s)
-  o="-"; oc="-"; if [ -n "$OHA" ]; then o=$(run_oha || echo "-"); oc=$(cpu_s); fi
-  XR+=("$x"); WR+=("$w"); OR+=("$o")
-  printf 'round %d: xregion %s req/s (client CPU %s s), wrk %s req/s (%s s), oha %s req/s (%s s)\n' \
-    "$round" "$x" "$xc" "$w" "$wc" "$o" "$oc"
-done
-median() { printf '%s\n' "$@" | grep -v '^-$' | sort -n | awk '{a[NR]=$1} END {if (NR==0) print "-"; else print a[int((NR+1)/2)]}'; }
-MX=$(median "${XR[@]}"); MW=$(median "${WR[@]}"); MO=$(median "${OR[@]}")
-echo "median req/s: xregion $MX, wrk $MW, oha $MO"
-python3 - "$MX" "$MW" "$MO" <<'PY'
+  if [ $((round % 2)) -eq 1 ]; then x=$(run_xregion); w=$(run_wrk); order="xregion first"
+  else w=$(run_wrk); x=$(run_xregion); order="wrk first"; fi
+  echo "$round $x $w" >>"$WORK/rounds"
+  python3 - "$round" "$order" $x $w <<'PY'
 import sys
-x, w, o = sys.argv[1:4]
-print(f"xregion/wrk = {float(x)/float(w):.2f}")
-print(f"xregion/oha = {float(x)/float(o):.2f}" if o != "-" else "xregion/oha = - (oha not available)")
+rnd, order = sys.argv[1], sys.argv[2]
+xr, xc, xn, wr, wc, wn = map(float, sys.argv[3:9])
+print(f"round {rnd} ({order}): xregion {xr:.0f} req/s (client {xc:.2f} CPU-s, nginx {xn:.0f}% CPU) | "
+      f"wrk {wr:.0f} req/s (client {wc:.2f} CPU-s, nginx {wn:.0f}% CPU) | "
+      f"req/s ratio {xr/wr:.3f}, req per client CPU-s ratio {(xr/xc)/(wr/wc):.3f}")
+PY
+done
+python3 - "$WORK/rounds" "$DURATION_S" <<'PY'
+import statistics, sys
+rows = [list(map(float, l.split()[1:])) for l in open(sys.argv[1])]
+d = float(sys.argv[2])
+med = lambda xs: statistics.median(xs)
+x_rps = [r[0] for r in rows]; w_rps = [r[3] for r in rows]
+x_eff = [r[0] * d / r[1] for r in rows]; w_eff = [r[3] * d / r[4] for r in rows]
+ratio = [a / b for a, b in zip(x_rps, w_rps)]
+eff = [a / b for a, b in zip(x_eff, w_eff)]
+print(f"median req/s: xregion {med(x_rps):.0f}, wrk {med(w_rps):.0f}")
+print(f"median req per client CPU-s: xregion {med(x_eff):.0f}, wrk {med(w_eff):.0f}")
+print(f"median nginx CPU: during xregion {med([r[2] for r in rows]):.0f}%, during wrk {med([r[5] for r in rows]):.0f}%")
+print(f"median of per-round ratios: req/s xregion/wrk = {med(ratio):.3f}, req per client CPU-s xregion/wrk = {med(eff):.3f}")
 PY
 
 if [ "$SOAK_S" -gt 0 ]; then
@@ -138,5 +178,5 @@ if [ "$SOAK_S" -gt 0 ]; then
     sleep 10; t=$((t + 10))
   done
   wait "$PID"
-  python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("  soak: %d requests, %.0f req/s, errors %s, reconnects %d, late %d, dropped %d, windows %d" % (r["requests"], r["requests"]/r["duration_s"], r["errors"], r["reconnects"], r["late"], r["dropped"], len(r["windows"])))' "$WORK/soak.json"
+  python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("  soak: %d requests, %.0f ok req/s, errors %s, reconnects %d, late %d, dropped %d, windows %d" % (r["requests"], r["requests_per_s"]["ok"], r["errors"], r["reconnects"], r["late"], r["dropped"], len(r["windows"])))' "$WORK/soak.json"
 fi

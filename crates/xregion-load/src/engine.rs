@@ -9,7 +9,9 @@ use crate::record::{Recorder, WindowMerger};
 use crate::result::LoadResult;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -40,6 +42,12 @@ struct Shared {
     workers: u32,
     merger: Arc<Mutex<WindowMerger>>,
     capture: Arc<[String]>,
+    /// Whether any connection of any worker has opened.
+    connected_any: AtomicBool,
+    /// Set when no connection opened within `plan.no_connection_abort_ms`: every worker stops.
+    aborted: AtomicBool,
+    /// The target and reason of the last failed connect while none had opened yet.
+    never_connected: Mutex<Option<(SocketAddr, String)>>,
 }
 
 /// Runs a plan to completion on worker threads of this process. Blocks.
@@ -71,6 +79,9 @@ pub fn run_plan(plan: &Plan) -> Result<LoadResult, LoadError> {
         workers,
         merger: merger.clone(),
         capture: plan.capture_headers.iter().map(|h| h.to_ascii_lowercase()).collect(),
+        connected_any: AtomicBool::new(false),
+        aborted: AtomicBool::new(false),
+        never_connected: Mutex::new(None),
     });
     let mut handles = Vec::with_capacity(workers as usize);
     for w in 0..workers {
@@ -130,6 +141,14 @@ pub fn run_plan(plan: &Plan) -> Result<LoadResult, LoadError> {
         return Err(e);
     }
     let total = total.expect("at least one worker");
+    // A run that never reached its target measured nothing: say so rather than report a result of errors only.
+    if let Some(limit_ms) = plan.no_connection_abort_ms
+        && !shared.connected_any.load(Ordering::Relaxed)
+        && let Some((addr, reason)) = shared.never_connected.lock().expect("never_connected lock").take()
+    {
+        let tried_ms = limit_ms.min(plan.executor.duration().as_millis() as u64);
+        return Err(LoadError::NoConnection { addr, within_s: tried_ms as f64 / 1000.0, reason });
+    }
     let end = total.last_completion.unwrap_or(shared.start).max(shared.start + plan.executor.duration());
     let duration = end.saturating_duration_since(shared.start);
     let last_window = (duration.as_micros() / window.as_micros().max(1)) as u64;
@@ -162,6 +181,7 @@ pub fn run_plan(plan: &Plan) -> Result<LoadResult, LoadError> {
     result.statuses = statuses;
     result.per_request = per_request;
     result.requests = requests;
+    result.requests_per_s = crate::result::RequestRates { ok: result.rps_ok(), total: result.rps() };
     result.thresholds = plan.thresholds.iter().map(|t| t.evaluate(&result)).collect();
     Ok(result)
 }
@@ -206,6 +226,26 @@ impl Shared {
         Duration::from_millis(self.plan.request_timeout_ms)
     }
 
+    /// Whether the run was given up because no connection ever opened.
+    fn aborted(&self) -> bool {
+        self.aborted.load(Ordering::Relaxed)
+    }
+
+    /// After a failed request while no connection has opened anywhere: remembers why, and gives the run up once
+    /// `no_connection_abort_ms` has passed.
+    fn note_never_connected(&self, conn: &Conn, req: usize) {
+        if self.connected_any.load(Ordering::Relaxed) {
+            return;
+        }
+        let reason = conn.last_connect_error.clone().unwrap_or_else(|| "no response within the request timeout".into());
+        *self.never_connected.lock().expect("never_connected lock") = Some((self.targets[req].addr, reason));
+        if let Some(ms) = self.plan.no_connection_abort_ms
+            && self.start.elapsed() >= Duration::from_millis(ms)
+        {
+            self.aborted.store(true, Ordering::Relaxed);
+        }
+    }
+
     /// Runs one request on `conn` and records it; `intended` is the open model's scheduled start.
     async fn iteration(&self, rec: &RefCell<Recorder>, conn: &mut Conn, req: usize, intended: Option<Instant>) {
         let sent = Instant::now();
@@ -214,23 +254,26 @@ impl Shared {
         }
         let target = &self.targets[req];
         let outcome =
-            conn.request(target, self.timeout(), &mut |_, headers| rec.borrow_mut().on_head(req, headers)).await;
+            conn.request(target, sent + self.timeout(), &mut |_, headers| rec.borrow_mut().on_head(req, headers)).await;
         let done = Instant::now();
         let mut r = rec.borrow_mut();
         if conn.opened > 0 {
             r.connections_opened += u64::from(std::mem::take(&mut conn.opened));
             r.reconnects += u64::from(std::mem::take(&mut conn.reconnects));
+            self.connected_any.store(true, Ordering::Relaxed);
         }
+        let uncorrected = done.saturating_duration_since(sent).as_micros() as u64;
+        // From the intended start when the send was late (the coordinated-omission correction), from the send when
+        // it was early. A failed request keeps its latency too (a timeout counts its full wait).
+        let corrected =
+            intended.map_or(uncorrected, |i| done.saturating_duration_since(i.min(sent)).as_micros() as u64);
         match outcome {
-            Ok(status) => {
-                let uncorrected = done.saturating_duration_since(sent).as_micros() as u64;
-                // From the intended start when the send was late (the coordinated-omission correction), from the
-                // send when it was early.
-                let corrected =
-                    intended.map_or(uncorrected, |i| done.saturating_duration_since(i.min(sent)).as_micros() as u64);
-                r.response(req, done, status, corrected, uncorrected);
+            Ok(status) => r.response(req, done, status, corrected, uncorrected),
+            Err(f) => {
+                r.failure(req, done, f, corrected, uncorrected);
+                drop(r);
+                self.note_never_connected(conn, req);
             }
-            Err(f) => r.failure(req, done, f),
         }
     }
 }
@@ -261,7 +304,7 @@ async fn closed_worker(shared: Arc<Shared>, w: u32, rec: Rc<RefCell<Recorder>>) 
     loop {
         tick.tick().await;
         let t = shared.start.elapsed();
-        if t >= duration {
+        if t >= duration || shared.aborted() {
             break;
         }
         let target = ex.vus_at(t);
@@ -297,7 +340,16 @@ async fn vu(shared: Arc<Shared>, state: Rc<ClosedState>, rec: Rc<RefCell<Recorde
     let mut conn = Conn::new();
     let mut rng = Rng::new(shared.plan.seed, u64::from(id));
     let think = shared.plan.executor.think_time();
-    while !state.stop.get() && id < state.target.get() {
+    let end = shared.start + shared.plan.executor.duration();
+    while !state.stop.get() && id < state.target.get() && !shared.aborted() {
+        // After a failed connect, wait out the backoff (not part of any request's latency: no request is due).
+        if let Some(at) = conn.backoff_until() {
+            tokio::time::sleep_until(at.min(end).into()).await;
+            if Instant::now() >= end {
+                break;
+            }
+            continue;
+        }
         let req = shared.pick(&mut rng);
         shared.iteration(&rec, &mut conn, req, None).await;
         if !think.is_zero() && !state.stop.get() {
@@ -343,7 +395,7 @@ async fn open_worker(shared: Arc<Shared>, w: u32, rec: Rc<RefCell<Recorder>>) {
     let duration_s = ex.duration().as_secs_f64();
     let mut k = u64::from(w);
     while let Some(at_s) = sched.time_of(k) {
-        if at_s >= duration_s {
+        if at_s >= duration_s || shared.aborted() {
             break;
         }
         k += u64::from(shared.workers);
@@ -365,7 +417,7 @@ async fn open_worker(shared: Arc<Shared>, w: u32, rec: Rc<RefCell<Recorder>>) {
     state.done.set(true);
     state.ready.notify_waiters();
     let drain_until = Instant::now() + shared.timeout() + CONTROL_TICK;
-    while state.in_flight.get() > 0 && Instant::now() < drain_until {
+    while state.in_flight.get() > 0 && Instant::now() < drain_until && !shared.aborted() {
         tokio::time::sleep(CONTROL_TICK).await;
     }
     for r in runners {
@@ -379,6 +431,11 @@ async fn runner(shared: Arc<Shared>, state: Rc<OpenState>, rec: Rc<RefCell<Recor
     let mut conn = Conn::new();
     let mut rng = Rng::new(shared.plan.seed, (u64::from(w) << 32) | u64::from(i));
     loop {
+        // After a failed connect, wait out the backoff; queued iterations keep their intended start, so the wait
+        // is in their corrected latency.
+        if let Some(at) = conn.backoff_until() {
+            tokio::time::sleep_until(at.into()).await;
+        }
         let next = state.queue.borrow_mut().pop_front();
         let Some(intended) = next else {
             if state.done.get() {

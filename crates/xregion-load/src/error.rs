@@ -51,6 +51,19 @@ pub enum LoadError {
     /// The limit itself could not be read.
     #[error("cannot read RLIMIT_NOFILE: {0}")]
     Rlimit(nix::Error),
+    /// No connection to the target opened within the plan's `no_connection_abort_ms` (or the whole run).
+    #[error(
+        "no connection to {addr} succeeded within {within_s} s: {reason}; check that the server is up and listening \
+         there"
+    )]
+    NoConnection {
+        /// The target's address.
+        addr: std::net::SocketAddr,
+        /// How long connects were tried, seconds.
+        within_s: f64,
+        /// Why the last connect failed, e.g. `connection refused`.
+        reason: String,
+    },
     /// A worker thread or its runtime could not start.
     #[error("cannot start a load worker: {0}")]
     Runtime(std::io::Error),

@@ -4,7 +4,8 @@
 
 use crate::plan::CompiledTarget;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -41,6 +42,10 @@ const READ_BUF_BYTES: usize = 8 * 1024;
 const HEAD_BYTES_MAX: usize = 64 * 1024;
 /// Most response headers parsed.
 const HEADERS_MAX: usize = 64;
+/// Wait before the first retry after a failed connect; each further failure doubles it up to `CONNECT_BACKOFF_MAX`.
+pub(crate) const CONNECT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+/// Longest wait between two connect attempts of one connection.
+pub(crate) const CONNECT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// Why a request failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,11 +78,46 @@ pub(crate) struct Conn {
     pub opened: u32,
     /// Of which reconnects.
     pub reconnects: u32,
+    /// Wait after the last failed connect (zero once a connect succeeds).
+    backoff: Duration,
+    /// No connect attempt before this instant (set by a failed connect).
+    retry_at: Option<Instant>,
+    /// Why the last connect failed, as words (`connection refused`), for a run that never connects.
+    pub last_connect_error: Option<String>,
+    /// The request timeout's timer, kept across requests: re-armed only when it fires before the current
+    /// request's deadline (about once per timeout), not inserted into and removed from the timer wheel per request.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl Conn {
     pub(crate) fn new() -> Conn {
-        Conn { stream: None, buf: Vec::new(), start: 0, end: 0, opened_before: false, opened: 0, reconnects: 0 }
+        Conn {
+            stream: None,
+            buf: Vec::new(),
+            start: 0,
+            end: 0,
+            opened_before: false,
+            opened: 0,
+            reconnects: 0,
+            backoff: Duration::ZERO,
+            retry_at: None,
+            last_connect_error: None,
+            timer: None,
+        }
+    }
+
+    /// When the next request must wait for the connect backoff: the instant before which no connect is tried.
+    pub(crate) fn backoff_until(&self) -> Option<Instant> {
+        if self.stream.is_some() { None } else { self.retry_at.filter(|t| *t > Instant::now()) }
+    }
+
+    /// Records a failed connect: the next attempt waits, 10 ms doubling up to 1 s, so a dead server is not
+    /// hammered (a refused connect takes microseconds on loopback).
+    fn connect_failed(&mut self, reason: String) -> Failure {
+        self.backoff = (self.backoff * 2).clamp(CONNECT_BACKOFF_MIN, CONNECT_BACKOFF_MAX);
+        self.retry_at = Some(Instant::now() + self.backoff);
+        self.last_connect_error = Some(reason);
+        Failure::Connect
     }
 
     fn close(&mut self) {
@@ -86,21 +126,38 @@ impl Conn {
         self.end = 0;
     }
 
-    /// Sends `target` and reads the whole response; `on_head(status, headers)` sees the response head once.
-    /// Returns the status code.
+    /// Sends `target` and reads the whole response by `deadline` (the send plus the request timeout);
+    /// `on_head(status, headers)` sees the response head once. Returns the status code.
     pub(crate) async fn request(
         &mut self,
         target: &CompiledTarget,
-        timeout: Duration,
+        deadline: Instant,
         on_head: &mut impl FnMut(u16, &[httparse::Header<'_>]),
     ) -> Result<u16, Failure> {
-        match tokio::time::timeout(timeout, self.exchange(target, on_head)).await {
-            Ok(r) => r,
-            Err(_) => {
-                self.close();
-                Err(Failure::Timeout)
+        let deadline = tokio::time::Instant::from_std(deadline);
+        // Deadlines only grow, so a kept timer is due at or before this one: when it fires early, re-arm it.
+        let mut timer = self.timer.take().unwrap_or_else(|| Box::pin(tokio::time::sleep_until(deadline)));
+        let result = {
+            let exchange = self.exchange(target, on_head);
+            tokio::pin!(exchange);
+            loop {
+                tokio::select! {
+                    biased;
+                    r = &mut exchange => break r,
+                    () = timer.as_mut() => {
+                        if tokio::time::Instant::now() >= deadline {
+                            break Err(Failure::Timeout);
+                        }
+                        timer.as_mut().reset(deadline);
+                    }
+                }
             }
+        };
+        self.timer = Some(timer);
+        if result == Err(Failure::Timeout) {
+            self.close();
         }
+        result
     }
 
     async fn exchange(
@@ -135,15 +192,24 @@ impl Conn {
     /// latency, as a new connection costs a user).
     async fn connect(&mut self, target: &CompiledTarget) -> Result<(), Failure> {
         let addr: SocketAddr = target.addr;
-        let tcp = TcpStream::connect(addr).await.map_err(|_| Failure::Connect)?;
+        let tcp = match TcpStream::connect(addr).await {
+            Ok(t) => t,
+            // The kind reads as words (`connection refused`), where the error itself adds `(os error 111)`.
+            Err(e) => return Err(self.connect_failed(e.kind().to_string())),
+        };
         // Requests are small and written whole; Nagle would only add delay.
-        tcp.set_nodelay(true).map_err(|_| Failure::Connect)?;
+        if let Err(e) = tcp.set_nodelay(true) {
+            return Err(self.connect_failed(e.kind().to_string()));
+        }
         let stream = match &target.tls {
             None => Stream::Plain(tcp),
-            Some(t) => {
-                Stream::Tls(Box::new(t.connector.connect(t.name.clone(), tcp).await.map_err(|_| Failure::Connect)?))
-            }
+            Some(t) => match t.connector.connect(t.name.clone(), tcp).await {
+                Ok(s) => Stream::Tls(Box::new(s)),
+                Err(e) => return Err(self.connect_failed(format!("TLS handshake failed: {e}"))),
+            },
         };
+        self.backoff = Duration::ZERO;
+        self.retry_at = None;
         if self.buf.is_empty() {
             self.buf = vec![0; READ_BUF_BYTES];
         }

@@ -24,5 +24,5 @@ pub use child::{run_in_child, worker_main};
 pub use engine::run_plan;
 pub use error::{LoadError, ThresholdError};
 pub use plan::{Executor, Plan, RequestSpec, Stage};
-pub use result::{ErrorCounts, LoadResult, Percentiles, RequestStats, ThresholdResult, Window};
+pub use result::{ErrorCounts, LoadResult, Percentiles, RequestRates, RequestStats, ThresholdResult, Window};
 pub use threshold::Threshold;

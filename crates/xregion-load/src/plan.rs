@@ -81,6 +81,11 @@ pub struct Plan {
     /// verdicts (a ramp, a hold, a spike) with exact percentiles.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub phases: Vec<Phase>,
+    /// Give the run up with `LoadError::NoConnection` when no connection has opened this long after the start (or
+    /// by the end of a shorter run). None: keep trying, and count every attempt as a `connect` error (a region
+    /// down for a whole fault window is a measurement there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_connection_abort_ms: Option<u64>,
 }
 
 /// A named time range of a run: requests completed in `[from_ms, to_ms)` after the start are counted in it.

@@ -31,8 +31,11 @@ struct HeaderCounts {
 pub(crate) struct ReqRec {
     count: u64,
     errors: u64,
+    /// Every completed request, answered or failed (corrected in the open model).
     latency: Histogram<u64>,
     latency_uncorrected: Histogram<u64>,
+    /// The failed ones: 4xx/5xx responses, and requests without a response (connect, timeout, protocol).
+    latency_errors: Histogram<u64>,
     headers: Vec<HeaderCounts>,
 }
 
@@ -101,6 +104,7 @@ impl Recorder {
                 latency: new_histogram(),
                 // The closed model has no intended start, so its uncorrected latency is the latency.
                 latency_uncorrected: if open_model { new_histogram() } else { Histogram::new(1).expect("valid") },
+                latency_errors: new_histogram(),
                 headers: capture.iter().map(|_| HeaderCounts::default()).collect(),
             })
             .collect();
@@ -213,13 +217,14 @@ impl Recorder {
         self.win.latency.saturating_record(corrected_us.max(1));
         if is_error {
             rec.errors += 1;
+            rec.latency_errors.saturating_record(corrected_us.max(1));
             self.errors.status += 1;
             self.win.errors += 1;
         }
         self.in_phases(now, is_error, Some(corrected_us));
     }
 
-    /// Counts a completed request (`latency_us` when it got a response) in every phase that holds `now`.
+    /// Counts a completed request and its latency in every phase that holds `now`.
     fn in_phases(&mut self, now: Instant, is_error: bool, latency_us: Option<u64>) {
         let t_us = now.saturating_duration_since(self.start).as_micros() as u64;
         for p in self.phases.iter_mut().filter(|p| p.from_us <= t_us && t_us < p.to_us) {
@@ -231,8 +236,16 @@ impl Recorder {
         }
     }
 
-    /// Records a failed request.
-    pub(crate) fn failure(&mut self, req: usize, now: Instant, f: crate::http::Failure) {
+    /// Records a request that got no response. It keeps its latency, in the histogram of every request (so a
+    /// timeout raises the percentiles, as in k6's `http_req_duration`) and in the error histogram.
+    pub(crate) fn failure(
+        &mut self,
+        req: usize,
+        now: Instant,
+        f: crate::http::Failure,
+        corrected_us: u64,
+        uncorrected_us: u64,
+    ) {
         self.roll(now);
         self.last_completion = Some(now);
         match f {
@@ -243,9 +256,15 @@ impl Recorder {
         let rec = &mut self.per_req[req];
         rec.count += 1;
         rec.errors += 1;
+        rec.latency.saturating_record(corrected_us.max(1));
+        rec.latency_errors.saturating_record(corrected_us.max(1));
+        if self.open_model {
+            rec.latency_uncorrected.saturating_record(uncorrected_us.max(1));
+        }
         self.win.requests += 1;
         self.win.errors += 1;
-        self.in_phases(now, true, None);
+        self.win.latency.saturating_record(corrected_us.max(1));
+        self.in_phases(now, true, Some(corrected_us));
     }
 
     /// Records the lag of an iteration sent after its intended start.
@@ -262,6 +281,7 @@ impl Recorder {
             a.count += b.count;
             a.errors += b.errors;
             a.latency.add(&b.latency).expect("same bounds");
+            a.latency_errors.add(&b.latency_errors).expect("same bounds");
             if self.open_model {
                 a.latency_uncorrected.add(&b.latency_uncorrected).expect("same bounds");
             }
@@ -341,6 +361,7 @@ impl Recorder {
                     errors: r.errors,
                     latency: Latency(r.latency),
                     latency_uncorrected,
+                    latency_errors: Latency(r.latency_errors),
                     header_counts,
                 },
             );

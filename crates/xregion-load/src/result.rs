@@ -96,11 +96,15 @@ pub struct RequestStats {
     pub count: u64,
     /// Of which failed.
     pub errors: u64,
-    /// Latency of answered requests, µs. Open model: from the intended start (corrected); closed model: from the
-    /// send.
+    /// Latency of every completed request, answered or failed (like k6's `http_req_duration`: a timed-out request
+    /// counts its full wait, so timeouts raise the percentiles), µs. Open model: from the intended start
+    /// (corrected); closed model: from the send. The headline percentiles and latency thresholds use it.
     pub latency: Latency,
     /// Latency from the actual send, µs; equal to `latency` in the closed model.
     pub latency_uncorrected: Latency,
+    /// The failed requests of `latency` alone (4xx/5xx responses, connect errors, timeouts, protocol errors), µs.
+    #[serde(default)]
+    pub latency_errors: Latency,
     /// For each captured header, the count of each value (`other` past the distinct-value bound).
     pub header_counts: BTreeMap<String, BTreeMap<String, u64>>,
 }
@@ -116,7 +120,8 @@ pub struct Window {
     pub errors: u64,
     /// Completed requests per second.
     pub throughput_per_s: f64,
-    /// Corrected latency percentiles of the requests completed in the window, ms (0 without responses).
+    /// Corrected latency percentiles of the requests completed in the window, failed ones included, ms (0 without
+    /// requests).
     pub latency_ms_p50: f64,
     /// 95th percentile, ms.
     pub latency_ms_p95: f64,
@@ -136,7 +141,7 @@ pub struct PhaseStats {
     pub requests: u64,
     /// Of which failed.
     pub errors: u64,
-    /// Latency of the requests completed in the phase (corrected in the open model), µs.
+    /// Latency of the requests completed in the phase, failed ones included (corrected in the open model), µs.
     pub latency: Latency,
 }
 
@@ -160,6 +165,9 @@ pub struct LoadResult {
     pub workers: u32,
     /// Requests completed (answered or failed).
     pub requests: u64,
+    /// Requests per second over `duration_s`.
+    #[serde(default)]
+    pub requests_per_s: RequestRates,
     /// Failed requests by kind.
     pub errors: ErrorCounts,
     /// Responses by status code.
@@ -192,6 +200,15 @@ pub struct LoadResult {
     /// The plan's phases by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub phases: BTreeMap<String, PhaseStats>,
+}
+
+/// Requests per second, of successful requests and of all.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct RequestRates {
+    /// Successful requests (a response below 400) per second.
+    pub ok: f64,
+    /// Completed requests, successful or failed, per second (what `rps` thresholds judge).
+    pub total: f64,
 }
 
 /// The outcome of one threshold.
@@ -246,7 +263,7 @@ impl Percentiles {
 }
 
 impl LoadResult {
-    /// Corrected latency of every request name together.
+    /// Corrected latency of every request name together, failed requests included.
     pub fn latency_all(&self) -> Histogram<u64> {
         let mut h = new_histogram();
         for s in self.per_request.values() {
@@ -280,9 +297,24 @@ impl LoadResult {
         }
     }
 
-    /// Requests per second over the run.
+    /// Requests per second over the run, failed ones included.
     pub fn rps(&self) -> f64 {
         if self.duration_s > 0.0 { self.requests as f64 / self.duration_s } else { 0.0 }
+    }
+
+    /// Successful requests (a response below 400) per second over the run.
+    pub fn rps_ok(&self) -> f64 {
+        let ok = self.requests.saturating_sub(self.errors.total());
+        if self.duration_s > 0.0 { ok as f64 / self.duration_s } else { 0.0 }
+    }
+
+    /// Failed requests of every request name together (their latencies).
+    pub fn latency_errors_all(&self) -> Histogram<u64> {
+        let mut h = new_histogram();
+        for s in self.per_request.values() {
+            h.add(&s.latency_errors.0).expect("histograms share bounds");
+        }
+        h
     }
 
     /// Whether every threshold passed (true without thresholds).

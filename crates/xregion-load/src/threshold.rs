@@ -270,6 +270,7 @@ mod tests {
                 errors: 3,
                 latency: Latency(h.clone()),
                 latency_uncorrected: Latency(h),
+                latency_errors: Latency::default(),
                 header_counts: Default::default(),
             },
         );

@@ -13,6 +13,9 @@ use xregion_load::{Executor, LoadResult, Percentiles, Plan, RequestSpec, Thresho
 const CONNECTIONS_DEFAULT: u32 = 50;
 /// In-flight iterations allowed per connection in the open model when `--max-in-flight` is not given.
 const IN_FLIGHT_PER_CONNECTION: u32 = 100;
+/// A run ends with an error when no connection has opened this long after its start (a wrong port, a server
+/// not up): a result of connect errors alone measures nothing.
+const NO_CONNECTION_ABORT_MS: u64 = 3_000;
 
 /// Arguments of `xregion load`.
 #[derive(Debug, clap::Args)]
@@ -66,7 +69,7 @@ pub struct LoadArgs {
     #[arg(long)]
     pub allow_remote: bool,
     /// PEM file of the CA an `https://` target's certificate must chain to (TLS 1.3 only).
-    #[arg(long)]
+    #[arg(long, visible_alias = "ca-file")]
     pub ca: Option<std::path::PathBuf>,
     /// Print the full result as JSON instead of the summary.
     #[arg(long)]
@@ -118,6 +121,7 @@ impl LoadArgs {
             allow_remote: self.allow_remote,
             ca_file: self.ca.clone(),
             phases: Vec::new(),
+            no_connection_abort_ms: Some(NO_CONNECTION_ABORT_MS),
         })
     }
 }
@@ -149,7 +153,7 @@ pub fn summary(plan: &Plan, r: &LoadResult) -> String {
     };
     let _ = writeln!(s, "Summary ({model}, {} workers):", r.workers);
     let _ = writeln!(s, "  Requests      {} in {:.2} s", r.requests, r.duration_s);
-    let _ = writeln!(s, "  Requests/s    {:.1}", r.rps());
+    let _ = writeln!(s, "  Requests/s    {:.1} successful, {:.1} in all", r.requests_per_s.ok, r.requests_per_s.total);
     let e = &r.errors;
     let _ = writeln!(
         s,
@@ -189,6 +193,11 @@ pub fn summary(plan: &Plan, r: &LoadResult) -> String {
     {
         s.push_str(&row("uncorrected", p));
     }
+    let failed = r.latency_errors_all();
+    if !failed.is_empty() {
+        s.push_str(&row("failed only", Percentiles::of(&failed)));
+    }
+    let _ = writeln!(s, "  (every request counts, failed ones too: a timeout counts its full wait)");
     for (name, stats) in &r.per_request {
         for (header, values) in &stats.header_counts {
             let list: Vec<String> = values.iter().map(|(v, n)| format!("{v}: {n}")).collect();

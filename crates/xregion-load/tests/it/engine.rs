@@ -24,6 +24,7 @@ fn plan(targets: Vec<RequestSpec>, executor: Executor) -> Plan {
         allow_remote: false,
         ca_file: None,
         phases: Vec::new(),
+        no_connection_abort_ms: None,
     }
 }
 
@@ -184,6 +185,10 @@ fn connect_errors_and_remote_guard() {
     let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let r = run_plan(&plan(vec![spec("dead", format!("http://{addr}/"))], vus(1, 100))).unwrap();
     assert!(r.errors.connect > 0 && r.errors.connect == r.requests, "{:?}", r.errors);
+    // Connects back off 10 ms doubling (10 + 20 + 40 ms fit in 100 ms): a few attempts, not thousands.
+    assert!(r.errors.connect <= 5, "{} connect attempts in 100 ms: no backoff", r.errors.connect);
+    assert_eq!(r.per_request["dead"].latency_errors.0.len(), r.requests);
+    assert_eq!(r.requests_per_s.ok, 0.0);
     let e = run_plan(&plan(vec![spec("far", "http://192.0.2.7/".into())], vus(1, 100))).unwrap_err();
     assert!(matches!(e, LoadError::RemoteTarget { .. }), "{e}");
 }
@@ -236,4 +241,48 @@ fn phases_split_one_run() {
     assert_eq!(first.errors + rest.errors, 0);
     p.phases.push(xregion_load::plan::Phase { name: "first".into(), from_ms: 1, to_ms: 2 });
     assert!(matches!(run_plan(&p), Err(LoadError::InvalidPlan(_))), "a duplicate phase name is refused");
+}
+
+// Goal: a request that times out keeps its latency (the full wait) in the histogram the headline percentiles use,
+// so timeouts raise the percentiles; the failed requests also have their own histogram, and count in the error
+// rate. Method: every 10th request is answered 400 ms late against a 100 ms timeout: about 10 % time out, so
+// the P95 of all requests is at least the timeout while the P95 of the answered ones stays far below it.
+#[test]
+fn a_timeout_raises_the_percentiles() {
+    let s = server::start(Behaviour { slow_every: Some((10, Duration::from_millis(400))), ..Default::default() });
+    let mut p = plan(vec![spec("root", format!("http://{}/", s.addr))], vus(2, 1_000));
+    p.request_timeout_ms = 100;
+    p.thresholds = vec!["p95 < 100ms".parse().unwrap(), "error_rate < 5%".parse().unwrap()];
+    let r = run_plan(&p).unwrap();
+    assert!(r.errors.timeout >= 5, "{:?}", r.errors);
+    assert_eq!(r.errors.total(), r.errors.timeout, "{:?}", r.errors);
+    let stats = &r.per_request["root"];
+    assert_eq!(stats.latency.0.len(), r.requests, "every request, failed ones too, has a latency");
+    assert_eq!(stats.latency_errors.0.len(), r.errors.timeout);
+    // A timed-out request waited the whole timeout.
+    assert!(stats.latency_errors.0.min() >= 100_000, "timeout latency {} us", stats.latency_errors.0.min());
+    let all = r.percentiles(None).unwrap();
+    assert!(all.p95 >= 100.0, "P95 {} ms does not count the timeouts", all.p95);
+    let mut ok = stats.latency.0.clone();
+    ok.subtract(&stats.latency_errors.0).unwrap();
+    let ok_p95 = ok.value_at_quantile(0.95) as f64 / 1000.0;
+    assert!(ok_p95 < 50.0, "answered requests' P95 {ok_p95} ms");
+    // Both thresholds see the timeouts: the P95 and the error rate (about 10 %).
+    assert!(r.thresholds.iter().all(|t| !t.pass), "{:?}", r.thresholds);
+    assert!(r.requests_per_s.total > r.requests_per_s.ok && r.requests_per_s.ok > 0.0, "{:?}", r.requests_per_s);
+}
+
+// Goal: with `no_connection_abort_ms`, a run at a closed port ends early with `NoConnection`, naming the address and
+// the reason in words.
+#[test]
+fn a_run_that_never_connects_ends_early() {
+    let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let mut p = plan(vec![spec("dead", format!("http://{addr}/"))], vus(8, 30_000));
+    p.no_connection_abort_ms = Some(500);
+    let t = std::time::Instant::now();
+    let e = run_plan(&p).unwrap_err();
+    assert!(t.elapsed() < Duration::from_secs(5), "gave up after {:?}", t.elapsed());
+    let msg = e.to_string();
+    assert!(matches!(e, LoadError::NoConnection { .. }), "{msg}");
+    assert!(msg.starts_with(&format!("no connection to {addr} succeeded within 0.5 s: connection refused")), "{msg}");
 }

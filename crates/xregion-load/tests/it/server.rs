@@ -17,6 +17,8 @@ pub struct Behaviour {
     /// Stall: `(period, stall)`: from the first request on, requests arriving in the last `stall` of each
     /// `period` are answered only when it ends.
     pub stall: Option<(Duration, Duration)>,
+    /// Slow answers: `(n, delay)`: every n-th request the server receives is answered only after `delay`.
+    pub slow_every: Option<(u64, Duration)>,
 }
 
 /// A running server; it stops when dropped.
@@ -96,7 +98,12 @@ async fn serve(mut s: TcpStream, b: Behaviour, count: Arc<AtomicU64>, first: Arc
         filled -= head_len + body_len;
         let now = Instant::now();
         let t0 = *first.get_or_init(|| now);
-        count.fetch_add(1, Ordering::Relaxed);
+        let nth = count.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Some((n, delay)) = b.slow_every
+            && nth.is_multiple_of(n)
+        {
+            tokio::time::sleep(delay).await;
+        }
         if let Some((period, stall)) = b.stall {
             let p = period.as_secs_f64();
             let t = now.duration_since(t0).as_secs_f64();

@@ -105,9 +105,31 @@ fn load_measures_a_local_server_and_judges_thresholds() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).expect("--json prints JSON");
     assert!(r["requests"].as_u64().unwrap_or(0) > 100, "{r}");
+    // requests_per_s: successful and all; nothing failed here, so both are the requests over the duration.
+    let (ok, total) = (r["requests_per_s"]["ok"].as_f64().unwrap_or(0.0), r["requests_per_s"]["total"].as_f64());
+    let expected = r["requests"].as_f64().unwrap_or(0.0) / r["duration_s"].as_f64().unwrap_or(1.0);
+    assert!(ok > 0.0 && (ok - expected).abs() < 1e-6 * expected && total == Some(ok), "{}", r["requests_per_s"]);
     let o = run_xregion(&["load", &url, "--rate", "200", "--duration", "1s", "--threshold", "p95 < 0ms"], &[], LIMIT);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("Summary (open model"), "{}", text(&o));
+}
+
+/// Goal: `xregion load` at a port nobody listens on ends within a few seconds with one readable sentence (the
+/// address, how long it tried, the reason in words) and exit code 2, instead of spinning on connect errors for the
+/// whole run.
+#[test]
+fn load_at_a_closed_port_ends_with_a_clear_error() {
+    let addr = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr");
+    let t = std::time::Instant::now();
+    let o = run_xregion(&["load", &format!("http://{addr}/"), "--duration", "60s"], &[], LIMIT);
+    let took = t.elapsed();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(took < Duration::from_secs(10), "gave up after {took:?}");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let expected = format!("error: no connection to {addr} succeeded within 3 s: connection refused;");
+    assert!(stderr.starts_with(&expected), "{}", text(&o));
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one sentence: {stderr}");
+    assert!(!stderr.contains("os error") && !stderr.contains('{'), "no Debug output: {stderr}");
 }
 
 /// The (key, value) of every write invoke in `history.jsonl`, per process, in order.

@@ -139,6 +139,7 @@ pub(super) fn plan(
         allow_remote: ctx.config.deployment.kind == crate::config::DeploymentKind::Http,
         ca_file: ctx.config.deployment.tls.ca_file.clone(),
         phases: Vec::new(),
+        no_connection_abort_ms: None,
     })
 }
 
