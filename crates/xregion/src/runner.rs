@@ -169,6 +169,7 @@ pub async fn run_checks(defs: &[CheckDef], ctx: &Ctx, interrupt: impl Future<Out
     // On an all-HTTPS deployment, checks that probe the listeners themselves (TLS) or judge others still run when
     // the probe clients cannot get in, for example because a certificate has expired.
     let https = !ctx.probes.is_empty() && ctx.probes.iter().all(|p| p.endpoint.starts_with("https://"));
+    let watch = crate::drive::watch::SelfWatch::start();
     let mut results: Vec<CheckResult> = Vec::new();
     for def in defs {
         ctx.progress.start_check(def.id);
@@ -181,7 +182,12 @@ pub async fn run_checks(defs: &[CheckDef], ctx: &Ctx, interrupt: impl Future<Out
             match def.run {
                 Run::Judge(judge) => judge(rb, &ctx.config, &results),
                 Run::Measure(measure) => tokio::select! {
-                    r = measure(rb, ctx) => r,
+                    r = async {
+                        let mark = watch.mark();
+                        let mut r = measure(rb, ctx).await;
+                        judge_own_load(&mut r, &watch.since(&mark));
+                        r
+                    } => r,
                     _ = &mut interrupt => {
                         let r = ResultBuilder::new(def, &ctx.config)
                             .finish(Verdict::Error, "interrupted (Ctrl-C or SIGTERM) before the check finished");
@@ -196,6 +202,23 @@ pub async fn run_checks(defs: &[CheckDef], ctx: &Ctx, interrupt: impl Future<Out
         results.push(r);
     }
     (results, false)
+}
+
+/// Attaches the measuring side's own load during a check to its result; a check that failed while the measuring
+/// side was overloaded becomes `error: measurement overloaded (…)`, with the failure it saw kept in its notes.
+fn judge_own_load(r: &mut CheckResult, load: &crate::drive::watch::Load) {
+    r.metrics.insert("measurement.lag_ms_p99".into(), load.lag_p99_ms);
+    r.metrics.insert("measurement.lag_ms_max".into(), load.lag_max_ms);
+    r.metrics.insert("measurement.cpu_pct".into(), load.cpu_pct);
+    if let Some(why) = load.overloaded() {
+        r.notes.push(format!("the measuring side was overloaded during this check: {why}"));
+        if r.verdict == Verdict::Fail {
+            r.notes.push(format!("the failure seen while overloaded: {}", r.summary));
+            r.summary =
+                format!("measurement overloaded ({why}); the failure it saw may be the client's: {}", r.summary);
+            r.verdict = Verdict::Error;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -256,6 +279,28 @@ mod tests {
         assert_eq!(results[0].metrics["answer"], 42.0);
         assert_eq!(results[1].verdict, Verdict::Skipped);
         assert!(results[1].summary.contains("needs a fault injector"), "{}", results[1].summary);
+        assert!(results[0].metrics.contains_key("measurement.lag_ms_p99"), "{:?}", results[0].metrics);
+    }
+
+    /// Goal: a failure seen while the measuring side was overloaded is `error: measurement overloaded`, a pass
+    /// stays a pass, and a failure on a calm client stays a failure.
+    #[test]
+    fn a_failure_on_an_overloaded_client_is_an_error() {
+        use crate::drive::watch::Load;
+        let busy = Load { ticks: 100, lag_p99_ms: 40.0, lag_max_ms: 300.0, cpu_pct: 190.0 };
+        let calm = Load { ticks: 100, lag_p99_ms: 0.5, lag_max_ms: 2.0, cpu_pct: 20.0 };
+        let result =
+            |v: Verdict| ResultBuilder::new(&ANSWER, &crate::config::Config::default()).finish(v, "P99 too high");
+        let mut r = result(Verdict::Fail);
+        judge_own_load(&mut r, &busy);
+        assert_eq!(r.verdict, Verdict::Error);
+        assert!(r.summary.starts_with("measurement overloaded (scheduler lag") && r.summary.contains("P99 too high"));
+        let mut r = result(Verdict::Pass);
+        judge_own_load(&mut r, &busy);
+        assert_eq!(r.verdict, Verdict::Pass);
+        let mut r = result(Verdict::Fail);
+        judge_own_load(&mut r, &calm);
+        assert_eq!(r.verdict, Verdict::Fail);
     }
 
     /// Goal: an interrupt ends the run with the results so far, the check in progress as an error.

@@ -1,6 +1,7 @@
 //! Traffic drivers, once each: the pacing loop (`pace`), the writer loops (`write`), routed clients (`routed`),
 //! the waits for health (`health`) and convergence (`converge`), the run's seeded randomness (`seed`) and wall
-//! time (`clock`). Checks and commands compose these; none of them has a loop of its own for these jobs.
+//! time (`clock`), and the measuring side's watch on itself (`watch`). Checks and commands compose these; none of
+//! them has a loop of its own for these jobs.
 
 pub mod clock;
 pub mod converge;
@@ -8,6 +9,7 @@ pub mod health;
 pub mod pace;
 pub mod routed;
 pub mod seed;
+pub mod watch;
 pub mod write;
 
 /// Locks a mutex whose holder may have panicked: the data is still what the drivers recorded.

@@ -119,11 +119,11 @@ mod tests {
     fn error_rate_condition() {
         let cfg = Stop { error_rate_pct: Some(50.0), error_rate_for_s: 2.0, ..Stop::default() };
         let w = watch(cfg);
-        // 100 requests over 2 s after a fault at 1000 ms, 60% failing.
+        // 100 requests over 2 s from a fault at 1000 ms, 60% failing; the window (1000, 3000] holds 99.
         let a = attempts(1000.0, 100, 20.0, |i| i % 5 < 2);
         assert_eq!(w.holds(&a, 1000.0, 2500.0), None, "window not full yet");
         let why = w.holds(&a, 1000.0, 3000.0).expect("60% > 50%");
-        assert!(why.contains("60.0%") && why.contains("stop.error_rate_pct = 50"), "{why}");
+        assert!(why.contains("60.6% (60 of 99)") && why.contains("stop.error_rate_pct = 50"), "{why}");
         let fine = attempts(1000.0, 100, 20.0, |i| i % 5 < 3);
         assert_eq!(w.holds(&fine, 1000.0, 3000.0), None, "40% is below 50%");
         let few = attempts(1000.0, 10, 200.0, |_| false);
