@@ -85,6 +85,9 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         shared: Shared::default(),
         selected: defs.iter().map(|d| d.id).collect(),
     };
+    if let Some(t) = crate::suites::performance::timeline_text(&ctx.config, ctx.profile, &ctx.selected) {
+        ctx.progress.line(&format!("[xregion] load checks: {t}"));
+    }
     let (checks, was_interrupted) = run_checks(&defs, &ctx, interrupted()).await;
     let regions = target.regions.clone();
     let config = target.config.clone();

@@ -13,6 +13,16 @@ pub enum Profile {
     Spec,
 }
 
+impl Profile {
+    /// Its name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Quick => "quick",
+            Profile::Spec => "spec",
+        }
+    }
+}
+
 /// The promises. Defaults are the specification's figures.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

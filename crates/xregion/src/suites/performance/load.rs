@@ -132,6 +132,40 @@ struct Shared {
     phases: Vec<Phase>,
 }
 
+/// What the load checks among `selected` will run, for the console before the run starts: the users, each part
+/// of the timeline and the total, for example `10000 users (spec profile): ramp 5 min 0 s, hold 10 min 0 s, spike
+/// 2 min 20 s; 17 min 20 s of load`. `None` when no load check is selected.
+pub fn timeline_text(config: &crate::config::Config, profile: Profile, selected: &[&str]) -> Option<String> {
+    let has = |id: &str| selected.contains(&id);
+    let (ramp_up, sustained, spike) = (has(RAMP_UP), has(SUSTAINED) || has(AVAILABILITY), has(SPIKE));
+    if !(ramp_up || sustained || spike) {
+        return None;
+    }
+    let users = config.checks.load.users.unwrap_or(match profile {
+        Profile::Quick => QUICK_USERS.min(config.targets.max_concurrent_users as u32).max(1),
+        Profile::Spec => config.targets.max_concurrent_users as u32,
+    });
+    let t = Timeline::of(profile);
+    let scale = config.checks.load.time_scale;
+    let (_, stages, _) = shape(&t, users, scale, ramp_up, sustained, spike);
+    let total_s: f64 = stages.iter().map(|s| s.duration_ms as f64 / 1000.0).sum();
+    let mut parts = Vec::new();
+    if ramp_up || sustained {
+        parts.push(format!("ramp {}", minutes(t.ramp_s * scale)));
+        parts.push(format!("hold {}", minutes((if sustained { t.hold_s } else { t.ramp_hold_s }) * scale)));
+    }
+    if spike {
+        parts.push(format!("spike {}", minutes((2.0 * (t.base_s + t.edge_s) + t.peak_s) * scale)));
+    }
+    Some(format!("{users} users ({} profile): {}; {} of load", profile.name(), parts.join(", "), minutes(total_s)))
+}
+
+/// `5 min 0 s`, `42 s`.
+fn minutes(s: f64) -> String {
+    let s = s.round() as u64;
+    if s >= 60 { format!("{} min {} s", s / 60, s % 60) } else { format!("{s} s") }
+}
+
 /// Runs the load checks' shared run: the parts of the timeline the selected load checks need.
 async fn shared_run(ctx: &Ctx) -> Result<Shared, String> {
     let traffic = ctx.traffic();
@@ -162,7 +196,7 @@ async fn shared_run(ctx: &Ctx) -> Result<Shared, String> {
     )?;
     plan.phases = phases.clone();
     let secs: f64 = stages.iter().map(|s| s.duration_ms as f64 / 1000.0).sum();
-    ctx.progress.phase(&format!("{users} users ({:?} profile) for {secs:.0} s through {base}", ctx.profile));
+    ctx.progress.phase(&format!("{users} users ({} profile) for {secs:.0} s through {base}", ctx.profile.name()));
     let result = run_load(ctx, &plan).await.map_err(|e| format!("the load generator failed: {e}"))?;
     Ok(Shared { result, stages, phases })
 }

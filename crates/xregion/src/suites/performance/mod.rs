@@ -12,6 +12,8 @@ mod cdn;
 mod database;
 mod load;
 
+pub use load::timeline_text;
+
 use crate::check::{CheckDef, Ctx, Needs, ResultBuilder};
 use crate::config::Config;
 use crate::measure;
