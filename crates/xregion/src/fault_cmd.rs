@@ -225,7 +225,20 @@ async fn wait_and_restore(c: &crate::faults::CommandInjector, fault: &ActiveFaul
 pub async fn restore(args: RestoreArgs) -> Result<ExitCode> {
     let injector = target(&args.target)?;
     let health = match &injector {
-        FaultInjector::Lab(l) => Some(l.restore_region(&args.region).await?.health),
+        FaultInjector::Lab(l) => {
+            let health = l.restore_region(&args.region).await?.health;
+            // The lab restarts a region that is down and waits for it; one still down is no restore.
+            if health.starts_with("down") {
+                return Err(Error::Target(format!(
+                    "{} is still {health} after the restore; see its node.log in the lab directory, then run \
+                     `xregion restore {}{}` again",
+                    args.region,
+                    args.region,
+                    args.target.flags()
+                )));
+            }
+            Some(health)
+        }
         _ => {
             injector.restore(&args.region).await?;
             None
