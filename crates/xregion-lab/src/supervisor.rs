@@ -380,7 +380,7 @@ impl Lab {
             Err(_) => {
                 let _ = child.start_kill();
                 let _ = tokio::time::timeout(STOP_GRACE, child.wait()).await;
-                return Err(not_ready(format!("no READY line within {READY_TIMEOUT:?}")));
+                return Err(not_ready(format!("no READY line within {} s", READY_TIMEOUT.as_secs())));
             }
         };
         // Keep reading stdout so a stray write can never block or SIGPIPE the child.

@@ -531,3 +531,46 @@ fn kill_9_is_reported_down_and_restore_restarts_the_region() {
         regions.len()
     );
 }
+
+/// Goal: `xregion restore` never prints "restored" for a region that does not come back: when the crashed
+/// region's node cannot start, the command fails with one sentence naming the region and its log file, and the
+/// region stays reported down with how it crashed. Method: `lab up`; `kill -9` of us-west-2's node; its store file
+/// overwritten with bytes that are not a redb database; `xregion restore us-west-2`.
+#[test]
+fn restore_of_a_region_that_cannot_start_names_it_and_its_log() {
+    let _g = lab_lock();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let tmp = TempDir::new("lab-kill9-broken");
+    let lab = LabUp::start(tmp.path(), ZERO_DELAY_LAB, WAIT_LIMIT);
+    let dir = lab.dir_arg();
+    let victim = "us-west-2";
+    let old_pid = region_of(&lab.record(), victim)["pid"].as_u64().expect("the victim's pid") as u32;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(old_pid as i32), nix::sys::signal::Signal::SIGKILL)
+        .expect("kill -9 the victim's node");
+    let crashed = |s: &serde_json::Value| {
+        region_of(s, victim)["health"].as_str().is_some_and(|h| h.starts_with("down (killed by signal 9 at "))
+    };
+    loop {
+        let (_, status) = json_of(&["status", "--json", "--dir", dir]);
+        if crashed(&status) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "xregion status never showed {victim} killed: {status}");
+        std::thread::sleep(POLL);
+    }
+    std::fs::write(lab.dir().join(victim).join("store.redb"), b"not a redb database").expect("break the store");
+
+    let o = run_xregion(&["restore", victim, "--dir", dir], &[], Duration::from_secs(60));
+    assert_ne!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("restored"), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    let log = lab.dir().join(victim).join("node.log");
+    assert!(
+        err.contains(&format!("region {victim} did not become ready")) && err.contains(&log.display().to_string()),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "one sentence: {err}");
+    let (_, status) = json_of(&["status", "--json", "--dir", dir]);
+    assert!(crashed(&status) && region_of(&status, victim)["pid"].is_null(), "{status}");
+}
