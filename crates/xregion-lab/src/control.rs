@@ -15,6 +15,9 @@
 //! Bearer …`): none or an unknown one gets 401 with `WWW-Authenticate: Bearer`, another principal 403, both as a
 //! JSON `ErrorBody`. The `auth_disabled` defect lets every request through.
 //!
+//! `lab.json` is rewritten whenever a child of the lab exits (the supervisor's task per child tells this server),
+//! so that `xregion lab status` shows a crashed region as down, with how and when, without asking the API.
+//!
 //! A fault with `duration_ms` is restored by a timer task. The timer is cancelled (under the lab's lock) by a
 //! restore or by shutdown, and checks its cancellation again once it holds the lock, so it never restores a
 //! newer fault than its own.
@@ -79,7 +82,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl ControlServer {
     /// Serves the control API for `lab` on 127.0.0.1:0 over HTTPS and writes `DIR/lab.json`.
-    pub async fn start(lab: Lab) -> Result<ControlServer, LabError> {
+    pub async fn start(mut lab: Lab) -> Result<ControlServer, LabError> {
         let cfg = &lab.spec.lab;
         let tls = Pki::load(lab.dir())?.server_config(ROUTER, cfg.tls_min())?;
         let tokens = if cfg.defects.auth_disabled { None } else { Some(Arc::new(Tokens::load(lab.dir())?)) };
@@ -90,6 +93,7 @@ impl ControlServer {
         let url = format!("https://localhost:{}", addr.port());
         let record = lab.record(&url);
         let record_path = LabDir::new(lab.dir()).lab_json();
+        let exits = lab.take_exit_notices();
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner { lab: Some(lab), timers: BTreeMap::new() }),
             url,
@@ -97,6 +101,9 @@ impl ControlServer {
             stop: CancellationToken::new(),
         });
         shared.save_record().await?;
+        if let Some(exits) = exits {
+            tokio::spawn(record_exits(shared.clone(), exits));
+        }
         let app = Router::new()
             .route("/status", get(get_status))
             .route("/regions/{name}/kill", post(post_kill))
@@ -186,6 +193,23 @@ impl Shared {
         crate::spec::write_atomic(&path, &serde_json::to_vec_pretty(&record).unwrap_or_default())?;
         *self.record.lock().unwrap_or_else(|p| p.into_inner()) = record.clone();
         Ok(record)
+    }
+}
+
+/// Rewrites `lab.json` after each child exit until the server stops, so that it never shows a dead child's pid.
+async fn record_exits(shared: Arc<Shared>, mut exits: tokio::sync::mpsc::Receiver<()>) {
+    loop {
+        tokio::select! {
+            _ = shared.stop.cancelled() => return,
+            notice = exits.recv() => match notice {
+                None => return,
+                Some(()) => {
+                    if let Err(e) = shared.save_record().await {
+                        tracing::debug!(error = %e, "cannot update lab.json after a child exited");
+                    }
+                }
+            },
+        }
     }
 }
 

@@ -61,6 +61,36 @@ pub struct RegionRecord {
     pub endpoint: String,
     /// Node pid, if running.
     pub pid: Option<u32>,
+    /// How its node ended, when it crashed (an exit the lab did not cause) and has not been restarted since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit: Option<ProcExit>,
+}
+
+/// How a lab child process ended, as the supervisor's task that waited on it saw it (`child`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcExit {
+    /// `killed by signal 9` or `exited 3`.
+    pub how: String,
+    /// When it was reaped, in ms since the Unix epoch.
+    pub at_ms: u64,
+}
+
+impl ProcExit {
+    /// `killed by signal 9 at 07:31:02 UTC`.
+    pub fn describe(&self) -> String {
+        format!("{} at {}", self.how, hms_utc(self.at_ms))
+    }
+
+    /// `down (killed by signal 9 at 07:31:02 UTC)`: a region's health while its node is down after a crash.
+    pub fn health(&self) -> String {
+        format!("down ({})", self.describe())
+    }
+}
+
+/// `HH:MM:SS UTC` of a time in ms since the Unix epoch.
+pub fn hms_utc(ms: u64) -> String {
+    let s = (ms / 1000) % 86_400;
+    format!("{:02}:{:02}:{:02} UTC", s / 3600, s / 60 % 60, s % 60)
 }
 
 /// What a client of the lab needs to get in: the CA to trust and a token per role, with the principal names the
@@ -231,6 +261,7 @@ mod tests {
             name: name.to_string(),
             endpoint: format!("https://127.0.1.1:{port}"),
             pid: Some(pid),
+            exit: None,
         };
         let record = LabRecord {
             supervisor_pid: pid,

@@ -9,6 +9,9 @@
 //! - `latency`: `Delay(base one-way + extra)` on the chosen links (the fault rule replaces the base delay, since
 //!   the first rule that does not pass wins). Restore: the links pass.
 //!
+//! A restore also brings back a region whose node crashed without any fault (a `kill -9` from outside): the node
+//! restarts from its store on the same ports, exactly as after a `complete` fault.
+//!
 //! Each fault remembers what it did (`Effects`). A link can be claimed by two faults (a region's outbound link
 //! is its peer's inbound one), so the fault rule a link carries is always recomputed from every fault in force:
 //! the most severe rule wins (`Refuse`, then `Drop`, then the longest delay), and `Pass` when none claims it.
@@ -16,6 +19,7 @@
 //! `fault_plan`; this module carries it out on a running `Lab`.
 
 use crate::LabError;
+use crate::dir::ProcExit;
 use crate::fault_plan::{Effects, InForce, LinkKey, fault_links, link_rule, plan_effects};
 use crate::http_client::{Client, health_of};
 use crate::supervisor::{CONTROL_TIMEOUT, Lab};
@@ -36,14 +40,16 @@ pub struct FaultTarget {
     pid: Option<u32>,
     /// The fault in force, if any.
     fault: Option<ActiveFault>,
+    /// How the node ended, when it crashed (an exit the lab did not cause) and has not been restarted.
+    crash: Option<ProcExit>,
 }
 
 /// Checks every target's health (concurrently, each bounded by `HEALTH_TIMEOUT`); a region without a running
-/// node is `down` without asking.
+/// node is `down` without asking, with how its node ended when it crashed (`down (killed by signal 9 at …)`).
 pub async fn check_targets(client: &Client, targets: Vec<FaultTarget>) -> FaultStatus {
     let checks = targets.into_iter().map(|t| async move {
         let health = match t.pid {
-            None => "down".to_string(),
+            None => t.crash.as_ref().map_or_else(|| "down".to_string(), ProcExit::health),
             Some(_) => health_of(client, t.addr).await,
         };
         RegionFaultStatus { name: t.name, endpoint: format!("https://{}", t.addr), pid: t.pid, health, fault: t.fault }
@@ -120,8 +126,9 @@ impl Lab {
         }
     }
 
-    /// Clears whatever fault `region` has (none is fine), makes sure its node runs and its links carry no rule
-    /// but other regions' faults, and reports the region. On error the fault stays recorded, so that another
+    /// Clears whatever fault `region` has (none is fine), makes sure its node runs (restarting a killed or
+    /// crashed one from its store, and waiting until it is ready) and its links carry no rule but other regions'
+    /// faults, and reports the region. On error the fault stays recorded, so that another
     /// restore tries again.
     pub async fn restore(&mut self, region: &str) -> Result<RegionFaultStatus, LabError> {
         let names = self.region_names();
@@ -160,6 +167,7 @@ impl Lab {
                 addr: ready.http_addr,
                 pid: self.region_pid(&ready.region),
                 fault: self.faults.get(&ready.region).map(|f| f.fault.clone()),
+                crash: self.region_crash(&ready.region),
             })
             .collect()
     }

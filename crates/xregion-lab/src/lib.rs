@@ -8,6 +8,7 @@
 //! layout is known in one place, `dir`, which also opens a running lab's directory for the rest of xregion.
 
 pub mod auth;
+mod child;
 pub mod config;
 pub mod control;
 pub mod crypto;
@@ -31,7 +32,7 @@ pub use config::routing::Routing;
 pub use config::validate::LabConfigError;
 pub use config::{CdnConfig, Defects, LabConfig, NodeConfig, RouterConfig, WanConfig};
 pub use control::{ControlServer, run_foreground};
-pub use dir::{LabCredentials, LabDir, LabDirError, LabRecord, RegionRecord, RunningLab};
+pub use dir::{LabCredentials, LabDir, LabDirError, LabRecord, ProcExit, RegionRecord, RunningLab};
 pub use node::run_node;
 pub use router::info::{RouterReady, TrafficInfo};
 pub use router::run_router;

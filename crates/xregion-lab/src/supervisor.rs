@@ -6,6 +6,10 @@
 //! exit path kills the children: `shutdown` (SIGTERM, then SIGKILL), `Drop` (SIGKILL, for panics and early
 //! returns), and the children's own parent-death signal if the supervisor is SIGKILLed.
 //!
+//! Once ready, each child is watched by its own task (`child::Proc`), so that an exit the lab did not cause (a
+//! `kill -9` from outside, a panic) is noticed at once: the region is then reported `down (killed by signal 9 at
+//! …)` with no pid, the control server rewrites `lab.json`, and a restore restarts the region from its store.
+//!
 //! `xregion lab up` (`control::run_foreground`) serves the control API (`control::ControlServer`, which also
 //! records the lab in `DIR/lab.json`) so that `xregion lab status` / `down` (other processes, `status` and `down`
 //! here) can find and stop it, and fault injectors can fail and restore regions. The faults themselves are in
@@ -32,10 +36,12 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
+use tokio::sync::mpsc;
 use xregion_model::report::RegionInfo;
 
-use crate::dir::{LabRecord, RegionRecord, pid_alive};
+use crate::child::Proc;
+use crate::dir::{LabRecord, ProcExit, RegionRecord, pid_alive};
 
 /// Longest wait at start for every replication stream to connect.
 const REPLICATION_CONNECT_WAIT_MAX: Duration = Duration::from_secs(10);
@@ -52,16 +58,9 @@ pub const DOWN_TIMEOUT: Duration = Duration::from_secs(20);
 const LOG_ENV: &str = "XREGION_LOG";
 /// Longest stdout line read while waiting for readiness.
 const READY_LINE_BYTES_MAX: usize = 64 * 1024;
-
-/// A running child process.
-struct Proc {
-    /// The child; kill_on_drop is set as one more safety net.
-    child: Child,
-    /// Its pid.
-    pid: u32,
-    /// What it is, for messages (`region us-east-1`, `wan`).
-    what: String,
-}
+/// Exit notices waiting for the control server; one pending notice is enough to rewrite `lab.json`, so a full
+/// queue drops the rest.
+const EXIT_NOTICES_MAX: usize = 16;
 
 /// A running lab. Dropping it SIGKILLs every child; call `shutdown` for a clean stop.
 pub struct Lab {
@@ -71,7 +70,7 @@ pub struct Lab {
     exe: PathBuf,
     /// The spec with the ports the nodes bound.
     pub(crate) spec: Spec,
-    /// Node processes by region (None while killed).
+    /// Node processes by region (None while killed by the lab; a crashed one stays, with its exit).
     nodes: BTreeMap<String, Option<Proc>>,
     /// Each region's READY (addresses stay the same across restarts).
     pub(crate) ready: BTreeMap<String, NodeReady>,
@@ -87,6 +86,10 @@ pub struct Lab {
     pub(crate) faults: BTreeMap<String, InForce>,
     /// The lab's own HTTPS client to its processes (the lab's CA, the admin token).
     pub(crate) client: Client,
+    /// Each child's task tells this when its child exits.
+    exited_tx: mpsc::Sender<()>,
+    /// The other end, until the control server takes it to rewrite `lab.json` on every exit.
+    exited_rx: Option<mpsc::Receiver<()>>,
 }
 
 impl Lab {
@@ -101,6 +104,7 @@ impl Lab {
         let client = prepare_security(cfg, &spec)?;
         let dir = LabDir::new(dir);
         spec.save(&dir.spec_file())?;
+        let (exited_tx, exited_rx) = mpsc::channel(EXIT_NOTICES_MAX);
         let mut lab = Lab {
             dir: dir.clone(),
             exe: exe.to_path_buf(),
@@ -113,6 +117,8 @@ impl Lab {
             router_ready: None,
             faults: BTreeMap::new(),
             client,
+            exited_tx,
+            exited_rx: Some(exited_rx),
         };
         // Start the regions concurrently; `lab` owns each as soon as it is ready, so an error kills the rest.
         let starts = spec.regions.iter().map(|r| lab.spawn_node(&r.name));
@@ -190,19 +196,29 @@ impl Lab {
         Some(TrafficInfo::new(ready, &routing))
     }
 
-    /// Pid of the router process.
+    /// Pid of the router process, if it is running.
     pub fn router_pid(&self) -> Option<u32> {
-        self.router.as_ref().map(|p| p.pid)
+        self.router.as_ref().filter(|p| p.running()).map(|p| p.pid)
     }
 
     /// Pid of a region's node, if it is running.
     pub fn region_pid(&self, name: &str) -> Option<u32> {
-        self.nodes.get(name).and_then(|p| p.as_ref()).map(|p| p.pid)
+        self.nodes.get(name).and_then(|p| p.as_ref()).filter(|p| p.running()).map(|p| p.pid)
     }
 
-    /// Pid of the WAN process.
+    /// How a region's node ended when it crashed (an exit the lab did not cause) and has not been restarted.
+    pub fn region_crash(&self, name: &str) -> Option<ProcExit> {
+        self.nodes.get(name)?.as_ref()?.crash()
+    }
+
+    /// Pid of the WAN process, if it is running.
     pub fn wan_pid(&self) -> Option<u32> {
-        self.wan.as_ref().map(|p| p.pid)
+        self.wan.as_ref().filter(|p| p.running()).map(|p| p.pid)
+    }
+
+    /// The notices of child exits, once: the control server rewrites `lab.json` on each.
+    pub(crate) fn take_exit_notices(&mut self) -> Option<mpsc::Receiver<()>> {
+        self.exited_rx.take()
     }
 
     /// SIGKILLs a region's node and reaps it (a crash, as far as the region can tell).
@@ -210,24 +226,34 @@ impl Lab {
         if !self.nodes.contains_key(name) {
             return Err(self.unknown(name));
         }
+        if self.region_pid(name).is_none() {
+            let why = self.region_crash(name).map_or_else(String::new, |c| format!(": its node {}", c.describe()));
+            return Err(LabError::State(format!("region {name} is not running{why}")));
+        }
         let Some(mut proc) = self.nodes.get_mut(name).and_then(Option::take) else {
             return Err(LabError::State(format!("region {name} is not running")));
         };
-        let _ = proc.child.start_kill();
-        match tokio::time::timeout(STOP_GRACE, proc.child.wait()).await {
-            Ok(Ok(status)) => tracing::info!(region = name, pid = proc.pid, %status, "region killed"),
-            Ok(Err(e)) => tracing::warn!(region = name, pid = proc.pid, error = %e, "cannot reap killed region"),
-            Err(_) => tracing::warn!(region = name, pid = proc.pid, "killed region did not exit in time"),
+        proc.expect_exit();
+        proc.signal(Signal::SIGKILL);
+        match proc.wait(STOP_GRACE).await {
+            Some(exit) => tracing::info!(region = name, pid = proc.pid, how = %exit.how, "region killed"),
+            None => tracing::warn!(region = name, pid = proc.pid, "killed region did not exit in time"),
         }
         Ok(())
     }
 
-    /// Restarts a killed region from its data on the same address and ports, rewires it, and waits until ready.
+    /// Restarts a killed or crashed region from its data on the same address and ports, rewires it, and waits
+    /// until it is ready (bounded by `READY_TIMEOUT`; the error names the region and its log).
     pub async fn start_region(&mut self, name: &str) -> Result<(), LabError> {
         match self.nodes.get(name) {
             None => return Err(self.unknown(name)),
-            Some(Some(_)) => return Err(LabError::State(format!("region {name} is already running"))),
-            Some(None) => {}
+            Some(Some(p)) if p.running() => {
+                return Err(LabError::State(format!("region {name} is already running")));
+            }
+            Some(_) => {}
+        }
+        if let Some(crash) = self.region_crash(name) {
+            tracing::info!(region = name, crash = %crash.describe(), "restarting a crashed region from its store");
         }
         let (proc, ready) = self.spawn_node(name).await?;
         let before = self.ready.get(name);
@@ -248,18 +274,16 @@ impl Lab {
         procs.extend(self.nodes.values_mut().filter_map(Option::take));
         procs.extend(self.wan.take());
         for p in &procs {
-            let _ = kill(Pid::from_raw(p.pid as i32), Signal::SIGTERM);
+            p.expect_exit();
+            p.signal(Signal::SIGTERM);
         }
         let mut stuck = Vec::new();
         for mut p in procs {
-            match tokio::time::timeout(STOP_GRACE, p.child.wait()).await {
-                Ok(_) => {}
-                Err(_) => {
-                    tracing::warn!(what = %p.what, pid = p.pid, "did not stop after SIGTERM; killing it");
-                    let _ = p.child.start_kill();
-                    let _ = tokio::time::timeout(STOP_GRACE, p.child.wait()).await;
-                    stuck.push(p.what.clone());
-                }
+            if p.wait(STOP_GRACE).await.is_none() {
+                tracing::warn!(what = %p.what, pid = p.pid, "did not stop after SIGTERM; killing it");
+                p.signal(Signal::SIGKILL);
+                let _ = p.wait(STOP_GRACE).await;
+                stuck.push(p.what.clone());
             }
         }
         tracing::info!(dir = %self.dir.path().display(), "lab stopped");
@@ -356,7 +380,7 @@ impl Lab {
             Err(_) => {
                 let _ = child.start_kill();
                 let _ = tokio::time::timeout(STOP_GRACE, child.wait()).await;
-                return Err(not_ready(format!("no READY line within {READY_TIMEOUT:?}")));
+                return Err(not_ready(format!("no READY line within {} s", READY_TIMEOUT.as_secs())));
             }
         };
         // Keep reading stdout so a stray write can never block or SIGPIPE the child.
@@ -368,7 +392,7 @@ impl Lab {
             }
         });
         tracing::info!(what, pid, "ready");
-        Ok((Proc { child, pid, what: what.to_string() }, json))
+        Ok((Proc::watch(child, pid, what, self.exited_tx.clone()), json))
     }
 
     /// Tells `region` where to dial each peer: the WAN link `region -> peer`.
@@ -426,7 +450,12 @@ impl Lab {
             regions: self
                 .regions()
                 .into_iter()
-                .map(|r| RegionRecord { pid: self.region_pid(&r.name), name: r.name, endpoint: r.endpoint })
+                .map(|r| RegionRecord {
+                    pid: self.region_pid(&r.name),
+                    exit: self.region_crash(&r.name),
+                    name: r.name,
+                    endpoint: r.endpoint,
+                })
                 .collect(),
         }
     }
@@ -449,11 +478,11 @@ fn prepare_security(cfg: &LabConfig, spec: &Spec) -> Result<Client, LabError> {
 impl Drop for Lab {
     fn drop(&mut self) {
         // Last resort (panic, early return, cancelled start): never leave a process behind.
-        let procs =
-            self.nodes.values_mut().filter_map(Option::as_mut).chain(self.wan.as_mut()).chain(self.router.as_mut());
+        // Each child's task would kill it once its `Proc` is dropped, but only if the runtime still runs it.
+        let procs = self.nodes.values().filter_map(Option::as_ref).chain(self.wan.as_ref()).chain(self.router.as_ref());
         for p in procs {
-            let _ = p.child.start_kill();
-            let _ = p.child.try_wait();
+            p.expect_exit();
+            p.kill_now();
         }
     }
 }
@@ -480,12 +509,16 @@ pub struct RegionStatus {
     pub name: String,
     /// Probe-contract base URL.
     pub endpoint: String,
-    /// Node pid, if the supervisor has one running.
+    /// Node pid, if the supervisor has one running (never a pid that is gone).
     pub pid: Option<u32>,
     /// Whether that pid is alive.
     pub process_alive: bool,
-    /// `ok` from `/healthz`, or why the check failed.
+    /// `ok` from `/healthz`, or why the check failed; `down (killed by signal 9 at 07:31:02 UTC)` or
+    /// `down (exited 3 at …)` after a crash, `down` after the lab's own kill.
     pub health: String,
+    /// How its node ended, when it crashed and has not been restarted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit: Option<ProcExit>,
 }
 
 /// What `DIR/lab.json` records, with the messages `lab status` and `lab down` have always given.
@@ -510,12 +543,23 @@ pub async fn status(dir: &Path) -> Result<LabStatus, LabError> {
     let checks = record.regions.iter().map(|r| async move {
         let process_alive = r.pid.is_some_and(pid_alive);
         let addr = r.endpoint.strip_prefix("https://").and_then(|a| a.parse::<SocketAddr>().ok());
-        let health = match (addr, client) {
-            (None, _) => format!("bad endpoint {}", r.endpoint),
-            (Some(_), Err(e)) => format!("cannot check: {e}"),
-            (Some(addr), Ok(client)) => crate::http_client::health_of(client, addr).await,
+        // A region without a live process is down, said without asking it (which would only fail to connect).
+        let health = match (&r.exit, r.pid, addr, client) {
+            (Some(exit), _, _, _) => exit.health(),
+            (None, None, _, _) => "down".to_string(),
+            (None, Some(_), _, _) if !process_alive => "down (its process is gone)".to_string(),
+            (None, Some(_), None, _) => format!("bad endpoint {}", r.endpoint),
+            (None, Some(_), Some(_), Err(e)) => format!("cannot check: {e}"),
+            (None, Some(_), Some(addr), Ok(client)) => crate::http_client::health_of(client, addr).await,
         };
-        RegionStatus { name: r.name.clone(), endpoint: r.endpoint.clone(), pid: r.pid, process_alive, health }
+        RegionStatus {
+            name: r.name.clone(),
+            endpoint: r.endpoint.clone(),
+            pid: r.pid.filter(|_| process_alive),
+            process_alive,
+            health,
+            exit: r.exit.clone(),
+        }
     });
     let regions = futures::future::join_all(checks).await;
     Ok(LabStatus {

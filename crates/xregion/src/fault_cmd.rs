@@ -225,7 +225,20 @@ async fn wait_and_restore(c: &crate::faults::CommandInjector, fault: &ActiveFaul
 pub async fn restore(args: RestoreArgs) -> Result<ExitCode> {
     let injector = target(&args.target)?;
     let health = match &injector {
-        FaultInjector::Lab(l) => Some(l.restore_region(&args.region).await?.health),
+        FaultInjector::Lab(l) => {
+            let health = l.restore_region(&args.region).await?.health;
+            // The lab restarts a region that is down and waits for it; one still down is no restore.
+            if health.starts_with("down") {
+                return Err(Error::Target(format!(
+                    "{} is still {health} after the restore; see its node.log in the lab directory, then run \
+                     `xregion restore {}{}` again",
+                    args.region,
+                    args.region,
+                    args.target.flags()
+                )));
+            }
+            Some(health)
+        }
         _ => {
             injector.restore(&args.region).await?;
             None
@@ -251,7 +264,9 @@ pub async fn status(args: StatusArgs) -> Result<ExitCode> {
 /// The status as a table.
 fn render(report: &StatusReport) -> String {
     let mut out = String::new();
-    out.push_str(&format!("{:<16} {:<28} {:<8} {:<12} fault\n", "region", "endpoint", "pid", "health"));
+    // A down region's health says how and when its process ended, wider than `ok`: the column fits the widest.
+    let hw = report.status.regions.iter().map(|r| r.health.chars().count()).fold(12, usize::max);
+    out.push_str(&format!("{:<16} {:<28} {:<8} {:<hw$} fault\n", "region", "endpoint", "pid", "health"));
     for r in &report.status.regions {
         let pid = r.pid.map_or_else(|| "-".to_string(), |p| p.to_string());
         let fault = match &r.fault {
@@ -264,7 +279,7 @@ fn render(report: &StatusReport) -> String {
                 s
             }
         };
-        out.push_str(&format!("{:<16} {:<28} {:<8} {:<12} {fault}\n", r.name, r.endpoint, pid, r.health));
+        out.push_str(&format!("{:<16} {:<28} {:<8} {:<hw$} {fault}\n", r.name, r.endpoint, pid, r.health));
     }
     if let Some(text) = &report.status_command_output {
         out.push_str("status command:\n");
@@ -289,5 +304,31 @@ mod tests {
         assert!(parse_duration("0s").is_err());
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+    }
+
+    /// Goal: a crashed region's long health keeps the fault column aligned; method: render two regions and
+    /// compare where the fault column starts on every line.
+    #[test]
+    fn status_columns_fit_a_crash() {
+        use xregion_model::fault::{FaultStatus, RegionFaultStatus};
+        let region = |name: &str, pid, health: &str| RegionFaultStatus {
+            name: name.into(),
+            endpoint: "https://127.0.1.1:4000".into(),
+            pid,
+            health: health.into(),
+            fault: None,
+        };
+        let crashed = "down (killed by signal 9 at 07:31:02 UTC)";
+        let report = StatusReport {
+            status: FaultStatus {
+                regions: vec![region("us-east-1", Some(42), "ok"), region("us-west-2", None, crashed)],
+            },
+            status_command_output: None,
+        };
+        let text = render(&report);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[2].contains(&format!(" -        {crashed} -")), "{text}");
+        let fault_at: Vec<usize> = lines.iter().map(|l| l.rfind(" -").or_else(|| l.rfind(" fault")).unwrap()).collect();
+        assert!(fault_at.windows(2).all(|w| w[0] == w[1]), "{text}");
     }
 }

@@ -22,11 +22,14 @@ pub enum LabCommand {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
-    /// Show the running lab's regions and their health.
+    /// Show the running lab's regions and their health (a crashed region: how and when its process ended).
     Status {
         /// Lab data directory.
         #[arg(long, default_value = DEFAULT_LAB_DIR)]
         dir: PathBuf,
+        /// Print the status as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Stop the running lab and wait until every process is gone.
     Down {
@@ -73,16 +76,19 @@ pub async fn run(command: LabCommand) -> anyhow::Result<ExitCode> {
             xregion_lab::run_foreground(&cfg, &dir, &exe).await?;
             Ok(ExitCode::SUCCESS)
         }
-        LabCommand::Status { dir } => {
+        LabCommand::Status { dir, json } => {
             let status = xregion_lab::status(&dir).await?;
-            let state = if status.supervisor_alive { "running" } else { "NOT running (stale lab.json)" };
-            println!("lab in {}: {state}, supervisor pid {}", status.dir.display(), status.supervisor_pid);
-            println!("control {}", status.control_url);
-            let mut all_ok = status.supervisor_alive;
-            for r in &status.regions {
-                let pid = r.pid.map_or_else(|| "-".to_string(), |p| p.to_string());
-                println!("  {:<16} {:<28} pid {:<8} {}", r.name, r.endpoint, pid, r.health);
-                all_ok &= r.health == "ok";
+            let all_ok = status.supervisor_alive && status.regions.iter().all(|r| r.health == "ok");
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status).context("cannot write the status as JSON")?);
+            } else {
+                let state = if status.supervisor_alive { "running" } else { "NOT running (stale lab.json)" };
+                println!("lab in {}: {state}, supervisor pid {}", status.dir.display(), status.supervisor_pid);
+                println!("control {}", status.control_url);
+                for r in &status.regions {
+                    let pid = r.pid.map_or_else(|| "-".to_string(), |p| p.to_string());
+                    println!("  {:<16} {:<28} pid {:<8} {}", r.name, r.endpoint, pid, r.health);
+                }
             }
             Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }

@@ -132,13 +132,86 @@ pub fn await_lab_up(stdout: std::process::ChildStdout, limit: Duration) -> Resul
 /// A client of the lab in `dir`: TLS trusting the lab's CA, with the admin token (plain `http://` URLs, the
 /// WAN's admin API, work too).
 pub fn lab_client(dir: &Path) -> reqwest::Client {
+    lab_client_as(dir, "admin")
+}
+
+/// A client of the lab in `dir` trusting `DIR/pki/ca.pem`, with the token of principal `who` from
+/// `DIR/tokens.json`.
+pub fn lab_client_as(dir: &Path, who: &str) -> reqwest::Client {
     let tls = xregion_load::tls::client_config(Some(&dir.join("pki").join("ca.pem"))).expect("the lab's CA");
     reqwest::Client::builder()
         .use_preconfigured_tls(tls)
-        .default_headers(bearer(dir, "admin"))
+        .default_headers(bearer(dir, who))
         .timeout(Duration::from_secs(10))
         .build()
         .expect("client")
+}
+
+/// A config file whose lab has no WAN delay (tests spend their time on behaviour, not latency).
+pub const ZERO_DELAY_LAB: &str = "[lab]\n[lab.wan]\njitter_ms = 0.0\n[lab.wan.rtt_ms]\n\"us-east-1/us-west-2\" = 0\n\
+     \"us-east-1/eu-west-1\" = 0\n\"us-west-2/eu-west-1\" = 0\n";
+
+/// `xregion lab up` running in the background, stopped with `xregion lab down` on drop (a failed assertion
+/// included), so that no test leaves a lab behind.
+pub struct LabUp {
+    /// The lab directory.
+    dir: PathBuf,
+    /// The `lab up` process.
+    child: std::process::Child,
+}
+
+impl LabUp {
+    /// Starts `xregion lab up --config CONFIG --dir DIR` with `config` as the file's text, and waits (bounded by
+    /// `limit`) until it has printed its control URL.
+    pub fn start(root: &Path, config: &str, limit: Duration) -> LabUp {
+        let dir = root.join("lab");
+        let config_file = root.join("xregion.toml");
+        std::fs::write(&config_file, config).expect("config");
+        let mut child = Command::new(exe())
+            .args(["lab", "up", "--config"])
+            .arg(&config_file)
+            .arg("--dir")
+            .arg(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn lab up");
+        let stdout = child.stdout.take().expect("stdout");
+        let up = LabUp { dir, child };
+        if let Err(e) = await_lab_up(stdout, limit) {
+            panic!("{e}");
+        }
+        up
+    }
+
+    /// The lab directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The lab directory as a command-line argument.
+    pub fn dir_arg(&self) -> &str {
+        self.dir.to_str().expect("a UTF-8 temp path")
+    }
+
+    /// `DIR/lab.json` as JSON.
+    pub fn record(&self) -> serde_json::Value {
+        let bytes = std::fs::read(self.dir.join("lab.json")).expect("lab.json");
+        serde_json::from_slice(&bytes).expect("lab.json is JSON")
+    }
+}
+
+impl Drop for LabUp {
+    fn drop(&mut self) {
+        let _ = Command::new(exe()).args(["lab", "down", "--dir"]).arg(&self.dir).output();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// The `Authorization` header of the lab principal `who`.

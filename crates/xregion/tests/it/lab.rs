@@ -5,7 +5,10 @@
 //! Every wait is bounded and waits on a condition (readiness, a value appearing), never on a fixed sleep; no
 //! test asserts a timing.
 
-use crate::common::{TempDir, await_lab_up, bearer, exe, lab_client as client, lab_lock};
+use crate::common::{
+    LabUp, TempDir, ZERO_DELAY_LAB, await_lab_up, bearer, exe, lab_client as client, lab_client_as, lab_lock,
+    run_xregion, text,
+};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -341,4 +344,233 @@ fn lab_up_status_down_leaves_no_process() {
     let status =
         Command::new(exe()).args(["lab", "status", "--dir", lab_dir.to_str().unwrap()]).output().expect("status");
     assert!(!status.status.success());
+}
+
+/// The region named `name` in a status's `regions`.
+fn region_of<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    status["regions"].as_array().expect("regions").iter().find(|r| r["name"] == name).expect("region in status")
+}
+
+/// `xregion ARGS…` whose stdout is JSON, with its exit code.
+fn json_of(args: &[&str]) -> (Option<i32>, serde_json::Value) {
+    let o = run_xregion(args, &[], Duration::from_secs(30));
+    let json =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{args:?} printed no JSON ({e}): {}", text(&o)));
+    (o.status.code(), json)
+}
+
+/// Whether the router's status says `region` gets traffic.
+async fn router_healthy(c: &reqwest::Client, router_status: &str, region: &str) -> bool {
+    let status: serde_json::Value =
+        c.get(router_status).send().await.expect("router status").json().await.expect("router status is JSON");
+    region_of(&status, region)["healthy"].as_bool().expect("healthy is a bool")
+}
+
+/// Goal (issue #12 item 3, a lab that watches its processes): a region's node killed with `kill -9` from outside
+/// the lab is noticed by the supervisor; `xregion status` and `xregion lab status` (text and JSON) show it
+/// `down (killed by signal 9 at …)` with no pid and no connection error; the router ejects it; `xregion restore`
+/// restarts it from its store, and once it answers, every write acknowledged before, during and after the outage
+/// is readable with its value in every region. Method: `lab up` with no WAN delay; one writer per region with the
+/// writer token (DIR/tokens.json) and the lab's CA, recording each acknowledged key and value; SIGKILL of
+/// us-west-2's pid from lab.json; bounded polls of both status commands and of the router's status; restore;
+/// more writes; then scans of every region until no acknowledged write is missing. One deadline (60 s) bounds
+/// every wait.
+#[test]
+fn kill_9_is_reported_down_and_restore_restarts_the_region() {
+    let _g = lab_lock();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let tmp = TempDir::new("lab-kill9");
+    let lab = LabUp::start(tmp.path(), ZERO_DELAY_LAB, WAIT_LIMIT);
+    let dir = lab.dir_arg();
+    let victim = "us-west-2";
+    let record = lab.record();
+    let regions: Vec<(String, String)> = record["regions"]
+        .as_array()
+        .expect("regions")
+        .iter()
+        .map(|r| (r["name"].as_str().expect("name").to_string(), r["endpoint"].as_str().expect("endpoint").to_string()))
+        .collect();
+    let old_pid = region_of(&record, victim)["pid"].as_u64().expect("the victim's pid") as u32;
+    let router_status = record["traffic"]["router_status"].as_str().expect("the router's status URL").to_string();
+    let writer = lab_client_as(lab.dir(), "writer");
+    let admin = client(lab.dir());
+
+    let rt = runtime();
+    let acked: Acked = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked_count = Arc::new(AtomicU64::new(0));
+    let mut writers = Vec::new();
+    for (name, endpoint) in &regions {
+        let (c, acked, stop, ok) = (writer.clone(), acked.clone(), stop.clone(), acked_count.clone());
+        let (name, endpoint) = (name.clone(), endpoint.clone());
+        writers.push(rt.spawn(async move {
+            // Bounded: at most this many writes per writer.
+            for i in 0..20_000u32 {
+                if stop.load(Ordering::Acquire) {
+                    break;
+                }
+                let (key, value) = (format!("it/kill9/{name}/{i}"), format!("{name}-{i}"));
+                match put(&c, &endpoint, &key, &value).await {
+                    Ok(rec) => {
+                        acked.lock().unwrap().insert(key, (value, rec.version));
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                    // The region is down: back off a little instead of spinning.
+                    Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                }
+            }
+        }));
+    }
+    let wait_acked = |n: u64, when: &str| {
+        while acked_count.load(Ordering::Relaxed) < n {
+            assert!(Instant::now() < deadline, "writers stalled below {n} acknowledged writes {when}");
+            std::thread::sleep(POLL);
+        }
+    };
+    wait_acked(300, "before the kill");
+    let victim_prefix = format!("it/kill9/{victim}/");
+    let victim_before = acked.lock().unwrap().keys().filter(|k| k.starts_with(&victim_prefix)).count();
+    assert!(victim_before > 0, "no write to {victim} was acknowledged before the kill");
+
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(old_pid as i32), nix::sys::signal::Signal::SIGKILL)
+        .expect("kill -9 the victim's node");
+    let expected_health = "down (killed by signal 9 at ";
+    let status = loop {
+        let (code, status) = json_of(&["status", "--json", "--dir", dir]);
+        assert_eq!(code, Some(0), "{status}");
+        if region_of(&status, victim)["health"].as_str().is_some_and(|h| h.starts_with(expected_health)) {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "xregion status never showed {victim} killed: {status}");
+        std::thread::sleep(POLL);
+    };
+    let r = region_of(&status, victim);
+    assert!(r["pid"].is_null() && r["fault"].is_null(), "{status}");
+    assert!(!pid_alive(old_pid), "{old_pid} still runs");
+
+    // `lab status` reads lab.json, which the supervisor rewrites when a child exits.
+    let (code, status) = json_of(&["lab", "status", "--json", "--dir", dir]);
+    assert_eq!(code, Some(1), "a down region is not a healthy lab: {status}");
+    let r = region_of(&status, victim);
+    assert!(r["health"].as_str().is_some_and(|h| h.starts_with(expected_health)), "{status}");
+    assert_eq!((&r["pid"], &r["exit"]["how"]), (&serde_json::Value::Null, &serde_json::json!("killed by signal 9")));
+    let o = run_xregion(&["lab", "status", "--dir", dir], &[], Duration::from_secs(30));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let line = out.lines().find(|l| l.contains(victim)).unwrap_or_else(|| panic!("no {victim} line: {}", text(&o)));
+    assert!(line.contains("pid -") && line.contains(expected_health), "{line}");
+    for raw in ["os error", "cannot connect", "Connection refused", &old_pid.to_string()] {
+        assert!(!out.contains(raw), "lab status shows {raw:?}: {out}");
+    }
+
+    // The router's health checks see the outage: the node's port is closed, so it ejects the region.
+    rt.block_on(async {
+        while router_healthy(&admin, &router_status, victim).await {
+            assert!(Instant::now() < deadline, "the router never ejected {victim}");
+            tokio::time::sleep(POLL).await;
+        }
+    });
+    let during = acked_count.load(Ordering::Relaxed);
+    wait_acked(during + 100, "while the victim is down");
+
+    let o = run_xregion(&["restore", victim, "--dir", dir], &[], Duration::from_secs(60));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains(&format!("{victim}: restored at")) && out.contains("(health ok)"), "{}", text(&o));
+    let (_, status) = json_of(&["status", "--json", "--dir", dir]);
+    let r = region_of(&status, victim);
+    assert_eq!(r["health"], "ok", "{status}");
+    let new_pid = r["pid"].as_u64().expect("the restored region's pid") as u32;
+    assert!(new_pid != old_pid && pid_alive(new_pid), "{status}");
+    let (code, status) = json_of(&["lab", "status", "--json", "--dir", dir]);
+    assert_eq!(code, Some(0), "every region is healthy again: {status}");
+    assert!(region_of(&status, victim)["exit"].is_null(), "{status}");
+    rt.block_on(async {
+        while !router_healthy(&admin, &router_status, victim).await {
+            assert!(Instant::now() < deadline, "the router never took {victim} back");
+            tokio::time::sleep(POLL).await;
+        }
+    });
+    let after = acked_count.load(Ordering::Relaxed);
+    wait_acked(after + 300, "after the restore");
+    stop.store(true, Ordering::Release);
+    rt.block_on(async {
+        for w in writers {
+            w.await.expect("writer");
+        }
+    });
+    let acked = acked.lock().unwrap().clone();
+    let victim_after = acked.keys().filter(|k| k.starts_with(&victim_prefix)).count();
+    assert!(victim_after > victim_before, "no write to {victim} was acknowledged after the restore");
+
+    // Every acknowledged write, with its value, in every region, once replication has caught up (bounded).
+    let missing = rt.block_on(async {
+        loop {
+            let mut missing = BTreeMap::new();
+            for (name, endpoint) in &regions {
+                let view = scan_all(&admin, endpoint).await.expect("scan");
+                let gone: Vec<&String> = acked
+                    .iter()
+                    .filter(|(k, (v, _))| view.get(*k).and_then(|(got, _)| got.as_ref()) != Some(v))
+                    .map(|(k, _)| k)
+                    .collect();
+                if !gone.is_empty() {
+                    missing.insert(name.clone(), (gone.len(), gone.into_iter().take(5).cloned().collect::<Vec<_>>()));
+                }
+            }
+            if missing.is_empty() || Instant::now() >= deadline {
+                return missing;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    assert!(missing.is_empty(), "acknowledged writes missing of {} (count, first keys): {missing:?}", acked.len());
+    eprintln!(
+        "kill -9 test: {} acknowledged writes ({victim_before} to {victim} before the kill, {victim_after} in all), \
+         0 missing in {} regions",
+        acked.len(),
+        regions.len()
+    );
+}
+
+/// Goal: `xregion restore` never prints "restored" for a region that does not come back: when the crashed
+/// region's node cannot start, the command fails with one sentence naming the region and its log file, and the
+/// region stays reported down with how it crashed. Method: `lab up`; `kill -9` of us-west-2's node; its store file
+/// overwritten with bytes that are not a redb database; `xregion restore us-west-2`.
+#[test]
+fn restore_of_a_region_that_cannot_start_names_it_and_its_log() {
+    let _g = lab_lock();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let tmp = TempDir::new("lab-kill9-broken");
+    let lab = LabUp::start(tmp.path(), ZERO_DELAY_LAB, WAIT_LIMIT);
+    let dir = lab.dir_arg();
+    let victim = "us-west-2";
+    let old_pid = region_of(&lab.record(), victim)["pid"].as_u64().expect("the victim's pid") as u32;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(old_pid as i32), nix::sys::signal::Signal::SIGKILL)
+        .expect("kill -9 the victim's node");
+    let crashed = |s: &serde_json::Value| {
+        region_of(s, victim)["health"].as_str().is_some_and(|h| h.starts_with("down (killed by signal 9 at "))
+    };
+    loop {
+        let (_, status) = json_of(&["status", "--json", "--dir", dir]);
+        if crashed(&status) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "xregion status never showed {victim} killed: {status}");
+        std::thread::sleep(POLL);
+    }
+    std::fs::write(lab.dir().join(victim).join("store.redb"), b"not a redb database").expect("break the store");
+
+    let o = run_xregion(&["restore", victim, "--dir", dir], &[], Duration::from_secs(60));
+    assert_ne!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("restored"), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    let log = lab.dir().join(victim).join("node.log");
+    assert!(
+        err.contains(&format!("region {victim} did not become ready")) && err.contains(&log.display().to_string()),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "one sentence: {err}");
+    let (_, status) = json_of(&["status", "--json", "--dir", dir]);
+    assert!(crashed(&status) && region_of(&status, victim)["pid"].is_null(), "{status}");
 }
