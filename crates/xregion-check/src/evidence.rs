@@ -175,9 +175,92 @@ pub fn samples_needed(q: f64) -> u64 {
     ((1.0 - CONFIDENCE).ln() / q.ln()).ceil() as u64
 }
 
+/// Samples expected above a quantile for a sample to estimate it: a P99 needs 500 samples, a P95 100. Below
+/// that, the "P99" is one of the few largest samples, and says more about one hiccup than about the tail.
+pub const TAIL_SAMPLES_MIN: f64 = 5.0;
+
+/// Fewest samples that estimate the `q` quantile (`TAIL_SAMPLES_MIN` expected above it).
+pub fn samples_to_estimate(q: f64) -> u64 {
+    (TAIL_SAMPLES_MIN / (1.0 - q)).ceil() as u64
+}
+
+/// A quantile judged against a limit ("below `limit`"), with what the sample can say.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuantileJudgement {
+    /// The quantile, 0 < q < 1.
+    pub q: f64,
+    /// Samples.
+    pub n: u64,
+    /// The sample quantile.
+    pub estimate: f64,
+    /// Its 95% lower and upper confidence bounds, where the sample has them.
+    pub lower: Option<f64>,
+    /// See `lower`.
+    pub upper: Option<f64>,
+    /// `Some(true)` below the limit, `Some(false)` not, `None` when the sample is too small to estimate it.
+    pub below: Option<bool>,
+}
+
+impl QuantileJudgement {
+    /// `P99 70.8 ms (95% CI 69.1 to 72.4 ms, 600 samples)`.
+    pub fn describe(&self, unit: &str) -> String {
+        let name = format!("P{}", (self.q * 1000.0).round() / 10.0);
+        let ci = match (self.lower, self.upper) {
+            (Some(l), Some(u)) => format!("95% CI {l:.1} to {u:.1} {unit}, "),
+            (Some(l), None) => format!("95% CI from {l:.1} {unit}, "),
+            _ => String::new(),
+        };
+        format!("{name} {:.1} {unit} ({ci}{} samples)", self.estimate, self.n)
+    }
+}
+
+/// Judges "the `q` quantile is below `limit`" from `n` samples, where `value_at_rank(r)` is the `r`-th smallest.
+/// A sample too small to estimate the quantile (`samples_to_estimate`) gives no verdict. Otherwise the
+/// confidence bounds decide where they can (met when the upper bound is below the limit, missed when the lower
+/// one is at or above it), and the sample quantile decides between them: the sample is large enough that a few
+/// outliers do not move it.
+pub fn judge_quantile(n: u64, q: f64, limit: f64, value_at_rank: impl Fn(u64) -> f64) -> QuantileJudgement {
+    let (lo, up) = quantile_ranks(n, q, CONFIDENCE);
+    let estimate = if n == 0 { 0.0 } else { value_at_rank(((q * n as f64).ceil() as u64).clamp(1, n)) };
+    let (lower, upper) = (lo.map(&value_at_rank), up.map(&value_at_rank));
+    let below = if n < samples_to_estimate(q) {
+        None
+    } else if upper.is_some_and(|u| u < limit) {
+        Some(true)
+    } else if lower.is_some_and(|l| l >= limit) {
+        Some(false)
+    } else {
+        Some(estimate < limit)
+    };
+    QuantileJudgement { q, n, estimate, lower, upper, below }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Goal: a quantile needs enough samples to be judged at all; then a few outliers above the limit do not
+    /// fail a P99 whose sample quantile is well below it, and a tail above the limit fails it.
+    #[test]
+    fn quantile_judgement() {
+        let sorted = |v: &mut Vec<f64>| v.sort_by(f64::total_cmp);
+        assert_eq!(samples_to_estimate(0.99), 500);
+        assert_eq!(samples_to_estimate(0.95), 100);
+        let thin = judge_quantile(300, 0.99, 100.0, |_| 10.0);
+        assert_eq!(thin.below, None);
+        let mut v: Vec<f64> = (0..600).map(|i| if i < 3 { 150.0 } else { 70.0 }).collect();
+        sorted(&mut v);
+        let j = judge_quantile(600, 0.99, 100.0, |r| v[(r - 1) as usize]);
+        assert_eq!(j.below, Some(true), "{j:?}");
+        assert!(
+            j.describe("ms").starts_with("P99 70.0 ms (95% CI 70.0 to 150.0 ms, 600 samples)"),
+            "{}",
+            j.describe("ms")
+        );
+        let mut v: Vec<f64> = (0..600).map(|i| if i < 30 { 150.0 } else { 70.0 }).collect();
+        sorted(&mut v);
+        assert_eq!(judge_quantile(600, 0.99, 100.0, |r| v[(r - 1) as usize]).below, Some(false));
+    }
 
     /// Goal: the binomial tail matches values computed independently (R's pbinom).
     #[test]

@@ -113,10 +113,10 @@ impl LatencyRecorder {
         us_to_ms(self.hist.value_at_quantile(rank.clamp(1, n) as f64 / n as f64))
     }
 
-    /// Judges "the `q` quantile (0 < q < 1) is below `limit_ms`" on its distribution-free 95% confidence bounds
-    /// (`evidence::judge_quantile_below`): a P99 cannot pass from fewer than 299 samples.
-    pub fn judge_below(&self, q: f64, limit_ms: f64) -> crate::evidence::Decision {
-        crate::evidence::judge_quantile_below(self.count(), q, limit_ms, |r| self.value_ms_at_rank(r))
+    /// Judges "the `q` quantile (0 < q < 1) is below `limit_ms`" (`evidence::judge_quantile`): no verdict from a
+    /// sample too small to estimate it (a P99 needs 500 samples).
+    pub fn judge_below(&self, q: f64, limit_ms: f64) -> crate::evidence::QuantileJudgement {
+        crate::evidence::judge_quantile(self.count(), q, limit_ms, |r| self.value_ms_at_rank(r))
     }
 
     /// The largest sample, in milliseconds (within the 0.1% precision); 0 when empty.
@@ -303,17 +303,16 @@ mod tests {
         assert!(close(r.mean_ms(), 500.5));
     }
 
-    /// Goal: ranks map to the sorted samples, and a quantile verdict needs enough samples: 100 samples cannot
-    /// show a P99 below a limit, 300 all below it can, and 300 with a tenth above it show the P99 is not.
+    /// Goal: ranks map to the sorted samples, and a quantile verdict needs enough samples: 100 samples give no
+    /// P99 verdict, 600 below the limit pass, and 600 with a tenth above it fail.
     #[test]
     fn ranks_and_quantile_verdicts() {
-        use crate::evidence::Decision;
         let r = recorder((1..=1000).map(|ms| ms * 1000));
         assert!((r.value_ms_at_rank(1) - 1.0).abs() < 0.01 && (r.value_ms_at_rank(990) - 990.0).abs() < 1.0);
-        assert_eq!(recorder((0..100).map(|_| 10_000)).judge_below(0.99, 100.0), Decision::Undecided);
-        assert_eq!(recorder((0..300).map(|_| 10_000)).judge_below(0.99, 100.0), Decision::Met);
-        let slow = recorder((0..300).map(|i| if i % 10 == 0 { 150_000 } else { 10_000 }));
-        assert_eq!(slow.judge_below(0.99, 100.0), Decision::Missed);
+        assert_eq!(recorder((0..100).map(|_| 10_000)).judge_below(0.99, 100.0).below, None);
+        assert_eq!(recorder((0..600).map(|_| 10_000)).judge_below(0.99, 100.0).below, Some(true));
+        let slow = recorder((0..600).map(|i| if i % 10 == 0 { 150_000 } else { 10_000 }));
+        assert_eq!(slow.judge_below(0.99, 100.0).below, Some(false));
     }
 
     /// Goal: recording never panics and huge values are clamped and counted. Method: record extremes.

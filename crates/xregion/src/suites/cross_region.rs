@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use xregion_check::consistency;
-use xregion_check::evidence::{self, Decision};
+use xregion_check::evidence;
 use xregion_check::stats::{LatencyRecorder, percentile_table};
 use xregion_model::report::{CheckResult, Verdict};
 use xregion_model::wire::Record;
@@ -365,30 +365,27 @@ pub fn judge_replication(
         return rb.finish(Verdict::Fail, format!("no write became visible in another region ({failed} writes failed)"));
     };
     rb.measured(format!("P99 {worst_p99:.1} ms ({worst_pair})"));
-    // Each pair's P99 is judged on its 95% confidence bounds: it passes when the sample shows it below the
-    // target, fails when the sample shows it at or above, and otherwise the sample is too small to tell.
+    // Each pair's P99 is judged only from a sample large enough to estimate it; its confidence bounds are
+    // reported beside it.
     let mut problems = Vec::new();
     let mut thin = Vec::new();
     let samples_min = by_pair.values().map(LatencyRecorder::count).min().unwrap_or(0);
+    let mut bounds = Vec::new();
     for (pair, r) in &by_pair {
-        match r.judge_below(0.99, target_ms) {
-            Decision::Met => {}
-            Decision::Missed => problems.push(format!(
-                "P99 {:.1} ms on {pair} is not below {target_ms} ms ({} samples)",
-                r.value_ms_at(99.0),
-                r.count()
-            )),
-            Decision::Undecided => {
-                thin.push(format!("{pair} ({} samples, P99 {:.1} ms)", r.count(), r.value_ms_at(99.0)))
-            }
+        let j = r.judge_below(0.99, target_ms);
+        bounds.push(format!("{pair}: {}", j.describe("ms")));
+        match j.below {
+            Some(true) => {}
+            Some(false) => problems.push(format!("{} on {pair} is not below {target_ms} ms", j.describe("ms"))),
+            None => thin.push(format!("{pair} ({} samples)", r.count())),
         }
     }
     rb.metric("samples_per_pair_min", samples_min as f64);
     rb.note(format!(
-        "each pair's P99 is judged on its distribution-free 95% confidence bounds from order statistics: it passes \
-         only when the sample shows it below {target_ms} ms (which takes at least {} samples), and fails only when \
-         the sample shows it is not",
-        evidence::samples_needed(0.99)
+        "each pair's P99 is judged from at least {} samples (five expected above it), so that one hiccup cannot \
+         decide it; {}",
+        evidence::samples_to_estimate(0.99),
+        bounds.join("; ")
     ));
     if never_visible > 0 {
         problems
@@ -403,10 +400,9 @@ pub fn judge_replication(
         rb.finish(
             Verdict::Error,
             format!(
-                "not enough evidence to tell P99 against {target_ms} ms for {}: a P99 needs at least {} samples per \
-                 pair, with the highest few below the target",
+                "not enough evidence ({}): a P99 needs at least {} samples per pair",
                 thin.join(", "),
-                evidence::samples_needed(0.99)
+                evidence::samples_to_estimate(0.99)
             ),
         )
     } else {

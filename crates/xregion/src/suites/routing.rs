@@ -7,8 +7,7 @@
 //! region's health check fail while it keeps serving.
 //!
 //! Each also judges the seed's load-balancing criteria over its own requests (`criteria`): P95 below
-//! `targets.routing_p95_ms`, taken on its 95% upper confidence bound, and errors below `error_rate_max_pct`, from
-//! at least `REQUESTS_MIN` requests.
+//! `targets.routing_p95_ms` and errors below `error_rate_max_pct`, from at least `REQUESTS_MIN` requests.
 
 use crate::check::{CheckDef, Ctx, Needs, ResultBuilder, ms};
 use crate::config::{Config, Traffic};
@@ -17,7 +16,7 @@ use crate::measure;
 use futures::StreamExt;
 use std::collections::BTreeMap;
 use std::time::Duration;
-use xregion_check::evidence::{self, Decision};
+use xregion_check::evidence;
 use xregion_model::report::{Chart, CheckResult, Marker, Series, Table, Verdict};
 
 /// The checks of this module.
@@ -102,7 +101,7 @@ const CAPACITY_WORK_MS: u64 = 1000;
 /// How long the capacity check keeps demand above the capacity.
 const CAPACITY_DURATION: Duration = Duration::from_secs(3);
 /// Fewest requests a routing check judges its latency and errors from: an error rate of 1% needs about 100
-/// requests to show at all, and a P95 has an upper confidence bound from 59.
+/// requests to show at all, and a P95 needs 100 to be estimated (`evidence::samples_to_estimate`).
 const REQUESTS_MIN: usize = 100;
 
 /// The seed's load-balancing criteria, as a target text.
@@ -116,7 +115,7 @@ enum Criteria {
     Met,
     /// What is over its limit.
     Missed(Vec<String>),
-    /// Too few requests to tell; why.
+    /// Too few requests to judge; why.
     Thin(String),
 }
 
@@ -134,8 +133,8 @@ fn criteria(rb: &mut ResultBuilder, ctx: &Ctx, samples: &[Sample], service: Dura
     let p95 = if n == 0 { 0.0 } else { lat[((0.95 * n as f64).ceil() as usize).clamp(1, n) - 1] };
     rb.metric("requests", n as f64).metric("p95_ms", p95).metric("error_rate_pct", error_pct);
     rb.note(format!(
-        "load-balancing criteria over all {n} requests of the check{}: P95 {p95:.1} ms (judged on its 95% \
-         confidence bounds against {limit} ms), {error_pct:.2}% errors (limit {max_err}%)",
+        "load-balancing criteria over all {n} requests of the check{}: P95 {p95:.1} ms (limit {limit} ms), \
+         {error_pct:.2}% errors (limit {max_err}%)",
         if service.is_zero() {
             String::new()
         } else {
@@ -145,21 +144,16 @@ fn criteria(rb: &mut ResultBuilder, ctx: &Ctx, samples: &[Sample], service: Dura
     if n < REQUESTS_MIN {
         return Criteria::Thin(format!("not enough evidence ({n} of {REQUESTS_MIN} requests)"));
     }
-    let decision = evidence::judge_quantile_below(n as u64, 0.95, limit, |r| lat[(r - 1) as usize]);
+    let j = evidence::judge_quantile(n as u64, 0.95, limit, |r| lat[(r - 1) as usize]);
+    rb.note(format!("routed latency {}", j.describe("ms")));
     let mut problems = Vec::new();
-    if decision == Decision::Missed {
-        problems.push(format!("P95 {p95:.1} ms over {n} requests is not below {limit} ms"));
+    if j.below == Some(false) {
+        problems.push(format!("{} is not below {limit} ms", j.describe("ms")));
     }
     if error_pct >= max_err {
         problems.push(format!("{error_pct:.2}% of {n} requests failed (limit {max_err}%)"));
     }
-    match (problems.is_empty(), decision) {
-        (false, _) => Criteria::Missed(problems),
-        (true, Decision::Undecided) => Criteria::Thin(format!(
-            "P95 {p95:.1} ms from {n} requests is too close to {limit} ms to tell: not enough evidence"
-        )),
-        (true, _) => Criteria::Met,
-    }
+    if problems.is_empty() { Criteria::Met } else { Criteria::Missed(problems) }
 }
 
 /// Finishes a check whose own criterion passed with `pass`, unless the load-balancing criteria say otherwise.
