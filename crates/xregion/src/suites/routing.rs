@@ -93,7 +93,7 @@ const HEALTH_RATE_PER_S: f64 = 100.0;
 /// Traffic before the fault, to see the region serving.
 const HEALTH_BEFORE: Duration = Duration::from_secs(1);
 /// Clean traffic required after the region's last request, to show it gets none afterwards.
-const HEALTH_TAIL: Duration = Duration::from_secs(3);
+const HEALTH_TAIL: Duration = Duration::from_secs(2);
 /// Longest wait for a restored region to be routed to again before the next check.
 const RECOVERY_WAIT_MAX: Duration = Duration::from_secs(30);
 /// Service time each capacity request asks for, so that requests overlap and fill the capacity.

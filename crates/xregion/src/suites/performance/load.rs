@@ -47,7 +47,7 @@ impl Timeline {
     fn of(profile: Profile) -> Timeline {
         match profile {
             Profile::Quick => Timeline {
-                ramp_s: 30.0,
+                ramp_s: 20.0,
                 ramp_hold_s: 5.0,
                 hold_s: 30.0,
                 drop_s: 0.0,
@@ -408,16 +408,29 @@ mod tests {
         let (start, stages, phases) = shape(&t, 2000, 1.0, true, true, true);
         assert_eq!(start, 0);
         let total: u64 = stages.iter().map(|s| s.duration_ms).sum();
-        assert_eq!(total, 82_001, "the drop to the spike's base is a 1 ms stage");
+        assert_eq!(total, 72_001, "the drop to the spike's base is a 1 ms stage");
         let range = |n: &str| phases.iter().find(|p| p.name == n).map(|p| (p.from_ms, p.to_ms)).unwrap();
-        assert_eq!(range(RAMP_UP), (0, 35_000));
-        assert_eq!(range(SUSTAINED), (30_000, 60_000));
-        assert_eq!(range(SPIKE), (60_001, 82_001));
+        assert_eq!(range(RAMP_UP), (0, 25_000));
+        assert_eq!(range(SUSTAINED), (20_000, 50_000));
+        assert_eq!(range(SPIKE), (50_001, 72_001));
         assert_eq!(stages[2].target, 200.0, "down to the spike's base before it");
         let (start, stages, phases) = shape(&t, 2000, 1.0, false, false, true);
         assert_eq!((start, phases.len()), (200, 1));
         assert_eq!(stages.iter().map(|s| s.duration_ms).sum::<u64>(), 22_000);
         let (_, stages, _) = shape(&t, 2000, 1.0, true, false, false);
-        assert_eq!(stages.iter().map(|s| s.duration_ms).sum::<u64>(), 35_000);
+        assert_eq!(stages.iter().map(|s| s.duration_ms).sum::<u64>(), 25_000);
+    }
+
+    /// Goal: `--profile spec` is the seed's plan (a 5 min ramp to 10,000 users, 10 min held, a spike), and the
+    /// text printed before the run says so with the total; without a load check there is nothing to print.
+    #[test]
+    fn the_spec_timeline_is_printed_up_front() {
+        let config = crate::config::Config::default();
+        let all = [RAMP_UP, SUSTAINED, SPIKE];
+        assert_eq!(
+            timeline_text(&config, Profile::Spec, &all).as_deref(),
+            Some("10000 users (spec profile): ramp 5 min 0 s, hold 10 min 0 s, spike 2 min 20 s; 17 min 20 s of load")
+        );
+        assert_eq!(timeline_text(&config, Profile::Spec, &["security.erasure"]), None);
     }
 }
