@@ -124,10 +124,14 @@ async fn cdn(mut rb: ResultBuilder, ctx: &Ctx, hit_rate: bool) -> CheckResult {
             rb.chart(c);
         }
         rb.measured(format!("P95 {:.1} ms", p.p95));
-        if r.requests == 0 {
-            rb.finish(Verdict::Error, "no request completed")
+        let needed = xregion_check::evidence::samples_to_estimate(0.95);
+        if r.requests < needed {
+            rb.finish(Verdict::Error, format!("not enough evidence ({} of {needed} requests for a P95)", r.requests))
         } else if !r.thresholds_pass() {
-            rb.finish(Verdict::Fail, format!("edge P95 {:.1} ms is not below {} ms", p.p95, t.cdn_p95_ms))
+            rb.finish(
+                Verdict::Fail,
+                format!("edge P95 {:.1} ms over {} requests is not below {} ms", p.p95, r.requests, t.cdn_p95_ms),
+            )
         } else if errors >= t.error_rate_max_pct {
             rb.finish(Verdict::Fail, format!("{errors:.2}% of edge requests failed"))
         } else {

@@ -190,8 +190,9 @@ async fn database(mut rb: ResultBuilder, ctx: &Ctx, write: bool) -> CheckResult 
     rb.measured(format!("worst P95 {p95:.1} ms ({region})"));
     let failed: Vec<String> =
         r.thresholds.iter().filter(mine).filter(|t| !t.pass).map(|t| t.threshold.clone()).collect();
-    if requests == 0 {
-        rb.finish(Verdict::Error, format!("no {what} completed"))
+    let needed = xregion_check::evidence::samples_to_estimate(0.95) * ctx.probes.len() as u64;
+    if requests < needed {
+        rb.finish(Verdict::Error, format!("not enough evidence ({requests} of {needed} {what} for a P95 per region)"))
     } else if !failed.is_empty() {
         rb.finish(Verdict::Fail, format!("{} failed (worst P95 {p95:.1} ms at {region})", failed.join(", ")))
     } else if let Some((verdict, problem)) = replication_problem {

@@ -369,11 +369,15 @@ async fn load(mut rb: ResultBuilder, ctx: &Ctx, id: &str) -> CheckResult {
     rb.measured(format!("P95 {:.0} ms, {error_pct:.2}% errors, {users_max} users", p.p95));
     let t = &ctx.config.targets;
     let mut problems = Vec::new();
-    if *requests == 0 {
-        return rb.finish(Verdict::Error, "no request completed in the phase");
+    let needed = xregion_check::evidence::samples_to_estimate(0.95);
+    if *requests < needed {
+        return rb.finish(
+            Verdict::Error,
+            format!("not enough evidence ({requests} of {needed} requests completed in the phase for a P95)"),
+        );
     }
     if p.p95 >= t.load_p95_ms {
-        problems.push(format!("P95 {:.0} ms is not below {} ms", p.p95, t.load_p95_ms));
+        problems.push(format!("P95 {:.0} ms over {requests} requests is not below {} ms", p.p95, t.load_p95_ms));
     }
     if error_pct >= t.error_rate_max_pct {
         problems.push(format!("{error_pct:.2}% errors is not below {}%", t.error_rate_max_pct));
