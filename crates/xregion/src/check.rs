@@ -85,6 +85,11 @@ impl Needs {
         {
             return Some(format!("needs a fault injector: {why}"));
         }
+        if self.health_fault
+            && let Err(why) = ctx.faults.supports_health()
+        {
+            return Some(why);
+        }
         let traffic = ctx.traffic.as_ref();
         if (self.traffic || !self.records.is_empty() || self.cdn) && traffic.is_none() {
             return Some(
@@ -109,11 +114,6 @@ impl Needs {
         }
         if let Some(kind) = self.fault
             && let Err(why) = ctx.faults.supports(kind)
-        {
-            return Some(why);
-        }
-        if self.health_fault
-            && let Err(why) = ctx.faults.supports_health()
         {
             return Some(why);
         }

@@ -285,6 +285,36 @@ mod tests {
         assert!(results[0].metrics.contains_key("measurement.lag_ms_p99"), "{:?}", results[0].metrics);
     }
 
+    /// Goal: against a deployment whose fault commands cannot fail a health check (no `health_down`), the checks
+    /// that need one are skipped with the reason, not errors.
+    #[tokio::test]
+    async fn a_missing_health_command_skips_the_health_checks() {
+        let mut ctx = ctx();
+        let commands = crate::config::FaultCommands {
+            fail: Some("true".into()),
+            restore: Some("true".into()),
+            ..Default::default()
+        };
+        ctx.faults = crate::faults::FaultInjector::Command(crate::faults::CommandInjector::new(
+            commands,
+            std::time::Duration::from_secs(5),
+            Vec::<(String, String)>::new(),
+        ));
+        ctx.traffic = Some(crate::config::Traffic {
+            records: [("latency", "https://127.0.0.1:9"), ("failover", "https://127.0.0.1:9")]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .into(),
+            ..Default::default()
+        });
+        let defs: Vec<CheckDef> = crate::catalogue::catalogue().into_iter().filter(|d| d.needs.health_fault).collect();
+        assert!(defs.len() >= 2, "the health and failover-record checks need health faults");
+        let (results, _) = run_checks(&defs, &ctx, std::future::pending()).await;
+        for r in &results {
+            assert_eq!(r.verdict, Verdict::Skipped, "{}: {}", r.id, r.summary);
+            assert!(r.summary.contains("faults.command.health_down"), "{}", r.summary);
+        }
+    }
+
     /// Goal: a failure seen while the measuring side was overloaded is `error: measurement overloaded`, a pass
     /// stays a pass, and a failure on a calm client stays a failure.
     #[test]

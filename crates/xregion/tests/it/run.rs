@@ -148,15 +148,25 @@ fn run_failover(name: &str, checks: &[&str], extra: &str) -> (serde_json::Value,
     (report(&out), o.status.code(), text(&o))
 }
 
-/// Goal: with a router that never fails over, a killed region's users get errors until the restore: RTO is not
-/// met (complete-region and disaster-recovery.rto fail), and the partial failure's writes fail at the client.
+/// Goal: with a router that never fails over, the failover record keeps its unhealthy primary, and a killed
+/// region's users get errors until the restore: RTO is not met (complete-region and disaster-recovery.rto fail),
+/// and the partial failure's writes fail at the client.
 #[test]
 fn failover_fails_when_the_router_never_fails_over() {
     let (r, code, out) = run_failover(
         "no-failover",
-        &["cross-region.failover.complete-region", "disaster-recovery.rto", "cross-region.failover.partial-service"],
+        &[
+            "cross-region.routing.failover",
+            "cross-region.failover.complete-region",
+            "disaster-recovery.rto",
+            "cross-region.failover.partial-service",
+        ],
         "[lab.defects]\nrouter_never_fails_over = true\n[targets]\nrto_s = 5\n",
     );
+    // The failover record keeps sending to its primary after its health check fails.
+    let f = check(&r, "cross-region.routing.failover");
+    assert_eq!(f["verdict"], "fail", "{f}");
+    assert!(f["summary"].as_str().unwrap().contains("still received requests"), "{f}");
     for id in ["cross-region.failover.complete-region", "disaster-recovery.rto"] {
         let c = check(&r, id);
         assert_eq!(c["verdict"], "fail", "{c}");
@@ -172,6 +182,47 @@ fn failover_fails_when_the_router_never_fails_over() {
     assert_eq!(p["verdict"], "fail", "{p}");
     assert!(p["summary"].as_str().unwrap().contains("failed"), "{p}");
     assert_eq!(code, Some(1), "{out}");
+}
+
+/// Goal: a percentile verdict needs its evidence: a routing P95 over its limit fails the routing check with the
+/// sample count, and 100 replication samples per pair give no P99 verdict (error: not enough evidence), never a
+/// pass.
+#[test]
+fn thin_or_slow_percentiles_do_not_pass() {
+    let _g = lab_lock();
+    let dir = TempDir::new("evidence");
+    let config = dir.path().join("xregion.toml");
+    std::fs::write(
+        &config,
+        "[targets]\nrouting_p95_ms = 1\n[checks.write-replicate]\nwrites_per_region = 100\nrate_per_s = 100\n",
+    )
+    .expect("config");
+    let out = dir.path().join("out");
+    let o = run_xregion(
+        &[
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--check",
+            "cross-region.routing.geo",
+            "--check",
+            "cross-region.consistency.write-replicate",
+        ],
+        &[],
+        RUN_LIMIT,
+    );
+    let r = report(&out);
+    let geo = check(&r, "cross-region.routing.geo");
+    assert_eq!(geo["verdict"], "fail", "{geo}");
+    let s = geo["summary"].as_str().unwrap();
+    assert!(s.contains("P95") && s.contains("samples") && s.contains("is not below 1 ms"), "{geo}");
+    let wr = check(&r, "cross-region.consistency.write-replicate");
+    assert_eq!(wr["verdict"], "error", "{wr}");
+    assert!(wr["summary"].as_str().unwrap().starts_with("not enough evidence"), "{wr}");
+    assert!(wr["summary"].as_str().unwrap().contains("500 samples per pair"), "{wr}");
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
 }
 
 /// Goal: a region that loses its unreplicated log when killed is caught: the writer's acknowledged writes never

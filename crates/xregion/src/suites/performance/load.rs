@@ -216,8 +216,7 @@ pub(super) async fn spike(rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
 /// The steady-state availability: the share of successful requests in the sustained phase (the target users
 /// held), judged on its exact 95% confidence bounds. It passes only if the lower bound reaches the target, fails
 /// only if the upper bound is below it, and otherwise the sample cannot tell.
-pub(super) async fn availability(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
-    use xregion_check::evidence::{self, Decision};
+pub(super) async fn availability(rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
     let (shared, _) = ctx.shared.get_or_compute("load", shared_run(ctx)).await;
     let s = match shared.as_ref() {
         Ok(s) => s,
@@ -226,12 +225,16 @@ pub(super) async fn availability(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResul
     let Some(phase) = s.result.phases.get(SUSTAINED) else {
         return rb.finish(Verdict::Error, format!("the shared load run has no phase {SUSTAINED}"));
     };
-    let min_pct = ctx.config.targets.steady_availability_min_pct;
+    judge_availability(rb, phase.requests, phase.errors, ctx.config.targets.steady_availability_min_pct)
+}
+
+/// The availability verdict from `n` requests of which `failed` failed, against `min_pct`.
+fn judge_availability(mut rb: ResultBuilder, n: u64, failed: u64, min_pct: f64) -> CheckResult {
+    use xregion_check::evidence::{self, Decision};
     if min_pct >= 100.0 {
         return rb
             .finish(Verdict::Error, "targets.steady_availability_min_pct must be below 100: no sample shows 100%");
     }
-    let (n, failed) = (phase.requests, phase.errors);
     let ok = n - failed.min(n);
     let (lower, upper) = evidence::proportion_bounds(ok, n, evidence::CONFIDENCE);
     let needed = evidence::trials_needed(min_pct / 100.0);
@@ -423,6 +426,23 @@ mod tests {
         assert_eq!(stages.iter().map(|s| s.duration_ms).sum::<u64>(), 22_000);
         let (_, stages, _) = shape(&t, 2000, 1.0, true, false, false);
         assert_eq!(stages.iter().map(|s| s.duration_ms).sum::<u64>(), 25_000);
+    }
+
+    /// Goal: the availability check's three outcomes: 60,000 requests without a failure pass 99.99%, 100 failed
+    /// of 60,000 fail it, and 10,000 without a failure cannot tell (a pass takes about 30,000).
+    #[test]
+    fn availability_has_three_outcomes() {
+        let def = super::super::CHECKS.iter().find(|d| d.id == AVAILABILITY).expect("the availability check");
+        let config = crate::config::Config::default();
+        let judge = |n, failed| judge_availability(ResultBuilder::new(def, &config), n, failed, 99.99);
+        let pass = judge(60_000, 0);
+        assert_eq!(pass.verdict, Verdict::Pass, "{}", pass.summary);
+        let fail = judge(60_000, 100);
+        assert_eq!(fail.verdict, Verdict::Fail, "{}", fail.summary);
+        assert!(fail.summary.contains("100 of 60000 requests failed"), "{}", fail.summary);
+        let thin = judge(10_000, 0);
+        assert_eq!(thin.verdict, Verdict::Error, "{}", thin.summary);
+        assert!(thin.summary.contains("too few requests to tell"), "{}", thin.summary);
     }
 
     /// Goal: `--profile spec` is the seed's plan (a 5 min ramp to 10,000 users, 10 min held, a spike), and the
