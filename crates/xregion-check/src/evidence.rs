@@ -215,20 +215,20 @@ impl QuantileJudgement {
 }
 
 /// Judges "the `q` quantile is below `limit`" from `n` samples, where `value_at_rank(r)` is the `r`-th smallest.
-/// A sample too small to estimate the quantile (`samples_to_estimate`) gives no verdict. Otherwise the
-/// confidence bounds decide where they can (met when the upper bound is below the limit, missed when the lower
-/// one is at or above it), and the sample quantile decides between them: the sample is large enough that a few
+/// A lower confidence bound at or above the limit is a miss, from any sample. Otherwise a sample too small to
+/// estimate the quantile (`samples_to_estimate`) gives no verdict; a larger one is met when the upper bound is
+/// below the limit, and between the bounds the sample quantile decides: the sample is large enough that a few
 /// outliers do not move it.
 pub fn judge_quantile(n: u64, q: f64, limit: f64, value_at_rank: impl Fn(u64) -> f64) -> QuantileJudgement {
     let (lo, up) = quantile_ranks(n, q, CONFIDENCE);
     let estimate = if n == 0 { 0.0 } else { value_at_rank(((q * n as f64).ceil() as u64).clamp(1, n)) };
     let (lower, upper) = (lo.map(&value_at_rank), up.map(&value_at_rank));
-    let below = if n < samples_to_estimate(q) {
+    let below = if lower.is_some_and(|l| l >= limit) {
+        Some(false)
+    } else if n < samples_to_estimate(q) {
         None
     } else if upper.is_some_and(|u| u < limit) {
         Some(true)
-    } else if lower.is_some_and(|l| l >= limit) {
-        Some(false)
     } else {
         Some(estimate < limit)
     };
@@ -248,6 +248,8 @@ mod tests {
         assert_eq!(samples_to_estimate(0.95), 100);
         let thin = judge_quantile(300, 0.99, 100.0, |_| 10.0);
         assert_eq!(thin.below, None);
+        // 32 samples all above the limit show a P95 above it: a clear miss needs no large sample.
+        assert_eq!(judge_quantile(32, 0.95, 2000.0, |_| 2100.0).below, Some(false));
         let mut v: Vec<f64> = (0..600).map(|i| if i < 3 { 150.0 } else { 70.0 }).collect();
         sorted(&mut v);
         let j = judge_quantile(600, 0.99, 100.0, |r| v[(r - 1) as usize]);

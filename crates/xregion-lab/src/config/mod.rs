@@ -241,12 +241,16 @@ impl Default for WanConfig {
     }
 }
 
+/// Most requests (and so pooled connections) the router sends to one region at once; more wait for a connection,
+/// like an upstream connection pool of a real proxy. A region's capacity behind the router is at most this.
+pub const UPSTREAM_CONNECTIONS_MAX: usize = 512;
+
 impl LabConfig {
     /// A region's capacity behind the router when `lab.router.capacity` does not set it: what the node admits,
     /// but no more than the router's connections to one region, so that a request the router admits never waits
     /// for a connection.
     pub fn default_capacity(&self) -> u32 {
-        self.node.max_in_flight.min(crate::router::UPSTREAM_CONNECTIONS_MAX as u32)
+        self.node.max_in_flight.min(UPSTREAM_CONNECTIONS_MAX as u32)
     }
 
     /// The residency policy in force: `[lab.residency]`, or `eu` = every region whose name starts with `eu-` (none

@@ -171,12 +171,12 @@ impl LabConfig {
         };
         for (name, c) in &r.capacity {
             check_region("lab.router.capacity", name)?;
-            if *c == 0 || *c as usize > crate::router::UPSTREAM_CONNECTIONS_MAX {
+            if *c == 0 || *c as usize > super::UPSTREAM_CONNECTIONS_MAX {
                 return invalid(
                     &format!("lab.router.capacity.{name}"),
                     &format!(
                         "must be 1 to {} (the router's connections to one region)",
-                        crate::router::UPSTREAM_CONNECTIONS_MAX
+                        super::UPSTREAM_CONNECTIONS_MAX
                     ),
                 );
             }

@@ -80,8 +80,8 @@ use tokio_util::sync::CancellationToken;
 /// listen backlog. Sized for 10,000 load-test connections plus slack.
 pub const CLIENT_CONNECTIONS_MAX: usize = 12_000;
 /// Most requests (and so pooled connections) to one region at once; more wait for a connection, like an
-/// upstream connection pool of a real proxy.
-pub const UPSTREAM_CONNECTIONS_MAX: usize = 512;
+/// upstream connection pool of a real proxy. Defined with the config, which bounds the capacity by it.
+pub use crate::config::UPSTREAM_CONNECTIONS_MAX;
 /// Listen backlog of every listener, so that thousands of clients connecting at once are not refused.
 pub const LISTEN_BACKLOG: u32 = 4096;
 /// Longest a client connection's TLS handshake may take before it is dropped.
