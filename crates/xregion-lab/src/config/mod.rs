@@ -406,7 +406,8 @@ mod tests {
             "by name: eu-west-1, us-east-1, us-west-2"
         );
         assert_eq!(r.failover_order, c.regions);
-        assert!(r.capacity.values().all(|v| *v == c.node.max_in_flight));
+        assert!(r.capacity.values().all(|v| *v == c.default_capacity()));
+        assert_eq!(c.default_capacity(), 512, "the node admits 1024, the router holds 512 connections per region");
         assert!(r.edge_one_way_ms.values().all(|v| *v == 5.0));
         assert_eq!(c.router_ip(), "127.0.1.254".parse::<IpAddr>().unwrap());
     }
