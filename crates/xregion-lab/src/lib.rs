@@ -37,7 +37,7 @@ pub use node::run_node;
 pub use router::info::{RouterReady, TrafficInfo};
 pub use router::run_router;
 pub use supervisor::{Lab, LabStatus, RegionStatus, down, status};
-pub use wan::{Rule, run_wan};
+pub use wan::{Rule, run_links, run_wan};
 
 /// Waits until `deadline`, returning at once when it has passed.
 ///

@@ -255,6 +255,108 @@ pub async fn run_wan(spec_path: &FsPath) -> Result<(), LabError> {
     Ok(())
 }
 
+/// A links file for `xregion wan`: the WAN emulator as a standalone proxy, for a third-party cluster on one
+/// machine whose members name their upstreams (Postgres `primary_conninfo`, pglogical DSNs).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinksFile {
+    /// Upper bound of the uniform extra delay per chunk, in ms.
+    #[serde(default)]
+    pub jitter_ms: f64,
+    /// Where the admin API listens (default `127.0.0.1:0`); `PUT /links/FROM/TO` with a rule sets a fault.
+    #[serde(default)]
+    pub admin: Option<SocketAddr>,
+    /// The directed links.
+    #[serde(rename = "link")]
+    pub links: Vec<LinkSpec>,
+}
+
+/// One directed link of a links file: `from` dials `listen`, and the proxy forwards to `upstream`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkSpec {
+    /// The dialling side's name.
+    pub from: String,
+    /// The upstream side's name.
+    pub to: String,
+    /// The proxy's listener; the proxy dials the upstream from this address's IP, so the upstream sees `from`.
+    pub listen: SocketAddr,
+    /// Where the traffic goes.
+    pub upstream: SocketAddr,
+    /// One-way delay in ms, each direction (a link without its reverse in the file answers with this delay too).
+    pub one_way_ms: f64,
+}
+
+/// Runs the links of `file` until SIGTERM or Ctrl-C; prints `admin http://ADDR` once every listener is bound.
+pub async fn run_links(file: &FsPath) -> Result<(), LabError> {
+    let text = std::fs::read_to_string(file).map_err(|e| LabError::io(format!("cannot read {}", file.display()), e))?;
+    let spec: LinksFile = toml::from_str(&text).map_err(|e| LabError::Spec(format!("{}: {e}", file.display())))?;
+    let jitter = Duration::from_secs_f64(spec.jitter_ms.max(0.0) / 1000.0);
+    let mut links = BTreeMap::new();
+    let mut listeners = Vec::new();
+    for l in &spec.links {
+        if !(l.one_way_ms.is_finite() && l.one_way_ms >= 0.0) {
+            return Err(LabError::Spec(format!("link {}->{}: one_way_ms must be 0 or more", l.from, l.to)));
+        }
+        let listener = TcpListener::bind(l.listen)
+            .await
+            .map_err(|e| LabError::io(format!("cannot listen for link {}->{} on {}", l.from, l.to, l.listen), e))?;
+        let link = new_link(&l.from, &l.to, l.listen, l.upstream, l.one_way_ms, jitter);
+        if links.insert((l.from.clone(), l.to.clone()), link.clone()).is_some() {
+            return Err(LabError::Spec(format!("link {}->{} is listed twice", l.from, l.to)));
+        }
+        listeners.push((link, listener));
+    }
+    // A link whose reverse is not in the file answers through a reverse with the same delay and no listener.
+    for l in &spec.links {
+        links
+            .entry((l.to.clone(), l.from.clone()))
+            .or_insert_with(|| new_link(&l.to, &l.from, l.upstream, l.listen, l.one_way_ms, jitter));
+    }
+    let wan = Arc::new(Wan { links, shutdown: CancellationToken::new() });
+    for (link, listener) in listeners {
+        tokio::spawn(accept_link(wan.clone(), link, listener));
+    }
+    let admin_at = spec.admin.unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0));
+    let admin = TcpListener::bind(admin_at)
+        .await
+        .map_err(|e| LabError::io(format!("cannot listen for the WAN admin API on {admin_at}"), e))?;
+    let admin_addr = admin.local_addr().map_err(|e| LabError::io("cannot read the admin address", e))?;
+    let app = admin_router(wan.clone());
+    let stop = wan.shutdown.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(admin, app).with_graceful_shutdown(async move { stop.cancelled().await }).await
+    });
+    println!("admin http://{admin_addr}");
+    wait_for_signal().await?;
+    wan.shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+    Ok(())
+}
+
+fn new_link(
+    from: &str,
+    to: &str,
+    listen: SocketAddr,
+    dest: SocketAddr,
+    one_way_ms: f64,
+    jitter: Duration,
+) -> Arc<Link> {
+    Arc::new(Link {
+        from: from.to_string(),
+        to: to.to_string(),
+        listen_addr: listen,
+        dest,
+        from_ip: listen.ip(),
+        fault: watch::channel(Rule::Pass).0,
+        base: Rule::Delay(Duration::from_secs_f64(one_way_ms / 1000.0)),
+        jitter,
+        seed: seed_of(&format!("{from}->{to}")),
+        connections: AtomicU64::new(0),
+        dropped_bytes: AtomicU64::new(0),
+    })
+}
+
 /// Accepts connections of one link until shutdown.
 async fn accept_link(wan: Arc<Wan>, link: Arc<Link>, listener: TcpListener) {
     let slots = Arc::new(Semaphore::new(LINK_CONNECTIONS_MAX));

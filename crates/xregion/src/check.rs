@@ -63,6 +63,9 @@ pub struct Needs {
     /// So do checks that judge each region on its own (`PerRegion`): a region the probes cannot reach is their
     /// `error` row, and the other regions are still judged.
     pub usable: bool,
+    /// Whether it needs every region's HTTP probe contract (routes beyond the key-value operations, listeners,
+    /// URLs for the load generator). Checks that only write, read and scan keys run on databases too.
+    pub contract: bool,
 }
 
 impl Needs {
@@ -76,6 +79,7 @@ impl Needs {
         health_fault: false,
         regions_min: 1,
         usable: true,
+        contract: true,
     };
 
     /// Why the check cannot run against `ctx`'s deployment, if it cannot.
@@ -90,8 +94,20 @@ impl Needs {
         {
             return Some(why);
         }
+        if self.contract
+            && let Some(p) = ctx.probes.iter().find(|p| !p.capabilities().http_contract)
+        {
+            return Some(format!(
+                "needs the HTTP probe contract, and region {} is a {} ({}): give the region an endpoint to test its API",
+                p.region,
+                p.capabilities().kind,
+                p.endpoint
+            ));
+        }
+        // A check that runs on databases needs no routing records there: its clients are in the regions.
+        let databases = !self.contract && ctx.probes.iter().any(|p| !p.capabilities().http_contract);
         let traffic = ctx.traffic.as_ref();
-        if (self.traffic || !self.records.is_empty() || self.cdn) && traffic.is_none() {
+        if (self.traffic || !self.records.is_empty() || self.cdn) && traffic.is_none() && !databases {
             return Some(
                 "no routing records configured: set [deployment.traffic] records (the lab provides them itself)".into(),
             );

@@ -44,6 +44,20 @@ pub enum Command {
     /// Run a randomized fault campaign: seeded schedules of kills, partitions and latency spikes under concurrent
     /// writers, each judged for lost writes, wrong winners and divergence.
     Chaos(crate::chaos::ChaosArgs),
+    /// xregion's table in a database target: print its DDL, or create it.
+    Db {
+        /// Db subcommand.
+        #[command(subcommand)]
+        command: crate::db_cmd::DbCommand,
+    },
+    /// Run the lab's WAN emulator as a standalone TCP proxy driven by a links file, so that a third-party cluster on
+    /// one machine replicates through inter-region delays; `PUT /links/FROM/TO` on its admin API with
+    /// `{"rule":"refuse"}` (or `drop`, `delay`, `pass`) cuts or slows a link.
+    Wan {
+        /// The links file (TOML: `[[link]]` from, to, listen, upstream, one_way_ms; optional jitter_ms, admin).
+        #[arg(long)]
+        links: PathBuf,
+    },
     /// Send HTTP load to one URL (closed model with --vus, open model with --rate) and print the latency table.
     Load(crate::load_cmd::LoadArgs),
     /// Run a load plan read as JSON on stdin and print the result as JSON (used by the runner).
@@ -76,6 +90,8 @@ pub fn main() -> ExitCode {
             Command::Restore(args) => crate::fault_cmd::restore(args).await,
             Command::Status(args) => crate::fault_cmd::status(args).await,
             Command::Chaos(args) => crate::chaos::run(args).await,
+            Command::Wan { links } => crate::lab_cmd::wan(&links).await.map_err(Error::Other),
+            Command::Db { command } => crate::db_cmd::run(command).await,
             Command::Load(args) => crate::load_cmd::run_load(args).map_err(Error::Other),
             Command::LoadWorker => crate::load_cmd::run_worker().map_err(Error::Other),
         }
@@ -93,7 +109,9 @@ pub fn main() -> ExitCode {
 
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("XREGION_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        // The database pool's own warnings (a connection that broke, one that could not be made) are what the
+        // region clients already turn into one classified error per operation; they are not for the console.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,deadpool=error,tokio_postgres=error"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

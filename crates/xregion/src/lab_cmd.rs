@@ -129,3 +129,9 @@ fn load_lab_config(path: &Path) -> anyhow::Result<LabConfig> {
     file.lab.validate().with_context(|| format!("{}: invalid [lab] table", path.display()))?;
     Ok(file.lab)
 }
+
+/// `xregion wan --links FILE`: the lab's WAN emulator as a standalone proxy, until SIGTERM or Ctrl-C.
+pub async fn wan(links: &std::path::Path) -> anyhow::Result<ExitCode> {
+    xregion_lab::run_links(links).await?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -4,8 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::PathBuf;
+
+pub use crate::secret::Secret;
 
 /// Which deployment to test.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,35 +49,6 @@ pub struct Tls {
     /// PEM file of the CA certificate(s) every HTTPS endpoint must chain to; `XREGION_CA_FILE` overrides it.
     /// Unset: the system's trusted roots (which honour `SSL_CERT_FILE`).
     pub ca_file: Option<PathBuf>,
-}
-
-/// A bearer token: never shown by `Debug`, and serialized as `"[redacted]"` (the report records the config).
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    /// A secret holding `value`.
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
-    }
-
-    /// The secret's value, to put in a header; never log it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-impl Serialize for Secret {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str("[redacted]")
-    }
 }
 
 /// `[deployment.auth]`: bearer tokens by scope (env `XREGION_TOKEN_READ`, `_WRITE`, `_ADMIN` override).
@@ -192,12 +164,27 @@ impl Default for Traffic {
     }
 }
 
-/// One region of an HTTP deployment.
+/// One region of a deployment of the user's: an API endpoint, a database, or both.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegionEndpoint {
     /// Region name, for example `us-east-1`.
     pub name: String,
-    /// Base URL of the region's probe contract, for example `https://api-us-east-1.example.com`.
+    /// Base URL of the region's probe contract, for example `https://api-us-east-1.example.com`. Empty: the
+    /// region has no API, only a database.
+    #[serde(default)]
     pub endpoint: String,
+    /// The region's database: `host[:port]` (with the libpq variables `PGUSER`, `PGPASSWORD`, `PGDATABASE`,
+    /// `PGSSLMODE`, `PGPASSFILE` and `XREGION_DB_KIND`) or a `postgres://` URL. A password in it never reaches a
+    /// report. Used when the region has no API endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "redacted_url")]
+    pub database: Option<String>,
+}
+
+/// Serializes a database setting without its password (the report records the config).
+fn redacted_url<S: serde::Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(url) => s.serialize_str(&crate::db::settings::redact(url)),
+        None => s.serialize_none(),
+    }
 }

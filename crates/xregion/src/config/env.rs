@@ -58,12 +58,20 @@ pub(super) fn apply_env(config: &mut Config, env: &BTreeMap<String, String>) -> 
     if let Some(v) = env.get("XREGION_CA_FILE").map(|v| v.trim()).filter(|v| !v.is_empty()) {
         config.deployment.tls.ca_file = Some(std::path::PathBuf::from(v));
     }
-    let endpoints: BTreeMap<String, String> = env
+    config.db_env = env
         .iter()
-        .filter_map(|(k, v)| k.strip_prefix("API_ENDPOINT_").map(|s| (s.to_string(), v.clone())))
-        .filter(|(s, _)| !s.is_empty())
+        .filter(|(k, _)| k.starts_with("PG") || k.as_str() == "XREGION_DB_KIND" || k.as_str() == "USER")
+        .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    if endpoints.is_empty() {
+    let by_suffix = |prefix: &str| -> BTreeMap<String, String> {
+        env.iter()
+            .filter_map(|(k, v)| k.strip_prefix(prefix).map(|s| (s.to_string(), v.trim().to_string())))
+            .filter(|(s, v)| !s.is_empty() && !v.is_empty())
+            .collect()
+    };
+    let endpoints = by_suffix("API_ENDPOINT_");
+    let databases = by_suffix("DB_ENDPOINT_");
+    if endpoints.is_empty() && databases.is_empty() {
         return Ok(());
     }
     // Region names: AWS_REGION first, then AWS_SECONDARY_REGIONS; without them, the endpoint variables' names.
@@ -76,16 +84,22 @@ pub(super) fn apply_env(config: &mut Config, env: &BTreeMap<String, String>) -> 
     } else if config.deployment.kind == DeploymentKind::Http && !config.deployment.regions.is_empty() {
         names = config.deployment.regions.iter().map(|r| r.name.clone()).collect();
     } else {
-        names = endpoints.keys().map(|s| s.to_ascii_lowercase().replace('_', "-")).collect();
+        let suffixes: std::collections::BTreeSet<&String> = endpoints.keys().chain(databases.keys()).collect();
+        names = suffixes.into_iter().map(|s| s.to_ascii_lowercase().replace('_', "-")).collect();
     }
     let mut regions = Vec::new();
     for name in names {
-        let var = format!("API_ENDPOINT_{}", env_suffix(&name));
-        let file_endpoint = config.deployment.regions.iter().find(|r| r.name == name).map(|r| r.endpoint.clone());
-        let endpoint = env.get(&var).cloned().or(file_endpoint).ok_or_else(|| {
-            env_error(format!("region {name} is listed in AWS_REGION/AWS_SECONDARY_REGIONS but {var} is not set"))
-        })?;
-        regions.push(RegionEndpoint { name, endpoint });
+        let suffix = env_suffix(&name);
+        let from_file = config.deployment.regions.iter().find(|r| r.name == name);
+        let endpoint = endpoints.get(&suffix).cloned().or(from_file.map(|r| r.endpoint.clone())).unwrap_or_default();
+        let database = databases.get(&suffix).cloned().or(from_file.and_then(|r| r.database.clone()));
+        if endpoint.is_empty() && database.is_none() {
+            return Err(env_error(format!(
+                "region {name} is listed in AWS_REGION/AWS_SECONDARY_REGIONS but neither API_ENDPOINT_{suffix} nor \
+                 DB_ENDPOINT_{suffix} is set"
+            )));
+        }
+        regions.push(RegionEndpoint { name, endpoint, database });
     }
     config.deployment.kind = DeploymentKind::Http;
     config.deployment.regions = regions;
@@ -133,6 +147,27 @@ mod tests {
         ]);
         let err = apply_env(&mut c, &e).unwrap_err();
         assert!(err.message.contains("API_ENDPOINT_EU_WEST_1"), "{}", err.message);
+    }
+
+    /// Goal: the seed's DB_ENDPOINT_* variables alone describe a deployment of databases, with the libpq
+    /// variables kept to complete them; a region may have both an API and a database.
+    #[test]
+    fn db_endpoints_alone_define_the_deployment() {
+        let mut c = Config::default();
+        let e = env(&[
+            ("DB_ENDPOINT_US_EAST_1", "127.0.2.1:5432"),
+            ("DB_ENDPOINT_EU_WEST_1", "postgres://app@127.0.2.3/shop"),
+            ("API_ENDPOINT_EU_WEST_1", "https://eu.example"),
+            ("PGUSER", "app"),
+            ("HOME", "/root"),
+        ]);
+        apply_env(&mut c, &e).unwrap();
+        assert_eq!(c.deployment.kind, DeploymentKind::Http);
+        let r = &c.deployment.regions;
+        assert_eq!((r[0].name.as_str(), r[0].endpoint.as_str()), ("eu-west-1", "https://eu.example"));
+        assert_eq!(r[0].database.as_deref(), Some("postgres://app@127.0.2.3/shop"));
+        assert_eq!((r[1].name.as_str(), r[1].endpoint.as_str()), ("us-east-1", ""));
+        assert_eq!(c.db_env.keys().collect::<Vec<_>>(), ["PGUSER"]);
     }
 
     /// Goal: XREGION_CA_FILE names the CA the clients trust, over the file's ca_file; empty leaves it unset.

@@ -41,6 +41,9 @@ pub struct Config {
     pub faults: Faults,
     /// Conditions that abort an injected fault early (`[stop]`).
     pub stop: Stop,
+    /// The libpq variables (`PG*`) and `XREGION_DB_KIND`, which complete a region's `database` setting.
+    #[serde(skip)]
+    pub db_env: BTreeMap<String, String>,
 }
 
 /// A configuration error: what is wrong and where. The CLI exits 2 on it.
@@ -148,7 +151,20 @@ fn validate(config: &Config) -> Result<(), (Option<String>, String)> {
                 if !seen.insert(r.name.as_str()) {
                     return Err((Some(r.name.clone()), format!("region \"{}\" is listed twice", r.name)));
                 }
-                if !(r.endpoint.starts_with("http://") || r.endpoint.starts_with("https://")) {
+                if r.endpoint.is_empty() {
+                    match &r.database {
+                        None => {
+                            return Err((
+                                Some(r.name.clone()),
+                                format!("region {} has neither an endpoint nor a database", r.name),
+                            ));
+                        }
+                        Some(db) => {
+                            crate::db::settings::parse(db, &config.db_env)
+                                .map_err(|e| (Some(db.clone()), format!("database of region {}: {e}", r.name)))?;
+                        }
+                    }
+                } else if !(r.endpoint.starts_with("http://") || r.endpoint.starts_with("https://")) {
                     return Err((
                         Some(r.endpoint.clone()),
                         format!("endpoint \"{}\" of region {} must start with http:// or https://", r.endpoint, r.name),

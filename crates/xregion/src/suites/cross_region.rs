@@ -29,21 +29,21 @@ pub const CHECKS: &[CheckDef] = &[
         id: "cross-region.consistency.write-replicate",
         title: "a write in one region is visible in every other region quickly",
         target: |c: &Config| format!("replication P99 < {} ms for every region pair", c.targets.replication_p99_ms),
-        needs: Needs { regions_min: 2, ..Needs::NONE },
+        needs: Needs { regions_min: 2, contract: false, ..Needs::NONE },
         run: measure!(write_replicate),
     },
     CheckDef {
         id: "cross-region.consistency.concurrent-writes",
         title: "concurrent writers in every region converge with no acknowledged write lost",
         target: |_| "0 lost acknowledged writes, all regions converge".to_string(),
-        needs: Needs::NONE,
+        needs: Needs { contract: false, ..Needs::NONE },
         run: measure!(concurrent_writes),
     },
     CheckDef {
         id: "cross-region.consistency.conflict-lww",
         title: "simultaneous writes of one key resolve to the highest version everywhere",
         target: |_| "0 wrong last-write-wins winners, all regions converge".to_string(),
-        needs: Needs::NONE,
+        needs: Needs { contract: false, ..Needs::NONE },
         run: measure!(conflict_lww),
     },
 ];
@@ -388,8 +388,14 @@ pub fn judge_replication(
         bounds.join("; ")
     ));
     if never_visible > 0 {
-        problems
-            .push(format!("{never_visible} replications never became visible within {} ms", cfg.visibility_timeout_ms));
+        let mut pairs: Vec<String> =
+            o.never_visible.iter().filter(|(_, n)| **n > 0).map(|(k, n)| format!("{n} on {}", pair_name(*k))).collect();
+        pairs.sort();
+        problems.push(format!(
+            "{never_visible} replications never became visible within {} ms ({})",
+            cfg.visibility_timeout_ms,
+            pairs.join(", ")
+        ));
     }
     if failed > 0 {
         problems.push(format!("{failed} of {} probe writes failed", acked + failed));

@@ -46,7 +46,7 @@ impl Target {
             DeploymentKind::Http => {
                 let regions = config.deployment.regions.iter();
                 let regions =
-                    regions.map(|r| RegionInfo { name: r.name.clone(), endpoint: r.endpoint.clone() }).collect();
+                    regions.map(|r| RegionInfo { name: r.name.clone(), endpoint: shown_endpoint(r) }).collect();
                 (None, regions, config.deployment.traffic.clone())
             }
             DeploymentKind::Lab => {
@@ -75,7 +75,11 @@ impl Target {
         let timeout = Duration::from_millis(config.deployment.request_timeout_ms);
         let client = crate::probe::client(&config.deployment);
         let faults = FaultInjector::from_config(&config, &regions, lab.as_ref().map(|l| l.url()));
-        let probes = regions.iter().map(|r| Probe::new(&r.name, &r.endpoint, client.clone(), timeout)).collect();
+        let mut probes: Vec<Probe> =
+            regions.iter().map(|r| Probe::new(&r.name, &r.endpoint, client.clone(), timeout)).collect();
+        if lab.is_none() {
+            databases(&config, &mut probes)?;
+        }
         Ok(Target { lab, regions, traffic, faults, probes, config })
     }
 
@@ -91,6 +95,45 @@ impl Target {
             }
         }
     }
+}
+
+/// What a report shows of a region: its API endpoint, or its database without the password.
+fn shown_endpoint(r: &config::RegionEndpoint) -> String {
+    match (&r.database, r.endpoint.is_empty()) {
+        (Some(db), true) => crate::db::redact(db),
+        _ => r.endpoint.clone(),
+    }
+}
+
+/// Replaces the probe of every region without an API endpoint by a client of its database.
+fn databases(config: &Config, probes: &mut [Probe]) -> Result<()> {
+    let d = &config.deployment;
+    let dbs: Vec<(String, crate::db::DbSettings)> = d
+        .regions
+        .iter()
+        .filter(|r| r.endpoint.is_empty())
+        .filter_map(|r| r.database.as_ref().map(|db| (r, db)))
+        .map(|(r, db)| {
+            crate::db::parse(db, &config.db_env)
+                .map(|s| (r.name.clone(), s))
+                .map_err(|e| Error::Target(format!("database of region {}: {e}", r.name)))
+        })
+        .collect::<Result<_>>()?;
+    if dbs.is_empty() {
+        return Ok(());
+    }
+    let tls = crate::net::tls_config(d.tls.ca_file.as_deref())
+        .unwrap_or_else(|_| xregion_load::tls::config_with(rustls::RootCertStore::empty()));
+    let timeout = Duration::from_millis(d.request_timeout_ms);
+    let connect = Duration::from_millis(d.connect_timeout_ms);
+    let clients = crate::db::postgres::PgCluster::connect(&dbs, tls, connect, timeout, d.tls.ca_file.clone())
+        .map_err(Error::Target)?;
+    for ((name, _), client) in dbs.iter().zip(clients) {
+        if let Some(p) = probes.iter_mut().find(|p| &p.region == name) {
+            *p = Probe::postgres(name, client, timeout);
+        }
+    }
+    Ok(())
 }
 
 /// Where `xregion fail`, `restore` and `status` send a fault: the deployment of `--config` when it is an http

@@ -7,6 +7,7 @@ mod common;
 mod deployment;
 mod faults;
 mod lab;
+mod postgres;
 mod run;
 mod security;
 mod traffic;

@@ -95,10 +95,11 @@ pub const DR_CHECKS: &[CheckDef] = &[
     },
 ];
 
-/// What a failover check needs: a fault injector that can inject `kind`, the latency record for the canaries,
-/// and a second region to fail over to.
+/// What a failover check needs: a fault injector that can inject `kind`, the latency record for the canaries
+/// (regions that are databases have none: their canaries are clients in each surviving region), and a second
+/// region to fail over to.
 const fn scenario_needs(kind: FaultKind) -> Needs {
-    Needs { injector: true, records: &["latency"], regions_min: 2, fault: Some(kind), ..Needs::NONE }
+    Needs { injector: true, records: &["latency"], regions_min: 2, fault: Some(kind), contract: false, ..Needs::NONE }
 }
 
 /// Canary requests in flight per client location; beyond it a scheduled request counts as failed.

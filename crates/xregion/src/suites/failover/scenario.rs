@@ -165,12 +165,7 @@ pub(super) async fn run(ctx: &Ctx, traffic: &Traffic, scenario: Scenario) -> Res
     let stop = CancellationToken::new();
     let rec = Arc::new(Recorder::default());
     let mut tasks = tokio::task::JoinSet::new();
-    let locations = canary_locations(traffic);
-    if locations.is_empty() {
-        return Err("no client locations for the canaries: set [deployment.traffic.nearest]".into());
-    }
-    for location in &locations {
-        let probe = router_probe(ctx, traffic, location, CANARY_IN_FLIGHT_MAX)?;
+    for (location, probe) in canary_clients(ctx, traffic, &survivors)? {
         tasks.spawn(canary(
             ctx.history.clone(),
             probe,
@@ -329,6 +324,20 @@ pub(super) async fn run(ctx: &Ctx, traffic: &Traffic, scenario: Scenario) -> Res
         errors,
         canary_rate: rate,
     })
+}
+
+/// Who the canaries are: a client at every location the traffic names, through the latency record; or, for
+/// regions that are databases (which have no routing records), a client in every surviving region, using that
+/// region's own client (which reads its database and follows the writer), as an application in that region would.
+fn canary_clients(ctx: &Ctx, traffic: &Traffic, survivors: &[Probe]) -> Result<Vec<(String, Probe)>, String> {
+    if traffic.records.is_empty() && ctx.probes.iter().any(|p| !p.capabilities().http_contract) {
+        return Ok(survivors.iter().map(|p| (p.region.clone(), p.clone())).collect());
+    }
+    let locations = canary_locations(traffic);
+    if locations.is_empty() {
+        return Err("no client locations for the canaries: set [deployment.traffic.nearest]".into());
+    }
+    locations.into_iter().map(|l| router_probe(ctx, traffic, &l, CANARY_IN_FLIGHT_MAX).map(|p| (l, p))).collect()
 }
 
 /// The client locations the canaries send from: every location the deployment's traffic names (its nearest

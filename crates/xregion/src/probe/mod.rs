@@ -11,93 +11,40 @@ use xregion_model::wire::{ErrorBody, Health, PutRequest, Record, ReplicationStat
 /// Most pages one scan reads, to bound a scan of a deployment that keeps returning `next_after`.
 const SCAN_PAGES_MAX: usize = 10_000;
 
-/// Why a probe request did not return a result. Each message is one sentence naming the region and its endpoint,
-/// what went wrong and what to check.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum ProbeError {
-    /// No connection could be made (refused, no such host, a certificate that does not verify); the request
-    /// certainly did not take effect.
-    #[error("region {region} at {endpoint}: {cause}")]
-    Unreachable {
-        /// The region.
-        region: String,
-        /// The endpoint that could not be reached.
-        endpoint: String,
-        /// What happened and what to check, for example `refused the connection; check that …`.
-        cause: String,
-    },
-    /// The request was sent but no answer came in time; it may or may not have taken effect.
-    #[error(
-        "region {region} at {endpoint} did not answer within {timeout_ms} ms; check that it is up and not \
-         overloaded, or raise [deployment] request_timeout_ms"
-    )]
-    Timeout {
-        /// The region.
-        region: String,
-        /// The endpoint.
-        endpoint: String,
-        /// The timeout that expired.
-        timeout_ms: u64,
-    },
-    /// The deployment answered with an error status.
-    #[error("region {region} at {endpoint} answered {status}: {message}")]
-    Status {
-        /// The region.
-        region: String,
-        /// The endpoint.
-        endpoint: String,
-        /// HTTP status code.
-        status: u16,
-        /// The error body's message, or the raw body.
-        message: String,
-    },
-    /// The answer did not follow the probe contract.
-    #[error("region {region} at {endpoint} broke the probe contract: {cause}")]
-    Contract {
-        /// The region.
-        region: String,
-        /// The endpoint.
-        endpoint: String,
-        /// What was wrong.
-        cause: String,
-    },
-}
+pub mod error;
 
-impl ProbeError {
-    /// The message without the region, for a row or a line that already names it: `ENDPOINT: what happened`.
-    pub fn detail(&self) -> String {
-        match self {
-            ProbeError::Unreachable { endpoint, cause, .. } => format!("{endpoint}: {cause}"),
-            ProbeError::Timeout { endpoint, timeout_ms, .. } => format!(
-                "{endpoint} did not answer within {timeout_ms} ms; check that it is up and not overloaded, or raise \
-                 [deployment] request_timeout_ms"
-            ),
-            ProbeError::Status { endpoint, status, message, .. } => format!("{endpoint} answered {status}: {message}"),
-            ProbeError::Contract { endpoint, cause, .. } => format!("{endpoint} broke the probe contract: {cause}"),
-        }
-    }
+pub use error::ProbeError;
 
-    /// Whether the operation certainly did not take effect (versus an unknown outcome).
-    pub fn is_definite_failure(&self) -> bool {
-        match self {
-            ProbeError::Unreachable { .. } => true,
-            ProbeError::Status { status, .. } => (400..500).contains(status),
-            ProbeError::Timeout { .. } | ProbeError::Contract { .. } => false,
-        }
-    }
-}
-
-/// A client for one region's probe-contract endpoint.
+/// A client for one region: its probe-contract endpoint over HTTP, or its database.
 #[derive(Debug, Clone)]
 pub struct Probe {
     /// The region's name, for records and errors.
     pub region: String,
-    /// Base URL without a trailing slash.
+    /// Base URL without a trailing slash, or the database's URL without its password.
     pub endpoint: String,
-    /// Shared connection pool.
-    client: reqwest::Client,
+    /// How the region is reached.
+    backend: Backend,
     /// Request timeout, reported in errors.
     timeout: Duration,
+}
+
+/// How a probe reaches its region. A new kind of target is one more variant: a client plus what it can do.
+#[derive(Debug, Clone)]
+enum Backend {
+    /// The HTTP probe contract, through the shared connection pool.
+    Http(reqwest::Client),
+    /// A PostgreSQL database holding xregion's table.
+    Postgres(crate::db::postgres::PgRegion),
+}
+
+/// What a region's client can do, for the checks' `Needs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// It speaks the whole HTTP probe contract: routes beyond the key-value operations (stats, audit, erase,
+    /// residency, replication status), TLS listeners to scan, and URLs the load generator can request.
+    pub http_contract: bool,
+    /// What it is, for a skip reason: `HTTP probe contract` or `postgres database`.
+    pub kind: &'static str,
 }
 
 /// Builds the shared HTTP client with the configured timeouts, TLS trusting the deployment's CA, and the admin
@@ -117,7 +64,41 @@ pub fn client(deployment: &crate::config::Deployment) -> reqwest::Client {
 impl Probe {
     /// A probe for `region` at `endpoint`, sharing `client`'s pool.
     pub fn new(region: &str, endpoint: &str, client: reqwest::Client, timeout: Duration) -> Probe {
-        Probe { region: region.to_string(), endpoint: endpoint.trim_end_matches('/').to_string(), client, timeout }
+        let endpoint = endpoint.trim_end_matches('/').to_string();
+        Probe { region: region.to_string(), endpoint, backend: Backend::Http(client), timeout }
+    }
+
+    /// A probe for `region` that reaches its PostgreSQL database.
+    pub fn postgres(region: &str, db: crate::db::postgres::PgRegion, timeout: Duration) -> Probe {
+        Probe { region: region.to_string(), endpoint: db.endpoint(), backend: Backend::Postgres(db), timeout }
+    }
+
+    /// What this region's client can do.
+    pub fn capabilities(&self) -> Capabilities {
+        match self.backend {
+            Backend::Http(_) => Capabilities { http_contract: true, kind: "HTTP probe contract" },
+            Backend::Postgres(_) => Capabilities { http_contract: false, kind: "postgres database" },
+        }
+    }
+
+    /// The database client, when the region is a database.
+    pub fn database(&self) -> Option<&crate::db::postgres::PgRegion> {
+        match &self.backend {
+            Backend::Postgres(db) => Some(db),
+            Backend::Http(_) => None,
+        }
+    }
+
+    /// The HTTP client, or the error for an operation only the HTTP contract has.
+    fn http(&self, what: &str) -> Result<&reqwest::Client, ProbeError> {
+        match &self.backend {
+            Backend::Http(c) => Ok(c),
+            Backend::Postgres(_) => Err(ProbeError::Refused {
+                region: self.region.clone(),
+                endpoint: self.endpoint.clone(),
+                message: format!("a {} has no {what}", self.capabilities().kind),
+            }),
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -166,27 +147,33 @@ impl Probe {
 
     /// `GET /healthz`.
     pub async fn health(&self) -> Result<Health, ProbeError> {
-        let resp = self.send(self.client.get(self.url("/healthz"))).await?;
+        if let Backend::Postgres(db) = &self.backend {
+            return db.health().await;
+        }
+        let resp = self.send(self.http("/healthz")?.get(self.url("/healthz"))).await?;
         self.decode(resp).await
     }
 
     /// `PUT /v1/kv/{key}`: returns the stored record with its version.
     pub async fn put(&self, key: &str, value: &str) -> Result<Record, ProbeError> {
+        if let Backend::Postgres(db) = &self.backend {
+            return db.put(key, value).await;
+        }
         let body = PutRequest { value: value.to_string(), residency: None };
-        let resp = self.send(self.client.put(self.url(&format!("/v1/kv/{key}"))).json(&body)).await?;
+        let resp = self.send(self.http("key-value route")?.put(self.url(&format!("/v1/kv/{key}"))).json(&body)).await?;
         self.decode(resp).await
     }
 
     /// `PUT /v1/kv/{key}` with a residency tag.
     pub async fn put_tagged(&self, key: &str, value: &str, residency: Option<&str>) -> Result<Record, ProbeError> {
         let body = PutRequest { value: value.to_string(), residency: residency.map(str::to_string) };
-        let resp = self.send(self.client.put(self.url(&format!("/v1/kv/{key}"))).json(&body)).await?;
+        let resp = self.send(self.http("residency tags")?.put(self.url(&format!("/v1/kv/{key}"))).json(&body)).await?;
         self.decode(resp).await
     }
 
     /// `POST /v1/erase/{key}`: the erasure receipt.
     pub async fn erase(&self, key: &str) -> Result<xregion_model::wire::EraseReceipt, ProbeError> {
-        let resp = self.send(self.client.post(self.url(&format!("/v1/erase/{key}")))).await?;
+        let resp = self.send(self.http("erase route")?.post(self.url(&format!("/v1/erase/{key}")))).await?;
         self.decode(resp).await
     }
 
@@ -196,24 +183,33 @@ impl Probe {
         if let Some(a) = after {
             query.push(("after", a.to_string()));
         }
-        let resp = self.send(self.client.get(self.url("/v1/audit")).query(&query)).await?;
+        let resp = self.send(self.http("audit route")?.get(self.url("/v1/audit")).query(&query)).await?;
         self.decode(resp).await
     }
 
     /// The same probe sending through `client` (another token).
     pub fn with_client(&self, client: reqwest::Client) -> Probe {
-        Probe { client, ..self.clone() }
+        match self.backend {
+            Backend::Http(_) => Probe { backend: Backend::Http(client), ..self.clone() },
+            Backend::Postgres(_) => self.clone(),
+        }
     }
 
     /// `DELETE /v1/kv/{key}`: returns the tombstone with its version.
     pub async fn delete(&self, key: &str) -> Result<Record, ProbeError> {
-        let resp = self.send(self.client.delete(self.url(&format!("/v1/kv/{key}")))).await?;
+        if let Backend::Postgres(db) = &self.backend {
+            return db.delete(key).await;
+        }
+        let resp = self.send(self.http("key-value route")?.delete(self.url(&format!("/v1/kv/{key}")))).await?;
         self.decode(resp).await
     }
 
     /// `GET /v1/kv/{key}`: `None` when the key is absent or deleted.
     pub async fn get(&self, key: &str) -> Result<Option<Record>, ProbeError> {
-        let resp = self.send(self.client.get(self.url(&format!("/v1/kv/{key}")))).await?;
+        if let Backend::Postgres(db) = &self.backend {
+            return db.get(key).await;
+        }
+        let resp = self.send(self.http("key-value route")?.get(self.url(&format!("/v1/kv/{key}")))).await?;
         if resp.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
@@ -222,6 +218,10 @@ impl Probe {
 
     /// `GET /v1/kv?prefix=…`, every page: all records under `prefix`, tombstones included, in key order.
     pub async fn scan(&self, prefix: &str) -> Result<Vec<Record>, ProbeError> {
+        if let Backend::Postgres(db) = &self.backend {
+            return db.scan(prefix).await;
+        }
+        let client = self.http("key-value route")?;
         let mut out = Vec::new();
         let mut after: Option<String> = None;
         for _ in 0..SCAN_PAGES_MAX {
@@ -229,7 +229,7 @@ impl Probe {
             if let Some(a) = &after {
                 query.push(("after", a.clone()));
             }
-            let resp = self.send(self.client.get(self.url("/v1/kv")).query(&query)).await?;
+            let resp = self.send(client.get(self.url("/v1/kv")).query(&query)).await?;
             let page: ScanPage = self.decode(resp).await?;
             out.extend(page.records);
             match page.next_after {
@@ -250,7 +250,7 @@ impl Probe {
         path: &str,
         timeout: Option<Duration>,
     ) -> Result<Option<T>, ProbeError> {
-        let mut req = self.client.get(self.url(path));
+        let mut req = self.http(path)?.get(self.url(path));
         if let Some(t) = timeout {
             req = req.timeout(t);
         }
@@ -263,7 +263,7 @@ impl Probe {
 
     /// `GET /v1/replication`.
     pub async fn replication(&self) -> Result<ReplicationStatus, ProbeError> {
-        let resp = self.send(self.client.get(self.url("/v1/replication"))).await?;
+        let resp = self.send(self.http("replication status route")?.get(self.url("/v1/replication"))).await?;
         self.decode(resp).await
     }
 }

@@ -1,0 +1,40 @@
+//! The one table xregion owns in a database target, per kind, and what a user must still do for their replication.
+//!
+//! The table holds one row per key. A delete keeps the row as a tombstone (`value` NULL), so the consistency
+//! checkers see deletes as the lab's tombstones. The version is a per-key hybrid logical clock kept by the write
+//! itself: `ver_ms` never goes back for a key, and `ver_logical` orders writes within one millisecond, so within
+//! one writer the version order is the commit order of the key's writes (the row lock serializes them). `origin`
+//! is the region whose database took the write.
+
+use super::DbKind;
+
+/// The table's name.
+pub const TABLE: &str = "xregion_kv";
+
+/// The DDL that creates the table where missing.
+pub fn ddl(kind: DbKind) -> &'static str {
+    match kind {
+        DbKind::Postgres => {
+            "CREATE TABLE IF NOT EXISTS xregion_kv (\n    \
+             key         text PRIMARY KEY,\n    \
+             value       text,                 -- NULL: a tombstone (the key was deleted)\n    \
+             ver_ms      bigint  NOT NULL,     -- version: per-key hybrid logical clock, milliseconds\n    \
+             ver_logical integer NOT NULL,     -- version: counter within one millisecond\n    \
+             origin      text    NOT NULL,     -- the region whose database took the write\n    \
+             written_at  timestamptz NOT NULL DEFAULT clock_timestamp()\n\
+             );\n"
+        }
+    }
+}
+
+/// What the user must still do after `xregion db init`, for their replication to carry the table.
+pub fn after_init(kind: DbKind) -> &'static str {
+    match kind {
+        DbKind::Postgres => {
+            "Streaming (physical) standbys copy the table by themselves: run `xregion db init` against the primary \
+             only. In a logical or pglogical mesh, create it on every node and add it to the replication set on each, \
+             for example: SELECT pglogical.replication_set_add_table('default', 'xregion_kv', true); with \
+             conflict_resolution = last_update_wins and track_commit_timestamp = on."
+        }
+    }
+}

@@ -1,0 +1,348 @@
+#!/usr/bin/env bash
+# A PostgreSQL 15 primary with two streaming standbys on loopback, Aurora Global Database style: one region takes
+# writes, the others serve reads and can be promoted. Asynchronous by default; SYNC=1 makes every commit wait until
+# both standbys have applied it (synchronous_standby_names = 'ANY 2 (...)', synchronous_commit = remote_apply).
+#
+#   ctl.sh up DIR                 initdb the primary, clone two standbys, start all three (<= 60 s)
+#   ctl.sh down DIR               stop every instance (the data stays in DIR)
+#   ctl.sh fail DIR REGION        kill -9 REGION's postmaster; if it was the primary, promote the next region
+#                                 at once (a forced promotion: whatever it had not received is gone)
+#   ctl.sh restore DIR REGION     bring REGION back: a killed standby restarts; a former primary is cloned again
+#                                 from the current primary and follows it
+#   ctl.sh status DIR             each region's state and role
+#   ctl.sh env DIR                the DB_ENDPOINT_* and PG* variables that describe the target to xregion
+#
+# `up` also writes DIR/xregion.toml (the regions' databases and these fail/restore commands, for the failover
+# checks) and DIR/xregion.pgpass (the password, for PGPASSFILE).
+#
+# DELAY_MS=35 puts `xregion wan` (the lab's WAN emulator as a proxy; XREGION_BIN names the binary, default
+# `xregion`) on every replication link with that one-way delay, as between real regions; a complete failure then
+# also cuts the region's links at once, so what was still on the wire never arrives, as when a region dies.
+#
+# Regions and addresses: us-east-1 on 127.0.2.1, us-west-2 on 127.0.2.2, eu-west-1 on 127.0.2.3, all on port
+# ${PGPORT_TARGET:-5432}; XREGION_PG_NET=127.0.9 moves them to 127.0.9.1-3. Each instance listens on its own loopback
+# address only, with scram-sha-256 passwords. Postgres refuses to run as root, so as root the instances run as the
+# `postgres` user (runuser) and DIR is given to it. Needs the postgresql-15 package.
+set -euo pipefail
+# The caller's libpq variables (for example from `eval "$(ctl.sh env DIR)"`) must not steer this script's own tools.
+unset PGPASSWORD PGUSER PGDATABASE PGHOST PGPORT PGSSLMODE PGPASSFILE PGSERVICE PGOPTIONS
+
+REGIONS=(us-east-1 us-west-2 eu-west-1)
+NET=${XREGION_PG_NET:-127.0.2}
+PORT=${PGPORT_TARGET:-5432}
+BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+USER_NAME=xregion
+DB_NAME=xregion
+if [ "$(id -u)" = 0 ]; then SUPER=postgres; else SUPER=$(id -un); fi
+
+die() { echo "ctl.sh: $*" >&2; exit 1; }
+usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+
+[ -x "$BIN/postgres" ] || die "no PostgreSQL 15 at $BIN: install postgresql-15 (or set PG_BIN)"
+
+addr_of() { # region -> its loopback address
+  local i
+  for i in "${!REGIONS[@]}"; do [ "${REGIONS[$i]}" = "$1" ] && { echo "$NET.$((i + 1))"; return; }; done
+  die "unknown region $1 (regions: ${REGIONS[*]})"
+}
+slot_of() { echo "${1//-/_}"; }
+
+as_pg() { # run a command as the postgres user when root
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+pgdata() { echo "$DIR/$1/data"; }
+running() { # region: its postmaster is alive (a killed one may linger as a zombie for a moment)
+  local f pid state
+  f="$(pgdata "$1")/postmaster.pid"
+  [ -f "$f" ] || return 1
+  pid=$(head -1 "$f")
+  state=$(ps -o stat= -p "$pid" 2>/dev/null) || return 1
+  [[ $state != Z* ]]
+}
+
+psql_at() { # region sql: run as the superuser over the region's socket
+  as_pg "$BIN/psql" -X -q -A -t -h "$DIR/$1/run" -p "$PORT" -U "$SUPER" -d postgres -c "$2"
+}
+
+wait_ready() { # region: until it accepts connections (bounded: 30 s)
+  local i
+  for i in $(seq 1 300); do
+    as_pg "$BIN/pg_isready" -q -h "$DIR/$1/run" -p "$PORT" && return 0
+    running "$1" || die "$1 exited while starting; see $DIR/$1/log"
+    sleep 0.1
+  done
+  die "$1 did not accept connections within 30 s; see $DIR/$1/log"
+}
+
+start_region() {
+  local r=$1
+  mkdir -p "$DIR/$r/run"
+  [ "$(id -u)" = 0 ] && chown postgres: "$DIR/$r" "$DIR/$r/run"
+  # A killed postmaster leaves its socket lock behind; its pid may still be taken (a zombie not yet reaped).
+  rm -f "$DIR/$r/run"/.s.PGSQL.*
+  as_pg "$BIN/pg_ctl" -D "$(pgdata "$r")" -l "$DIR/$r/log" -w -t 30 start >/dev/null
+  wait_ready "$r"
+}
+
+index_of() { local i; for i in "${!REGIONS[@]}"; do [ "${REGIONS[$i]}" = "$1" ] && echo "$i"; done; }
+wan_on() { [ -f "$DIR/wan.toml" ]; }
+wan_port() { echo $((PORT + 100 + $(index_of "$1"))); } # the port on a standby's address that reaches region $1
+
+conninfo() { # primary region, standby region -> primary_conninfo (through the WAN proxy when there is one)
+  local host port
+  if wan_on; then host=$(addr_of "$2") port=$(wan_port "$1"); else host=$(addr_of "$1") port=$PORT; fi
+  echo "host=$host port=$port user=replicator passfile=$DIR/pgpass application_name=$(slot_of "$2")"
+}
+
+wan_start() { # DIR/wan.toml: a link from every region to every other; start the proxy, note its admin URL
+  local a b
+  {
+    echo "jitter_ms = 1"
+    for a in "${REGIONS[@]}"; do
+      for b in "${REGIONS[@]}"; do
+        [ "$a" = "$b" ] && continue
+        printf '[[link]]\nfrom = "%s"\nto = "%s"\nlisten = "%s:%s"\nupstream = "%s:%s"\none_way_ms = %s\n' \
+          "$a" "$b" "$(addr_of "$a")" "$(wan_port "$b")" "$(addr_of "$b")" "$PORT" "$DELAY_MS"
+      done
+    done
+  } > "$DIR/wan.toml"
+  setsid "${XREGION_BIN:-xregion}" wan --links "$DIR/wan.toml" > "$DIR/wan.log" 2>&1 < /dev/null &
+  echo $! > "$DIR/wan.pid"
+  for _ in $(seq 1 100); do
+    grep -q '^admin http' "$DIR/wan.log" 2>/dev/null && break
+    kill -0 "$(cat "$DIR/wan.pid")" 2>/dev/null || die "the WAN proxy exited: $(cat "$DIR/wan.log")"
+    sleep 0.1
+  done
+  grep '^admin http' "$DIR/wan.log" | head -1 | cut -d' ' -f2 > "$DIR/wan.admin"
+  [ -s "$DIR/wan.admin" ] || die "the WAN proxy did not start within 10 s: $(cat "$DIR/wan.log")"
+}
+
+wan_rule() { # region rule: set rule (refuse|pass) on every link from or to the region
+  local r=$1 other
+  wan_on || return 0
+  for other in "${REGIONS[@]}"; do
+    [ "$other" = "$r" ] && continue
+    curl -fsS -X PUT -d "{\"rule\":\"$2\"}" "$(cat "$DIR/wan.admin")/links/$r/$other" >/dev/null
+    curl -fsS -X PUT -d "{\"rule\":\"$2\"}" "$(cat "$DIR/wan.admin")/links/$other/$r" >/dev/null
+  done
+}
+
+clone_standby() { # primary region, standby region: a fresh standby of the primary
+  local p=$1 s=$2
+  rm -rf "$(pgdata "$s")"
+  mkdir -p "$DIR/$s/run"
+  [ "$(id -u)" = 0 ] && chown postgres: "$DIR/$s" "$DIR/$s/run"
+  psql_at "$p" "SELECT pg_drop_replication_slot('$(slot_of "$s")') FROM pg_replication_slots WHERE slot_name = '$(slot_of "$s")' AND NOT active" >/dev/null
+  as_pg "$BIN/pg_basebackup" -D "$(pgdata "$s")" -c fast -X stream \
+    -C -S "$(slot_of "$s")" -R -d "$(conninfo "$p" "$s")" >/dev/null
+  cat >> "$(pgdata "$s")/postgresql.auto.conf" <<EOF
+listen_addresses = '$(addr_of "$s")'
+unix_socket_directories = '$DIR/$s/run'
+primary_slot_name = '$(slot_of "$s")'
+EOF
+}
+
+current_primary() {
+  local r
+  for r in "${REGIONS[@]}"; do
+    running "$r" && [ "$(psql_at "$r" 'SELECT pg_is_in_recovery()' 2>/dev/null)" = f ] && { echo "$r"; return; }
+  done
+  return 1
+}
+
+sync_names() { # primary -> synchronous_standby_names for the others
+  local r names=()
+  for r in "${REGIONS[@]}"; do [ "$r" != "$1" ] && names+=("$(slot_of "$r")"); done
+  local IFS=,
+  echo "ANY ${#names[@]} (${names[*]})"
+}
+
+cmd_up() {
+  local p=${REGIONS[0]} r
+  for r in "${REGIONS[@]}"; do running "$r" && die "$r is already running in $DIR (ctl.sh down $DIR first)"; done
+  rm -rf "${DIR:?}"/*
+  [ "$(id -u)" = 0 ] && chown postgres: "$DIR"
+  head -c 18 /dev/urandom | base64 | tr -d '/+=' > "$DIR/xregion.password"
+  head -c 18 /dev/urandom | base64 | tr -d '/+=' > "$DIR/replicator.password"
+  echo "*:*:*:replicator:$(cat "$DIR/replicator.password")" > "$DIR/pgpass"
+  chmod 600 "$DIR"/*.password "$DIR/pgpass"
+  mkdir -p "$DIR/$p"
+  [ "$(id -u)" = 0 ] && chown postgres: "$DIR/$p" && chown postgres: "$DIR"/*.password "$DIR/pgpass"
+  as_pg "$BIN/initdb" -D "$(pgdata "$p")" -U "$SUPER" --auth-local=peer --auth-host=scram-sha-256 \
+    --data-checksums -E UTF8 --locale=C.UTF-8 >/dev/null
+  if [ "${SYNC:-0}" = 1 ]; then echo sync > "$DIR/mode"; else echo async > "$DIR/mode"; fi
+  cat >> "$(pgdata "$p")/postgresql.auto.conf" <<EOF
+listen_addresses = '$(addr_of "$p")'
+port = $PORT
+unix_socket_directories = '$DIR/$p/run'
+wal_level = replica
+max_wal_senders = 10
+max_replication_slots = 10
+hot_standby = on
+hot_standby_feedback = on
+wal_keep_size = '256MB'
+track_commit_timestamp = on
+shared_buffers = '64MB'
+fsync = on
+EOF
+  # Local connections by peer (the postgres user over the socket); TCP by password, replication included.
+  cat > "$(pgdata "$p")/pg_hba.conf" <<EOF
+local all $SUPER peer
+host all all 127.0.0.0/8 scram-sha-256
+host replication replicator 127.0.0.0/8 scram-sha-256
+EOF
+  start_region "$p"
+  if [ "${DELAY_MS:-0}" != 0 ]; then wan_start; fi
+  psql_at "$p" "CREATE ROLE $USER_NAME LOGIN PASSWORD '$(cat "$DIR/xregion.password")'" >/dev/null
+  psql_at "$p" "CREATE ROLE replicator LOGIN REPLICATION PASSWORD '$(cat "$DIR/replicator.password")'" >/dev/null
+  psql_at "$p" "CREATE DATABASE $DB_NAME OWNER $USER_NAME" >/dev/null
+  for r in "${REGIONS[@]:1}"; do clone_standby "$p" "$r"; done
+  for r in "${REGIONS[@]:1}"; do start_region "$r"; done
+  write_config
+  if [ "$(cat "$DIR/mode")" = sync ]; then
+    # Only once both standbys stream: before that, a commit would wait for them forever.
+    psql_at "$p" "ALTER SYSTEM SET synchronous_standby_names = '$(sync_names "$p")'" >/dev/null
+    psql_at "$p" "ALTER SYSTEM SET synchronous_commit = 'remote_apply'" >/dev/null
+    psql_at "$p" "SELECT pg_reload_conf()" >/dev/null
+  fi
+  cmd_status
+}
+
+write_config() { # DIR/xregion.toml: the regions' databases and the fault commands; DIR/xregion.pgpass: the password
+  local r self
+  self=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
+  echo "*:*:*:$USER_NAME:$(cat "$DIR/xregion.password")" > "$DIR/xregion.pgpass"
+  chmod 600 "$DIR/xregion.pgpass"
+  {
+    echo "# Written by ctl.sh up: this target as xregion sees it. Run with PGPASSFILE=$DIR/xregion.pgpass."
+    echo "[deployment]"
+    echo "kind = \"http\""
+    for r in "${REGIONS[@]}"; do
+      echo ""
+      echo "[[deployment.regions]]"
+      echo "name = \"$r\""
+      echo "database = \"postgres://$USER_NAME@$(addr_of "$r"):$PORT/$DB_NAME?sslmode=disable\""
+    done
+    echo ""
+    echo "[faults.command]"
+    echo "# A complete failure kills the region; killing the primary promotes the next region at once."
+    echo "fail_complete = \"XREGION_PG_NET=$NET PGPORT_TARGET=$PORT bash $self fail $DIR \\\"\$XREGION_REGION\\\"\""
+    echo "restore = \"XREGION_PG_NET=$NET PGPORT_TARGET=$PORT bash $self restore $DIR \\\"\$XREGION_REGION\\\"\""
+  } > "$DIR/xregion.toml"
+}
+
+cmd_down() {
+  local r
+  for r in "${REGIONS[@]}"; do
+    if running "$r"; then as_pg "$BIN/pg_ctl" -D "$(pgdata "$r")" -m fast -w -t 30 stop >/dev/null || true; fi
+  done
+  if [ -f "$DIR/wan.pid" ]; then kill "$(cat "$DIR/wan.pid")" 2>/dev/null || true; rm -f "$DIR/wan.pid"; fi
+}
+
+cmd_fail() {
+  local r=$1 was_primary=0 pid next
+  addr_of "$r" >/dev/null
+  running "$r" || die "$r is not running"
+  [ "$(current_primary || true)" = "$r" ] && was_primary=1
+  pid=$(head -1 "$(pgdata "$r")/postmaster.pid")
+  # A region dies with its network: what is still on the wire to or from it never arrives.
+  wan_rule "$r" refuse
+  kill -9 "$pid"
+  # The postmaster's children end when they notice it is gone; wait for them so the address is free.
+  # Until the pid is gone, reaped too: a new postmaster refuses to start while the old pid exists.
+  for _ in $(seq 1 200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+  if [ "$was_primary" = 1 ]; then
+    # Promote the standby that received the most WAL, as a careful operator (or Patroni) would: the other one
+    # then holds a prefix of its history and can follow it.
+    local s lsn best=-1
+    next=$r
+    for s in "${REGIONS[@]}"; do
+      [ "$s" != "$r" ] && running "$s" || continue
+      lsn=$(psql_at "$s" "SELECT coalesce(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())")
+      lsn=$(( (16#${lsn%/*} << 32) + 16#${lsn#*/} ))
+      if [ "$lsn" -gt "$best" ]; then best=$lsn next=$s; fi
+    done
+    [ "$next" != "$r" ] || die "no standby left to promote"
+    as_pg "$BIN/pg_ctl" -D "$(pgdata "$next")" -w -t 30 promote >/dev/null
+    if [ "$(cat "$DIR/mode")" = sync ]; then
+      # The new primary waits for every standby still alive (ANY 1 of the survivors).
+      local s names=()
+      for s in "${REGIONS[@]}"; do [ "$s" != "$next" ] && [ "$s" != "$r" ] && names+=("$(slot_of "$s")"); done
+      local IFS=,
+      psql_at "$next" "ALTER SYSTEM SET synchronous_standby_names = 'ANY 1 (${names[*]})'" >/dev/null
+      psql_at "$next" "ALTER SYSTEM SET synchronous_commit = 'remote_apply'" >/dev/null
+      unset IFS
+    fi
+    # The other standbys follow the new primary (primary_conninfo reloads without a restart since 13).
+    local s
+    for s in "${REGIONS[@]}"; do
+      [ "$s" = "$r" ] || [ "$s" = "$next" ] || ! running "$s" && continue
+      psql_at "$next" "SELECT pg_create_physical_replication_slot('$(slot_of "$s")') WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = '$(slot_of "$s")')" >/dev/null
+      psql_at "$s" "ALTER SYSTEM SET primary_conninfo = '$(conninfo "$next" "$s")'" >/dev/null
+      psql_at "$s" "SELECT pg_reload_conf()" >/dev/null
+    done
+    psql_at "$next" "SELECT pg_reload_conf()" >/dev/null
+    echo "$r killed; $next promoted"
+  else
+    echo "$r killed"
+  fi
+}
+
+cmd_restore() {
+  local r=$1 p
+  addr_of "$r" >/dev/null
+  running "$r" && { echo "$r is running"; return; }
+  p=$(current_primary) || die "no primary is running to restore $r from"
+  wan_rule "$r" pass
+  if [ -f "$(pgdata "$r")/standby.signal" ] && [ "$p" != "$r" ] \
+    && grep -qF "$(conninfo "$p" "$r")" "$(pgdata "$r")/postgresql.auto.conf"; then
+    start_region "$r"
+  else
+    # A former primary (or a standby of a former primary): its history diverged, so clone it afresh.
+    clone_standby "$p" "$r"
+    start_region "$r"
+  fi
+  if [ "$(cat "$DIR/mode")" = sync ]; then
+    psql_at "$p" "ALTER SYSTEM SET synchronous_standby_names = '$(sync_names "$p")'" >/dev/null
+    psql_at "$p" "SELECT pg_reload_conf()" >/dev/null
+  fi
+  echo "$r restored, following $p"
+}
+
+cmd_status() {
+  local r role
+  for r in "${REGIONS[@]}"; do
+    if running "$r"; then
+      role=$(psql_at "$r" 'SELECT CASE WHEN pg_is_in_recovery() THEN '"'standby'"' ELSE '"'primary'"' END' 2>/dev/null || echo unknown)
+      echo "$r $(addr_of "$r"):$PORT up $role"
+    else
+      echo "$r $(addr_of "$r"):$PORT down"
+    fi
+  done
+}
+
+cmd_env() {
+  local r
+  for r in "${REGIONS[@]}"; do
+    echo "export DB_ENDPOINT_$(echo "$r" | tr 'a-z-' 'A-Z_')=$(addr_of "$r"):$PORT"
+  done
+  echo "export AWS_REGION=${REGIONS[0]} AWS_SECONDARY_REGIONS=$(IFS=,; echo "${REGIONS[*]:1}")"
+  echo "export PGUSER=$USER_NAME PGDATABASE=$DB_NAME PGSSLMODE=disable PGPASSFILE=$DIR/xregion.pgpass"
+}
+
+[ $# -ge 2 ] || usage
+cmd=$1 DIR=$2
+shift 2
+if [ "$cmd" = up ]; then mkdir -p "$DIR"; fi
+[ -d "$DIR" ] || die "no directory $DIR"
+DIR=$(cd "$DIR" && pwd)
+case "$cmd" in
+  up) cmd_up ;;
+  down) cmd_down ;;
+  fail) [ $# = 1 ] || usage; cmd_fail "$1" ;;
+  restore) [ $# = 1 ] || usage; cmd_restore "$1" ;;
+  status) cmd_status ;;
+  env) cmd_env ;;
+  *) usage ;;
+esac
