@@ -177,11 +177,10 @@ pub async fn run_checks(defs: &[CheckDef], ctx: &Ctx, interrupt: impl Future<Out
     for def in defs {
         ctx.progress.start_check(def.id);
         let rb = ResultBuilder::new(def, &ctx.config);
-        // What the deployment cannot do at all is a skip even when it is down right now.
-        let r = if let Some(why) = def.needs.unmet(ctx) {
-            rb.finish(Verdict::Skipped, why)
-        } else if !problems.is_empty() && (def.needs.usable || !https) {
+        let r = if !problems.is_empty() && (def.needs.usable || !https) {
             rb.finish(Verdict::Error, format!("deployment not usable: {}", problems.join("; ")))
+        } else if let Some(why) = def.needs.unmet(ctx) {
+            rb.finish(Verdict::Skipped, why)
         } else {
             match def.run {
                 Run::Judge(judge) => judge(rb, &ctx.config, &results),
