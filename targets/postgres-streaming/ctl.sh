@@ -24,6 +24,8 @@
 # address only, with scram-sha-256 passwords. Postgres refuses to run as root, so as root the instances run as the
 # `postgres` user (runuser) and DIR is given to it. Needs the postgresql-15 package.
 set -euo pipefail
+# shellcheck source=../lib.sh
+. "$(dirname "$0")/../lib.sh"
 # The caller's libpq variables (for example from `eval "$(ctl.sh env DIR)"`) must not steer this script's own tools.
 unset PGPASSWORD PGUSER PGDATABASE PGHOST PGPORT PGSSLMODE PGPASSFILE PGSERVICE PGOPTIONS
 
@@ -35,16 +37,8 @@ USER_NAME=xregion
 DB_NAME=xregion
 if [ "$(id -u)" = 0 ]; then SUPER=postgres; else SUPER=$(id -un); fi
 
-die() { echo "ctl.sh: $*" >&2; exit 1; }
-usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
-
 [ -x "$BIN/postgres" ] || die "no PostgreSQL 15 at $BIN: install postgresql-15 (or set PG_BIN)"
 
-addr_of() { # region -> its loopback address
-  local i
-  for i in "${!REGIONS[@]}"; do [ "${REGIONS[$i]}" = "$1" ] && { echo "$NET.$((i + 1))"; return; }; done
-  die "unknown region $1 (regions: ${REGIONS[*]})"
-}
 slot_of() { echo "${1//-/_}"; }
 
 as_pg() { # run a command as the postgres user when root
@@ -206,8 +200,10 @@ EOF
     psql_at "$p" "ALTER SYSTEM SET synchronous_commit = 'remote_apply'" >/dev/null
     psql_at "$p" "SELECT pg_reload_conf()" >/dev/null
   fi
-  cmd_status
+  cmd_status "$PORT"
 }
+
+db_url() { echo "postgres://$USER_NAME@$(addr_of "$1"):$PORT/$DB_NAME?sslmode=disable"; }
 
 write_config() { # DIR/xregion.toml: the regions' databases and the fault commands; DIR/xregion.pgpass: the password
   local r self
@@ -216,14 +212,7 @@ write_config() { # DIR/xregion.toml: the regions' databases and the fault comman
   chmod 600 "$DIR/xregion.pgpass"
   {
     echo "# Written by ctl.sh up: this target as xregion sees it. Run with PGPASSFILE=$DIR/xregion.pgpass."
-    echo "[deployment]"
-    echo "kind = \"http\""
-    for r in "${REGIONS[@]}"; do
-      echo ""
-      echo "[[deployment.regions]]"
-      echo "name = \"$r\""
-      echo "database = \"postgres://$USER_NAME@$(addr_of "$r"):$PORT/$DB_NAME?sslmode=disable\""
-    done
+    toml_regions
     echo ""
     echo "[faults.command]"
     echo "# A complete failure kills the region; killing the primary promotes the next region at once."
@@ -310,39 +299,11 @@ cmd_restore() {
   echo "$r restored, following $p"
 }
 
-cmd_status() {
-  local r role
-  for r in "${REGIONS[@]}"; do
-    if running "$r"; then
-      role=$(psql_at "$r" 'SELECT CASE WHEN pg_is_in_recovery() THEN '"'standby'"' ELSE '"'primary'"' END' 2>/dev/null || echo unknown)
-      echo "$r $(addr_of "$r"):$PORT up $role"
-    else
-      echo "$r $(addr_of "$r"):$PORT down"
-    fi
-  done
+role_of() { # region: primary or standby
+  psql_at "$1" 'SELECT CASE WHEN pg_is_in_recovery() THEN '"'standby'"' ELSE '"'primary'"' END' 2>/dev/null || echo unknown
 }
 
-cmd_env() {
-  local r
-  for r in "${REGIONS[@]}"; do
-    echo "export DB_ENDPOINT_$(echo "$r" | tr 'a-z-' 'A-Z_')=$(addr_of "$r"):$PORT"
-  done
-  echo "export AWS_REGION=${REGIONS[0]} AWS_SECONDARY_REGIONS=$(IFS=,; echo "${REGIONS[*]:1}")"
-  echo "export PGUSER=$USER_NAME PGDATABASE=$DB_NAME PGSSLMODE=disable PGPASSFILE=$DIR/xregion.pgpass"
-}
+env_extra() { echo "export PGUSER=$USER_NAME PGDATABASE=$DB_NAME PGSSLMODE=disable PGPASSFILE=$DIR/xregion.pgpass"; }
 
-[ $# -ge 2 ] || usage
-cmd=$1 DIR=$2
-shift 2
-if [ "$cmd" = up ]; then mkdir -p "$DIR"; fi
-[ -d "$DIR" ] || die "no directory $DIR"
-DIR=$(cd "$DIR" && pwd)
-case "$cmd" in
-  up) cmd_up ;;
-  down) cmd_down ;;
-  fail) [ $# = 1 ] || usage; cmd_fail "$1" ;;
-  restore) [ $# = 1 ] || usage; cmd_restore "$1" ;;
-  status) cmd_status ;;
-  env) cmd_env ;;
-  *) usage ;;
-esac
+ENV_PORT=$PORT
+target_main "$@"

@@ -48,6 +48,10 @@
 //! # `check_convergence`
 //! A key is divergent when the regions do not all hold the same (value, version), or it is present (tombstones
 //! included) in some regions and absent in others.
+//!
+//! # Stores without tombstones
+//! etcd forgets a deleted key. For such a store the caller first runs [`absent_as_latest_delete`], which reads an
+//! absent key as the tombstone of the latest delete that can explain it; the rules above then apply unchanged.
 
 mod convergence;
 mod error;
@@ -59,7 +63,7 @@ mod writes;
 pub use convergence::{Convergence, DivergentKey, check_convergence};
 pub use error::CheckError;
 pub use lww::{LwwCheck, LwwViolation, LwwViolationKind, check_lww};
-pub use model::{Counts, FinalStates, Held, WriteRef};
+pub use model::{Counts, FinalStates, Held, WriteRef, absent_as_latest_delete};
 pub use table::TABLE_ROWS_MAX;
 pub use writes::{BadFinal, LostWrite, VersionConflict, WriteCheck, check_writes};
 pub use xregion_model::history::Event;

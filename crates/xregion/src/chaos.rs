@@ -544,7 +544,17 @@ async fn run_schedule(c: &Campaign<'_>, index: u32, schedule: &Schedule) -> Sche
             Ok((states, converged_after)) => {
                 let history = c.history.events_with_prefix(&prefix);
                 let quiet_ms = CONVERGENCE_WAIT_MAX.as_millis() as u64;
-                crate::suites::cross_region::judge_history(rb, &history, &states, converged_after, quiet_ms, false)
+                let states = crate::drive::converge::as_judged(&c.probes, &history, states);
+                let order = crate::drive::converge::store_order(&c.probes);
+                crate::suites::cross_region::judge_history(
+                    rb,
+                    &history,
+                    &states,
+                    converged_after,
+                    quiet_ms,
+                    false,
+                    order,
+                )
             }
             Err(e) => rb.error(&e),
         },

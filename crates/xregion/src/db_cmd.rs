@@ -1,7 +1,7 @@
 //! `xregion db schema` and `xregion db init`: the one table xregion owns in a database target.
 
 use crate::config::{self, DeploymentKind};
-use crate::db::{DbKind, schema};
+use crate::db::{DbKind, DbRegion, schema};
 use crate::error::{Error, Result};
 use clap::Subcommand;
 use std::path::PathBuf;
@@ -13,7 +13,7 @@ const TABLE_VISIBLE_WAIT: std::time::Duration = std::time::Duration::from_secs(1
 /// `xregion db` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum DbCommand {
-    /// Print the DDL of xregion's table for a database kind.
+    /// Print the DDL of xregion's table for a database kind (postgres, etcd).
     Schema {
         /// The database kind.
         #[arg(long, default_value = "postgres")]
@@ -53,17 +53,28 @@ async fn init(path: Option<PathBuf>) -> Result<ExitCode> {
     let target =
         crate::target::Target::open(&config, std::path::Path::new("."), &crate::progress::Progress::new(true)).await?;
     let mut failed = Vec::new();
+    let mut kinds = std::collections::BTreeSet::new();
     for p in &target.probes {
         let Some(db) = p.database() else { continue };
-        match db.accepts_writes().await {
-            Ok(true) => match db.execute(schema::ddl(DbKind::Postgres)).await {
-                Ok(()) => println!("{:<16} {}: table {} ready", p.region, p.endpoint, schema::TABLE),
-                Err(e) => {
-                    println!("{:<16} {}", p.region, e.detail());
-                    failed.push(p.region.clone());
+        let outcome = match db {
+            DbRegion::Postgres(pg) => {
+                kinds.insert(DbKind::Postgres.name());
+                match pg.accepts_writes().await {
+                    Ok(true) => pg
+                        .execute(schema::ddl(DbKind::Postgres))
+                        .await
+                        .map(|()| format!("table {} ready", schema::TABLE)),
+                    Ok(false) => Ok("a standby; it gets the table from its primary".to_string()),
+                    Err(e) => Err(e),
                 }
-            },
-            Ok(false) => println!("{:<16} {}: a standby; it gets the table from its primary", p.region, p.endpoint),
+            }
+            DbRegion::Etcd(_) => {
+                kinds.insert(DbKind::Etcd.name());
+                Ok(format!("nothing to create (keys under {}/)", schema::TABLE))
+            }
+        };
+        match outcome {
+            Ok(what) => println!("{:<16} {}: {what}", p.region, p.endpoint),
             Err(e) => {
                 println!("{:<16} {}", p.region, e.detail());
                 failed.push(p.region.clone());
@@ -88,10 +99,12 @@ async fn init(path: Option<PathBuf>) -> Result<ExitCode> {
             }
         }
         if failed.is_empty() {
-            println!("the table is visible in every region");
+            println!("every region is ready: xregion's table (or key prefix) is reachable in each");
         }
     }
-    println!("{}", schema::after_init(DbKind::Postgres));
+    for kind in kinds {
+        println!("{}", schema::after_init(DbKind::parse(kind).map_err(Error::Usage)?));
+    }
     if failed.is_empty() {
         Ok(ExitCode::SUCCESS)
     } else {

@@ -179,6 +179,46 @@ pub(super) fn collect_from_ops(ops: &[Operation]) -> Result<BTreeMap<String, Key
     Ok(writes)
 }
 
+/// For a store that keeps no tombstones (etcd): gives every key absent from a region's final state the tombstone
+/// of the latest delete that can explain its absence, so that the checkers judge the delete as they judge a
+/// tombstone. The latest delete is the highest-versioned acked (or unknown-outcome, versioned) delete of the key;
+/// an unknown-outcome delete without a version may have taken effect after every write, so it explains the
+/// absence at a version just above every known write. A key with no delete in the history stays absent, and a
+/// write acked after the latest delete is still lost. Returns how many absences were filled.
+pub fn absent_as_latest_delete(history: &[Event], final_states: &mut FinalStates) -> Result<u64, CheckError> {
+    let writes = collect_writes(history)?;
+    let mut filled = 0;
+    for (key, kw) in &writes {
+        let deletes = kw.acked.iter().chain(&kw.unknown).filter(|w| w.value.is_none());
+        let latest_versioned = deletes.clone().filter_map(|w| w.version.clone()).max();
+        let unversioned = deletes.clone().any(|w| w.version.is_none());
+        let version = if unversioned {
+            let top = kw.acked.iter().chain(&kw.unknown).filter_map(|w| w.version.clone()).max();
+            match top {
+                Some(t) => Some(Version { logical: t.logical.saturating_add(1), ..t }),
+                None => latest_versioned,
+            }
+        } else {
+            latest_versioned
+        };
+        let Some(version) = version else { continue };
+        for (region, state) in final_states.iter_mut() {
+            if !state.contains_key(key) {
+                let tombstone = Record {
+                    key: key.clone(),
+                    value: None,
+                    version: version.clone(),
+                    region: region.clone(),
+                    residency: None,
+                };
+                state.insert(key.clone(), tombstone);
+                filled += 1;
+            }
+        }
+    }
+    Ok(filled)
+}
+
 pub(super) fn keys_in_scope<'a>(
     writes: &'a BTreeMap<String, KeyWrites>,
     final_states: &'a FinalStates,

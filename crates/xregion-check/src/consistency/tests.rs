@@ -355,3 +355,41 @@ fn tables_are_bounded() {
     assert_eq!(t.rows.len(), TABLE_ROWS_MAX + 1);
     assert!(t.rows.last().unwrap()[0].contains("70 more"));
 }
+
+/// Goal: a store that keeps no tombstones (etcd) is judged like one that does: an absent key is the latest
+/// delete, and a write acknowledged after that delete is still lost. Method: the same histories with absent keys.
+#[test]
+fn absent_key_is_the_latest_delete_where_no_tombstones_are_kept() {
+    // Written, then deleted: absent everywhere is right.
+    let h = history(vec![write_ok(0, "us", "k", "a", v(1, "us")), delete_ok(1, "eu", "k", v(2, "eu"))]);
+    let mut s = states(&["us", "eu"], &[]);
+    assert_eq!(absent_as_latest_delete(&h, &mut s).unwrap(), 2);
+    let (c, w, l) = all_checks(&h, &s);
+    assert!(c.passed() && w.passed() && l.passed(), "{w:?}\n{l:?}");
+
+    // Deleted, then written and acknowledged: absent means the write is lost, in both regions.
+    let h = history(vec![delete_ok(1, "eu", "k", v(1, "eu")), write_ok(0, "us", "k", "a", v(2, "us"))]);
+    let mut s = states(&["us", "eu"], &[("us", "k", Some("a"), v(2, "us"))]);
+    absent_as_latest_delete(&h, &mut s).unwrap();
+    let w = check_writes(&h, &s).unwrap();
+    assert_eq!(w.lost.len(), 1, "{w:?}");
+    assert_eq!((w.lost[0].region.as_str(), w.lost[0].write.value.as_deref()), ("eu", Some("a")));
+
+    // A delete of unknown outcome may have been applied last: it explains the absence.
+    let mut h = vec![write_ok(0, "us", "k", "a", v(2, "us"))];
+    h.push(vec![
+        ev(1, EventType::Invoke, OpFn::Delete, "eu", "k", None),
+        ev(1, EventType::Info, OpFn::Delete, "eu", "k", None),
+    ]);
+    let h = history(h);
+    let mut s = states(&["us", "eu"], &[]);
+    absent_as_latest_delete(&h, &mut s).unwrap();
+    let (c, w, l) = all_checks(&h, &s);
+    assert!(c.passed() && w.passed() && l.passed(), "{w:?}\n{l:?}");
+
+    // No delete at all: an absent key stays absent, and the acked write is lost.
+    let h = history(vec![write_ok(0, "us", "k", "a", v(1, "us"))]);
+    let mut s = states(&["us", "eu"], &[]);
+    assert_eq!(absent_as_latest_delete(&h, &mut s).unwrap(), 0);
+    assert_eq!(check_writes(&h, &s).unwrap().lost.len(), 2);
+}

@@ -175,8 +175,8 @@ pub struct RegionEndpoint {
     #[serde(default)]
     pub endpoint: String,
     /// The region's database: `host[:port]` (with the libpq variables `PGUSER`, `PGPASSWORD`, `PGDATABASE`,
-    /// `PGSSLMODE`, `PGPASSFILE` and `XREGION_DB_KIND`) or a `postgres://` URL. A password in it never reaches a
-    /// report. Used when the region has no API endpoint.
+    /// `PGSSLMODE`, `PGPASSFILE` and `XREGION_DB_KIND`), or a `postgres://`, `etcd://` or `etcd+https://` URL. A
+    /// password in it never reaches a report. Used when the region has no API endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "redacted_url")]
     pub database: Option<String>,
 }

@@ -41,7 +41,7 @@ pub struct Config {
     pub faults: Faults,
     /// Conditions that abort an injected fault early (`[stop]`).
     pub stop: Stop,
-    /// The libpq variables (`PG*`) and `XREGION_DB_KIND`, which complete a region's `database` setting.
+    /// The libpq variables (`PG*`), etcdctl's (`ETCDCTL_*`) and `XREGION_DB_KIND`, which complete a region's `database` setting.
     #[serde(skip)]
     pub db_env: BTreeMap<String, String>,
 }

@@ -1,14 +1,107 @@
 //! Databases as regions: how a region's `database` setting (or the seed's `DB_ENDPOINT_<REGION>`) names a database,
-//! the one table xregion owns in it, and the region clients that speak each database's own protocol.
+//! the one table (or key prefix) xregion owns in it, and the region clients that speak each database's own protocol.
 //!
-//! A database setting is either a full URL (`postgres://user@host:port/db?sslmode=require`; `mysql://` and `etcd://`
-//! are recognised and refused as not supported yet) or a bare `host[:port]`, which takes the rest from the libpq
-//! variables `PGUSER`, `PGPASSWORD`, `PGDATABASE`, `PGSSLMODE` and `PGPASSFILE`, and its kind from `XREGION_DB_KIND`
+//! A database setting is either a full URL (`postgres://user@host:port/db?sslmode=require`, `etcd://host:port`,
+//! `etcd+https://user:password@host:port`; `mysql://` is recognised and refused as not supported yet) or a bare
+//! `host[:port]`, which takes the rest from the libpq variables `PGUSER`, `PGPASSWORD`, `PGDATABASE`, `PGSSLMODE`
+//! and `PGPASSFILE` (or etcdctl's `ETCDCTL_USER` and `ETCDCTL_PASSWORD`), and its kind from `XREGION_DB_KIND`
 //! (default `postgres`). A password is never written to a report: the settings' `Display` and every error show the
 //! URL without it.
 
+pub mod etcd;
 pub mod postgres;
 pub mod schema;
 pub mod settings;
 
 pub use settings::{DbKind, DbSettings, parse, redact};
+
+use crate::probe::error::ProbeError;
+use xregion_model::wire::{Health, Record};
+
+/// One region's database client. A new kind of database is one more variant: its client, and its answers to
+/// `capabilities` below.
+#[derive(Debug, Clone)]
+pub enum DbRegion {
+    /// A PostgreSQL database (primary, standby or mesh node).
+    Postgres(postgres::PgRegion),
+    /// An etcd member.
+    Etcd(etcd::EtcdRegion),
+}
+
+/// What a database can do and how it orders writes, for the checks' `Needs` and their notes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DbCapabilities {
+    /// The kind, for skip reasons: `postgres database`, `etcd member`.
+    pub kind: &'static str,
+    /// A delete leaves a tombstone with a version; otherwise an absent key stands for the latest known delete.
+    pub tombstones: bool,
+    /// The order the store resolves concurrent writes by, which the last-write-wins checker judges.
+    pub order: &'static str,
+}
+
+impl DbRegion {
+    /// What this database can do.
+    pub fn capabilities(&self) -> DbCapabilities {
+        match self {
+            DbRegion::Postgres(_) => DbCapabilities {
+                kind: "postgres database",
+                tombstones: true,
+                order: "per-key versions stamped by the database that took the write (its clock in ms, a counter \
+                        within a ms, its region)",
+            },
+            DbRegion::Etcd(_) => DbCapabilities {
+                kind: "etcd member",
+                tombstones: false,
+                order: "etcd's mod_revision (the cluster's one commit order, shown as the version's first number)",
+            },
+        }
+    }
+
+    /// The database without a password, for reports and errors.
+    pub fn endpoint(&self) -> String {
+        match self {
+            DbRegion::Postgres(d) => d.endpoint(),
+            DbRegion::Etcd(d) => d.endpoint(),
+        }
+    }
+
+    /// Writes `value` to `key`.
+    pub async fn put(&self, key: &str, value: &str) -> Result<Record, ProbeError> {
+        match self {
+            DbRegion::Postgres(d) => d.put(key, value).await,
+            DbRegion::Etcd(d) => d.put(key, value).await,
+        }
+    }
+
+    /// Deletes `key`.
+    pub async fn delete(&self, key: &str) -> Result<Record, ProbeError> {
+        match self {
+            DbRegion::Postgres(d) => d.delete(key).await,
+            DbRegion::Etcd(d) => d.delete(key).await,
+        }
+    }
+
+    /// Reads `key` in this region; `None` when absent or deleted.
+    pub async fn get(&self, key: &str) -> Result<Option<Record>, ProbeError> {
+        match self {
+            DbRegion::Postgres(d) => d.get(key).await,
+            DbRegion::Etcd(d) => d.get(key).await,
+        }
+    }
+
+    /// Every record under `prefix` in this region, in key order (tombstones included where kept).
+    pub async fn scan(&self, prefix: &str) -> Result<Vec<Record>, ProbeError> {
+        match self {
+            DbRegion::Postgres(d) => d.scan(prefix).await,
+            DbRegion::Etcd(d) => d.scan(prefix).await,
+        }
+    }
+
+    /// Whether the region answers and has what xregion needs.
+    pub async fn health(&self) -> Result<Health, ProbeError> {
+        match self {
+            DbRegion::Postgres(d) => d.health().await,
+            DbRegion::Etcd(d) => d.health().await,
+        }
+    }
+}

@@ -5,6 +5,8 @@
 //! itself: `ver_ms` never goes back for a key, and `ver_logical` orders writes within one millisecond, so within
 //! one writer the version order is the commit order of the key's writes (the row lock serializes them). `origin`
 //! is the region whose database took the write.
+//!
+//! etcd has no tables: xregion's records are the keys under the prefix `xregion_kv/`, and there is nothing to create.
 
 use super::DbKind;
 
@@ -24,6 +26,10 @@ pub fn ddl(kind: DbKind) -> &'static str {
              written_at  timestamptz NOT NULL DEFAULT clock_timestamp()\n\
              );\n"
         }
+        DbKind::Etcd => {
+            "-- etcd has no tables: xregion keeps one key per record under the prefix xregion_kv/ (the value as is;\n\
+             -- the version is the key's mod_revision). There is nothing to create.\n"
+        }
     }
 }
 
@@ -35,6 +41,11 @@ pub fn after_init(kind: DbKind) -> &'static str {
              only. In a logical or pglogical mesh, create it on every node and add it to the replication set on each, \
              for example: SELECT pglogical.replication_set_add_table('default', 'xregion_kv', true); with \
              conflict_resolution = last_update_wins and track_commit_timestamp = on."
+        }
+        DbKind::Etcd => {
+            "etcd replicates every key by itself. With authentication on, give xregion's user read and write on its \
+             prefix: etcdctl role add xregion; etcdctl role grant-permission xregion readwrite --prefix=true \
+             xregion_kv/; etcdctl user grant-role USER xregion."
         }
     }
 }

@@ -11,6 +11,8 @@ use std::path::Path;
 pub enum DbKind {
     /// PostgreSQL (a primary, a standby, or a node of a multi-writer mesh).
     Postgres,
+    /// An etcd v3 member, through its JSON gateway (`/v3/kv/*`).
+    Etcd,
 }
 
 impl DbKind {
@@ -18,6 +20,15 @@ impl DbKind {
     pub fn name(self) -> &'static str {
         match self {
             DbKind::Postgres => "postgres",
+            DbKind::Etcd => "etcd",
+        }
+    }
+
+    /// The port a setting without one uses.
+    pub fn default_port(self) -> u16 {
+        match self {
+            DbKind::Postgres => 5432,
+            DbKind::Etcd => 2379,
         }
     }
 
@@ -25,10 +36,11 @@ impl DbKind {
     pub fn parse(s: &str) -> Result<DbKind, String> {
         match s.trim().to_ascii_lowercase().as_str() {
             "postgres" | "postgresql" | "pg" => Ok(DbKind::Postgres),
-            "mysql" | "mariadb" | "galera" | "etcd" => {
-                Err(format!("database kind \"{s}\" is not supported yet; xregion speaks postgres"))
+            "etcd" => Ok(DbKind::Etcd),
+            "mysql" | "mariadb" | "galera" => {
+                Err(format!("database kind \"{s}\" is not supported yet; xregion speaks postgres and etcd"))
             }
-            _ => Err(format!("unknown database kind \"{s}\"; use postgres")),
+            _ => Err(format!("unknown database kind \"{s}\"; use postgres or etcd")),
         }
     }
 }
@@ -37,11 +49,11 @@ impl DbKind {
 /// `[deployment.tls] ca_file` (or the system's roots): xregion has no mode that encrypts without verifying.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SslMode {
-    /// Plain TCP.
+    /// Plain TCP (for etcd, `etcd://`: plain HTTP).
     Disable,
     /// TLS when the server offers it (libpq's default).
     Prefer,
-    /// TLS or nothing (`require`, `verify-ca` and `verify-full` alike).
+    /// TLS or nothing (`require`, `verify-ca` and `verify-full` alike; for etcd, `etcd+https://`).
     Require,
 }
 
@@ -54,11 +66,12 @@ pub struct DbSettings {
     pub host: String,
     /// TCP port.
     pub port: u16,
-    /// The user.
+    /// The user (for etcd: empty when authentication is off).
     pub user: String,
-    /// The password, if any (from the URL, `PGPASSWORD` or the password file).
+    /// The password, if any (from the URL, `PGPASSWORD` or the password file; for etcd, `ETCDCTL_USER`'s
+    /// `name:password` or `ETCDCTL_PASSWORD`).
     pub password: Option<Secret>,
-    /// The database name.
+    /// The database name (empty for etcd, which has none).
     pub dbname: String,
     /// TLS use.
     pub sslmode: SslMode,
@@ -68,7 +81,14 @@ impl fmt::Display for DbSettings {
     /// The URL without the password, for reports and errors.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
-        write!(f, "{}://{}@{host}:{}/{}", self.kind.name(), self.user, self.port, self.dbname)
+        match self.kind {
+            DbKind::Postgres => write!(f, "postgres://{}@{host}:{}/{}", self.user, self.port, self.dbname),
+            DbKind::Etcd => {
+                let scheme = if self.sslmode == SslMode::Require { "etcd+https" } else { "etcd" };
+                let user = if self.user.is_empty() { String::new() } else { format!("{}@", self.user) };
+                write!(f, "{scheme}://{user}{host}:{}", self.port)
+            }
+        }
     }
 }
 
@@ -83,13 +103,18 @@ impl fmt::Debug for DbSettings {
 pub fn parse(setting: &str, env: &BTreeMap<String, String>) -> Result<DbSettings, String> {
     let setting = setting.trim();
     let var = |k: &str| env.get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    let scheme = setting.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+    if matches!(scheme.as_deref(), Some("etcd" | "etcd+https"))
+        || (scheme.is_none() && var("XREGION_DB_KIND").is_some_and(|k| DbKind::parse(&k) == Ok(DbKind::Etcd)))
+    {
+        return parse_etcd(setting, env);
+    }
     let default_user = var("PGUSER").or_else(|| var("USER")).unwrap_or_else(|| "postgres".into());
     let (kind, host, port, user, password, dbname, sslmode) = if let Some((scheme, _)) = setting.split_once("://") {
         let kind = match scheme.to_ascii_lowercase().as_str() {
             "postgres" | "postgresql" => DbKind::Postgres,
             "mysql" | "mariadb" => return Err(format!("{scheme}:// databases are not supported yet; use postgres://")),
-            "etcd" | "etcd+https" => return Err(format!("{scheme}:// stores are not supported yet; use postgres://")),
-            _ => return Err(format!("unknown database URL scheme \"{scheme}://\"; use postgres://")),
+            _ => return Err(format!("unknown database URL scheme \"{scheme}://\"; use postgres:// or etcd://")),
         };
         let url = reqwest::Url::parse(setting).map_err(|e| format!("database URL \"{}\": {e}", redact(setting)))?;
         let host = url.host_str().filter(|h| !h.is_empty()).ok_or("a database URL needs a host")?;
@@ -127,6 +152,51 @@ pub fn parse(setting: &str, env: &BTreeMap<String, String>) -> Result<DbSettings
         },
     };
     Ok(DbSettings { kind, host, port, user, password, dbname, sslmode })
+}
+
+/// An etcd member: `etcd://[user[:password]@]host[:port]`, `etcd+https://…` (TLS, verified against the
+/// deployment's CA), or a bare `host[:port]` with `XREGION_DB_KIND=etcd`. Without credentials in the URL, etcdctl's
+/// `ETCDCTL_USER` (`name` or `name:password`) and `ETCDCTL_PASSWORD` give them; without either, no authentication.
+fn parse_etcd(setting: &str, env: &BTreeMap<String, String>) -> Result<DbSettings, String> {
+    let var = |k: &str| env.get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    let (host, port, tls, mut user, mut password) = if setting.contains("://") {
+        let url = reqwest::Url::parse(setting).map_err(|e| format!("etcd URL \"{}\": {e}", redact(setting)))?;
+        let host = url.host_str().filter(|h| !h.is_empty()).ok_or("an etcd URL needs a host")?;
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+        if !matches!(url.path(), "" | "/") || url.query().is_some() {
+            return Err(format!("etcd URL \"{}\" has a path or parameters; use etcd://host:port", redact(setting)));
+        }
+        let password = url.password().map(|p| Secret::new(decode(p)));
+        (host, url.port(), url.scheme() == "etcd+https", decode(url.username()), password)
+    } else {
+        let (host, port) = split_host_port(setting)?;
+        (host, port, false, String::new(), None)
+    };
+    if user.is_empty()
+        && let Some(u) = var("ETCDCTL_USER")
+    {
+        match u.split_once(':') {
+            Some((name, pass)) => (user, password) = (name.to_string(), Some(Secret::new(pass.to_string()))),
+            None => user = u,
+        }
+    }
+    if password.is_none() && !user.is_empty() {
+        password = var("ETCDCTL_PASSWORD").map(Secret::new);
+    }
+    if !user.is_empty() && password.is_none() {
+        return Err(format!(
+            "etcd user \"{user}\" has no password; put it in the URL, ETCDCTL_USER or ETCDCTL_PASSWORD"
+        ));
+    }
+    Ok(DbSettings {
+        kind: DbKind::Etcd,
+        host,
+        port: port.unwrap_or(DbKind::Etcd.default_port()),
+        user,
+        password,
+        dbname: String::new(),
+        sslmode: if tls { SslMode::Require } else { SslMode::Disable },
+    })
 }
 
 /// `host`, `host:port`, `[v6]` or `[v6]:port`.
@@ -237,11 +307,29 @@ mod tests {
     fn unsupported_and_malformed_settings_say_what_to_do() {
         let e = env(&[]);
         assert!(parse("mysql://root@127.0.0.1/x", &e).unwrap_err().contains("not supported yet"));
-        assert!(parse("etcd://127.0.0.1:2379", &e).unwrap_err().contains("not supported yet"));
+        assert!(parse("etcd://127.0.0.1:2379/prefix", &e).unwrap_err().contains("use etcd://host:port"));
         assert!(parse("host:port", &e).unwrap_err().contains("is not a number"));
         assert!(parse("postgres://h/db?application=x", &e).unwrap_err().contains("not supported"));
         let e = env(&[("XREGION_DB_KIND", "cassandra")]);
         assert!(parse("127.0.0.1", &e).unwrap_err().starts_with("XREGION_DB_KIND: unknown database kind"));
+    }
+
+    /// Goal: etcd members are named by URL or by a bare host with XREGION_DB_KIND=etcd; credentials come from the
+    /// URL or etcdctl's variables and are never displayed; TLS only with etcd+https.
+    #[test]
+    fn etcd_settings_take_etcdctl_credentials() {
+        let s = parse("etcd://127.0.8.1", &env(&[("PGUSER", "ignored")])).unwrap();
+        assert_eq!((s.kind, s.port, s.user.as_str(), s.sslmode), (DbKind::Etcd, 2379, "", SslMode::Disable));
+        assert_eq!(s.to_string(), "etcd://127.0.8.1:2379");
+        let e = env(&[("XREGION_DB_KIND", "etcd"), ("ETCDCTL_USER", "root:pa:ss")]);
+        let s = parse("10.0.0.1:32379", &e).unwrap();
+        assert_eq!((s.kind, s.port, s.user.as_str()), (DbKind::Etcd, 32379, "root"));
+        assert_eq!(s.password.as_ref().map(Secret::expose), Some("pa:ss"));
+        assert_eq!(s.to_string(), "etcd://root@10.0.0.1:32379");
+        let s = parse("etcd+https://app:pw@[::1]:2379", &env(&[])).unwrap();
+        assert_eq!((s.sslmode, s.user.as_str()), (SslMode::Require, "app"));
+        assert!(!format!("{s} {s:?}").contains("pw"));
+        assert!(parse("etcd://app@h", &env(&[])).unwrap_err().contains("has no password"));
     }
 
     /// Goal: the password file is read the way libpq reads it: first matching line, `*` wildcards, escapes.

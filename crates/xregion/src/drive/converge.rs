@@ -4,6 +4,7 @@ use crate::probe::{Probe, ProbeError};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use xregion_check::consistency;
+use xregion_model::history::Event;
 use xregion_model::wire::Record;
 
 /// Interval between convergence scans.
@@ -34,4 +35,19 @@ pub async fn await_convergence(
         }
         tokio::time::sleep(SCAN_INTERVAL).await;
     }
+}
+
+/// The final states as the checkers judge them. Where a region's store keeps no tombstones (etcd), a key absent
+/// there that the history deleted stands for the latest such delete (`consistency::absent_as_latest_delete`).
+pub fn as_judged(probes: &[Probe], history: &[Event], mut states: States) -> States {
+    if probes.iter().any(|p| !p.capabilities().tombstones) {
+        // A malformed history is reported by the checkers themselves, which read the same history.
+        let _ = consistency::absent_as_latest_delete(history, &mut states);
+    }
+    states
+}
+
+/// How the regions' store orders concurrent writes, for the last-write-wins checker's note.
+pub fn store_order(probes: &[Probe]) -> &'static str {
+    probes.first().map_or("the deployment's versions", |p| p.capabilities().order)
 }

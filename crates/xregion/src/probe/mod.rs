@@ -33,8 +33,8 @@ pub struct Probe {
 enum Backend {
     /// The HTTP probe contract, through the shared connection pool.
     Http(reqwest::Client),
-    /// A PostgreSQL database holding xregion's table.
-    Postgres(crate::db::postgres::PgRegion),
+    /// A database holding xregion's table (or key prefix).
+    Database(crate::db::DbRegion),
 }
 
 /// What a region's client can do, for the checks' `Needs`.
@@ -43,8 +43,12 @@ pub struct Capabilities {
     /// It speaks the whole HTTP probe contract: routes beyond the key-value operations (stats, audit, erase,
     /// residency, replication status), TLS listeners to scan, and URLs the load generator can request.
     pub http_contract: bool,
-    /// What it is, for a skip reason: `HTTP probe contract` or `postgres database`.
+    /// What it is, for a skip reason: `HTTP probe contract`, `postgres database`, `etcd member`.
     pub kind: &'static str,
+    /// A delete leaves a versioned tombstone; otherwise an absent key stands for the latest known delete.
+    pub tombstones: bool,
+    /// The order the store resolves concurrent writes by, as the last-write-wins checker names it.
+    pub order: &'static str,
 }
 
 /// Builds the shared HTTP client with the configured timeouts, TLS trusting the deployment's CA, and the admin
@@ -68,23 +72,31 @@ impl Probe {
         Probe { region: region.to_string(), endpoint, backend: Backend::Http(client), timeout }
     }
 
-    /// A probe for `region` that reaches its PostgreSQL database.
-    pub fn postgres(region: &str, db: crate::db::postgres::PgRegion, timeout: Duration) -> Probe {
-        Probe { region: region.to_string(), endpoint: db.endpoint(), backend: Backend::Postgres(db), timeout }
+    /// A probe for `region` that reaches its database.
+    pub fn database_client(region: &str, db: crate::db::DbRegion, timeout: Duration) -> Probe {
+        Probe { region: region.to_string(), endpoint: db.endpoint(), backend: Backend::Database(db), timeout }
     }
 
     /// What this region's client can do.
     pub fn capabilities(&self) -> Capabilities {
-        match self.backend {
-            Backend::Http(_) => Capabilities { http_contract: true, kind: "HTTP probe contract" },
-            Backend::Postgres(_) => Capabilities { http_contract: false, kind: "postgres database" },
+        match &self.backend {
+            Backend::Http(_) => Capabilities {
+                http_contract: true,
+                kind: "HTTP probe contract",
+                tombstones: true,
+                order: "the deployment's versions (HLC wall time, logical counter, origin region)",
+            },
+            Backend::Database(db) => {
+                let c = db.capabilities();
+                Capabilities { http_contract: false, kind: c.kind, tombstones: c.tombstones, order: c.order }
+            }
         }
     }
 
     /// The database client, when the region is a database.
-    pub fn database(&self) -> Option<&crate::db::postgres::PgRegion> {
+    pub fn database(&self) -> Option<&crate::db::DbRegion> {
         match &self.backend {
-            Backend::Postgres(db) => Some(db),
+            Backend::Database(db) => Some(db),
             Backend::Http(_) => None,
         }
     }
@@ -93,10 +105,10 @@ impl Probe {
     fn http(&self, what: &str) -> Result<&reqwest::Client, ProbeError> {
         match &self.backend {
             Backend::Http(c) => Ok(c),
-            Backend::Postgres(_) => Err(ProbeError::Refused {
+            Backend::Database(_) => Err(ProbeError::Refused {
                 region: self.region.clone(),
                 endpoint: self.endpoint.clone(),
-                message: format!("a {} has no {what}", self.capabilities().kind),
+                message: format!("this {} has no {what}", self.capabilities().kind),
             }),
         }
     }
@@ -147,7 +159,7 @@ impl Probe {
 
     /// `GET /healthz`.
     pub async fn health(&self) -> Result<Health, ProbeError> {
-        if let Backend::Postgres(db) = &self.backend {
+        if let Backend::Database(db) = &self.backend {
             return db.health().await;
         }
         let resp = self.send(self.http("/healthz")?.get(self.url("/healthz"))).await?;
@@ -156,7 +168,7 @@ impl Probe {
 
     /// `PUT /v1/kv/{key}`: returns the stored record with its version.
     pub async fn put(&self, key: &str, value: &str) -> Result<Record, ProbeError> {
-        if let Backend::Postgres(db) = &self.backend {
+        if let Backend::Database(db) = &self.backend {
             return db.put(key, value).await;
         }
         let body = PutRequest { value: value.to_string(), residency: None };
@@ -191,13 +203,13 @@ impl Probe {
     pub fn with_client(&self, client: reqwest::Client) -> Probe {
         match self.backend {
             Backend::Http(_) => Probe { backend: Backend::Http(client), ..self.clone() },
-            Backend::Postgres(_) => self.clone(),
+            Backend::Database(_) => self.clone(),
         }
     }
 
     /// `DELETE /v1/kv/{key}`: returns the tombstone with its version.
     pub async fn delete(&self, key: &str) -> Result<Record, ProbeError> {
-        if let Backend::Postgres(db) = &self.backend {
+        if let Backend::Database(db) = &self.backend {
             return db.delete(key).await;
         }
         let resp = self.send(self.http("key-value route")?.delete(self.url(&format!("/v1/kv/{key}")))).await?;
@@ -206,7 +218,7 @@ impl Probe {
 
     /// `GET /v1/kv/{key}`: `None` when the key is absent or deleted.
     pub async fn get(&self, key: &str) -> Result<Option<Record>, ProbeError> {
-        if let Backend::Postgres(db) = &self.backend {
+        if let Backend::Database(db) = &self.backend {
             return db.get(key).await;
         }
         let resp = self.send(self.http("key-value route")?.get(self.url(&format!("/v1/kv/{key}")))).await?;
@@ -218,7 +230,7 @@ impl Probe {
 
     /// `GET /v1/kv?prefix=…`, every page: all records under `prefix`, tombstones included, in key order.
     pub async fn scan(&self, prefix: &str) -> Result<Vec<Record>, ProbeError> {
-        if let Backend::Postgres(db) = &self.backend {
+        if let Backend::Database(db) = &self.backend {
             return db.scan(prefix).await;
         }
         let client = self.http("key-value route")?;

@@ -6,7 +6,7 @@
 
 use crate::check::{CheckDef, Ctx, Needs, ResultBuilder, ms};
 use crate::config::Config;
-use crate::drive::converge::{States, await_convergence};
+use crate::drive::converge::{States, as_judged, await_convergence, store_order};
 use crate::drive::lock;
 use crate::drive::pace::{Pace, open_model};
 use crate::drive::write::{RandomWriters, background, random_writers};
@@ -481,7 +481,8 @@ async fn settle_and_judge(rb: ResultBuilder, ctx: &Ctx, prefix: &str, quiet_time
             Err(e) => return rb.error(&e),
         };
     let history = ctx.history.events_with_prefix(prefix);
-    judge_history(rb, &history, &states, converged_after, quiet_timeout_ms, lww)
+    let states = as_judged(&ctx.probes, &history, states);
+    judge_history(rb, &history, &states, converged_after, quiet_timeout_ms, lww, store_order(&ctx.probes))
 }
 
 /// Turns the checkers' findings over `history` and `states` into a verdict. Both consistency checks run all
@@ -493,6 +494,7 @@ pub(crate) fn judge_history(
     converged_after: Option<Duration>,
     quiet_timeout_ms: u64,
     lww: bool,
+    order: &str,
 ) -> CheckResult {
     let checked = consistency::check_convergence(states).and_then(|c| {
         let w = consistency::check_writes(history, states)?;
@@ -515,10 +517,10 @@ pub(crate) fn judge_history(
         "a write counts as lost in a region when the region's final version of its key is lower than the version the \
          deployment acknowledged for it, or the key is missing; unknown-outcome writes are never counted as lost",
     );
-    rb.note(
-        "the expected last-write-wins winner of a key is the acknowledged (or observed unknown-outcome) write with the \
-         highest version (HLC wall time, logical counter, origin region)",
-    );
+    rb.note(format!(
+        "the expected last-write-wins winner of a key is the acknowledged (or observed unknown-outcome) write that is \
+         last in the store's own order: {order}"
+    ));
     rb.note(format!(
         "final states are read from every region once they agree, or after {quiet_timeout_ms} ms of waiting"
     ));

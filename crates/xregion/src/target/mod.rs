@@ -126,11 +126,26 @@ fn databases(config: &Config, probes: &mut [Probe]) -> Result<()> {
         .unwrap_or_else(|_| xregion_load::tls::config_with(rustls::RootCertStore::empty()));
     let timeout = Duration::from_millis(d.request_timeout_ms);
     let connect = Duration::from_millis(d.connect_timeout_ms);
-    let clients = crate::db::postgres::PgCluster::connect(&dbs, tls, connect, timeout, d.tls.ca_file.clone())
-        .map_err(Error::Target)?;
-    for ((name, _), client) in dbs.iter().zip(clients) {
-        if let Some(p) = probes.iter_mut().find(|p| &p.region == name) {
-            *p = Probe::postgres(name, client, timeout);
+    let mut clients: Vec<(String, crate::db::DbRegion)> = Vec::new();
+    let mut pg = Vec::new();
+    for (name, s) in dbs {
+        match s.kind {
+            crate::db::DbKind::Postgres => pg.push((name, s)),
+            crate::db::DbKind::Etcd => {
+                let client = crate::db::etcd::EtcdRegion::new(&name, s, tls.clone(), connect, timeout);
+                clients.push((name, crate::db::DbRegion::Etcd(client.map_err(Error::Target)?)));
+            }
+        }
+    }
+    // The Postgres regions share one cluster client: a standby's writes follow the cluster's writer.
+    if !pg.is_empty() {
+        let pg_clients = crate::db::postgres::PgCluster::connect(&pg, tls, connect, timeout, d.tls.ca_file.clone())
+            .map_err(Error::Target)?;
+        clients.extend(pg.into_iter().map(|(n, _)| n).zip(pg_clients.into_iter().map(crate::db::DbRegion::Postgres)));
+    }
+    for (name, client) in clients {
+        if let Some(p) = probes.iter_mut().find(|p| p.region == name) {
+            *p = Probe::database_client(&name, client, timeout);
         }
     }
     Ok(())

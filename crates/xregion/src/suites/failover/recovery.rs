@@ -65,12 +65,17 @@ pub(super) fn judge_recovery(mut rb: ResultBuilder, ctx: &Ctx, o: &Outcome) -> C
     } else {
         rb.measured(format!("not back within {:.0} s", secs(o.end_ms - o.restore_ms)));
     }
+    let users = if o.victim_locations.is_empty() {
+        "not judged (no client location routes to it)".to_string()
+    } else {
+        format!("{} after the restore", show(users))
+    };
     let pass = format!(
-        "{} healthy {}, caught up {}, users back {} after the restore; {acked} acknowledged writes all present everywhere",
+        "{} healthy {} after the restore, caught up {}, users back {users}; {acked} acknowledged writes all present \
+         everywhere",
         o.victim,
         show(healthy),
-        o.caught_up_unknown.clone().unwrap_or_else(|| show(caught)),
-        show(users)
+        o.caught_up_unknown.clone().unwrap_or_else(|| format!("{} after the restore", show(caught))),
     );
     finish(rb, o, problems, pass)
 }

@@ -67,10 +67,15 @@ pub(super) fn timeline(rb: &mut ResultBuilder, o: &Outcome) {
 }
 
 pub(super) fn scenario_notes(rb: &mut ResultBuilder, o: &Outcome) {
+    let from = if o.canaries_in_regions {
+        "in each surviving region through that region's own database client (which follows the writer)"
+    } else {
+        "from each client location through the latency routing record"
+    };
     rb.note(format!(
-        "canary clients sent {:.0} requests/s from each client location through the latency routing record (half \
-         writes of fresh keys, half reads), open model, no client-side retries; a request counts as failed on any \
-         non-2xx answer other than 404 or on a transport error",
+        "canary clients sent {:.0} requests/s {from} (half writes of fresh keys, half reads), open model, no \
+         client-side retries; a request counts as failed on any non-2xx answer other than 404, a database error, or \
+         a transport error",
         o.canary_rate
     ));
     rb.note(format!(

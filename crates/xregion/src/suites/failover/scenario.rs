@@ -97,6 +97,8 @@ pub struct Outcome {
     pub errors: Vec<String>,
     /// The routing record's behaviour is unknown to xregion; this records what the clients were told.
     pub canary_rate: f64,
+    /// The canaries were the surviving regions' own clients, not clients at locations through a routing record.
+    pub canaries_in_regions: bool,
 }
 
 /// Shared, appendable records of running tasks.
@@ -281,6 +283,7 @@ pub(super) async fn run(ctx: &Ctx, traffic: &Traffic, scenario: Scenario) -> Res
         }
     };
     let history = ctx.history.events_with_prefix(&prefix);
+    let final_states = crate::drive::converge::as_judged(&ctx.probes, &history, final_states);
     let judged = consistency::check_convergence(&final_states)
         .and_then(|c| {
             Ok((
@@ -323,6 +326,7 @@ pub(super) async fn run(ctx: &Ctx, traffic: &Traffic, scenario: Scenario) -> Res
         converged_after,
         errors,
         canary_rate: rate,
+        canaries_in_regions: canaries_in_regions(ctx, traffic),
     })
 }
 
@@ -330,7 +334,7 @@ pub(super) async fn run(ctx: &Ctx, traffic: &Traffic, scenario: Scenario) -> Res
 /// regions that are databases (which have no routing records), a client in every surviving region, using that
 /// region's own client (which reads its database and follows the writer), as an application in that region would.
 fn canary_clients(ctx: &Ctx, traffic: &Traffic, survivors: &[Probe]) -> Result<Vec<(String, Probe)>, String> {
-    if traffic.records.is_empty() && ctx.probes.iter().any(|p| !p.capabilities().http_contract) {
+    if canaries_in_regions(ctx, traffic) {
         return Ok(survivors.iter().map(|p| (p.region.clone(), p.clone())).collect());
     }
     let locations = canary_locations(traffic);
@@ -338,6 +342,11 @@ fn canary_clients(ctx: &Ctx, traffic: &Traffic, survivors: &[Probe]) -> Result<V
         return Err("no client locations for the canaries: set [deployment.traffic.nearest]".into());
     }
     locations.into_iter().map(|l| router_probe(ctx, traffic, &l, CANARY_IN_FLIGHT_MAX).map(|p| (l, p))).collect()
+}
+
+/// Whether the canaries are the surviving regions' own clients (databases, which have no routing records).
+fn canaries_in_regions(ctx: &Ctx, traffic: &Traffic) -> bool {
+    traffic.records.is_empty() && ctx.probes.iter().any(|p| !p.capabilities().http_contract)
 }
 
 /// The client locations the canaries send from: every location the deployment's traffic names (its nearest
@@ -495,6 +504,13 @@ async fn observe_failback(
         tokio::time::sleep(OBSERVE_TICK).await;
         if healthy.is_none() && victim.health().await.is_ok_and(|h| h.status == "ok") {
             healthy = Some(since(t0));
+        }
+        if healthy.is_some() && caught_up.is_none() && unknown.is_none() && !victim.capabilities().http_contract {
+            // A database reports no outbox: whether the region caught up is judged by its data instead.
+            unknown = Some(format!(
+                "judged by its data ({} reports no replication status): every acknowledged write must be in it",
+                victim.capabilities().kind
+            ));
         }
         if healthy.is_some() && caught_up.is_none() && unknown.is_none() {
             let statuses = futures::future::join_all(ctx.probes.iter().map(|p| p.replication())).await;

@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# A 3-member etcd cluster on loopback, one member per region: every region takes writes (a member forwards them to
+# the Raft leader), reads are linearizable, and a write is acknowledged once a majority has it.
+#
+#   ctl.sh up DIR                 start three new members (<= 60 s)
+#   ctl.sh down DIR               stop every member (the data stays in DIR)
+#   ctl.sh fail DIR REGION        kill -9 REGION's member (if it led, the other two elect a new leader)
+#   ctl.sh restore DIR REGION     restart REGION's member from its data; it catches up from the leader
+#   ctl.sh status DIR             each region's member: up or down, and which one leads
+#   ctl.sh env DIR                the DB_ENDPOINT_* variables that describe the target to xregion
+#
+# `up` also writes DIR/xregion.toml: the regions' members and these fail/restore commands, for the failover checks.
+#
+# Regions and addresses: us-east-1 on 127.0.4.1, us-west-2 on 127.0.4.2, eu-west-1 on 127.0.4.3, clients on port
+# ${ETCD_CLIENT_PORT:-2379}, peers on ${ETCD_PEER_PORT:-2380}; XREGION_ETCD_NET=127.0.9 moves them to 127.0.9.1-3.
+# Each member listens on its own loopback address only. Needs the etcd-server package.
+set -euo pipefail
+# shellcheck source=../lib.sh
+. "$(dirname "$0")/../lib.sh"
+unset ETCDCTL_API ETCDCTL_ENDPOINTS ETCDCTL_USER ETCDCTL_PASSWORD
+
+REGIONS=(us-east-1 us-west-2 eu-west-1)
+NET=${XREGION_ETCD_NET:-127.0.4}
+CPORT=${ETCD_CLIENT_PORT:-2379}
+PPORT=${ETCD_PEER_PORT:-2380}
+ETCD=${ETCD_BIN:-etcd}
+
+command -v "$ETCD" >/dev/null || die "no etcd on PATH: install etcd-server (or set ETCD_BIN)"
+
+client_url() { echo "http://$(addr_of "$1"):$CPORT"; }
+
+pid_of() { cat "$DIR/$1/pid" 2>/dev/null; }
+running() { # region: its member is alive (a killed one may linger as a zombie for a moment)
+  local pid state
+  pid=$(pid_of "$1") || return 1
+  state=$(ps -o stat= -p "$pid" 2>/dev/null) || return 1
+  [[ $state != Z* ]]
+}
+
+healthy() { curl -fsS -m 2 "$(client_url "$1")/health" 2>/dev/null | grep -q '"health":"true"'; }
+
+start_member() { # region: start it (new or from its data) in the background, detached from this shell
+  local r=$1 cluster="" s
+  for s in "${REGIONS[@]}"; do cluster+="${cluster:+,}$s=http://$(addr_of "$s"):$PPORT"; done
+  mkdir -p "$DIR/$r"
+  setsid "$ETCD" --name "$r" --data-dir "$DIR/$r/data" \
+    --listen-client-urls "$(client_url "$r")" --advertise-client-urls "$(client_url "$r")" \
+    --listen-peer-urls "http://$(addr_of "$r"):$PPORT" --initial-advertise-peer-urls "http://$(addr_of "$r"):$PPORT" \
+    --initial-cluster "$cluster" --initial-cluster-state new --initial-cluster-token "xregion-$NET" \
+    --heartbeat-interval 100 --election-timeout 1000 --logger zap --log-outputs stderr \
+    >> "$DIR/$r/log" 2>&1 < /dev/null &
+  echo $! > "$DIR/$r/pid"
+}
+
+wait_healthy() { # regions...: until each answers /health with a leader (bounded: 30 s)
+  local r
+  for r in "$@"; do
+    for _ in $(seq 1 300); do
+      healthy "$r" && continue 2
+      running "$r" || die "$r exited while starting; see $DIR/$r/log"
+      sleep 0.1
+    done
+    die "$r was not healthy within 30 s; see $DIR/$r/log"
+  done
+}
+
+db_url() { echo "etcd://$(addr_of "$1"):$CPORT"; }
+
+write_config() {
+  local r self
+  self=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
+  {
+    echo "# Written by ctl.sh up: this target as xregion sees it."
+    toml_regions
+    echo ""
+    echo "[faults.command]"
+    echo "# A complete failure kills the region's member; a restore restarts it from its data."
+    echo "fail_complete = \"XREGION_ETCD_NET=$NET ETCD_CLIENT_PORT=$CPORT ETCD_PEER_PORT=$PPORT bash $self fail $DIR \\\"\$XREGION_REGION\\\"\""
+    echo "restore = \"XREGION_ETCD_NET=$NET ETCD_CLIENT_PORT=$CPORT ETCD_PEER_PORT=$PPORT bash $self restore $DIR \\\"\$XREGION_REGION\\\"\""
+  } > "$DIR/xregion.toml"
+}
+
+cmd_up() {
+  local r
+  for r in "${REGIONS[@]}"; do running "$r" && die "$r is already running in $DIR (ctl.sh down $DIR first)"; done
+  rm -rf "${DIR:?}"/*
+  for r in "${REGIONS[@]}"; do start_member "$r"; done
+  wait_healthy "${REGIONS[@]}"
+  write_config
+  cmd_status "$CPORT"
+}
+
+stop_member() { # region signal
+  local pid
+  pid=$(pid_of "$1") || return 0
+  kill "-$2" "$pid" 2>/dev/null || true
+  # Wait until it is gone, reaped too, so that its addresses are free for a restart (bounded: 10 s).
+  for _ in $(seq 1 200); do running "$1" || break; sleep 0.05; done
+  rm -f "$DIR/$1/pid"
+}
+
+cmd_down() {
+  local r
+  for r in "${REGIONS[@]}"; do stop_member "$r" TERM; done
+}
+
+cmd_fail() {
+  addr_of "$1" >/dev/null
+  running "$1" || die "$1 is not running"
+  stop_member "$1" KILL
+  echo "$1 killed"
+}
+
+cmd_restore() {
+  local r=$1
+  addr_of "$r" >/dev/null
+  running "$r" && { echo "$r is running"; return; }
+  start_member "$r"
+  wait_healthy "$r"
+  echo "$r restored"
+}
+
+role_of() { # region: leader or follower
+  local status leader
+  status=$(curl -fsS -m 2 -X POST -d '{}' "$(client_url "$1")/v3/maintenance/status" 2>/dev/null || true)
+  leader=$(echo "$status" | sed -n 's/.*"leader":"\([0-9]*\)".*/\1/p')
+  if [ -n "$leader" ] && echo "$status" | grep -q "\"member_id\":\"$leader\""; then echo leader; else echo follower; fi
+}
+
+env_extra() { echo "export XREGION_DB_KIND=etcd"; }
+
+ENV_PORT=$CPORT
+target_main "$@"
