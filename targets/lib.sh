@@ -27,6 +27,8 @@ cmd_status() { # each region: address, up or down, and its role when up ($1: the
   done
 }
 
+remember_net() { echo "$NET" > "$DIR/net"; } # cmd_up calls it once DIR is empty
+
 cmd_env() { # the seed's variables: DB_ENDPOINT_<REGION>=host:port for each region ($1: the port), and the regions
   local r
   for r in "${REGIONS[@]}"; do
@@ -44,10 +46,13 @@ target_main() { # ctl.sh COMMAND DIR [REGION]; ENV_PORT names the port that stat
   if [ "$cmd" = up ]; then mkdir -p "$DIR"; fi
   [ -d "$DIR" ] || die "no directory $DIR"
   DIR=$(cd "$DIR" && pwd)
+  # The network a target was started on is its own from then on, whatever this caller's variables say.
+  if [ "$cmd" != up ] && [ -f "$DIR/net" ]; then NET=$(cat "$DIR/net"); fi
   case "$cmd" in
     up) cmd_up ;;
     down) cmd_down ;;
     fail) [ $# = 1 ] || usage; cmd_fail "$1" ;;
+    partition) declare -F cmd_partition >/dev/null || usage; [ $# = 1 ] || usage; cmd_partition "$1" ;;
     restore) [ $# = 1 ] || usage; cmd_restore "$1" ;;
     status) cmd_status "$ENV_PORT" ;;
     env) cmd_env "$ENV_PORT" ;;

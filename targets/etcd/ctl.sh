@@ -5,22 +5,28 @@
 #   ctl.sh up DIR                 start three new members (<= 60 s)
 #   ctl.sh down DIR               stop every member (the data stays in DIR)
 #   ctl.sh fail DIR REGION        kill -9 REGION's member (if it led, the other two elect a new leader)
-#   ctl.sh restore DIR REGION     restart REGION's member from its data; it catches up from the leader
+#   ctl.sh partition DIR REGION   (NETNS=1 only) cut REGION's member off from the other members; its own clients
+#                                 still reach it, so they see what a member without a quorum answers
+#   ctl.sh restore DIR REGION     heal REGION's partition, or restart its member from its data (it catches up)
 #   ctl.sh status DIR             each region's member: up or down, and which one leads
 #   ctl.sh env DIR                the DB_ENDPOINT_* variables that describe the target to xregion
 #
-# `up` also writes DIR/xregion.toml: the regions' members and these fail/restore commands, for the failover checks.
+# `up` also writes DIR/xregion.toml: the regions' members and these fail/restore commands (and with NETNS=1 the
+# partition command), for the failover checks.
 #
 # Regions and addresses: us-east-1 on 127.0.4.1, us-west-2 on 127.0.4.2, eu-west-1 on 127.0.4.3, clients on port
 # ${ETCD_CLIENT_PORT:-2379}, peers on ${ETCD_PEER_PORT:-2380}; XREGION_ETCD_NET=127.0.9 moves them to 127.0.9.1-3.
-# Each member listens on its own loopback address only. Needs the etcd-server package.
+# Each member listens on its own loopback address only. Members advertise one peer address to every other member,
+# so a proxy cannot cut one link; NETNS=1 (root) instead puts each member in a network namespace of its own, on
+# XREGION_ETCD_NET (default 10.213.4).1-3 behind a bridge that has .254 in this namespace, and a partition is a
+# blackhole route between members. Needs the etcd-server package (and iproute2 for NETNS=1).
 set -euo pipefail
 # shellcheck source=../lib.sh
 . "$(dirname "$0")/../lib.sh"
 unset ETCDCTL_API ETCDCTL_ENDPOINTS ETCDCTL_USER ETCDCTL_PASSWORD
 
 REGIONS=(us-east-1 us-west-2 eu-west-1)
-NET=${XREGION_ETCD_NET:-127.0.4}
+if [ "${NETNS:-0}" = 1 ]; then NET=${XREGION_ETCD_NET:-10.213.4}; else NET=${XREGION_ETCD_NET:-127.0.4}; fi
 CPORT=${ETCD_CLIENT_PORT:-2379}
 PPORT=${ETCD_PEER_PORT:-2380}
 ETCD=${ETCD_BIN:-etcd}
@@ -39,16 +45,52 @@ running() { # region: its member is alive (a killed one may linger as a zombie f
 
 healthy() { curl -fsS -m 2 "$(client_url "$1")/health" 2>/dev/null | grep -q '"health":"true"'; }
 
+netns_on() { [ "$(cat "$DIR/mode" 2>/dev/null)" = netns ]; }
+tag() { echo "xe${NET##*.}"; }                   # interface names: at most 15 characters
+ns_of() { echo "xregion-$(tag)-$(index_of "$1")"; }
+index_of() { local i; for i in "${!REGIONS[@]}"; do [ "${REGIONS[$i]}" = "$1" ] && echo "$((i + 1))"; done; return 0; }
+
+netns_up() { # a bridge here with $NET.254, and a namespace per region with $NET.i on a veth to it
+  local r i br
+  [ "$(id -u)" = 0 ] || die "NETNS=1 needs root (network namespaces)"
+  [[ $NET != 127.* ]] || die "NETNS=1 needs a network outside 127.0.0.0/8 (XREGION_ETCD_NET), for example 10.213.4"
+  br="$(tag)br"
+  ip link add "$br" type bridge 2>/dev/null || die "network $NET is in use ($br exists): ctl.sh down its DIR first"
+  ip addr add "$NET.254/24" dev "$br"
+  ip link set "$br" up
+  for r in "${REGIONS[@]}"; do
+    i=$(index_of "$r")
+    ip netns add "$(ns_of "$r")"
+    ip link add "$(tag)v$i" type veth peer name eth0 netns "$(ns_of "$r")"
+    ip link set "$(tag)v$i" master "$br" up
+    ip -n "$(ns_of "$r")" addr add "$NET.$i/24" dev eth0
+    ip -n "$(ns_of "$r")" link set eth0 up
+    ip -n "$(ns_of "$r")" link set lo up
+  done
+}
+
+netns_down() {
+  local r
+  # Deleting a veth's end here deletes both ends at once; a namespace's own teardown can lag behind.
+  for r in "${REGIONS[@]}"; do
+    ip link del "$(tag)v$(index_of "$r")" 2>/dev/null || true
+    ip netns del "$(ns_of "$r")" 2>/dev/null || true
+  done
+  ip link del "$(tag)br" 2>/dev/null || true
+}
+
 start_member() { # region: start it (new or from its data) in the background, detached from this shell
-  local r=$1 cluster="" s
+  local r=$1 cluster="" s cmd
   for s in "${REGIONS[@]}"; do cluster+="${cluster:+,}$s=http://$(addr_of "$s"):$PPORT"; done
   mkdir -p "$DIR/$r"
-  setsid "$ETCD" --name "$r" --data-dir "$DIR/$r/data" \
-    --listen-client-urls "$(client_url "$r")" --advertise-client-urls "$(client_url "$r")" \
-    --listen-peer-urls "http://$(addr_of "$r"):$PPORT" --initial-advertise-peer-urls "http://$(addr_of "$r"):$PPORT" \
-    --initial-cluster "$cluster" --initial-cluster-state new --initial-cluster-token "xregion-$NET" \
-    --heartbeat-interval 100 --election-timeout 1000 --logger zap --log-outputs stderr \
-    >> "$DIR/$r/log" 2>&1 < /dev/null &
+  cmd=(setsid "$ETCD" --name "$r" --data-dir "$DIR/$r/data"
+    --listen-client-urls "$(client_url "$r")" --advertise-client-urls "$(client_url "$r")"
+    --listen-peer-urls "http://$(addr_of "$r"):$PPORT" --initial-advertise-peer-urls "http://$(addr_of "$r"):$PPORT"
+    --initial-cluster "$cluster" --initial-cluster-state new --initial-cluster-token "xregion-$NET"
+    --heartbeat-interval 100 --election-timeout 1000 --logger zap --log-outputs stderr)
+  # `ip netns exec` and setsid exec what they run, so $! is etcd's own pid.
+  if netns_on; then cmd=(ip netns exec "$(ns_of "$r")" "${cmd[@]}"); fi
+  "${cmd[@]}" >> "$DIR/$r/log" 2>&1 < /dev/null &
   echo $! > "$DIR/$r/pid"
 }
 
@@ -67,16 +109,21 @@ wait_healthy() { # regions...: until each answers /health with a leader (bounded
 db_url() { echo "etcd://$(addr_of "$1"):$CPORT"; }
 
 write_config() {
-  local r self
+  local r self run
   self=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
+  run="XREGION_ETCD_NET=$NET ETCD_CLIENT_PORT=$CPORT ETCD_PEER_PORT=$PPORT bash $self"
   {
     echo "# Written by ctl.sh up: this target as xregion sees it."
     toml_regions
     echo ""
     echo "[faults.command]"
     echo "# A complete failure kills the region's member; a restore restarts it from its data."
-    echo "fail_complete = \"XREGION_ETCD_NET=$NET ETCD_CLIENT_PORT=$CPORT ETCD_PEER_PORT=$PPORT bash $self fail $DIR \\\"\$XREGION_REGION\\\"\""
-    echo "restore = \"XREGION_ETCD_NET=$NET ETCD_CLIENT_PORT=$CPORT ETCD_PEER_PORT=$PPORT bash $self restore $DIR \\\"\$XREGION_REGION\\\"\""
+    echo "fail_complete = \"$run fail $DIR \\\"\$XREGION_REGION\\\"\""
+    echo "restore = \"$run restore $DIR \\\"\$XREGION_REGION\\\"\""
+    if netns_on; then
+      echo "# A network partition cuts the region's member off from the others; its clients still reach it."
+      echo "fail_network = \"$run partition $DIR \\\"\$XREGION_REGION\\\"\""
+    fi
   } > "$DIR/xregion.toml"
 }
 
@@ -84,6 +131,8 @@ cmd_up() {
   local r
   for r in "${REGIONS[@]}"; do running "$r" && die "$r is already running in $DIR (ctl.sh down $DIR first)"; done
   rm -rf "${DIR:?}"/*
+  remember_net
+  if [ "${NETNS:-0}" = 1 ]; then echo netns > "$DIR/mode"; netns_up; else echo loopback > "$DIR/mode"; fi
   for r in "${REGIONS[@]}"; do start_member "$r"; done
   wait_healthy "${REGIONS[@]}"
   write_config
@@ -102,6 +151,7 @@ stop_member() { # region signal
 cmd_down() {
   local r
   for r in "${REGIONS[@]}"; do stop_member "$r" TERM; done
+  if netns_on; then netns_down; fi
 }
 
 cmd_fail() {
@@ -111,10 +161,27 @@ cmd_fail() {
   echo "$1 killed"
 }
 
+blackholes() { # region add|del: routes that drop everything between the region's member and the other members
+  local r=$1 s
+  for s in "${REGIONS[@]}"; do
+    [ "$s" = "$r" ] && continue
+    ip -n "$(ns_of "$r")" route "$2" blackhole "$(addr_of "$s")/32" 2>/dev/null || true
+    ip -n "$(ns_of "$s")" route "$2" blackhole "$(addr_of "$r")/32" 2>/dev/null || true
+  done
+}
+
+cmd_partition() {
+  addr_of "$1" >/dev/null
+  netns_on || die "a partition needs the members in namespaces: ctl.sh up with NETNS=1"
+  blackholes "$1" add
+  echo "$1 cut off from the other members"
+}
+
 cmd_restore() {
   local r=$1
   addr_of "$r" >/dev/null
-  running "$r" && { echo "$r is running"; return; }
+  if netns_on; then blackholes "$r" del; fi
+  running "$r" && { echo "$r is running, connected"; return; }
   start_member "$r"
   wait_healthy "$r"
   echo "$r restored"

@@ -156,6 +156,7 @@ cmd_up() {
   local p=${REGIONS[0]} r
   for r in "${REGIONS[@]}"; do running "$r" && die "$r is already running in $DIR (ctl.sh down $DIR first)"; done
   rm -rf "${DIR:?}"/*
+  remember_net
   [ "$(id -u)" = 0 ] && chown postgres: "$DIR"
   head -c 18 /dev/urandom | base64 | tr -d '/+=' > "$DIR/xregion.password"
   head -c 18 /dev/urandom | base64 | tr -d '/+=' > "$DIR/replicator.password"

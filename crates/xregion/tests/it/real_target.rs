@@ -10,10 +10,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
+/// Whether real targets must run (XREGION_REQUIRE_REAL_TARGETS=1, as in CI).
+pub fn required() -> bool {
+    std::env::var("XREGION_REQUIRE_REAL_TARGETS").is_ok_and(|v| v == "1")
+}
+
 /// Whether `server` (a path) is installed; panics when it must be and is not.
 pub fn available(server: &str, package: &str) -> bool {
     let here = Path::new(server).exists();
-    if !here && std::env::var("XREGION_REQUIRE_REAL_TARGETS").is_ok_and(|v| v == "1") {
+    if !here && required() {
         panic!("XREGION_REQUIRE_REAL_TARGETS=1 but {package} is not installed");
     }
     if !here {
