@@ -26,6 +26,7 @@ set -euo pipefail
 unset ETCDCTL_API ETCDCTL_ENDPOINTS ETCDCTL_USER ETCDCTL_PASSWORD
 
 REGIONS=(us-east-1 us-west-2 eu-west-1)
+NS_TAG=e
 if [ "${NETNS:-0}" = 1 ]; then NET=${XREGION_ETCD_NET:-10.213.4}; else NET=${XREGION_ETCD_NET:-127.0.4}; fi
 CPORT=${ETCD_CLIENT_PORT:-2379}
 PPORT=${ETCD_PEER_PORT:-2380}
@@ -35,49 +36,7 @@ command -v "$ETCD" >/dev/null || die "no etcd on PATH: install etcd-server (or s
 
 client_url() { echo "http://$(addr_of "$1"):$CPORT"; }
 
-pid_of() { cat "$DIR/$1/pid" 2>/dev/null; }
-running() { # region: its member is alive (a killed one may linger as a zombie for a moment)
-  local pid state
-  pid=$(pid_of "$1") || return 1
-  state=$(ps -o stat= -p "$pid" 2>/dev/null) || return 1
-  [[ $state != Z* ]]
-}
-
 healthy() { curl -fsS -m 2 "$(client_url "$1")/health" 2>/dev/null | grep -q '"health":"true"'; }
-
-netns_on() { [ "$(cat "$DIR/mode" 2>/dev/null)" = netns ]; }
-tag() { echo "xe${NET##*.}"; }                   # interface names: at most 15 characters
-ns_of() { echo "xregion-$(tag)-$(index_of "$1")"; }
-index_of() { local i; for i in "${!REGIONS[@]}"; do [ "${REGIONS[$i]}" = "$1" ] && echo "$((i + 1))"; done; return 0; }
-
-netns_up() { # a bridge here with $NET.254, and a namespace per region with $NET.i on a veth to it
-  local r i br
-  [ "$(id -u)" = 0 ] || die "NETNS=1 needs root (network namespaces)"
-  [[ $NET != 127.* ]] || die "NETNS=1 needs a network outside 127.0.0.0/8 (XREGION_ETCD_NET), for example 10.213.4"
-  br="$(tag)br"
-  ip link add "$br" type bridge 2>/dev/null || die "network $NET is in use ($br exists): ctl.sh down its DIR first"
-  ip addr add "$NET.254/24" dev "$br"
-  ip link set "$br" up
-  for r in "${REGIONS[@]}"; do
-    i=$(index_of "$r")
-    ip netns add "$(ns_of "$r")"
-    ip link add "$(tag)v$i" type veth peer name eth0 netns "$(ns_of "$r")"
-    ip link set "$(tag)v$i" master "$br" up
-    ip -n "$(ns_of "$r")" addr add "$NET.$i/24" dev eth0
-    ip -n "$(ns_of "$r")" link set eth0 up
-    ip -n "$(ns_of "$r")" link set lo up
-  done
-}
-
-netns_down() {
-  local r
-  # Deleting a veth's end here deletes both ends at once; a namespace's own teardown can lag behind.
-  for r in "${REGIONS[@]}"; do
-    ip link del "$(tag)v$(index_of "$r")" 2>/dev/null || true
-    ip netns del "$(ns_of "$r")" 2>/dev/null || true
-  done
-  ip link del "$(tag)br" 2>/dev/null || true
-}
 
 start_member() { # region: start it (new or from its data) in the background, detached from this shell
   local r=$1 cluster="" s cmd
@@ -94,7 +53,7 @@ start_member() { # region: start it (new or from its data) in the background, de
   echo $! > "$DIR/$r/pid"
 }
 
-wait_healthy() { # regions...: until each answers /health with a leader (bounded: 30 s)
+wait_ready() { # regions...: until each answers /health with a leader (bounded: 30 s)
   local r
   for r in "$@"; do
     for _ in $(seq 1 300); do
@@ -134,57 +93,9 @@ cmd_up() {
   remember_net
   if [ "${NETNS:-0}" = 1 ]; then echo netns > "$DIR/mode"; netns_up; else echo loopback > "$DIR/mode"; fi
   for r in "${REGIONS[@]}"; do start_member "$r"; done
-  wait_healthy "${REGIONS[@]}"
+  wait_ready "${REGIONS[@]}"
   write_config
   cmd_status "$CPORT"
-}
-
-stop_member() { # region signal
-  local pid
-  pid=$(pid_of "$1") || return 0
-  kill "-$2" "$pid" 2>/dev/null || true
-  # Wait until it is gone, reaped too, so that its addresses are free for a restart (bounded: 10 s).
-  for _ in $(seq 1 200); do running "$1" || break; sleep 0.05; done
-  rm -f "$DIR/$1/pid"
-}
-
-cmd_down() {
-  local r
-  for r in "${REGIONS[@]}"; do stop_member "$r" TERM; done
-  if netns_on; then netns_down; fi
-}
-
-cmd_fail() {
-  addr_of "$1" >/dev/null
-  running "$1" || die "$1 is not running"
-  stop_member "$1" KILL
-  echo "$1 killed"
-}
-
-blackholes() { # region add|del: routes that drop everything between the region's member and the other members
-  local r=$1 s
-  for s in "${REGIONS[@]}"; do
-    [ "$s" = "$r" ] && continue
-    ip -n "$(ns_of "$r")" route "$2" blackhole "$(addr_of "$s")/32" 2>/dev/null || true
-    ip -n "$(ns_of "$s")" route "$2" blackhole "$(addr_of "$r")/32" 2>/dev/null || true
-  done
-}
-
-cmd_partition() {
-  addr_of "$1" >/dev/null
-  netns_on || die "a partition needs the members in namespaces: ctl.sh up with NETNS=1"
-  blackholes "$1" add
-  echo "$1 cut off from the other members"
-}
-
-cmd_restore() {
-  local r=$1
-  addr_of "$r" >/dev/null
-  if netns_on; then blackholes "$r" del; fi
-  running "$r" && { echo "$r is running, connected"; return; }
-  start_member "$r"
-  wait_healthy "$r"
-  echo "$r restored"
 }
 
 role_of() { # region: leader or follower

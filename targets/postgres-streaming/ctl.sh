@@ -79,7 +79,6 @@ start_region() {
   wait_ready "$r"
 }
 
-index_of() { local i; for i in "${!REGIONS[@]}"; do [ "${REGIONS[$i]}" = "$1" ] && echo "$i"; done; }
 wan_on() { [ -f "$DIR/wan.toml" ]; }
 wan_port() { echo $((PORT + 100 + $(index_of "$1"))); } # the port on a standby's address that reaches region $1
 

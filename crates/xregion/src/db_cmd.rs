@@ -1,7 +1,7 @@
 //! `xregion db schema` and `xregion db init`: the one table xregion owns in a database target.
 
 use crate::config::{self, DeploymentKind};
-use crate::db::{DbKind, DbRegion, schema};
+use crate::db::{DbKind, schema};
 use crate::error::{Error, Result};
 use clap::Subcommand;
 use std::path::PathBuf;
@@ -13,7 +13,7 @@ const TABLE_VISIBLE_WAIT: std::time::Duration = std::time::Duration::from_secs(1
 /// `xregion db` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum DbCommand {
-    /// Print the DDL of xregion's table for a database kind (postgres, etcd).
+    /// Print the DDL of xregion's table for a database kind (postgres, mysql, etcd).
     Schema {
         /// The database kind.
         #[arg(long, default_value = "postgres")]
@@ -56,23 +56,8 @@ async fn init(path: Option<PathBuf>) -> Result<ExitCode> {
     let mut kinds = std::collections::BTreeSet::new();
     for p in &target.probes {
         let Some(db) = p.database() else { continue };
-        let outcome = match db {
-            DbRegion::Postgres(pg) => {
-                kinds.insert(DbKind::Postgres.name());
-                match pg.accepts_writes().await {
-                    Ok(true) => pg
-                        .execute(schema::ddl(DbKind::Postgres))
-                        .await
-                        .map(|()| format!("table {} ready", schema::TABLE)),
-                    Ok(false) => Ok("a standby; it gets the table from its primary".to_string()),
-                    Err(e) => Err(e),
-                }
-            }
-            DbRegion::Etcd(_) => {
-                kinds.insert(DbKind::Etcd.name());
-                Ok(format!("nothing to create (keys under {}/)", schema::TABLE))
-            }
-        };
+        kinds.insert(db.kind().name());
+        let outcome = db.init().await;
         match outcome {
             Ok(what) => println!("{:<16} {}: {what}", p.region, p.endpoint),
             Err(e) => {

@@ -61,7 +61,11 @@ pub(super) fn apply_env(config: &mut Config, env: &BTreeMap<String, String>) -> 
     config.db_env = env
         .iter()
         .filter(|(k, _)| {
-            k.starts_with("PG") || k.starts_with("ETCDCTL_") || k.as_str() == "XREGION_DB_KIND" || k.as_str() == "USER"
+            k.starts_with("PG")
+                || k.starts_with("ETCDCTL_")
+                || k.as_str() == "MYSQL_PWD"
+                || k.as_str() == "XREGION_DB_KIND"
+                || k.as_str() == "USER"
         })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();

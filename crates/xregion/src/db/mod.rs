@@ -2,13 +2,14 @@
 //! the one table (or key prefix) xregion owns in it, and the region clients that speak each database's own protocol.
 //!
 //! A database setting is either a full URL (`postgres://user@host:port/db?sslmode=require`, `etcd://host:port`,
-//! `etcd+https://user:password@host:port`; `mysql://` is recognised and refused as not supported yet) or a bare
+//! `etcd+https://user:password@host:port`, `mysql://user@host:port/db`) or a bare
 //! `host[:port]`, which takes the rest from the libpq variables `PGUSER`, `PGPASSWORD`, `PGDATABASE`, `PGSSLMODE`
-//! and `PGPASSFILE` (or etcdctl's `ETCDCTL_USER` and `ETCDCTL_PASSWORD`), and its kind from `XREGION_DB_KIND`
+//! and `PGPASSFILE` (for MySQL also `MYSQL_PWD`; for etcd, etcdctl's `ETCDCTL_USER` and `ETCDCTL_PASSWORD`), and its kind from `XREGION_DB_KIND`
 //! (default `postgres`). A password is never written to a report: the settings' `Display` and every error show the
 //! URL without it.
 
 pub mod etcd;
+pub mod mysql;
 pub mod postgres;
 pub mod schema;
 pub mod settings;
@@ -26,6 +27,8 @@ pub enum DbRegion {
     Postgres(postgres::PgRegion),
     /// An etcd member.
     Etcd(etcd::EtcdRegion),
+    /// A MySQL or MariaDB database (a Galera node, a primary or a replica).
+    Mysql(mysql::MyRegion),
 }
 
 /// What a database can do and how it orders writes, for the checks' `Needs` and their notes.
@@ -49,6 +52,12 @@ impl DbRegion {
                 order: "per-key versions stamped by the database that took the write (its clock in ms, a counter \
                         within a ms, its region)",
             },
+            DbRegion::Mysql(_) => DbCapabilities {
+                kind: "mysql database",
+                tombstones: true,
+                order: "the commit order of each key's writes (a per-key counter each write increments; Galera \
+                        refuses a conflicting write at commit instead of overwriting it)",
+            },
             DbRegion::Etcd(_) => DbCapabilities {
                 kind: "etcd member",
                 tombstones: false,
@@ -57,11 +66,43 @@ impl DbRegion {
         }
     }
 
+    /// The kind of database.
+    pub fn kind(&self) -> DbKind {
+        match self {
+            DbRegion::Postgres(_) => DbKind::Postgres,
+            DbRegion::Etcd(_) => DbKind::Etcd,
+            DbRegion::Mysql(_) => DbKind::Mysql,
+        }
+    }
+
+    /// `xregion db init` for this region: creates xregion's table where the database accepts writes, and says
+    /// what it did (a read-only standby or replica gets the table through its own replication).
+    pub async fn init(&self) -> Result<String, ProbeError> {
+        let (writable, read_only) = match self {
+            DbRegion::Postgres(d) => (d.accepts_writes().await?, "a standby; it gets the table from its primary"),
+            DbRegion::Mysql(d) => {
+                (d.accepts_writes().await?, "read-only (a replica); it gets the table from its source")
+            }
+            DbRegion::Etcd(_) => return Ok(format!("nothing to create (keys under {}/)", schema::TABLE)),
+        };
+        if !writable {
+            return Ok(read_only.to_string());
+        }
+        let ddl = schema::ddl(self.kind());
+        match self {
+            DbRegion::Postgres(d) => d.execute(ddl).await?,
+            DbRegion::Mysql(d) => d.execute(ddl).await?,
+            DbRegion::Etcd(_) => {}
+        }
+        Ok(format!("table {} ready", schema::TABLE))
+    }
+
     /// The database without a password, for reports and errors.
     pub fn endpoint(&self) -> String {
         match self {
             DbRegion::Postgres(d) => d.endpoint(),
             DbRegion::Etcd(d) => d.endpoint(),
+            DbRegion::Mysql(d) => d.endpoint(),
         }
     }
 
@@ -70,6 +111,7 @@ impl DbRegion {
         match self {
             DbRegion::Postgres(d) => d.put(key, value).await,
             DbRegion::Etcd(d) => d.put(key, value).await,
+            DbRegion::Mysql(d) => d.put(key, value).await,
         }
     }
 
@@ -78,6 +120,7 @@ impl DbRegion {
         match self {
             DbRegion::Postgres(d) => d.delete(key).await,
             DbRegion::Etcd(d) => d.delete(key).await,
+            DbRegion::Mysql(d) => d.delete(key).await,
         }
     }
 
@@ -86,6 +129,7 @@ impl DbRegion {
         match self {
             DbRegion::Postgres(d) => d.get(key).await,
             DbRegion::Etcd(d) => d.get(key).await,
+            DbRegion::Mysql(d) => d.get(key).await,
         }
     }
 
@@ -94,6 +138,7 @@ impl DbRegion {
         match self {
             DbRegion::Postgres(d) => d.scan(prefix).await,
             DbRegion::Etcd(d) => d.scan(prefix).await,
+            DbRegion::Mysql(d) => d.scan(prefix).await,
         }
     }
 
@@ -102,6 +147,7 @@ impl DbRegion {
         match self {
             DbRegion::Postgres(d) => d.health().await,
             DbRegion::Etcd(d) => d.health().await,
+            DbRegion::Mysql(d) => d.health().await,
         }
     }
 }

@@ -6,6 +6,9 @@
 //! one writer the version order is the commit order of the key's writes (the row lock serializes them). `origin`
 //! is the region whose database took the write.
 //!
+//! MySQL/MariaDB has the same table with a per-key counter as its version: each write increments it, so the version
+//! order is the commit order of the key's writes (Galera certifies every write against the whole cluster).
+//!
 //! etcd has no tables: xregion's records are the keys under the prefix `xregion_kv/`, and there is nothing to create.
 
 use super::DbKind;
@@ -26,6 +29,15 @@ pub fn ddl(kind: DbKind) -> &'static str {
              written_at  timestamptz NOT NULL DEFAULT clock_timestamp()\n\
              );\n"
         }
+        DbKind::Mysql => {
+            "CREATE TABLE IF NOT EXISTS xregion_kv (\n    \
+             k          VARCHAR(512) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL PRIMARY KEY,\n    \
+             value      TEXT NULL,                -- NULL: a tombstone (the key was deleted)\n    \
+             ver        BIGINT UNSIGNED NOT NULL, -- version: each write of the key increments it (commit order)\n    \
+             origin     VARCHAR(64) NOT NULL,     -- the region whose database took the write\n    \
+             written_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6)\n\
+             ) ENGINE=InnoDB;\n"
+        }
         DbKind::Etcd => {
             "-- etcd has no tables: xregion keeps one key per record under the prefix xregion_kv/ (the value as is;\n\
              -- the version is the key's mod_revision). There is nothing to create.\n"
@@ -41,6 +53,11 @@ pub fn after_init(kind: DbKind) -> &'static str {
              only. In a logical or pglogical mesh, create it on every node and add it to the replication set on each, \
              for example: SELECT pglogical.replication_set_add_table('default', 'xregion_kv', true); with \
              conflict_resolution = last_update_wins and track_commit_timestamp = on."
+        }
+        DbKind::Mysql => {
+            "A Galera cluster replicates the table by itself (DDL runs on every node): `xregion db init` creates it on \
+             every node that accepts writes. With asynchronous replication, create it on the source only; a replica \
+             (read_only) gets it from there."
         }
         DbKind::Etcd => {
             "etcd replicates every key by itself. With authentication on, give xregion's user read and write on its \

@@ -13,6 +13,8 @@ pub enum DbKind {
     Postgres,
     /// An etcd v3 member, through its JSON gateway (`/v3/kv/*`).
     Etcd,
+    /// MySQL or MariaDB (a Galera node, a primary or a replica).
+    Mysql,
 }
 
 impl DbKind {
@@ -21,6 +23,7 @@ impl DbKind {
         match self {
             DbKind::Postgres => "postgres",
             DbKind::Etcd => "etcd",
+            DbKind::Mysql => "mysql",
         }
     }
 
@@ -29,6 +32,7 @@ impl DbKind {
         match self {
             DbKind::Postgres => 5432,
             DbKind::Etcd => 2379,
+            DbKind::Mysql => 3306,
         }
     }
 
@@ -37,10 +41,8 @@ impl DbKind {
         match s.trim().to_ascii_lowercase().as_str() {
             "postgres" | "postgresql" | "pg" => Ok(DbKind::Postgres),
             "etcd" => Ok(DbKind::Etcd),
-            "mysql" | "mariadb" | "galera" => {
-                Err(format!("database kind \"{s}\" is not supported yet; xregion speaks postgres and etcd"))
-            }
-            _ => Err(format!("unknown database kind \"{s}\"; use postgres or etcd")),
+            "mysql" | "mariadb" | "galera" => Ok(DbKind::Mysql),
+            _ => Err(format!("unknown database kind \"{s}\"; use postgres, mysql or etcd")),
         }
     }
 }
@@ -82,7 +84,9 @@ impl fmt::Display for DbSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
         match self.kind {
-            DbKind::Postgres => write!(f, "postgres://{}@{host}:{}/{}", self.user, self.port, self.dbname),
+            DbKind::Postgres | DbKind::Mysql => {
+                write!(f, "{}://{}@{host}:{}/{}", self.kind.name(), self.user, self.port, self.dbname)
+            }
             DbKind::Etcd => {
                 let scheme = if self.sslmode == SslMode::Require { "etcd+https" } else { "etcd" };
                 let user = if self.user.is_empty() { String::new() } else { format!("{}@", self.user) };
@@ -113,8 +117,12 @@ pub fn parse(setting: &str, env: &BTreeMap<String, String>) -> Result<DbSettings
     let (kind, host, port, user, password, dbname, sslmode) = if let Some((scheme, _)) = setting.split_once("://") {
         let kind = match scheme.to_ascii_lowercase().as_str() {
             "postgres" | "postgresql" => DbKind::Postgres,
-            "mysql" | "mariadb" => return Err(format!("{scheme}:// databases are not supported yet; use postgres://")),
-            _ => return Err(format!("unknown database URL scheme \"{scheme}://\"; use postgres:// or etcd://")),
+            "mysql" | "mariadb" => DbKind::Mysql,
+            _ => {
+                return Err(format!(
+                    "unknown database URL scheme \"{scheme}://\"; use postgres://, mysql:// or etcd://"
+                ));
+            }
         };
         let url = reqwest::Url::parse(setting).map_err(|e| format!("database URL \"{}\": {e}", redact(setting)))?;
         let host = url.host_str().filter(|h| !h.is_empty()).ok_or("a database URL needs a host")?;
@@ -126,30 +134,33 @@ pub fn parse(setting: &str, env: &BTreeMap<String, String>) -> Result<DbSettings
         let mut sslmode = var("PGSSLMODE");
         for (k, v) in url.query_pairs() {
             match k.as_ref() {
-                "sslmode" => sslmode = Some(v.into_owned()),
+                "sslmode" | "ssl-mode" => sslmode = Some(v.to_ascii_lowercase().replace('_', "-")),
                 other => return Err(format!("database URL parameter \"{other}\" is not supported; use sslmode")),
             }
         }
-        (kind, host, url.port().unwrap_or(5432), user, password, dbname, sslmode)
+        (kind, host, url.port().unwrap_or(kind.default_port()), user, password, dbname, sslmode)
     } else {
         let kind = DbKind::parse(&var("XREGION_DB_KIND").unwrap_or_else(|| "postgres".into()))
             .map_err(|e| format!("XREGION_DB_KIND: {e}"))?;
         let (host, port) = split_host_port(setting)?;
         let dbname = var("PGDATABASE").unwrap_or_else(|| default_user.clone());
-        (kind, host, port.unwrap_or(5432), default_user, None, dbname, var("PGSSLMODE"))
+        (kind, host, port.unwrap_or(kind.default_port()), default_user, None, dbname, var("PGSSLMODE"))
     };
     let sslmode = match sslmode.as_deref().unwrap_or("prefer") {
-        "disable" => SslMode::Disable,
-        "allow" | "prefer" => SslMode::Prefer,
-        "require" | "verify-ca" | "verify-full" => SslMode::Require,
+        "disable" | "disabled" => SslMode::Disable,
+        "allow" | "prefer" | "preferred" => SslMode::Prefer,
+        "require" | "required" | "verify-ca" | "verify-full" | "verify-identity" => SslMode::Require,
         other => return Err(format!("sslmode \"{other}\" is not one of disable, prefer, require, verify-full")),
     };
-    let password = match password.or_else(|| var("PGPASSWORD").map(Secret::new)) {
+    // MySQL's own client takes its password from MYSQL_PWD.
+    let env_password = var("PGPASSWORD").or_else(|| if kind == DbKind::Mysql { var("MYSQL_PWD") } else { None });
+    let password = match password.or_else(|| env_password.map(Secret::new)) {
         Some(p) => Some(p),
-        None => match var("PGPASSFILE") {
+        None if kind == DbKind::Postgres => match var("PGPASSFILE") {
             Some(file) => password_from_file(Path::new(&file), &host, port, &dbname, &user)?,
             None => None,
         },
+        None => None,
     };
     Ok(DbSettings { kind, host, port, user, password, dbname, sslmode })
 }
@@ -201,7 +212,7 @@ fn parse_etcd(setting: &str, env: &BTreeMap<String, String>) -> Result<DbSetting
 
 /// `host`, `host:port`, `[v6]` or `[v6]:port`.
 fn split_host_port(s: &str) -> Result<(String, Option<u16>), String> {
-    let bad = || format!("database \"{s}\" is neither host[:port] nor a postgres:// URL");
+    let bad = || format!("database \"{s}\" is neither host[:port] nor a database URL");
     if s.is_empty() || s.contains('/') || s.contains('@') {
         return Err(bad());
     }
@@ -306,12 +317,26 @@ mod tests {
     #[test]
     fn unsupported_and_malformed_settings_say_what_to_do() {
         let e = env(&[]);
-        assert!(parse("mysql://root@127.0.0.1/x", &e).unwrap_err().contains("not supported yet"));
+        assert!(parse("cassandra://127.0.0.1/x", &e).unwrap_err().contains("use postgres://, mysql:// or etcd://"));
         assert!(parse("etcd://127.0.0.1:2379/prefix", &e).unwrap_err().contains("use etcd://host:port"));
         assert!(parse("host:port", &e).unwrap_err().contains("is not a number"));
         assert!(parse("postgres://h/db?application=x", &e).unwrap_err().contains("not supported"));
         let e = env(&[("XREGION_DB_KIND", "cassandra")]);
         assert!(parse("127.0.0.1", &e).unwrap_err().starts_with("XREGION_DB_KIND: unknown database kind"));
+    }
+
+    /// Goal: MySQL (MariaDB, Galera) takes the same variables as Postgres, plus MYSQL_PWD, and its own default
+    /// port and ssl-mode spelling.
+    #[test]
+    fn mysql_settings_take_the_same_variables_and_mysql_pwd() {
+        let e = env(&[("XREGION_DB_KIND", "galera"), ("PGUSER", "app"), ("PGDATABASE", "shop"), ("MYSQL_PWD", "pw")]);
+        let s = parse("127.0.5.1", &e).unwrap();
+        assert_eq!((s.kind, s.port, s.user.as_str(), s.dbname.as_str()), (DbKind::Mysql, 3306, "app", "shop"));
+        assert_eq!(s.password.as_ref().map(Secret::expose), Some("pw"));
+        let s = parse("mariadb://root:x@db:3307/orders?ssl-mode=REQUIRED", &e).unwrap();
+        assert_eq!((s.kind, s.port, s.sslmode), (DbKind::Mysql, 3307, SslMode::Require));
+        assert_eq!(s.to_string(), "mysql://root@db:3307/orders");
+        assert!(parse("127.0.0.1", &env(&[("MYSQL_PWD", "pw")])).unwrap().password.is_none(), "postgres ignores it");
     }
 
     /// Goal: etcd members are named by URL or by a bare host with XREGION_DB_KIND=etcd; credentials come from the

@@ -13,7 +13,8 @@ const SCAN_INTERVAL: Duration = Duration::from_millis(50);
 /// Final states of every region for keys under a prefix: region → key → record.
 pub type States = BTreeMap<String, BTreeMap<String, Record>>;
 
-/// Scans every region until they agree on every key under `prefix`, or `timeout` passes.
+/// Scans every region until they agree on every key under `prefix`, or `timeout` passes. A region that answers
+/// with an error is scanned again until then; an unreachable one ends the wait at once.
 /// Returns the last states read and how long after the call they first agreed (`None` if they never did).
 pub async fn await_convergence(
     probes: &[Probe],
@@ -24,8 +25,25 @@ pub async fn await_convergence(
     loop {
         let scans = futures::future::join_all(probes.iter().map(|p| p.scan(prefix))).await;
         let mut states = States::new();
+        let mut refused = None;
         for (p, s) in probes.iter().zip(scans) {
-            states.insert(p.region.clone(), s?.into_iter().map(|r| (r.key.clone(), r)).collect());
+            match s {
+                Ok(records) => {
+                    states.insert(p.region.clone(), records.into_iter().map(|r| (r.key.clone(), r)).collect());
+                }
+                // A region that cannot be reached at all is reported at once.
+                Err(e @ ProbeError::Unreachable { .. }) => return Err(e),
+                // One that answers but refuses for now (a database rejoining its cluster after a fault) is read
+                // again until the time is up.
+                Err(e) => refused = Some(e),
+            }
+        }
+        if let Some(e) = refused {
+            if start.elapsed() >= timeout {
+                return Err(e);
+            }
+            tokio::time::sleep(SCAN_INTERVAL).await;
+            continue;
         }
         if consistency::check_convergence(&states).is_ok_and(|c| c.passed()) {
             return Ok((states, Some(start.elapsed())));

@@ -135,6 +135,11 @@ fn databases(config: &Config, probes: &mut [Probe]) -> Result<()> {
                 let client = crate::db::etcd::EtcdRegion::new(&name, s, tls.clone(), connect, timeout);
                 clients.push((name, crate::db::DbRegion::Etcd(client.map_err(Error::Target)?)));
             }
+            crate::db::DbKind::Mysql => {
+                let ca = d.tls.ca_file.as_deref();
+                let client = crate::db::mysql::MyRegion::new(&name, s, ca, connect, timeout);
+                clients.push((name, crate::db::DbRegion::Mysql(client.map_err(Error::Target)?)));
+            }
         }
     }
     // The Postgres regions share one cluster client: a standby's writes follow the cluster's writer.

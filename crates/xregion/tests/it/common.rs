@@ -50,8 +50,11 @@ pub fn run_xregion(args: &[&str], envs: &[(&str, &str)], limit: Duration) -> Out
     cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     // The specification's variables from the developer's shell must not leak into tests.
     for (k, _) in std::env::vars() {
-        let db =
-            k.starts_with("DB_ENDPOINT_") || k.starts_with("PG") || k.starts_with("ETCDCTL_") || k == "XREGION_DB_KIND";
+        let db = k.starts_with("DB_ENDPOINT_")
+            || k.starts_with("PG")
+            || k.starts_with("ETCDCTL_")
+            || k == "MYSQL_PWD"
+            || k == "XREGION_DB_KIND";
         if k.starts_with("API_ENDPOINT_") || k.starts_with("TARGET_") || k == "MAX_LATENCY_MS" || db {
             cmd.env_remove(k);
         }

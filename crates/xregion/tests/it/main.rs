@@ -7,6 +7,7 @@ mod common;
 mod deployment;
 mod etcd;
 mod faults;
+mod galera;
 mod lab;
 mod postgres;
 mod real_target;

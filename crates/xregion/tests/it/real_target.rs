@@ -27,6 +27,19 @@ pub fn available(server: &str, package: &str) -> bool {
     here
 }
 
+/// Whether this process runs as root (for `why`); panics when real targets are required and it does not.
+pub fn root(why: &str) -> bool {
+    let uid = Command::new("id").arg("-u").output().expect("id -u");
+    let root = String::from_utf8_lossy(&uid.stdout).trim() == "0";
+    if !root && required() {
+        panic!("XREGION_REQUIRE_REAL_TARGETS=1 but this test needs root: {why}");
+    }
+    if !root {
+        eprintln!("note: not root ({why}); the real-target test did not run");
+    }
+    root
+}
+
 /// A running target in its own directory and network, stopped on drop.
 pub struct RealTarget {
     /// The target's directory (its data, logs and `xregion.toml`).
@@ -98,10 +111,16 @@ pub fn verdicts(out: &Path) -> BTreeMap<String, (String, String)> {
         .collect()
 }
 
-/// Runs the cross-region suite with `env` alone (no config file) into `out`, and asserts what a correct database
-/// described that way gets: the three consistency checks pass, the failover checks are skipped for want of fault
-/// commands, and the routing checks are skipped naming the database's `kind`. Returns the run's output.
-pub fn consistency_passes_from_env(env: &[(&str, &str)], out: &TempDir, kind: &str) -> Output {
+/// With `env` alone (no config file): runs `xregion db init`, which must succeed and print each of `init_says`,
+/// then the cross-region suite into `out`, and asserts what a correct database described that way gets: the three
+/// consistency checks pass, the failover checks are skipped for want of fault commands, and the routing checks are
+/// skipped naming the database's `kind`. Returns the output of `db init`.
+pub fn consistency_passes_from_env(env: &[(&str, &str)], out: &TempDir, kind: &str, init_says: &[&str]) -> Output {
+    let init = run_xregion(&["db", "init"], env, Duration::from_secs(60));
+    assert!(init.status.success(), "{}", text(&init));
+    for says in init_says {
+        assert!(String::from_utf8_lossy(&init.stdout).contains(says), "{says}: {}", text(&init));
+    }
     let out_s = out.path().to_str().unwrap();
     let o = run_xregion(&["run", "--suite", "cross-region", "--out", out_s], env, Duration::from_secs(300));
     let v = verdicts(out.path());
@@ -119,5 +138,5 @@ pub fn consistency_passes_from_env(env: &[(&str, &str)], out: &TempDir, kind: &s
     assert_eq!(routing.0, "skipped", "{routing:?}");
     assert!(routing.1.contains("needs the HTTP probe contract") && routing.1.contains(kind), "{routing:?}");
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    o
+    init
 }

@@ -1,0 +1,247 @@
+//! The MySQL/MariaDB region client (Galera nodes, a primary, replicas): the probe operations on xregion's table
+//! over a `mysql_async` connection pool (TLS through rustls).
+//!
+//! Every region reads and writes its own database. The version of a record is a per-key counter that each write
+//! increments in the same statement (`ver = LAST_INSERT_ID(ver + 1)`, returned in the OK packet), so it is the
+//! commit order of the key's writes: in Galera, a transaction is certified against every node before it commits,
+//! and a write that conflicts with one committed elsewhere is refused at commit (a deadlock error, 1213) rather
+//! than overwritten. The version's `origin` is the region that took the write. A delete keeps the row as a
+//! tombstone (`value` NULL). A node outside Galera's primary component refuses every statement (1047).
+//!
+//! Every operation has the deployment's request timeout and connecting has its connect timeout. Errors keep the
+//! history's distinction: a server error certainly rolled the statement back; a connection lost after sending
+//! leaves it in doubt.
+
+use super::schema::TABLE;
+use super::settings::{DbSettings, SslMode};
+use crate::probe::error::ProbeError;
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, OptsBuilder, Pool, PoolConstraints, PoolOpts, SslOpts};
+use std::time::Duration;
+use xregion_model::Version;
+use xregion_model::wire::{Health, Record};
+
+/// Most connections one region's pool holds.
+const POOL_MAX: usize = 64;
+/// Rows one scan query reads; a scan reads pages until one is short.
+const SCAN_PAGE: u64 = 1000;
+
+/// One row: key, value (NULL: a tombstone), per-key version, origin.
+type Row = (String, Option<String>, u64, String);
+
+/// One region's MySQL or MariaDB database.
+#[derive(Clone)]
+pub struct MyRegion {
+    /// The region.
+    region: String,
+    /// Where it is (its `Display` has no password).
+    settings: DbSettings,
+    /// Its connections.
+    pool: Pool,
+    /// Time allowed to connect.
+    connect_timeout: Duration,
+    /// Time allowed for one operation.
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for MyRegion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MyRegion({})", self.settings)
+    }
+}
+
+/// What went wrong with one operation, before it is named after the region.
+enum Failure {
+    /// Certainly not applied: the server's error, with what to check.
+    Refused(String),
+    /// Could not connect (certainly not applied).
+    Unreachable(String),
+    /// Sent, outcome unknown.
+    InDoubt(String),
+    /// No answer in time (outcome unknown once sent).
+    Timeout,
+}
+
+impl MyRegion {
+    /// The client of `region`'s database at `settings`; TLS (when the settings require it) trusts `ca_file`, or
+    /// the bundled public roots without one. Connections are made on first use.
+    pub fn new(
+        region: &str,
+        settings: DbSettings,
+        ca_file: Option<&std::path::Path>,
+        connect_timeout: Duration,
+        timeout: Duration,
+    ) -> Result<MyRegion, String> {
+        let constraints = PoolConstraints::new(0, POOL_MAX)
+            .ok_or_else(|| format!("region {region}: invalid pool bounds for {settings}"))?;
+        let mut opts = OptsBuilder::default()
+            .ip_or_hostname(settings.host.clone())
+            .tcp_port(settings.port)
+            .user(Some(settings.user.clone()))
+            .pass(settings.password.as_ref().map(|p| p.expose().to_string()))
+            .db_name(Some(settings.dbname.clone()))
+            .prefer_socket(false)
+            .tcp_nodelay(true)
+            .pool_opts(PoolOpts::default().with_constraints(constraints));
+        if settings.sslmode == SslMode::Require {
+            let mut ssl = SslOpts::default();
+            if let Some(ca) = ca_file {
+                ssl = ssl.with_root_certs(vec![ca.to_path_buf().into()]);
+            }
+            opts = opts.ssl_opts(Some(ssl));
+        }
+        Ok(MyRegion { region: region.to_string(), pool: Pool::new(opts), settings, connect_timeout, timeout })
+    }
+
+    /// The database, without a password: the probe's endpoint in reports and errors.
+    pub fn endpoint(&self) -> String {
+        self.settings.to_string()
+    }
+
+    fn error(&self, f: Failure) -> ProbeError {
+        let (region, endpoint) = (self.region.clone(), self.endpoint());
+        match f {
+            Failure::Refused(message) => ProbeError::Refused { region, endpoint, message },
+            Failure::Unreachable(cause) => ProbeError::Unreachable { region, endpoint, cause },
+            Failure::InDoubt(cause) => ProbeError::InDoubt { region, endpoint, cause },
+            Failure::Timeout => ProbeError::Timeout { region, endpoint, timeout_ms: self.timeout.as_millis() as u64 },
+        }
+    }
+
+    /// Classifies a driver error: a server error rolled the statement back; anything else after sending leaves
+    /// the outcome in doubt, and before sending (connecting) means unreachable.
+    fn classify(&self, e: mysql_async::Error, connecting: bool) -> Failure {
+        if let mysql_async::Error::Server(s) = &e {
+            let hint = match s.code {
+                1045 => "; check the user and password (the URL, PGUSER, PGPASSWORD or MYSQL_PWD)",
+                1049 => "; check the database name (the URL or PGDATABASE)",
+                1146 => "; run `xregion db init` to create it",
+                1213 => " (a conflicting write committed first elsewhere: refused at certification)",
+                1047 => " (the node is not in the primary component: it has lost the quorum)",
+                _ => "",
+            };
+            return Failure::Refused(format!("error {} ({}): {}{hint}", s.code, s.state, s.message));
+        }
+        let cause = match &e {
+            mysql_async::Error::Io(io) => io.to_string(),
+            other => other.to_string(),
+        };
+        if connecting { Failure::Unreachable(cause) } else { Failure::InDoubt(cause) }
+    }
+
+    /// A connection from the pool, within the connect timeout.
+    async fn conn(&self) -> Result<Conn, Failure> {
+        match tokio::time::timeout(self.connect_timeout, self.pool.get_conn()).await {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(e)) => Err(self.classify(e, true)),
+            Err(_) => Err(Failure::Unreachable(format!(
+                "did not accept a connection within {} ms",
+                self.connect_timeout.as_millis()
+            ))),
+        }
+    }
+
+    /// Runs `work` on a pooled connection within the request timeout.
+    async fn with_conn<T, F>(&self, work: impl FnOnce(Conn) -> F) -> Result<T, ProbeError>
+    where
+        F: Future<Output = Result<T, mysql_async::Error>>,
+    {
+        let run = async {
+            let conn = self.conn().await?;
+            work(conn).await.map_err(|e| self.classify(e, false))
+        };
+        tokio::time::timeout(self.timeout, run).await.unwrap_or(Err(Failure::Timeout)).map_err(|f| self.error(f))
+    }
+
+    fn record(&self, row: Row) -> Record {
+        let (key, value, ver, origin) = row;
+        Record {
+            key,
+            value,
+            version: Version { wall_ms: ver, logical: 0, origin },
+            region: self.region.clone(),
+            residency: None,
+        }
+    }
+
+    /// Writes `value` (`None`: a tombstone), incrementing the key's version in the same statement.
+    async fn write(&self, key: &str, value: Option<&str>) -> Result<Record, ProbeError> {
+        let sql = format!(
+            "INSERT INTO {TABLE} (k, value, ver, origin) VALUES (?, ?, LAST_INSERT_ID(1), ?) \
+             ON DUPLICATE KEY UPDATE value = VALUES(value), ver = LAST_INSERT_ID(ver + 1), origin = VALUES(origin)"
+        );
+        let params = (key.to_string(), value.map(str::to_string), self.region.clone());
+        let ver = self
+            .with_conn(|mut c| async move {
+                c.exec_drop(sql, params).await?;
+                Ok(c.last_insert_id())
+            })
+            .await?;
+        let ver = ver.ok_or_else(|| {
+            self.error(Failure::InDoubt("the server's answer to the write carried no version".into()))
+        })?;
+        Ok(self.record((key.to_string(), value.map(str::to_string), ver, self.region.clone())))
+    }
+
+    /// Writes `value` to `key`.
+    pub async fn put(&self, key: &str, value: &str) -> Result<Record, ProbeError> {
+        self.write(key, Some(value)).await
+    }
+
+    /// Deletes `key`, keeping a tombstone.
+    pub async fn delete(&self, key: &str) -> Result<Record, ProbeError> {
+        self.write(key, None).await
+    }
+
+    /// Reads `key` from this region's own database; `None` when absent or deleted.
+    pub async fn get(&self, key: &str) -> Result<Option<Record>, ProbeError> {
+        let sql = format!("SELECT k, value, ver, origin FROM {TABLE} WHERE k = ?");
+        let key = key.to_string();
+        let row: Option<Row> = self.with_conn(|mut c| async move { c.exec_first(sql, (key,)).await }).await?;
+        Ok(row.map(|r| self.record(r)).filter(|r| r.value.is_some()))
+    }
+
+    /// Every record under `prefix` in this region's database, tombstones included, in key (byte) order.
+    pub async fn scan(&self, prefix: &str) -> Result<Vec<Record>, ProbeError> {
+        let sql = format!(
+            "SELECT k, value, ver, origin FROM {TABLE} WHERE LEFT(k, CHAR_LENGTH(?)) = ? AND k > ? ORDER BY k LIMIT ?"
+        );
+        let mut out: Vec<Record> = Vec::new();
+        let mut after = String::new();
+        loop {
+            let (sql, params) = (sql.clone(), (prefix.to_string(), prefix.to_string(), after.clone(), SCAN_PAGE));
+            let rows: Vec<Row> = self.with_conn(|mut c| async move { c.exec(sql, params).await }).await?;
+            let short = (rows.len() as u64) < SCAN_PAGE;
+            out.extend(rows.into_iter().map(|r| self.record(r)));
+            match out.last() {
+                Some(last) if !short => after = last.key.clone(),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// `ok` when the database answers and has xregion's table.
+    pub async fn health(&self) -> Result<Health, ProbeError> {
+        let sql = format!(
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = '{TABLE}'"
+        );
+        let n: Option<u64> = self.with_conn(|mut c| async move { c.query_first(sql).await }).await?;
+        if n.unwrap_or(0) == 0 {
+            let message = format!("table {TABLE} does not exist; run `xregion db init` (see `xregion db schema`)");
+            return Err(self.error(Failure::Refused(message)));
+        }
+        Ok(Health { status: "ok".into(), region: self.region.clone() })
+    }
+
+    /// Whether this region's database accepts writes (`@@read_only` is off).
+    pub async fn accepts_writes(&self) -> Result<bool, ProbeError> {
+        let ro: Option<u64> = self.with_conn(|mut c| async move { c.query_first("SELECT @@read_only").await }).await?;
+        Ok(ro == Some(0))
+    }
+
+    /// Runs `ddl` on this region's database (`xregion db init`).
+    pub async fn execute(&self, ddl: &str) -> Result<(), ProbeError> {
+        let ddl = ddl.to_string();
+        self.with_conn(|mut c| async move { c.query_drop(ddl).await }).await
+    }
+}
