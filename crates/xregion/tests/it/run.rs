@@ -437,6 +437,7 @@ fn config_errors_exit_2_with_a_position() {
         ("malformed", "[targets\nreplication_p99_ms = 100\n", ":1:"),
         ("unknown-key", "[targets]\nreplication_p99_msec = 100\n", ":2:1:"),
         ("unknown-region", "[lab.wan.rtt_ms]\n\"us-east-1/mars-north-1\" = 80\n", ":2:"),
+        ("unknown-clock-region", "[lab.defects]\nclock_offset_ms = { \"mars-north-1\" = 400 }\n", ":2:21:"),
     ];
     for (name, body, position) in cases {
         let p = dir.path().join(format!("{name}.toml"));
