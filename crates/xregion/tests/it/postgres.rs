@@ -132,6 +132,7 @@ fn streaming_standbys_from_db_endpoints_alone() {
         "cross-region.consistency.write-replicate",
         "cross-region.consistency.concurrent-writes",
         "cross-region.consistency.conflict-lww",
+        "cross-region.consistency.lww-realtime",
     ] {
         assert_eq!(v[id].0, "pass", "{id}: {:?}\n{}", v[id], text(&o));
     }
