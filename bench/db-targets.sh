@@ -2,7 +2,7 @@
 # Verdicts and figures on the real databases of targets/: for each of postgres-streaming (asynchronous), etcd and
 # galera, brings the target up (as root: etcd and galera in network namespaces, for partitions), then runs N rounds
 # (default 5) of the consistency checks from DB_ENDPOINT_* alone and of the fault checks from the target's own
-# config, and prints every round's verdicts with the write-replicate worst-pair P99 and the failover figures, then
+# config (aimed at the region that writes or leads at that moment), and prints every round's verdicts with the write-replicate worst-pair P99 and the failover figures, then
 # the median P99. Needs postgresql-15, etcd-server, mariadb-server and galera-4. Run on an otherwise idle machine:
 # `bash bench/db-targets.sh 5`.
 set -euo pipefail
@@ -11,6 +11,7 @@ rounds=${1:-5}
 cargo build --release >/dev/null 2>&1
 bin=$PWD/target/release/xregion
 work=$(mktemp -d)
+chmod 755 "$work" # the postgres and mysql users run the servers in it
 trap 'for t in postgres-streaming etcd galera; do [ -d "$work/$t" ] && bash targets/$t/ctl.sh down "$work/$t" >/dev/null 2>&1; done; true' EXIT
 
 checks_faults=(--check cross-region.failover.complete-region --check cross-region.failover.network-partition
@@ -28,7 +29,11 @@ for t in postgres-streaming etcd galera; do
     "$bin" db init >/dev/null
     for i in $(seq 1 "$rounds"); do
       "$bin" run -q --suite cross-region --out "$work/$t-c$i" >/dev/null 2>&1 || true
-      PGPASSFILE=${PGPASSFILE:-} "$bin" run -q --config "$work/$t/xregion.toml" "${checks_faults[@]}" \
+      # Each round fails the region that writes or leads now (a previous round moved it), else the first one.
+      victim=$(bash "targets/$t/ctl.sh" status "$work/$t" | awk '/ up (primary|leader)/ {print $1; exit}')
+      cp "$work/$t/xregion.toml" "$work/$t/round.toml"
+      if [ -n "$victim" ]; then printf '\n[checks.failover]\nregion = "%s"\n' "$victim" >> "$work/$t/round.toml"; fi
+      PGPASSFILE=${PGPASSFILE:-} "$bin" run -q --config "$work/$t/round.toml" "${checks_faults[@]}" \
         --out "$work/$t-f$i" >/dev/null 2>&1 || true
     done
   )
@@ -57,6 +62,8 @@ for t in ["postgres-streaming", "etcd", "galera"]:
                     extra = f" RPO {m.get('rpo_ms', -1):.0f} ms, missing at failover {m.get('missing_at_failover', -1):.0f}"
                 elif short == "network-partition":
                     extra = f" minority acks after fence {m.get('minority_acks_after_fence', -1):.0f}"
+                if c["verdict"] == "fail" and short in ("rpo", "complete-region"):
+                    extra += f" [{c['summary'][:90]}]"
                 row.append(f"{short} {c['verdict']}{extra}")
         print(f"{t} round {i}: " + "; ".join(row))
     if p99s:

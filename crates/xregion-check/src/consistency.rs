@@ -1,4 +1,5 @@
-//! Consistency checkers: a recorded history against the final state read from every region.
+//! Consistency checkers: a recorded history against the final state read from every region, and (for
+//! `check_lww_realtime`) against the real-time order of its writes.
 //!
 //! The runner records a Jepsen-style history (`history::Event`s), lets replication settle, then reads every
 //! in-scope key from every region, tombstones included. These functions judge that data; they never talk to a
@@ -45,6 +46,19 @@
 //! - `F.version == E.version` and the values differ: *value mismatch*;
 //! - `F.version > E.version`: *unexplained*: F beats every write the history knows (a phantom or failed write).
 //!
+//! # `check_lww_realtime` rules, for every key
+//! Real time is the history's `time_ns`: a write *began* at its invoke and *ended* at its completion (never, without
+//! one). The tolerance is the store's stated clock resolution plus the measuring tolerance.
+//! - A key the regions disagree on is not judged (`check_convergence` reports it).
+//! - The *winner* is the record every region holds, attributed to an acked write with its version and value. When
+//!   it is an unknown write (same value), the key is not judged: that write may have taken effect at any moment,
+//!   so no write is held against it. When it is a failed write, no write at all, or the key is absent although a
+//!   write was acked, the key is *unexplained*, a finding.
+//! - Every other acked write that *began more than the tolerance after the winner ended* is a violation: it came
+//!   later in real time, yet lost. Unknown and failed writes are never violations.
+//! - The evidence is the number of *ordered* acked writes of judged keys: those that began more than the
+//!   tolerance after an acked write of the key in another region ended.
+//!
 //! # `check_convergence`
 //! A key is divergent when the regions do not all hold the same (value, version), or it is present (tombstones
 //! included) in some regions and absent in others.
@@ -57,6 +71,7 @@ mod convergence;
 mod error;
 mod lww;
 mod model;
+mod realtime;
 mod table;
 mod writes;
 
@@ -64,6 +79,9 @@ pub use convergence::{Convergence, DivergentKey, check_convergence};
 pub use error::CheckError;
 pub use lww::{LwwCheck, LwwViolation, LwwViolationKind, check_lww};
 pub use model::{Counts, FinalStates, Held, WriteRef, absent_as_latest_delete};
+pub use realtime::{
+    ORDERED_WRITES_MIN, RealtimeCheck, RealtimeViolation, UnexplainedKey, UnexplainedKind, check_lww_realtime,
+};
 pub use table::TABLE_ROWS_MAX;
 pub use writes::{BadFinal, LostWrite, VersionConflict, WriteCheck, check_writes};
 pub use xregion_model::history::Event;

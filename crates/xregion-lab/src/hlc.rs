@@ -3,8 +3,11 @@
 //! Each issued timestamp is strictly greater than every timestamp issued or observed before, even when the wall
 //! clock steps back; it stays close to the wall clock when the wall clock moves forward. The owner persists
 //! `high_water()` with every commit and restores it with `Hlc::resume`, so a restart never reuses a timestamp.
+//! The wall clock it reads is a `WallClock`, which the lab can skew per region (`clock_offset_ms`).
 
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 /// A timestamp without the origin region: `(wall_ms, logical)`, ordered lexicographically.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -61,9 +64,53 @@ pub fn wall_now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// The wall clock a region's HLC reads: the system's, shifted by the `clock_offset_ms` defect (0 unless the lab
+/// is told to skew the region). Clones share the offset, so the store's handle sets what its writer thread reads.
+#[derive(Debug, Clone, Default)]
+pub struct WallClock {
+    /// Milliseconds added to the system's wall clock; negative runs it behind.
+    offset_ms: Arc<AtomicI64>,
+}
+
+impl WallClock {
+    /// Shifts every later reading by `offset_ms` (0: the system's clock again).
+    pub fn set_offset_ms(&self, offset_ms: i64) {
+        self.offset_ms.store(offset_ms, Ordering::Relaxed);
+    }
+
+    /// Now, in milliseconds since the Unix epoch, as this clock reads it.
+    pub fn read_ms(&self) -> u64 {
+        offset_ms(wall_now_ms(), self.offset_ms.load(Ordering::Relaxed))
+    }
+}
+
+/// `now_ms` as a clock `offset_ms` off reads it, saturating at both ends.
+fn offset_ms(now_ms: u64, offset_ms: i64) -> u64 {
+    now_ms.saturating_add_signed(offset_ms)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Goal: a clock ahead stamps later and one behind earlier, and an offset never wraps around.
+    #[test]
+    fn offset_clock_reads_ahead_and_behind() {
+        assert_eq!(offset_ms(10_000, 400), 10_400);
+        assert_eq!(offset_ms(10_000, -400), 9_600);
+        assert_eq!(offset_ms(100, -400), 0);
+        assert_eq!(offset_ms(u64::MAX - 1, 400), u64::MAX);
+        // Behind, the clock still never issues a stamp below what it has seen.
+        let mut h = Hlc::resume(Stamp::default());
+        let seen = Stamp { wall_ms: 10_000, logical: 0 };
+        h.observe(seen);
+        assert!(h.tick(offset_ms(10_001, -400)) > seen);
+        // A clone reads the offset its original was given.
+        let clock = WallClock::default();
+        let writer_side = clock.clone();
+        clock.set_offset_ms(3_600_000);
+        assert!(writer_side.read_ms() >= wall_now_ms() + 3_599_000);
+    }
 
     /// Goal: stamps strictly increase even when the wall clock steps back or stands still.
     #[test]

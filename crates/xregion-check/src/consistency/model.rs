@@ -99,6 +99,10 @@ pub(super) struct Write {
     pub(super) value: Option<String>,
     /// Version from the completion, if any; always set for acked writes.
     pub(super) version: Option<Version>,
+    /// When the client invoked it (`time_ns` of the invoke): it cannot have taken effect before.
+    pub(super) invoked_ns: u64,
+    /// When its completion was recorded; `None` when it never completed.
+    pub(super) completed_ns: Option<u64>,
 }
 
 impl Write {
@@ -167,7 +171,14 @@ pub(super) fn collect_from_ops(ops: &[Operation]) -> Result<BTreeMap<String, Key
             let index = op.completion.as_ref().map_or(inv.index, |c| c.index);
             return Err(CheckError::AckWithoutVersion { index, key: inv.key.clone(), op: op_name });
         }
-        let w = Write { invoke_index: inv.index, region: inv.region.clone(), value, version };
+        let w = Write {
+            invoke_index: inv.index,
+            region: inv.region.clone(),
+            value,
+            version,
+            invoked_ns: inv.time_ns,
+            completed_ns: op.completion.as_ref().map(|c| c.time_ns),
+        };
         let kw = writes.entry(inv.key.clone()).or_default();
         match outcome {
             EventType::Ok => kw.acked.push(w),

@@ -102,6 +102,10 @@ pub struct Defects {
     pub audit_disabled: bool,
     /// An erasure removes the value only in the region that received it; it does not replicate.
     pub erasure_local_only: bool,
+    /// A skewed clock: region name to milliseconds added to the wall clock its hybrid logical clock reads
+    /// (negative: behind). Its writes are then stamped as if made that much later (or earlier), so timestamp
+    /// last-writer-wins lets a write beat a later one from another region that had not received it yet.
+    pub clock_offset_ms: BTreeMap<String, i64>,
 }
 
 /// The `[lab.node]` table.
@@ -376,6 +380,24 @@ mod tests {
         let mut c = LabConfig::default();
         c.wan.rtt_ms.insert("us-east-1".into(), 1.0);
         assert!(matches!(c.validate(), Err(LabConfigError::BadRttKey { .. })));
+    }
+
+    /// Goal: a clock offset names a lab region and stays a skew: an unknown region is named with the known ones,
+    /// an offset beyond a day is refused, and negative offsets (a clock behind) are allowed.
+    #[test]
+    fn clock_offsets_name_lab_regions() {
+        let mut c = LabConfig::default();
+        c.defects.clock_offset_ms = [("us-west-2".to_string(), -400), ("eu-west-1".to_string(), 400)].into();
+        assert_eq!(c.validate(), Ok(()));
+        c.defects.clock_offset_ms.insert("mars-north-1".into(), 400);
+        let m = c.validate().unwrap_err().to_string();
+        assert!(m.contains("lab.defects.clock_offset_ms") && m.contains("\"mars-north-1\""), "{m}");
+        assert!(m.contains("us-east-1, us-west-2, eu-west-1"), "{m}");
+        let mut c = LabConfig::default();
+        c.defects.clock_offset_ms.insert("us-east-1".into(), -86_400_001);
+        assert!(c.validate().unwrap_err().to_string().contains("lab.defects.clock_offset_ms.us-east-1"));
+        let c: LabConfig = serde_json::from_str(r#"{"defects":{"clock_offset_ms":{"us-east-1":400}}}"#).unwrap();
+        assert_eq!(c.defects.clock_offset_ms["us-east-1"], 400);
     }
 
     /// Goal: the table parses from JSON-like data with defaults and rejects unknown fields.

@@ -4,6 +4,10 @@ use super::{LabConfig, REGIONS_MAX, builtin_rtt_ms};
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
+/// Largest clock offset a region may be given, either way: a day. A skew is a clock that is off by a little; beyond
+/// this the offset is a mistake (seconds typed as milliseconds, say), and the stamps would stop looking like times.
+pub const CLOCK_OFFSET_MS_MAX: u64 = 86_400_000;
+
 /// Why a lab config cannot be used.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum LabConfigError {
@@ -175,6 +179,24 @@ impl LabConfig {
             && v != "1.3"
         {
             return invalid("lab.defects.tls_min_version", &format!("{v:?} is not \"1.2\" or \"1.3\""));
+        }
+        for (region, offset_ms) in &self.defects.clock_offset_ms {
+            if !self.regions.contains(region) {
+                return Err(LabConfigError::UnknownName {
+                    key: "lab.defects.clock_offset_ms".into(),
+                    kind: "region",
+                    name: region.clone(),
+                    known: self.regions.join(", "),
+                });
+            }
+            if offset_ms.unsigned_abs() > CLOCK_OFFSET_MS_MAX {
+                return invalid(
+                    &format!("lab.defects.clock_offset_ms.{region}"),
+                    &format!(
+                        "{offset_ms} ms is beyond the {CLOCK_OFFSET_MS_MAX} ms (one day) either way a skew may have"
+                    ),
+                );
+            }
         }
         for (tag, regions) in self.residency.iter().flatten() {
             if let Some(r) = regions.iter().find(|r| !self.regions.contains(r)) {

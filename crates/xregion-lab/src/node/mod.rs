@@ -23,7 +23,6 @@ pub(crate) mod testutil;
 
 use crate::LabError;
 use crate::config::{Defects, NodeConfig};
-use crate::hlc::wall_now_ms;
 use crate::layout::LabDir;
 use crate::spec::Spec;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -417,6 +416,14 @@ pub async fn run_node(spec_path: &Path, region: &str) -> Result<(), LabError> {
     security.residency = spec.lab.residency_policy();
     let opened = open_region(&lab_dir, region, &peer_names, &spec.lab.defects, security.sealer.clone()).await?;
     opened.store.set_commit_delay(spec.lab.defects.store_commit_delay_ms);
+    if let Some(&offset_ms) = spec.lab.defects.clock_offset_ms.get(region) {
+        opened.store.set_clock_offset(offset_ms);
+        tracing::warn!(
+            region,
+            offset_ms,
+            "DEFECT clock_offset_ms: this region's versions are stamped on a skewed clock"
+        );
+    }
 
     let http_listener = TcpListener::bind((me.ip, me.http_port))
         .await
@@ -563,7 +570,8 @@ pub async fn peer_backlog(node: &Node, peer: &PeerState) -> (u64, u64) {
     }
     let oldest = node.store.read(move |s| s.oldest_after_wall_ms(acked)).await;
     let lag_ms = match oldest {
-        Ok(Some(wall_ms)) => wall_now_ms().saturating_sub(wall_ms),
+        // The entries were stamped on the region's own (possibly skewed) clock: measure their age on it too.
+        Ok(Some(wall_ms)) => node.store.wall_now_ms().saturating_sub(wall_ms),
         Ok(None) => 0,
         Err(e) => {
             tracing::warn!(region = %node.region, error = %e, "cannot read the outbox");

@@ -112,6 +112,9 @@ pub struct Checks {
     /// `cross-region.consistency.conflict-lww`.
     #[serde(rename = "conflict-lww")]
     pub conflict_lww: ConflictLww,
+    /// `cross-region.consistency.lww-realtime`.
+    #[serde(rename = "lww-realtime")]
+    pub lww_realtime: LwwRealtime,
     /// `performance.load.*`.
     pub load: Load,
     /// `cross-region.failover.*` and `disaster-recovery.*`.
@@ -254,5 +257,44 @@ pub struct ConflictLww {
 impl Default for ConflictLww {
     fn default() -> Self {
         ConflictLww { keys: 60, quiet_timeout_ms: 15_000 }
+    }
+}
+
+/// Tuning of the lww-realtime check. A write may lose to an earlier one only when it began within `tolerance()` of
+/// that one's end; both parts are stated here, so that a store which promises less can be held to what it promises.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LwwRealtime {
+    /// Keys, each written once from every region in turn, every write sent right after the previous one was
+    /// acknowledged (and the tolerance has passed).
+    pub keys: u32,
+    /// The store's stated clock resolution, in milliseconds: how far apart in real time two writes in different
+    /// regions must be for its timestamps to order them (its timestamps' granularity plus the bound it states on
+    /// its regions' clock differences). The lab stamps whole milliseconds from one machine's clock: 1.
+    pub clock_resolution_ms: f64,
+    /// How far xregion's own measure of real time may be off, in milliseconds. Its start and end times come from
+    /// one monotonic clock in one process and bracket each write, so they can only understate a gap; this covers
+    /// the rate difference between that clock and the stores' wall clocks, with room to spare.
+    pub measuring_tolerance_ms: f64,
+    /// How long to wait for the regions to converge after the last write, in milliseconds.
+    pub quiet_timeout_ms: u64,
+}
+
+impl LwwRealtime {
+    /// Largest tolerance the check accepts, in milliseconds: every chained write waits this long after the previous
+    /// one, so a larger one would make the check long and let replication order the chain instead of the clocks.
+    pub const TOLERANCE_MS_MAX: f64 = 10_000.0;
+
+    /// Clock resolution plus measuring tolerance: how much later than a write's end another may begin and still
+    /// lose to it.
+    pub fn tolerance(&self) -> std::time::Duration {
+        // Whole nanoseconds, rounded: validation keeps the sum finite, not negative and at most TOLERANCE_MS_MAX.
+        std::time::Duration::from_nanos(((self.clock_resolution_ms + self.measuring_tolerance_ms) * 1e6).round() as u64)
+    }
+}
+
+impl Default for LwwRealtime {
+    fn default() -> Self {
+        LwwRealtime { keys: 40, clock_resolution_ms: 1.0, measuring_tolerance_ms: 1.0, quiet_timeout_ms: 10_000 }
     }
 }

@@ -13,7 +13,9 @@ mod deployment;
 mod env;
 mod faults;
 
-pub use checks::{Checks, ConcurrentWrites, ConflictLww, Failover, Load, Profile, Targets, WriteReplicate};
+pub use checks::{
+    Checks, ConcurrentWrites, ConflictLww, Failover, Load, LwwRealtime, Profile, Targets, WriteReplicate,
+};
 pub use deployment::{Auth, Deployment, DeploymentKind, RegionEndpoint, Secret, Security, Tls, Traffic};
 pub use env::env_suffix;
 pub use faults::{FaultCommands, Faults, InjectorKind, Stop};
@@ -254,6 +256,21 @@ fn validate(config: &Config) -> Result<(), (Option<String>, String)> {
     if config.checks.conflict_lww.keys == 0 {
         return Err((Some("conflict-lww".into()), "checks.conflict-lww.keys must be above 0".into()));
     }
+    let r = &config.checks.lww_realtime;
+    let parts = [r.clock_resolution_ms, r.measuring_tolerance_ms];
+    if r.keys == 0
+        || !parts.iter().all(|v| v.is_finite() && *v >= 0.0)
+        || parts.iter().sum::<f64>() > LwwRealtime::TOLERANCE_MS_MAX
+    {
+        return Err((
+            Some("lww-realtime".into()),
+            format!(
+                "checks.lww-realtime needs keys above 0, and clock_resolution_ms and measuring_tolerance_ms of 0 or \
+                 more that add up to at most {} ms",
+                LwwRealtime::TOLERANCE_MS_MAX
+            ),
+        ));
+    }
     validate_faults(config)?;
     Ok(())
 }
@@ -300,6 +317,20 @@ mod tests {
         let err = load(Some(&path), &BTreeMap::new()).unwrap_err();
         assert_eq!(err.position, Some((5, 12)), "{err}");
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// Goal: the lww-realtime tolerance is its two stated parts, each 0 or more and bounded together, and a
+    /// mistake names the table.
+    #[test]
+    fn lww_realtime_tolerance_is_validated() {
+        let c = parse("[checks.lww-realtime]\nclock_resolution_ms = 0.5\n", "x.toml").unwrap();
+        assert!((c.checks.lww_realtime.tolerance().as_secs_f64() - 0.0015).abs() < 1e-9);
+        assert!(validate(&c).is_ok());
+        assert_eq!(Config::default().checks.lww_realtime.tolerance(), std::time::Duration::from_millis(2));
+        for bad in ["clock_resolution_ms = -1", "measuring_tolerance_ms = 20000", "keys = 0"] {
+            let c = parse(&format!("[checks.lww-realtime]\n{bad}\n"), "x.toml").unwrap();
+            assert!(validate(&c).unwrap_err().1.contains("checks.lww-realtime"), "{bad}");
+        }
     }
 
     /// Goal: line_col counts lines and characters from 1.

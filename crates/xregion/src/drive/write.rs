@@ -1,6 +1,7 @@
 //! The writer loops, once each: random writers over a shared key set (closed loop: concurrent-writes and chaos),
 //! and paced writers through the one pacing loop (`pace::open_model`): sequenced writes into one region, unwatched
-//! background writes, and conflicting writes of the same keys on two sides.
+//! background writes, and conflicting writes of the same keys on two sides; and chains of writes of one key from
+//! every region in turn, each sent once the previous one has completed.
 //!
 //! Every write a check judges goes through the history (`HistoryLog::put`/`delete`), so that the checkers see
 //! invoke and completion. Keys, values and the put/delete choice come from the run's seeded family (`seed`).
@@ -207,4 +208,45 @@ pub async fn conflicting(
         }
     };
     open_model(pace, stop, op, |_, _| {}).await;
+}
+
+/// Chains of writes: for each of `keys` keys `{prefix}k{nnnn}`, one write from every probe in turn (key k starts at
+/// probe k mod n, so every region takes every place in a chain), each sent `pause` after the previous one
+/// completed, whatever its outcome: soon enough that the next region has usually not received the previous write
+/// yet. `in_flight` chains run at once. Returns the writes by outcome, or the first unreachable region.
+pub async fn chained(
+    history: &Arc<HistoryLog>,
+    probes: &[Probe],
+    prefix: &str,
+    keys: u32,
+    pause: Duration,
+    in_flight: usize,
+) -> Result<OpCounts, ProbeError> {
+    use futures::StreamExt;
+    let chain = |k: u32| async move {
+        // One process per chain: its writes are sequential, one in flight at a time.
+        let process = history.new_process();
+        let key = format!("{prefix}k{k:04}");
+        let mut counts = OpCounts::default();
+        for j in 0..probes.len() {
+            if j > 0 {
+                tokio::time::sleep(pause).await;
+            }
+            let probe = &probes[(k as usize + j) % probes.len()];
+            match history.put(process, probe, &key, &format!("chain{k}-{j}")).await {
+                Ok(_) => counts.ok += 1,
+                Err(e @ ProbeError::Unreachable { .. }) => return Err(e),
+                Err(e) if e.is_definite_failure() => counts.fail += 1,
+                Err(_) => counts.info += 1,
+            }
+        }
+        Ok(counts)
+    };
+    let results: Vec<Result<OpCounts, ProbeError>> =
+        futures::stream::iter(0..keys).map(chain).buffer_unordered(in_flight.max(1)).collect().await;
+    let mut total = OpCounts::default();
+    for r in results {
+        total.add(r?);
+    }
+    Ok(total)
 }

@@ -1,8 +1,10 @@
-//! The `cross-region` suite's consistency checks: replication delay, convergence under concurrent writes, and
-//! last-write-wins conflict resolution.
+//! The `cross-region` suite's consistency checks: replication delay, convergence under concurrent writes,
+//! last-write-wins conflict resolution, and whether last-write-wins keeps real-time order.
 //!
 //! Each check drives the deployment through the probe contract, records what clients saw, and leaves the verdict
 //! to the pure checkers in `xregion-check`.
+
+mod realtime;
 
 use crate::check::{CheckDef, Ctx, Needs, ResultBuilder, ms};
 use crate::config::Config;
@@ -45,6 +47,19 @@ pub const CHECKS: &[CheckDef] = &[
         target: |_| "0 wrong last-write-wins winners, all regions converge".to_string(),
         needs: Needs { contract: false, ..Needs::NONE },
         run: measure!(conflict_lww),
+    },
+    CheckDef {
+        id: "cross-region.consistency.lww-realtime",
+        title: "no acknowledged write loses to a write that ended before it began",
+        target: |c: &Config| {
+            let r = &c.checks.lww_realtime;
+            format!(
+                "0 acknowledged writes lost to a write that ended over {} ms before they began",
+                r.clock_resolution_ms + r.measuring_tolerance_ms
+            )
+        },
+        needs: Needs { regions_min: 2, contract: false, ..Needs::NONE },
+        run: measure!(realtime::lww_realtime),
     },
 ];
 

@@ -128,6 +128,7 @@ pub fn consistency_passes_from_env(env: &[(&str, &str)], out: &TempDir, kind: &s
         "cross-region.consistency.write-replicate",
         "cross-region.consistency.concurrent-writes",
         "cross-region.consistency.conflict-lww",
+        "cross-region.consistency.lww-realtime",
     ] {
         assert_eq!(v[id].0, "pass", "{id}: {:?}\n{}", v[id], text(&o));
     }

@@ -68,6 +68,7 @@ fn default_lab_run_passes_and_writes_every_artefact() {
         "cross-region.consistency.write-replicate",
         "cross-region.consistency.concurrent-writes",
         "cross-region.consistency.conflict-lww",
+        "cross-region.consistency.lww-realtime",
         "cross-region.routing.geo",
         "cross-region.routing.weighted",
         "cross-region.routing.health",
@@ -94,6 +95,11 @@ fn default_lab_run_passes_and_writes_every_artefact() {
     // With the default matrix the slowest pair is at least its one-way delay away (62.5 ms minus jitter).
     assert!(p99 > 50.0, "p99_ms {p99} is below the emulated one-way delay: is the WAN emulator in the path?");
     assert_eq!(wr["distributions"].as_array().map(Vec::len), Some(6), "one distribution per ordered pair");
+    // Real-time LWW passes on evidence, not on an empty history, and says what it tolerated and how the store orders.
+    let rt = check(&r, "cross-region.consistency.lww-realtime");
+    assert!(rt["metrics"]["ordered_writes"].as_f64().unwrap() >= 30.0, "{rt}");
+    let s = rt["summary"].as_str().unwrap();
+    assert!(s.contains("2 ms (clock resolution 1 ms + measuring tolerance 1 ms)") && s.contains("version"), "{rt}");
 
     let schema: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../xregion-report/schema/report.schema.json"))
@@ -304,6 +310,23 @@ fn conflict_lww_fails_when_applied_in_arrival_order() {
     assert_eq!(code, Some(1), "{out}");
 }
 
+/// Goal: lww-realtime finds acknowledged writes lost to earlier ones when one region's clock runs 400 ms ahead:
+/// timestamp last-write-wins then lets that region's write beat later writes from regions it had not reached yet.
+#[test]
+fn lww_realtime_fails_when_a_region_clock_runs_ahead() {
+    let (c, code, out) =
+        run_broken("skew", "cross-region.consistency.lww-realtime", "clock_offset_ms = { \"us-west-2\" = 400 }");
+    assert_eq!(c["verdict"], "fail", "{c}");
+    assert!(c["metrics"]["lost_in_real_time"].as_f64().unwrap() > 0.0, "{c}");
+    let s = c["summary"].as_str().unwrap();
+    assert!(s.contains("(region us-west-2) ended, yet lost") && s.contains("tolerance 2 ms"), "{c}");
+    let lost =
+        c["tables"].as_array().unwrap().iter().find(|t| t["title"] == "Acknowledged writes lost to an earlier write");
+    let rows = lost.and_then(|t| t["rows"].as_array()).expect("the lost writes are listed");
+    assert!(!rows.is_empty() && rows.iter().all(|r| r[3].as_str().unwrap().contains("via us-west-2")), "{c}");
+    assert_eq!(code, Some(1), "{out}");
+}
+
 /// Goal: the geo check fails when the router ignores the client's location.
 #[test]
 fn routing_geo_fails_when_location_is_ignored() {
@@ -437,6 +460,7 @@ fn config_errors_exit_2_with_a_position() {
         ("malformed", "[targets\nreplication_p99_ms = 100\n", ":1:"),
         ("unknown-key", "[targets]\nreplication_p99_msec = 100\n", ":2:1:"),
         ("unknown-region", "[lab.wan.rtt_ms]\n\"us-east-1/mars-north-1\" = 80\n", ":2:"),
+        ("unknown-clock-region", "[lab.defects]\nclock_offset_ms = { \"mars-north-1\" = 400 }\n", ":2:21:"),
     ];
     for (name, body, position) in cases {
         let p = dir.path().join(format!("{name}.toml"));

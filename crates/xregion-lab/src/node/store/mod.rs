@@ -21,7 +21,7 @@ pub mod timings;
 mod writer;
 
 use crate::crypto::Sealer;
-use crate::hlc::{Hlc, Stamp};
+use crate::hlc::{Hlc, Stamp, WallClock};
 use crate::proto::Entry;
 use crate::record::{MergePolicy, StoredRecord};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
@@ -149,6 +149,8 @@ pub struct Store {
     timings: Arc<StoreTimings>,
     /// Defect knob `store_commit_delay_ms`: extra time the writer holds every commit, shared with the writer.
     commit_delay_ms: Arc<std::sync::atomic::AtomicU64>,
+    /// The wall clock the writer's HLC reads (skewed by the `clock_offset_ms` defect), shared with the writer.
+    clock: WallClock,
     /// Seals values at rest (record values and outbox values).
     sealer: Arc<Sealer>,
 }
@@ -206,6 +208,7 @@ impl Store {
         let (head_tx, head_rx) = watch::channel(head_seq);
         let timings = Arc::new(StoreTimings::new());
         let commit_delay_ms = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let clock = WallClock::default();
         let writer = Writer {
             db: db.clone(),
             region: region.to_string(),
@@ -214,6 +217,7 @@ impl Store {
             head_tx,
             timings: timings.clone(),
             commit_delay_ms: commit_delay_ms.clone(),
+            clock: clock.clone(),
             sealer: sealer.clone(),
         };
         let handle = std::thread::Builder::new()
@@ -221,7 +225,7 @@ impl Store {
             .spawn(move || writer.run(rx))
             .map_err(|e| StoreError::Task(format!("cannot start the writer thread: {e}")))?;
         tracing::info!(region, head_seq, hlc_wall_ms = hlc_mark.wall_ms, peers = cursors.len(), "store opened");
-        let store = Store { db, tx, head: head_rx, region: Arc::from(region), timings, commit_delay_ms, sealer };
+        let store = Store { db, tx, head: head_rx, region: Arc::from(region), timings, commit_delay_ms, clock, sealer };
         Ok((store, Recovered { cursors, head_seq, had_data }, handle))
     }
 
@@ -233,6 +237,16 @@ impl Store {
     /// Holds every later commit `delay_ms` longer (defect knob `store_commit_delay_ms`; 0 turns it off).
     pub fn set_commit_delay(&self, delay_ms: u64) {
         self.commit_delay_ms.store(delay_ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Skews the wall clock this region's HLC reads by `offset_ms` (defect knob `clock_offset_ms`; 0 turns it off).
+    pub fn set_clock_offset(&self, offset_ms: i64) {
+        self.clock.set_offset_ms(offset_ms);
+    }
+
+    /// Now, in milliseconds since the Unix epoch, on the clock that stamps this region's versions.
+    pub fn wall_now_ms(&self) -> u64 {
+        self.clock.read_ms()
     }
 
     /// The highest committed outbox seq, as a watch that changes after every commit.
@@ -415,6 +429,25 @@ mod tests {
         assert!(r.version.wall_ms >= future_ms);
         // Remote applies do not enter the outbox: each region ships only its own writes.
         assert_eq!(s.outbox_after(0, 10, usize::MAX).unwrap().len(), 1);
+    }
+
+    /// Goal: the `clock_offset_ms` defect does what a skewed clock does to timestamp LWW. Method: region a's clock
+    /// runs 400 ms ahead; a writes a key, then b writes it later in real time, before a's write reaches it; when
+    /// a's entry arrives, b keeps a's earlier write and the later one is lost.
+    #[tokio::test]
+    async fn a_clock_ahead_makes_an_earlier_write_win() {
+        let (a, _, _ha) = Store::open(&temp_path("skew-a"), "a", Sealer::plaintext()).unwrap();
+        let (b, _, _hb) = Store::open(&temp_path("skew-b"), "b", Sealer::plaintext()).unwrap();
+        a.set_clock_offset(400);
+        assert!(a.wall_now_ms() >= b.wall_now_ms() + 390);
+        let local = |v: &str| WriteOp::Local { key: "k".into(), value: Some(v.into()), residency: None };
+        let WriteOutcome::Written(first) = a.write(local("first")).await.unwrap() else { panic!("not written") };
+        let WriteOutcome::Written(second) = b.write(local("second")).await.unwrap() else { panic!("not written") };
+        assert!(first.version > second.version, "{} vs {}", first.version, second.version);
+        let entries = a.outbox_after(0, 10, usize::MAX).unwrap();
+        let apply = WriteOp::Apply { from: "a".into(), entries, policy: MergePolicy::Lww };
+        assert_eq!(b.write(apply).await.unwrap(), WriteOutcome::Applied(1));
+        assert_eq!(b.get("k").unwrap().unwrap().value.as_deref(), Some("first"));
     }
 
     /// Goal: scans return keys in order with the prefix, page with `after`, and include tombstones.

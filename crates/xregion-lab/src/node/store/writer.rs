@@ -9,7 +9,7 @@ use super::tables::{
 use super::timings::{StoreTimings, micros};
 use super::{GROUP_COMMIT_MAX, StoreError, WriteOp, WriteOutcome, WriteReq, db_err};
 use crate::crypto::Sealer;
-use crate::hlc::{Hlc, Stamp, wall_now_ms};
+use crate::hlc::{Hlc, Stamp, WallClock};
 use crate::proto::Entry;
 use crate::record::{self, StoredRecord};
 use redb::{Database, Durability, ReadableTable, ReadableTableMetadata};
@@ -34,6 +34,8 @@ pub(super) struct Writer {
     pub(super) timings: Arc<StoreTimings>,
     /// Defect knob: milliseconds to hold every commit (a slow disk).
     pub(super) commit_delay_ms: Arc<std::sync::atomic::AtomicU64>,
+    /// The wall clock `hlc` reads; the `clock_offset_ms` defect skews it.
+    pub(super) clock: WallClock,
     /// Seals values at rest.
     pub(super) sealer: Arc<Sealer>,
 }
@@ -106,7 +108,7 @@ impl Writer {
             for op in ops {
                 let outcome = match op {
                     WriteOp::Local { key, value, residency } => {
-                        let s = self.hlc.tick(wall_now_ms());
+                        let s = self.hlc.tick(self.clock.read_ms());
                         let version = Version { wall_ms: s.wall_ms, logical: s.logical, origin: self.region.clone() };
                         let rec = StoredRecord {
                             value: value.clone(),
@@ -133,7 +135,7 @@ impl Writer {
                         // rest these are ciphertext under the region's data key; with `plaintext_at_rest` the old
                         // value may still be found in the file. (Compacting needs `&mut Database`, which the
                         // shared handle cannot give while readers run; not done.)
-                        let s = self.hlc.tick(wall_now_ms());
+                        let s = self.hlc.tick(self.clock.read_ms());
                         let version = Version { wall_ms: s.wall_ms, logical: s.logical, origin: self.region.clone() };
                         let rec = StoredRecord { value: None, version: version.clone(), residency: None };
                         kv.insert(key.as_str(), record::encode(&rec, key, &self.sealer).as_slice()).map_err(db_err)?;
@@ -154,7 +156,7 @@ impl Writer {
                     }
                     WriteOp::Apply { from, entries, policy } => {
                         let mut replaced = 0usize;
-                        let now_ms = wall_now_ms();
+                        let now_ms = self.clock.read_ms();
                         for e in entries {
                             self.hlc.observe(Stamp { wall_ms: e.version.wall_ms, logical: e.version.logical });
                             let incoming = StoredRecord {
