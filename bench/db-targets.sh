@@ -30,7 +30,7 @@ for t in postgres-streaming etcd galera; do
     for i in $(seq 1 "$rounds"); do
       "$bin" run -q --suite cross-region --out "$work/$t-c$i" >/dev/null 2>&1 || true
       # Each round fails the region that writes or leads now (a previous round moved it), else the first one.
-      victim=$(bash "targets/$t/ctl.sh" status "$work/$t" | awk '/ up (primary|leader)/ {print $1; exit}')
+      victim=$(bash "targets/$t/ctl.sh" status "$work/$t" | awk '/ up (primary|leader)/ && v == "" {v = $1} END {print v}')
       cp "$work/$t/xregion.toml" "$work/$t/round.toml"
       if [ -n "$victim" ]; then printf '\n[checks.failover]\nregion = "%s"\n' "$victim" >> "$work/$t/round.toml"; fi
       PGPASSFILE=${PGPASSFILE:-} "$bin" run -q --config "$work/$t/round.toml" "${checks_faults[@]}" \
