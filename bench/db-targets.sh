@@ -19,8 +19,8 @@ checks_faults=(--check cross-region.failover.complete-region --check cross-regio
 for t in postgres-streaming etcd galera; do
   case $t in
     postgres-streaming) envs=(XREGION_PG_NET=127.0.20 DELAY_MS=35 XREGION_BIN="$bin") ;;
-    etcd) envs=(NETNS=1 XREGION_ETCD_NET=10.213.21) ;;
-    galera) envs=(NETNS=1 XREGION_GALERA_NET=10.213.22) ;;
+    etcd) envs=(NETNS=1 XREGION_ETCD_NET=198.18.21) ;;
+    galera) envs=(NETNS=1 XREGION_GALERA_NET=198.18.22) ;;
   esac
   env "${envs[@]}" bash "targets/$t/ctl.sh" up "$work/$t" >/dev/null
   (

@@ -76,7 +76,8 @@ cmd_restore() { # heal the region's partition, or restart its member and wait un
 }
 
 # Network namespaces (NETNS=1, root): members that advertise one address to all their peers (etcd, Galera) cannot
-# be partitioned by a proxy, so each runs in a namespace of its own on $NET.i behind a bridge that has $NET.254 here,
+# be partitioned by a proxy, so each runs in a namespace of its own on $NET.i (in 198.18.0.0/15, the range reserved
+# for network tests) behind a bridge that has $NET.254 here; traffic to $NET goes only into these namespaces,
 # and a partition is a pair of blackhole routes. The script sets NS_TAG (one letter) for its interface names, and
 # its cmd_up writes "netns" to DIR/mode before calling netns_up.
 netns_on() { [ "$(cat "$DIR/mode" 2>/dev/null)" = netns ]; }
@@ -87,7 +88,12 @@ index_of() { local i; for i in "${!REGIONS[@]}"; do [ "${REGIONS[$i]}" = "$1" ] 
 netns_up() { # a bridge here with $NET.254, and a namespace per region with $NET.i on a veth to it
   local r i br
   [ "$(id -u)" = 0 ] || die "NETNS=1 needs root (network namespaces)"
-  [[ $NET != 127.* ]] || die "NETNS=1 needs a network outside 127.0.0.0/8 , for example 10.213.4"
+  [[ $NET != 127.* ]] || die "NETNS=1 needs a network outside 127.0.0.0/8, for example 198.18.4"
+  # The bridge's /24 is routed here: it must not shadow a network this machine already reaches (the default route
+  # aside), or traffic meant for that network would go into the namespaces. 198.18.0.0/15 is reserved for tests.
+  if ip -4 route show to match "$NET.1" | grep -qv '^default'; then
+    die "$NET.0/24 is already routed on this machine ($(ip -4 route show to match "$NET.1" | grep -v '^default' | head -1)); choose another network"
+  fi
   br="$(tag)br"
   ip link add "$br" type bridge 2>/dev/null || die "network $NET is in use ($br exists): ctl.sh down its DIR first"
   ip addr add "$NET.254/24" dev "$br"
@@ -154,7 +160,7 @@ target_main() { # ctl.sh COMMAND DIR [REGION]; ENV_PORT names the port that stat
     up) cmd_up ;;
     down) cmd_down ;;
     fail) [ $# = 1 ] || usage; cmd_fail "$1" ;;
-    partition) declare -F cmd_partition >/dev/null || usage; [ $# = 1 ] || usage; cmd_partition "$1" ;;
+    partition) [ $# = 1 ] || usage; cmd_partition "$1" ;;
     restore) [ $# = 1 ] || usage; cmd_restore "$1" ;;
     status) cmd_status "$ENV_PORT" ;;
     env) cmd_env "$ENV_PORT" ;;

@@ -18,7 +18,7 @@
 # ${ETCD_CLIENT_PORT:-2379}, peers on ${ETCD_PEER_PORT:-2380}; XREGION_ETCD_NET=127.0.9 moves them to 127.0.9.1-3.
 # Each member listens on its own loopback address only. Members advertise one peer address to every other member,
 # so a proxy cannot cut one link; NETNS=1 (root) instead puts each member in a network namespace of its own, on
-# XREGION_ETCD_NET (default 10.213.4).1-3 behind a bridge that has .254 in this namespace, and a partition is a
+# XREGION_ETCD_NET (default 198.18.4).1-3 behind a bridge that has .254 in this namespace, and a partition is a
 # blackhole route between members. Needs the etcd-server package (and iproute2 for NETNS=1).
 set -euo pipefail
 # shellcheck source=../lib.sh
@@ -27,7 +27,7 @@ unset ETCDCTL_API ETCDCTL_ENDPOINTS ETCDCTL_USER ETCDCTL_PASSWORD
 
 REGIONS=(us-east-1 us-west-2 eu-west-1)
 NS_TAG=e
-if [ "${NETNS:-0}" = 1 ]; then NET=${XREGION_ETCD_NET:-10.213.4}; else NET=${XREGION_ETCD_NET:-127.0.4}; fi
+if [ "${NETNS:-0}" = 1 ]; then NET=${XREGION_ETCD_NET:-198.18.4}; else NET=${XREGION_ETCD_NET:-127.0.4}; fi
 CPORT=${ETCD_CLIENT_PORT:-2379}
 PPORT=${ETCD_PEER_PORT:-2380}
 ETCD=${ETCD_BIN:-etcd}

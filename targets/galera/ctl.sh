@@ -16,7 +16,7 @@
 #
 # Regions and addresses: us-east-1 on 127.0.5.1, us-west-2 on 127.0.5.2, eu-west-1 on 127.0.5.3, SQL on port
 # ${GALERA_PORT:-3306}; XREGION_GALERA_NET moves them. With NETNS=1 (root) each node runs in a network namespace of
-# its own on XREGION_GALERA_NET (default 10.213.5).1-3 behind a bridge with .254 here, as Galera nodes advertise one
+# its own on XREGION_GALERA_NET (default 198.18.5).1-3 behind a bridge with .254 here, as Galera nodes advertise one
 # address to all peers. The nodes run as the `mysql` user. Needs mariadb-server, galera-4 and rsync.
 set -euo pipefail
 # shellcheck source=../lib.sh
@@ -25,7 +25,7 @@ unset MYSQL_PWD MYSQL_HOST MYSQL_TCP_PORT
 
 REGIONS=(us-east-1 us-west-2 eu-west-1)
 NS_TAG=g
-if [ "${NETNS:-0}" = 1 ]; then NET=${XREGION_GALERA_NET:-10.213.5}; else NET=${XREGION_GALERA_NET:-127.0.5}; fi
+if [ "${NETNS:-0}" = 1 ]; then NET=${XREGION_GALERA_NET:-198.18.5}; else NET=${XREGION_GALERA_NET:-127.0.5}; fi
 PORT=${GALERA_PORT:-3306}
 MARIADBD=${MARIADBD:-/usr/sbin/mariadbd}
 PROVIDER=${GALERA_PROVIDER:-/usr/lib/galera/libgalera_smm.so}

@@ -303,6 +303,8 @@ role_of() { # region: primary or standby
   psql_at "$1" 'SELECT CASE WHEN pg_is_in_recovery() THEN '"'standby'"' ELSE '"'primary'"' END' 2>/dev/null || echo unknown
 }
 
+cmd_partition() { die "no partition command here: with DELAY_MS, fail cuts a region's replication links with it"; }
+
 env_extra() { echo "export PGUSER=$USER_NAME PGDATABASE=$DB_NAME PGSSLMODE=disable PGPASSFILE=$DIR/xregion.pgpass"; }
 
 ENV_PORT=$PORT

@@ -106,33 +106,32 @@ fn definitely_not_applied(code: i32, message: &str) -> bool {
     matches!(code, 3 | 5 | 7 | 9 | 11 | 12 | 16) || message.contains("no leader")
 }
 
+/// The HTTP client of every etcd region: the deployment's TLS trust and timeouts, and no bearer token (etcd has its
+/// own authentication, and the deployment's tokens are not for it).
+pub fn client(deployment: &crate::config::Deployment) -> Result<reqwest::Client, String> {
+    crate::net::client_builder(deployment, crate::net::Role::Anonymous)
+        .connect_timeout(Duration::from_millis(deployment.connect_timeout_ms))
+        .timeout(Duration::from_millis(deployment.request_timeout_ms))
+        .pool_max_idle_per_host(IDLE_MAX)
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client of the etcd regions: {e}"))
+}
+
 impl EtcdRegion {
-    /// The client of `region`'s member at `settings`, over `tls` when the settings ask for it.
-    pub fn new(
-        region: &str,
-        settings: DbSettings,
-        tls: rustls::ClientConfig,
-        connect_timeout: Duration,
-        timeout: Duration,
-    ) -> Result<EtcdRegion, String> {
+    /// The client of `region`'s member at `settings`, over `client` (shared by every etcd region; see
+    /// `client`), whose request timeout is `timeout`.
+    pub fn new(region: &str, settings: DbSettings, client: reqwest::Client, timeout: Duration) -> EtcdRegion {
         let scheme = if settings.sslmode == SslMode::Require { "https" } else { "http" };
         let host = if settings.host.contains(':') { format!("[{}]", settings.host) } else { settings.host.clone() };
-        let client = reqwest::Client::builder()
-            .use_preconfigured_tls(tls)
-            .connect_timeout(connect_timeout)
-            .timeout(timeout)
-            .pool_max_idle_per_host(IDLE_MAX)
-            .tcp_nodelay(true)
-            .build()
-            .map_err(|e| format!("region {region}: cannot build an HTTP client for {settings}: {e}"))?;
-        Ok(EtcdRegion {
+        EtcdRegion {
             region: region.to_string(),
             base: format!("{scheme}://{host}:{}", settings.port),
             settings,
             client,
             timeout,
             token: Arc::new(Mutex::new(None)),
-        })
+        }
     }
 
     /// The member, without a password: the probe's endpoint in reports and errors.

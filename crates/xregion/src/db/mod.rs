@@ -16,11 +16,12 @@ pub mod settings;
 
 pub use settings::{DbKind, DbSettings, parse, redact};
 
+use crate::probe::capabilities::Capabilities;
 use crate::probe::error::ProbeError;
 use xregion_model::wire::{Health, Record};
 
 /// One region's database client. A new kind of database is one more variant: its client, and its answers to
-/// `capabilities` below.
+/// `capabilities` below (a database never speaks the HTTP probe contract).
 #[derive(Debug, Clone)]
 pub enum DbRegion {
     /// A PostgreSQL database (primary, standby or mesh node).
@@ -31,39 +32,29 @@ pub enum DbRegion {
     Mysql(mysql::MyRegion),
 }
 
-/// What a database can do and how it orders writes, for the checks' `Needs` and their notes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DbCapabilities {
-    /// The kind, for skip reasons: `postgres database`, `etcd member`.
-    pub kind: &'static str,
-    /// A delete leaves a tombstone with a version; otherwise an absent key stands for the latest known delete.
-    pub tombstones: bool,
-    /// The order the store resolves concurrent writes by, which the last-write-wins checker judges.
-    pub order: &'static str,
-}
-
 impl DbRegion {
-    /// What this database can do.
-    pub fn capabilities(&self) -> DbCapabilities {
-        match self {
-            DbRegion::Postgres(_) => DbCapabilities {
-                kind: "postgres database",
-                tombstones: true,
-                order: "per-key versions stamped by the database that took the write (its clock in ms, a counter \
+    /// What this database can do and how it orders writes, for the checks' `Needs` and their notes.
+    pub fn capabilities(&self) -> Capabilities {
+        let (kind, tombstones, order) = match self {
+            DbRegion::Postgres(_) => (
+                "postgres database",
+                true,
+                "per-key versions stamped by the database that took the write (its clock in ms, a counter \
                         within a ms, its region)",
-            },
-            DbRegion::Mysql(_) => DbCapabilities {
-                kind: "mysql database",
-                tombstones: true,
-                order: "the commit order of each key's writes (a per-key counter each write increments; Galera \
+            ),
+            DbRegion::Mysql(_) => (
+                "mysql database",
+                true,
+                "the commit order of each key's writes (a per-key counter each write increments; Galera \
                         refuses a conflicting write at commit instead of overwriting it)",
-            },
-            DbRegion::Etcd(_) => DbCapabilities {
-                kind: "etcd member",
-                tombstones: false,
-                order: "etcd's mod_revision (the cluster's one commit order, shown as the version's first number)",
-            },
-        }
+            ),
+            DbRegion::Etcd(_) => (
+                "etcd member",
+                false,
+                "etcd's mod_revision (the cluster's one commit order, shown as the version's first number)",
+            ),
+        };
+        Capabilities { http_contract: false, kind, tombstones, order }
     }
 
     /// The kind of database.

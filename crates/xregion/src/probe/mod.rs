@@ -11,8 +11,10 @@ use xregion_model::wire::{ErrorBody, Health, PutRequest, Record, ReplicationStat
 /// Most pages one scan reads, to bound a scan of a deployment that keeps returning `next_after`.
 const SCAN_PAGES_MAX: usize = 10_000;
 
+pub mod capabilities;
 pub mod error;
 
+pub use capabilities::Capabilities;
 pub use error::ProbeError;
 
 /// A client for one region: its probe-contract endpoint over HTTP, or its database.
@@ -35,20 +37,6 @@ enum Backend {
     Http(reqwest::Client),
     /// A database holding xregion's table (or key prefix).
     Database(crate::db::DbRegion),
-}
-
-/// What a region's client can do, for the checks' `Needs`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Capabilities {
-    /// It speaks the whole HTTP probe contract: routes beyond the key-value operations (stats, audit, erase,
-    /// residency, replication status), TLS listeners to scan, and URLs the load generator can request.
-    pub http_contract: bool,
-    /// What it is, for a skip reason: `HTTP probe contract`, `postgres database`, `etcd member`.
-    pub kind: &'static str,
-    /// A delete leaves a versioned tombstone; otherwise an absent key stands for the latest known delete.
-    pub tombstones: bool,
-    /// The order the store resolves concurrent writes by, as the last-write-wins checker names it.
-    pub order: &'static str,
 }
 
 /// Builds the shared HTTP client with the configured timeouts, TLS trusting the deployment's CA, and the admin
@@ -86,10 +74,7 @@ impl Probe {
                 tombstones: true,
                 order: "the deployment's versions (HLC wall time, logical counter, origin region)",
             },
-            Backend::Database(db) => {
-                let c = db.capabilities();
-                Capabilities { http_contract: false, kind: c.kind, tombstones: c.tombstones, order: c.order }
-            }
+            Backend::Database(db) => db.capabilities(),
         }
     }
 

@@ -128,12 +128,17 @@ fn databases(config: &Config, probes: &mut [Probe]) -> Result<()> {
     let connect = Duration::from_millis(d.connect_timeout_ms);
     let mut clients: Vec<(String, crate::db::DbRegion)> = Vec::new();
     let mut pg = Vec::new();
+    let mut etcd_client = None;
     for (name, s) in dbs {
         match s.kind {
             crate::db::DbKind::Postgres => pg.push((name, s)),
             crate::db::DbKind::Etcd => {
-                let client = crate::db::etcd::EtcdRegion::new(&name, s, tls.clone(), connect, timeout);
-                clients.push((name, crate::db::DbRegion::Etcd(client.map_err(Error::Target)?)));
+                let http = match &etcd_client {
+                    Some(c) => c,
+                    None => etcd_client.insert(crate::db::etcd::client(d).map_err(Error::Target)?),
+                };
+                let client = crate::db::etcd::EtcdRegion::new(&name, s, http.clone(), timeout);
+                clients.push((name, crate::db::DbRegion::Etcd(client)));
             }
             crate::db::DbKind::Mysql => {
                 let ca = d.tls.ca_file.as_deref();

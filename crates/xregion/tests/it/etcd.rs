@@ -85,7 +85,7 @@ fn etcd_partitioned_member_is_fenced() {
         return;
     }
     let _lock = lab_lock();
-    let target = RealTarget::up("etcd", "etcd-partition", ("XREGION_ETCD_NET", "10.213.13"), &[("NETNS", "1")]);
+    let target = RealTarget::up("etcd", "etcd-partition", ("XREGION_ETCD_NET", "198.18.13"), &[("NETNS", "1")]);
     let config = target.config();
     assert!(std::fs::read_to_string(&config).unwrap().contains("fail_network"), "{config}");
     let out = TempDir::new("etcd-partition-out");

@@ -45,7 +45,7 @@ fn galera_minority_refuses_writes_and_nothing_is_lost() {
         return;
     }
     let _lock = lab_lock();
-    let target = RealTarget::up("galera", "galera-partition", ("XREGION_GALERA_NET", "10.213.15"), &[("NETNS", "1")]);
+    let target = RealTarget::up("galera", "galera-partition", ("XREGION_GALERA_NET", "198.18.15"), &[("NETNS", "1")]);
     let password = std::fs::read_to_string(target.dir.path().join("xregion.password")).unwrap();
     let env = [("MYSQL_PWD", password.trim())];
     let config = target.config();

@@ -1,0 +1,16 @@
+//! What a region's client can do and how its store orders writes: a leaf module, so that each kind of database
+//! (`db`) can declare its own without importing the probe.
+
+/// What a region's client can do, for the checks' `Needs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// It speaks the whole HTTP probe contract: routes beyond the key-value operations (stats, audit, erase,
+    /// residency, replication status), TLS listeners to scan, and URLs the load generator can request.
+    pub http_contract: bool,
+    /// What it is, for a skip reason: `HTTP probe contract`, `postgres database`, `etcd member`.
+    pub kind: &'static str,
+    /// A delete leaves a versioned tombstone; otherwise an absent key stands for the latest known delete.
+    pub tombstones: bool,
+    /// The order the store resolves concurrent writes by, as the last-write-wins checker names it.
+    pub order: &'static str,
+}
