@@ -63,6 +63,9 @@
 //! A key is divergent when the regions do not all hold the same (value, version), or it is present (tombstones
 //! included) in some regions and absent in others.
 //!
+//! # `check_sessions`
+//! Read your writes and monotonic reads, per session (one history process); see the `session` module's doc.
+//!
 //! # Stores without tombstones
 //! etcd forgets a deleted key. For such a store the caller first runs [`absent_as_latest_delete`], which reads an
 //! absent key as the tombstone of the latest delete that can explain it; the rules above then apply unchanged.
@@ -72,6 +75,7 @@ mod error;
 mod lww;
 mod model;
 mod realtime;
+mod session;
 mod table;
 mod writes;
 
@@ -82,6 +86,7 @@ pub use model::{Counts, FinalStates, Held, WriteRef, absent_as_latest_delete};
 pub use realtime::{
     ORDERED_WRITES_MIN, RealtimeCheck, RealtimeViolation, UnexplainedKey, UnexplainedKind, check_lww_realtime,
 };
+pub use session::{Guarantee, OBSERVATIONS_MIN, SessionCheck, SessionOp, SessionViolation, Tally, check_sessions};
 pub use table::TABLE_ROWS_MAX;
 pub use writes::{BadFinal, LostWrite, VersionConflict, WriteCheck, check_writes};
 pub use xregion_model::history::Event;

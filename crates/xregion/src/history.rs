@@ -141,6 +141,29 @@ impl HistoryLog {
         result
     }
 
+    /// Reads `key` through `probe`, recording the operation with the value and version it returned (neither when
+    /// the key is absent).
+    pub async fn get(&self, process: u32, probe: &Probe, key: &str) -> Result<Option<Record>, ProbeError> {
+        self.invoke(process, OpFn::Read, &probe.region, key, None);
+        let result = probe.get(key).await;
+        let c = match &result {
+            Ok(r) => Completion {
+                kind: EventType::Ok,
+                value: r.as_ref().and_then(|r| r.value.as_deref()),
+                version: r.as_ref().map(|r| &r.version),
+                error: None,
+            },
+            Err(e) => Completion {
+                kind: if e.is_definite_failure() { EventType::Fail } else { EventType::Info },
+                value: None,
+                version: None,
+                error: Some(e.to_string()),
+            },
+        };
+        self.complete(process, OpFn::Read, &probe.region, key, c);
+        result
+    }
+
     fn record_result(
         &self,
         process: u32,

@@ -70,6 +70,10 @@ pub struct Targets {
     pub cert_days_min: f64,
     /// Longest time an erased record may stay readable in any region, in seconds.
     pub erasure_s: f64,
+    /// The session guarantees the deployment promises across regions (`read-your-writes`, `monotonic-reads`).
+    /// Unset: what its kind of store keeps by default (etcd: both; the lab, an HTTP deployment, Postgres standbys
+    /// and Galera: none). An empty list promises none, and the check reports its figures without a verdict.
+    pub session_guarantees: Option<Vec<xregion_check::consistency::Guarantee>>,
 }
 
 impl Default for Targets {
@@ -95,6 +99,7 @@ impl Default for Targets {
             fence_s: None,
             cert_days_min: 30.0,
             erasure_s: 10.0,
+            session_guarantees: None,
         }
     }
 }
@@ -115,6 +120,9 @@ pub struct Checks {
     /// `cross-region.consistency.lww-realtime`.
     #[serde(rename = "lww-realtime")]
     pub lww_realtime: LwwRealtime,
+    /// `cross-region.consistency.session-guarantees`.
+    #[serde(rename = "session-guarantees")]
+    pub session_guarantees: SessionGuarantees,
     /// `performance.load.*`.
     pub load: Load,
     /// `cross-region.failover.*` and `disaster-recovery.*`.
@@ -290,6 +298,31 @@ impl LwwRealtime {
     pub fn tolerance(&self) -> std::time::Duration {
         // Whole nanoseconds, rounded: validation keeps the sum finite, not negative and at most TOLERANCE_MS_MAX.
         std::time::Duration::from_nanos(((self.clock_resolution_ms + self.measuring_tolerance_ms) * 1e6).round() as u64)
+    }
+}
+
+/// Tuning of the session-guarantees check: two kinds of sessions run at once, every operation of a session right
+/// after the previous one completed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionGuarantees {
+    /// Writing sessions: each writes a key of its own in one region, then reads it in every other region in turn,
+    /// `writes` times, starting one region further each time (read your writes).
+    pub sessions: u32,
+    /// Writes per writing session.
+    pub writes: u32,
+    /// Reading sessions: each reads a key that another client keeps writing in one region, every read in the next
+    /// region (monotonic reads).
+    pub readers: u32,
+    /// Reads per reading session.
+    pub reads: u32,
+    /// Pause between two writes of a key the reading sessions read, in milliseconds.
+    pub write_interval_ms: u64,
+}
+
+impl Default for SessionGuarantees {
+    fn default() -> Self {
+        SessionGuarantees { sessions: 6, writes: 10, readers: 6, reads: 24, write_interval_ms: 10 }
     }
 }
 

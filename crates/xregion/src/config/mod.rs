@@ -271,6 +271,15 @@ fn validate(config: &Config) -> Result<(), (Option<String>, String)> {
             ),
         ));
     }
+    let s = &config.checks.session_guarantees;
+    if s.sessions == 0 || s.writes == 0 || s.readers == 0 || s.reads < 2 || s.write_interval_ms == 0 {
+        return Err((
+            Some("session-guarantees".into()),
+            "checks.session-guarantees needs sessions, writes, readers and write_interval_ms above 0, and reads of 2 \
+             or more"
+                .into(),
+        ));
+    }
     validate_faults(config)?;
     Ok(())
 }

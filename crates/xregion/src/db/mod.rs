@@ -35,26 +35,35 @@ pub enum DbRegion {
 impl DbRegion {
     /// What this database can do and how it orders writes, for the checks' `Needs` and their notes.
     pub fn capabilities(&self) -> Capabilities {
-        let (kind, tombstones, order) = match self {
+        use xregion_check::consistency::Guarantee;
+        let (kind, tombstones, order, promises, promises_why): (_, _, _, &'static [Guarantee], _) = match self {
             DbRegion::Postgres(_) => (
                 "postgres database",
                 true,
                 "per-key versions stamped by the database that took the write (its clock in ms, a counter \
                         within a ms, its region)",
+                &[],
+                "a standby answers reads from the WAL it has replayed: asynchronous standbys keep neither guarantee, \
+                 and even synchronous ones (remote_apply) can show a commit on the primary before they apply it",
             ),
             DbRegion::Mysql(_) => (
                 "mysql database",
                 true,
                 "the commit order of each key's writes (a per-key counter each write increments; Galera \
                         refuses a conflicting write at commit instead of overwriting it)",
+                &[],
+                "a Galera node answers reads before it has applied writes certified elsewhere unless \
+                 wsrep_sync_wait makes reads wait (default 0); an asynchronous replica lags its source",
             ),
             DbRegion::Etcd(_) => (
                 "etcd member",
                 false,
                 "etcd's mod_revision (the cluster's one commit order, shown as the version's first number)",
+                &Guarantee::ALL,
+                "etcd's reads are linearizable by default (each member confirms with the leader), which implies both",
             ),
         };
-        Capabilities { http_contract: false, kind, tombstones, order }
+        Capabilities { http_contract: false, kind, tombstones, order, promises, promises_why }
     }
 
     /// The kind of database.

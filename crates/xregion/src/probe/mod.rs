@@ -73,6 +73,9 @@ impl Probe {
                 kind: "HTTP probe contract",
                 tombstones: true,
                 order: "the deployment's versions (HLC wall time, logical counter, origin region)",
+                promises: &[],
+                promises_why: "an HTTP deployment states no session guarantee xregion could know of; a region that \
+                               replicates asynchronously answers from what it has received",
             },
             Backend::Database(db) => db.capabilities(),
         }

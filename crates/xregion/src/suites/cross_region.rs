@@ -5,6 +5,7 @@
 //! to the pure checkers in `xregion-check`.
 
 mod realtime;
+mod session;
 
 use crate::check::{CheckDef, Ctx, Needs, ResultBuilder, ms};
 use crate::config::Config;
@@ -60,6 +61,13 @@ pub const CHECKS: &[CheckDef] = &[
         },
         needs: Needs { regions_min: 2, contract: false, ..Needs::NONE },
         run: measure!(realtime::lww_realtime),
+    },
+    CheckDef {
+        id: "cross-region.consistency.session-guarantees",
+        title: "a client moving between regions reads its own writes and never goes back in time",
+        target: session::target,
+        needs: Needs { regions_min: 2, contract: false, ..Needs::NONE },
+        run: measure!(session::session_guarantees),
     },
 ];
 

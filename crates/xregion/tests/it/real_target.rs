@@ -132,6 +132,19 @@ pub fn consistency_passes_from_env(env: &[(&str, &str)], out: &TempDir, kind: &s
     ] {
         assert_eq!(v[id].0, "pass", "{id}: {:?}\n{}", v[id], text(&o));
     }
+    // Session guarantees are judged where the kind promises them by default (etcd's linearizable reads keep
+    // both); elsewhere the check is skipped, saying why, with what it measured.
+    let sessions = &v["cross-region.consistency.session-guarantees"];
+    if kind == "etcd" {
+        assert_eq!(sessions.0, "pass", "{sessions:?}");
+        assert!(sessions.1.contains("read-your-writes kept in all"), "{sessions:?}");
+    } else {
+        assert_eq!(sessions.0, "skipped", "{sessions:?}");
+        assert!(
+            sessions.1.contains("no session guarantee is promised") && sessions.1.contains("broken in"),
+            "{sessions:?}"
+        );
+    }
     let failover = &v["cross-region.failover.complete-region"];
     assert_eq!(failover.0, "skipped", "{failover:?}");
     assert!(failover.1.contains("fault"), "{failover:?}");
