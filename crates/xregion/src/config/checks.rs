@@ -56,6 +56,8 @@ pub struct Targets {
     pub db_p95_ms: f64,
     /// Store (connection-pool) acquisition P95 at each region must be below this, in milliseconds.
     pub pool_acquire_p95_ms: f64,
+    /// Smallest share of a database region's connection acquisitions that reuse an open connection, in percent.
+    pub pool_reuse_min_pct: f64,
     /// Smallest share of successful client requests from a fault to the end of recovery, in percent.
     pub availability_min_pct: f64,
     /// Smallest steady-state availability (share of successful requests under the sustained load), in percent;
@@ -93,6 +95,7 @@ impl Default for Targets {
             cdn_p95_ms: 100.0,
             db_p95_ms: 100.0,
             pool_acquire_p95_ms: 10.0,
+            pool_reuse_min_pct: 90.0,
             availability_min_pct: 99.0,
             steady_availability_min_pct: 99.99,
             failback_s: 60.0,

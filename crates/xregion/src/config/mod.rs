@@ -201,6 +201,7 @@ fn validate(config: &Config) -> Result<(), (Option<String>, String)> {
         ("cdn_p95_ms", t.cdn_p95_ms),
         ("db_p95_ms", t.db_p95_ms),
         ("pool_acquire_p95_ms", t.pool_acquire_p95_ms),
+        ("pool_reuse_min_pct", t.pool_reuse_min_pct),
         ("availability_min_pct", t.availability_min_pct),
         ("steady_availability_min_pct", t.steady_availability_min_pct),
         ("failback_s", t.failback_s),

@@ -10,6 +10,7 @@
 
 pub mod etcd;
 pub mod mysql;
+pub mod pool;
 pub mod postgres;
 pub mod schema;
 pub mod settings;
@@ -64,6 +65,16 @@ impl DbRegion {
             ),
         };
         Capabilities { http_contract: false, kind, tombstones, order, promises, promises_why }
+    }
+
+    /// What the region's connection pool did since the last call; `None` for a client without a pool of its
+    /// own (etcd's JSON gateway is plain HTTP, whose connections the HTTP client keeps out of sight).
+    pub fn pool_report(&self) -> Option<pool::PoolReport> {
+        match self {
+            DbRegion::Postgres(c) => Some(c.pool_report()),
+            DbRegion::Mysql(c) => Some(c.pool_report()),
+            DbRegion::Etcd(_) => None,
+        }
     }
 
     /// The kind of database.

@@ -23,6 +23,8 @@ use xregion_model::wire::{Health, Record};
 
 /// Most connections one region's pool holds.
 const POOL_MAX: usize = 64;
+/// How long an idle pooled connection stays open.
+const POOL_IDLE_TTL: Duration = Duration::from_secs(60);
 /// Rows one scan query reads; a scan reads pages until one is short.
 const SCAN_PAGE: u64 = 1000;
 
@@ -38,6 +40,10 @@ pub struct MyRegion {
     settings: DbSettings,
     /// Its connections.
     pool: Pool,
+    /// How long getting a connection took, and how often the pool had to open one.
+    meter: std::sync::Arc<super::pool::PoolMeter>,
+    /// Server connection ids this client has had, to tell an opened connection from a reused one.
+    seen: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<u32>>>,
     /// Time allowed to connect.
     connect_timeout: Duration,
     /// Time allowed for one operation.
@@ -82,7 +88,10 @@ impl MyRegion {
             .db_name(Some(settings.dbname.clone()))
             .prefer_socket(false)
             .tcp_nodelay(true)
-            .pool_opts(PoolOpts::default().with_constraints(constraints));
+            // With an inactive-connection TTL of 0 (mysql_async's default), a pool keeps at most `min` idle
+            // connections: with min 0 every operation would open a new one. Idle ones now stay, down to min after
+            // the TTL.
+            .pool_opts(PoolOpts::default().with_constraints(constraints).with_inactive_connection_ttl(POOL_IDLE_TTL));
         if settings.sslmode == SslMode::Require {
             let mut ssl = SslOpts::default();
             if let Some(ca) = ca_file {
@@ -90,7 +99,15 @@ impl MyRegion {
             }
             opts = opts.ssl_opts(Some(ssl));
         }
-        Ok(MyRegion { region: region.to_string(), pool: Pool::new(opts), settings, connect_timeout, timeout })
+        Ok(MyRegion {
+            region: region.to_string(),
+            pool: Pool::new(opts),
+            settings,
+            meter: std::sync::Arc::new(super::pool::PoolMeter::new(POOL_MAX)),
+            seen: Default::default(),
+            connect_timeout,
+            timeout,
+        })
     }
 
     /// The database, without a password: the probe's endpoint in reports and errors.
@@ -131,8 +148,13 @@ impl MyRegion {
 
     /// A connection from the pool, within the connect timeout.
     async fn conn(&self) -> Result<Conn, Failure> {
+        let asked = std::time::Instant::now();
         match tokio::time::timeout(self.connect_timeout, self.pool.get_conn()).await {
-            Ok(Ok(c)) => Ok(c),
+            Ok(Ok(c)) => {
+                let opened = self.seen.lock().unwrap_or_else(|p| p.into_inner()).insert(c.id());
+                self.meter.record(asked.elapsed(), opened);
+                Ok(c)
+            }
             Ok(Err(e)) => Err(self.classify(e, true)),
             Err(_) => Err(Failure::Unreachable(format!(
                 "did not accept a connection within {} ms",
@@ -181,6 +203,11 @@ impl MyRegion {
             self.error(Failure::InDoubt("the server's answer to the write carried no version".into()))
         })?;
         Ok(self.record((key.to_string(), value.map(str::to_string), ver, self.region.clone())))
+    }
+
+    /// What this region's connection pool did since the last call.
+    pub fn pool_report(&self) -> super::pool::PoolReport {
+        self.meter.take()
     }
 
     /// Writes `value` to `key`.

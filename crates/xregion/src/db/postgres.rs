@@ -37,6 +37,8 @@ struct Node {
     settings: DbSettings,
     /// Its connections.
     pool: Pool,
+    /// How long getting a connection took, and how often the pool had to open one.
+    meter: super::pool::PoolMeter,
 }
 
 /// Every region's database, and which one took the last write: the writer that single-writer regions follow.
@@ -100,7 +102,8 @@ impl PgCluster {
                 .recycle_timeout(Some(timeout))
                 .build()
                 .map_err(|e| format!("region {region}: cannot build a connection pool for {s}: {e}"))?;
-            nodes.push(Node { region: region.clone(), settings: s.clone(), pool });
+            let meter = super::pool::PoolMeter::new(POOL_MAX);
+            nodes.push(Node { region: region.clone(), settings: s.clone(), pool, meter });
         }
         let cluster = Arc::new(PgCluster { nodes, writer: Mutex::new(None), timeout, ca_file });
         Ok((0..cluster.nodes.len()).map(|index| PgRegion { cluster: cluster.clone(), index }).collect())
@@ -187,7 +190,10 @@ impl PgRegion {
     ) -> Result<Vec<tokio_postgres::Row>, Failure> {
         let node = &self.cluster.nodes[at];
         let work = async {
+            let asked = std::time::Instant::now();
             let client = node.pool.get().await.map_err(|e| self.pool_failure(at, e))?;
+            // A connection the pool reused was recycled on the way out; a new one never was.
+            node.meter.record(asked.elapsed(), deadpool_postgres::Object::metrics(&client).recycled.is_none());
             let stmt = client.prepare_cached(sql).await.map_err(|e| self.classify(at, &e, false))?;
             client.query(&stmt, params).await.map_err(|e| self.classify(at, &e, false))
         };
@@ -272,6 +278,11 @@ impl PgRegion {
             region: self.node().region.clone(),
             residency: None,
         }
+    }
+
+    /// What this region's connection pool did since the last call.
+    pub fn pool_report(&self) -> super::pool::PoolReport {
+        self.node().meter.take()
     }
 
     /// Writes `value` to `key`.

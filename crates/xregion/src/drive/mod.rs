@@ -5,6 +5,7 @@
 
 pub mod clock;
 pub mod converge;
+pub mod direct;
 pub mod health;
 pub mod pace;
 pub mod routed;

@@ -58,13 +58,7 @@ fn promised(ctx: &Ctx) -> (Vec<Guarantee>, String) {
             why.push(line);
         }
     }
-    (
-        g,
-        format!(
-            "by default for the store ({}); declare [targets] session_guarantees to hold it to more",
-            why.join("; ")
-        ),
-    )
+    (g, format!("by default ({})", why.join("; ")))
 }
 
 /// A writing session: `writes` times, write its key in one region and read it in every other.
@@ -201,7 +195,13 @@ fn judge(mut rb: ResultBuilder, ctx: &Ctx, r: &SessionCheck) -> CheckResult {
         format!("; not promised, so not judged: {}", not_promised.join(", "))
     };
     if promised.is_empty() {
-        return rb.finish(Verdict::Skipped, format!("no session guarantee is promised {source}; measured: {figures}"));
+        return rb.finish(
+            Verdict::Skipped,
+            format!(
+                "nothing to judge: no session guarantee is promised {source}; measured: {figures}; declare [targets] \
+                 session_guarantees to hold the deployment to them"
+            ),
+        );
     }
     let broken: Vec<String> = promised
         .iter()

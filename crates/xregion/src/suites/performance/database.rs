@@ -3,7 +3,9 @@
 
 use super::{SHORT_LOAD_MS, charts, error_pct, latency_metrics, plan, run_load, threshold_table};
 use crate::check::{Ctx, ResultBuilder};
+use crate::drive::direct::{self, DirectOp, DirectSpec};
 use crate::probe::ProbeError;
+use std::time::Duration;
 use xregion_load::plan::{Executor, RequestSpec};
 use xregion_load::result::{LoadResult, Percentiles};
 use xregion_model::report::{CheckResult, Table, Verdict};
@@ -12,6 +14,15 @@ use xregion_model::report::{CheckResult, Table, Verdict};
 const REPLICATION_PROBES_PER_REGION: u64 = 600;
 /// Requests per second per region for the store checks.
 const DB_RATE_PER_REGION: f64 = 200.0;
+/// Most requests of one stream in flight when the load goes through the region clients (databases): the pools
+/// hold 64 connections each, so beyond this a request would only wait for one.
+const DIRECT_IN_FLIGHT_MAX: usize = 64;
+
+/// Whether a region is a database, which the HTTP load generator cannot reach: the load then goes through the
+/// region clients (`drive::direct`), measured the same way.
+fn databases(ctx: &Ctx) -> bool {
+    ctx.probes.iter().any(|p| !p.capabilities().http_contract)
+}
 
 pub(super) async fn database_read(rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
     database(rb, ctx, false).await
@@ -40,8 +51,21 @@ fn name(write: bool, region: &str) -> String {
 async fn db_run(ctx: &Ctx) -> Result<DbRun, String> {
     let prefix = ctx.prefix("db");
     let mut specs = Vec::new();
+    let mut direct = Vec::new();
     for p in &ctx.probes {
         p.put(&format!("{prefix}r/{}", p.region), "read me").await.map_err(|e| format!("could not measure: {e}"))?;
+        direct.push(DirectSpec {
+            name: name(false, &p.region),
+            probe: p.clone(),
+            op: DirectOp::Read(format!("{prefix}r/{}", p.region)),
+            rate_per_s: DB_RATE_PER_REGION,
+        });
+        direct.push(DirectSpec {
+            name: name(true, &p.region),
+            probe: p.clone(),
+            op: DirectOp::Write(format!("{prefix}w/{}", p.region), "durable".into()),
+            rate_per_s: DB_RATE_PER_REGION,
+        });
         specs.push(RequestSpec {
             name: name(false, &p.region),
             url: format!("{}/v1/kv/{prefix}r/{}", p.endpoint, p.region),
@@ -62,20 +86,24 @@ async fn db_run(ctx: &Ctx) -> Result<DbRun, String> {
     let limit = ctx.config.targets.db_p95_ms;
     let thresholds: Vec<String> = specs.iter().map(|s| format!("{}: p95 < {limit}ms", s.name)).collect();
     let rate = 2.0 * DB_RATE_PER_REGION * ctx.probes.len() as f64;
-    let plan = plan(
-        ctx,
-        specs,
-        Executor::ConstantArrivalRate { rate_per_s: rate, duration_ms: SHORT_LOAD_MS, max_in_flight: 1024 },
-        &thresholds,
-    )?;
     ctx.progress.phase(&format!("{rate:.0} reads and durable writes/s spread over the regions, open model"));
     let probe_cfg = replication_probes(ctx);
     let probe_prefix = ctx.prefix("db-repl");
-    let (loaded, replication) = tokio::join!(
-        run_load(ctx, &plan),
-        crate::suites::cross_region::measure_replication(ctx, &probe_cfg, &probe_prefix)
-    );
-    let result = loaded.map_err(|e| format!("the load generator failed: {e}"))?;
+    let load = async {
+        if databases(ctx) {
+            let duration = Duration::from_millis(SHORT_LOAD_MS);
+            direct::run(direct, duration, DIRECT_IN_FLIGHT_MAX, &thresholds).await
+        } else {
+            let executor =
+                Executor::ConstantArrivalRate { rate_per_s: rate, duration_ms: SHORT_LOAD_MS, max_in_flight: 1024 };
+            run_load(ctx, &plan(ctx, specs, executor, &thresholds)?)
+                .await
+                .map_err(|e| format!("the load generator failed: {e}"))
+        }
+    };
+    let (loaded, replication) =
+        tokio::join!(load, crate::suites::cross_region::measure_replication(ctx, &probe_cfg, &probe_prefix));
+    let result = loaded?;
     let replication =
         replication.map(|m| crate::suites::cross_region::judge_replication(ResultBuilder::blank(), ctx, &probe_cfg, m));
     Ok(DbRun { result, replication })
@@ -178,12 +206,24 @@ async fn database(mut rb: ResultBuilder, ctx: &Ctx, write: bool) -> CheckResult 
     for c in charts(r).into_iter().take(2) {
         rb.chart(c);
     }
+    let (through, durable) = if databases(ctx) {
+        (
+            "through each region's database client (its own connection pool; writes go where the store accepts \
+             them), at most 64 of a stream in flight",
+            "; every write is acknowledged by the database's commit",
+        )
+    } else {
+        (
+            "straight to each region's probe endpoint (no client latency)",
+            "; every write is acknowledged only after a durable commit",
+        )
+    };
     rb.note(format!(
         "open model at {DB_RATE_PER_REGION} reads and {DB_RATE_PER_REGION} durable writes per second per region at \
-         once, straight to each region's probe endpoint (no client latency); the read and write checks judge this one \
-         run, reads under write load and writes under read load; latency runs from each request's intended send \
-         time, so a stall cannot hide (coordinated omission); the uncorrected P99 is shown beside it{}",
-        if write { "; every write is acknowledged only after a durable commit" } else { "" }
+         once, {through}; the read and write checks judge this one run, reads under write load and writes under \
+         read load; latency runs from each request's intended send time, so a stall cannot hide (coordinated \
+         omission); the uncorrected P99 is shown beside it{}",
+        if write { durable } else { "" }
     ));
     rb.metric("late", r.late as f64).metric("dropped", r.dropped as f64);
     let (region, p95) = worst.unwrap_or_default();
@@ -205,7 +245,152 @@ async fn database(mut rb: ResultBuilder, ctx: &Ctx, write: bool) -> CheckResult 
     }
 }
 
+/// Connection acquisition and reuse of each region's own database client under load (3 reads to 1 write), from
+/// the pool's meter: the seed's "connection acquisition and efficiency".
+async fn pool_of_databases(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
+    // Read every meter once, so the figures cover this check's load only.
+    for p in &ctx.probes {
+        if p.database().and_then(|d| d.pool_report()).is_none() {
+            let c = p.capabilities();
+            return rb.finish(
+                Verdict::Skipped,
+                format!(
+                    "region {} ({}, {}) is reached through a client with no connection pool xregion can observe",
+                    p.region, c.kind, p.endpoint
+                ),
+            );
+        }
+    }
+    let prefix = ctx.prefix("pool");
+    let mut specs = Vec::new();
+    for p in &ctx.probes {
+        let key = format!("{prefix}{}", p.region);
+        if let Err(e) = p.put(&key, "pool").await {
+            return rb.error(&e);
+        }
+        let (read, write) = (name(false, &p.region), name(true, &p.region));
+        let rate = DB_RATE_PER_REGION / 4.0;
+        specs.push(DirectSpec {
+            name: write,
+            probe: p.clone(),
+            op: DirectOp::Write(key.clone(), "pool".into()),
+            rate_per_s: rate,
+        });
+        specs.push(DirectSpec { name: read, probe: p.clone(), op: DirectOp::Read(key), rate_per_s: 3.0 * rate });
+    }
+    for p in &ctx.probes {
+        let _ = p.database().and_then(|d| d.pool_report());
+    }
+    ctx.progress.phase(&format!(
+        "{:.0} reads and writes/s spread over the regions, through each region's connection pool",
+        DB_RATE_PER_REGION * ctx.probes.len() as f64
+    ));
+    let r = match direct::run(specs, Duration::from_millis(SHORT_LOAD_MS), DIRECT_IN_FLIGHT_MAX, &[]).await {
+        Ok(r) => r,
+        Err(e) => return rb.finish(Verdict::Error, e),
+    };
+    let reports: Vec<_> =
+        ctx.probes.iter().filter_map(|p| Some((p, p.database().and_then(|d| d.pool_report())?))).collect();
+    let mut rows = Vec::new();
+    let mut worst: Option<(String, f64)> = None;
+    let mut least_reuse: Option<(String, f64, u64, u64)> = None;
+    let mut thin = Vec::new();
+    let needed = xregion_check::evidence::samples_to_estimate(0.95);
+    for (p, rep) in &reports {
+        let a = &rep.acquire;
+        let (n, p95) = (rep.acquisitions(), a.value_ms_at(95.0));
+        rb.metric(&format!("acquire_ms_p95.{}", p.region), p95);
+        rb.metric(&format!("reuse_pct.{}", p.region), rep.reuse_pct());
+        rb.metric(&format!("opened.{}", p.region), rep.opened as f64);
+        rows.push(vec![
+            p.region.clone(),
+            n.to_string(),
+            format!("{:.3}", a.value_ms_at(50.0)),
+            format!("{p95:.3}"),
+            format!("{:.3}", a.value_ms_at(99.0)),
+            format!("{:.3}", a.max_ms()),
+            rep.opened.to_string(),
+            format!("{:.2}", rep.reuse_pct()),
+            rep.max_size.to_string(),
+        ]);
+        if n < needed {
+            thin.push(format!("{}: {n} acquisitions", p.region));
+            continue;
+        }
+        if worst.as_ref().is_none_or(|w| p95 > w.1) {
+            worst = Some((p.region.clone(), p95));
+        }
+        if least_reuse.as_ref().is_none_or(|w| rep.reuse_pct() < w.1) {
+            least_reuse = Some((p.region.clone(), rep.reuse_pct(), rep.opened, n));
+        }
+    }
+    rb.table(Table {
+        title: "Connection pools by region, as xregion's clients measured them".into(),
+        columns: [
+            "region",
+            "acquisitions",
+            "acquire p50 (ms)",
+            "acquire p95 (ms)",
+            "acquire p99 (ms)",
+            "acquire max (ms)",
+            "connections opened",
+            "reuse %",
+            "pool size",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows,
+    });
+    let errors = error_pct(&r);
+    rb.metric("requests", r.requests as f64).metric("error_rate_pct", errors);
+    rb.note(format!(
+        "open model at {DB_RATE_PER_REGION} requests/s per region (3 reads to 1 write) through each region's \
+         database client; acquisition is the time an operation waits for a pooled connection (opening one when \
+         none is idle), reuse the share of acquisitions that got an open connection; a region's pool also carries \
+         the writes other regions send to it when it is the one that accepts writes"
+    ));
+    let (Some((region, p95)), Some((reuse_region, reuse, opened, n))) = (worst, least_reuse) else {
+        return rb.finish(
+            Verdict::Error,
+            format!("not enough evidence: {} (at least {needed} per region for a P95)", thin.join(", ")),
+        );
+    };
+    let (limit, reuse_min) = (ctx.config.targets.pool_acquire_p95_ms, ctx.config.targets.pool_reuse_min_pct);
+    rb.metric("acquire_ms_p95", p95).metric("reuse_pct_min", reuse);
+    rb.measured(format!("worst acquisition P95 {p95:.2} ms ({region}), least reuse {reuse:.1}% ({reuse_region})"));
+    if p95 >= limit {
+        rb.finish(Verdict::Fail, format!("{region}: connection acquisition P95 {p95:.2} ms is not below {limit} ms"))
+    } else if reuse < reuse_min {
+        rb.finish(
+            Verdict::Fail,
+            format!(
+                "{reuse_region}: the pool opened {opened} connections for {n} acquisitions, reusing {reuse:.1}% \
+                 (at least {reuse_min}% wanted): connections are being dropped and reopened"
+            ),
+        )
+    } else if errors >= ctx.config.targets.error_rate_max_pct {
+        rb.finish(Verdict::Fail, format!("{errors:.2}% of requests failed"))
+    } else if !thin.is_empty() {
+        rb.finish(
+            Verdict::Error,
+            format!("not enough evidence: {} (at least {needed} per region for a P95)", thin.join(", ")),
+        )
+    } else {
+        rb.finish(
+            Verdict::Pass,
+            format!(
+                "worst connection acquisition P95 {p95:.2} ms ({region}), least reuse {reuse:.1}% ({reuse_region}) \
+                 over {} requests",
+                r.requests
+            ),
+        )
+    }
+}
+
 pub(super) async fn pool(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
+    if databases(ctx) {
+        return pool_of_databases(rb, ctx).await;
+    }
     // Reset the counters, so the figures cover this check's load only.
     for p in &ctx.probes {
         match p.get_optional::<serde_json::Value>("/v1/stats/store?reset=true", None).await {
