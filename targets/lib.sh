@@ -162,6 +162,7 @@ target_main() { # ctl.sh COMMAND DIR [REGION]; ENV_PORT names the port that stat
     fail) [ $# = 1 ] || usage; cmd_fail "$1" ;;
     partition) [ $# = 1 ] || usage; cmd_partition "$1" ;;
     restore) [ $# = 1 ] || usage; cmd_restore "$1" ;;
+    skew) [ $# = 2 ] || usage; declare -F cmd_skew >/dev/null || die "this target has no clock skew"; cmd_skew "$1" "$2" ;;
     status) cmd_status "$ENV_PORT" ;;
     env) cmd_env "$ENV_PORT" ;;
     *) usage ;;

@@ -26,100 +26,13 @@
 set -euo pipefail
 # shellcheck source=../lib.sh
 . "$(dirname "$0")/../lib.sh"
-# The caller's libpq variables (for example from `eval "$(ctl.sh env DIR)"`) must not steer this script's own tools.
-unset PGPASSWORD PGUSER PGDATABASE PGHOST PGPORT PGSSLMODE PGPASSFILE PGSERVICE PGOPTIONS
+# shellcheck source=../pg.sh
+. "$(dirname "$0")/../pg.sh"
 
 REGIONS=(us-east-1 us-west-2 eu-west-1)
 NET=${XREGION_PG_NET:-127.0.2}
-PORT=${PGPORT_TARGET:-5432}
-BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
-USER_NAME=xregion
-DB_NAME=xregion
-if [ "$(id -u)" = 0 ]; then SUPER=postgres; else SUPER=$(id -un); fi
-
-[ -x "$BIN/postgres" ] || die "no PostgreSQL 15 at $BIN: install postgresql-15 (or set PG_BIN)"
 
 slot_of() { echo "${1//-/_}"; }
-
-as_pg() { # run a command as the postgres user when root
-  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
-}
-
-pgdata() { echo "$DIR/$1/data"; }
-running() { # region: its postmaster is alive (a killed one may linger as a zombie for a moment)
-  local f pid state
-  f="$(pgdata "$1")/postmaster.pid"
-  [ -f "$f" ] || return 1
-  pid=$(head -1 "$f")
-  state=$(ps -o stat= -p "$pid" 2>/dev/null) || return 1
-  [[ $state != Z* ]]
-}
-
-psql_at() { # region sql: run as the superuser over the region's socket
-  as_pg "$BIN/psql" -X -q -A -t -h "$DIR/$1/run" -p "$PORT" -U "$SUPER" -d postgres -c "$2"
-}
-
-wait_ready() { # region: until it accepts connections (bounded: 30 s)
-  local i
-  for i in $(seq 1 300); do
-    as_pg "$BIN/pg_isready" -q -h "$DIR/$1/run" -p "$PORT" && return 0
-    running "$1" || die "$1 exited while starting; see $DIR/$1/log"
-    sleep 0.1
-  done
-  die "$1 did not accept connections within 30 s; see $DIR/$1/log"
-}
-
-start_region() {
-  local r=$1
-  mkdir -p "$DIR/$r/run"
-  [ "$(id -u)" = 0 ] && chown postgres: "$DIR/$r" "$DIR/$r/run"
-  # A killed postmaster leaves its socket lock behind; its pid may still be taken (a zombie not yet reaped).
-  rm -f "$DIR/$r/run"/.s.PGSQL.*
-  as_pg "$BIN/pg_ctl" -D "$(pgdata "$r")" -l "$DIR/$r/log" -w -t 30 start >/dev/null
-  wait_ready "$r"
-}
-
-wan_on() { [ -f "$DIR/wan.toml" ]; }
-wan_port() { echo $((PORT + 100 + $(index_of "$1"))); } # the port on a standby's address that reaches region $1
-
-conninfo() { # primary region, standby region -> primary_conninfo (through the WAN proxy when there is one)
-  local host port
-  if wan_on; then host=$(addr_of "$2") port=$(wan_port "$1"); else host=$(addr_of "$1") port=$PORT; fi
-  echo "host=$host port=$port user=replicator passfile=$DIR/pgpass application_name=$(slot_of "$2")"
-}
-
-wan_start() { # DIR/wan.toml: a link from every region to every other; start the proxy, note its admin URL
-  local a b
-  {
-    echo "jitter_ms = 1"
-    for a in "${REGIONS[@]}"; do
-      for b in "${REGIONS[@]}"; do
-        [ "$a" = "$b" ] && continue
-        printf '[[link]]\nfrom = "%s"\nto = "%s"\nlisten = "%s:%s"\nupstream = "%s:%s"\none_way_ms = %s\n' \
-          "$a" "$b" "$(addr_of "$a")" "$(wan_port "$b")" "$(addr_of "$b")" "$PORT" "$DELAY_MS"
-      done
-    done
-  } > "$DIR/wan.toml"
-  setsid "${XREGION_BIN:-xregion}" wan --links "$DIR/wan.toml" > "$DIR/wan.log" 2>&1 < /dev/null &
-  echo $! > "$DIR/wan.pid"
-  for _ in $(seq 1 100); do
-    grep -q '^admin http' "$DIR/wan.log" 2>/dev/null && break
-    kill -0 "$(cat "$DIR/wan.pid")" 2>/dev/null || die "the WAN proxy exited: $(cat "$DIR/wan.log")"
-    sleep 0.1
-  done
-  grep '^admin http' "$DIR/wan.log" | head -1 | cut -d' ' -f2 > "$DIR/wan.admin"
-  [ -s "$DIR/wan.admin" ] || die "the WAN proxy did not start within 10 s: $(cat "$DIR/wan.log")"
-}
-
-wan_rule() { # region rule: set rule (refuse|pass) on every link from or to the region
-  local r=$1 other
-  wan_on || return 0
-  for other in "${REGIONS[@]}"; do
-    [ "$other" = "$r" ] && continue
-    curl -fsS -X PUT -d "{\"rule\":\"$2\"}" "$(cat "$DIR/wan.admin")/links/$r/$other" >/dev/null
-    curl -fsS -X PUT -d "{\"rule\":\"$2\"}" "$(cat "$DIR/wan.admin")/links/$other/$r" >/dev/null
-  done
-}
 
 clone_standby() { # primary region, standby region: a fresh standby of the primary
   local p=$1 s=$2
@@ -203,32 +116,6 @@ EOF
   cmd_status "$PORT"
 }
 
-db_url() { echo "postgres://$USER_NAME@$(addr_of "$1"):$PORT/$DB_NAME?sslmode=disable"; }
-
-write_config() { # DIR/xregion.toml: the regions' databases and the fault commands; DIR/xregion.pgpass: the password
-  local r self
-  self=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
-  echo "*:*:*:$USER_NAME:$(cat "$DIR/xregion.password")" > "$DIR/xregion.pgpass"
-  chmod 600 "$DIR/xregion.pgpass"
-  {
-    echo "# Written by ctl.sh up: this target as xregion sees it. Run with PGPASSFILE=$DIR/xregion.pgpass."
-    toml_regions
-    echo ""
-    echo "[faults.command]"
-    echo "# A complete failure kills the region; killing the primary promotes the next region at once."
-    echo "fail_complete = \"XREGION_PG_NET=$NET PGPORT_TARGET=$PORT bash $self fail $DIR \\\"\$XREGION_REGION\\\"\""
-    echo "restore = \"XREGION_PG_NET=$NET PGPORT_TARGET=$PORT bash $self restore $DIR \\\"\$XREGION_REGION\\\"\""
-  } > "$DIR/xregion.toml"
-}
-
-cmd_down() {
-  local r
-  for r in "${REGIONS[@]}"; do
-    if running "$r"; then as_pg "$BIN/pg_ctl" -D "$(pgdata "$r")" -m fast -w -t 30 stop >/dev/null || true; fi
-  done
-  if [ -f "$DIR/wan.pid" ]; then kill "$(cat "$DIR/wan.pid")" 2>/dev/null || true; rm -f "$DIR/wan.pid"; fi
-}
-
 cmd_fail() {
   local r=$1 was_primary=0 pid next
   addr_of "$r" >/dev/null
@@ -304,8 +191,6 @@ role_of() { # region: primary or standby
 }
 
 cmd_partition() { die "no partition command here: with DELAY_MS, fail cuts a region's replication links with it"; }
-
-env_extra() { echo "export PGUSER=$USER_NAME PGDATABASE=$DB_NAME PGSSLMODE=disable PGPASSFILE=$DIR/xregion.pgpass"; }
 
 ENV_PORT=$PORT
 target_main "$@"

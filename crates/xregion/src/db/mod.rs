@@ -38,6 +38,15 @@ impl DbRegion {
     pub fn capabilities(&self) -> Capabilities {
         use xregion_check::consistency::Guarantee;
         let (kind, tombstones, order, promises, promises_why): (_, _, _, &'static [Guarantee], _) = match self {
+            DbRegion::Postgres(c) if c.order_known() == Some(postgres::Order::CommitTimestamp) => (
+                "postgres database",
+                true,
+                "the commit timestamp of the write's transaction at the node that took it (µs; a row applied \
+                 elsewhere keeps it), which pglogical's last_update_wins resolves conflicts by",
+                &[],
+                "a node of a logical-replication mesh answers from what it has applied, so neither guarantee holds \
+                 across nodes",
+            ),
             DbRegion::Postgres(_) => (
                 "postgres database",
                 true,

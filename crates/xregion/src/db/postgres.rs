@@ -28,6 +28,24 @@ const SCAN_PAGE: i64 = 1000;
 
 /// The columns every read returns, in `row_to_record`'s order.
 const COLUMNS: &str = "key, value, ver_ms, ver_logical, origin";
+/// The same columns where the version is the commit timestamp of the row's transaction (`Order::CommitTimestamp`),
+/// in microseconds: milliseconds, then microseconds within the millisecond. Rows are read `FROM {TABLE} t, {CTS}`.
+const COLUMNS_CTS: &str = "key, value, (cts.us / 1000)::bigint, (cts.us % 1000)::int, origin";
+/// The commit timestamp of a row's transaction in microseconds, as a lateral source named `cts` (a row too old to
+/// have one falls back to its stamped version).
+const CTS: &str = "LATERAL (SELECT coalesce((extract(epoch FROM pg_xact_commit_timestamp(t.xmin)) * 1000000)::bigint, \
+     t.ver_ms * 1000) AS us) cts";
+
+/// How a node orders the writes of a key, found on first use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// The version each write stamps itself: a per-key hybrid logical clock at the writer, its commit order.
+    Stamp,
+    /// The commit timestamp of the writing transaction, in microseconds, from the node that took the write: what a
+    /// mesh that resolves conflicts by timestamp compares (pglogical `last_update_wins` with
+    /// `track_commit_timestamp`), preserved when the row is applied elsewhere.
+    CommitTimestamp,
+}
 
 /// One region's database.
 struct Node {
@@ -39,13 +57,16 @@ struct Node {
     pool: Pool,
     /// How long getting a connection took, and how often the pool had to open one.
     meter: super::pool::PoolMeter,
+    /// How it orders writes, once known.
+    order: tokio::sync::OnceCell<Order>,
 }
 
-/// Every region's database, and which one took the last write: the writer that single-writer regions follow.
+/// Every region's database, and where each region's writes go.
 pub struct PgCluster {
     nodes: Vec<Node>,
-    /// Index of the region that accepted the last write, if known.
-    writer: Mutex<Option<usize>>,
+    /// For each region, the index of the node that took its last write, if known: its own node in a mesh, the
+    /// primary with standbys. Each region finds its own, so that in a mesh no region writes through another's node.
+    writers: Vec<Mutex<Option<usize>>>,
     /// Time allowed for one operation.
     timeout: Duration,
     /// The CA file TLS trusts, for error messages.
@@ -103,9 +124,10 @@ impl PgCluster {
                 .build()
                 .map_err(|e| format!("region {region}: cannot build a connection pool for {s}: {e}"))?;
             let meter = super::pool::PoolMeter::new(POOL_MAX);
-            nodes.push(Node { region: region.clone(), settings: s.clone(), pool, meter });
+            nodes.push(Node { region: region.clone(), settings: s.clone(), pool, meter, order: Default::default() });
         }
-        let cluster = Arc::new(PgCluster { nodes, writer: Mutex::new(None), timeout, ca_file });
+        let writers = nodes.iter().map(|_| Mutex::new(None)).collect();
+        let cluster = Arc::new(PgCluster { nodes, writers, timeout, ca_file });
         Ok((0..cluster.nodes.len()).map(|index| PgRegion { cluster: cluster.clone(), index }).collect())
     }
 }
@@ -200,6 +222,23 @@ impl PgRegion {
         tokio::time::timeout(self.cluster.timeout, work).await.unwrap_or(Err(Failure::Timeout))
     }
 
+    /// How node `at` orders writes: by commit timestamp where it resolves conflicts by them (pglogical's
+    /// last_update_wins with track_commit_timestamp on), by the write's own stamp otherwise. Asked once per node.
+    async fn order(&self, at: usize) -> Result<Order, Failure> {
+        let sql = "SELECT current_setting('track_commit_timestamp') = 'on' \
+                   AND coalesce(current_setting('pglogical.conflict_resolution', true), '') = 'last_update_wins'";
+        let ask = || async {
+            let rows = self.query(at, sql, &[]).await?;
+            Ok(if rows.first().is_some_and(|r| r.get::<_, bool>(0)) { Order::CommitTimestamp } else { Order::Stamp })
+        };
+        self.cluster.nodes[at].order.get_or_try_init(ask).await.copied()
+    }
+
+    /// How this region's database orders writes, once an operation has found out.
+    pub fn order_known(&self) -> Option<Order> {
+        self.node().order.get().copied()
+    }
+
     /// Whether node `at` accepts writes (`pg_is_in_recovery()` is false).
     async fn writable(&self, at: usize) -> Result<bool, Failure> {
         let rows = self.query(at, "SELECT pg_is_in_recovery()", &[]).await?;
@@ -214,13 +253,13 @@ impl PgRegion {
         let probes = order.map(|i| async move { (i, self.writable(i).await) });
         let found = futures::future::join_all(probes).await.into_iter().find(|(_, w)| matches!(w, Ok(true)));
         let found = found.map(|(i, _)| i);
-        *self.cluster.writer.lock().unwrap_or_else(|p| p.into_inner()) = found;
+        *self.cluster.writers[self.index].lock().unwrap_or_else(|p| p.into_inner()) = found;
         found
     }
 
     /// Where the last write went, or the result of a fresh search.
     async fn writer(&self) -> Option<usize> {
-        let cached = *self.cluster.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let cached = *self.cluster.writers[self.index].lock().unwrap_or_else(|p| p.into_inner());
         match cached {
             Some(i) => Some(i),
             None => self.find_writer().await,
@@ -236,7 +275,7 @@ impl PgRegion {
                ver_ms = greatest(t.ver_ms, excluded.ver_ms), \
                ver_logical = CASE WHEN excluded.ver_ms > t.ver_ms THEN 0 ELSE t.ver_logical + 1 END, \
                origin = excluded.origin, written_at = clock_timestamp() \
-             RETURNING {COLUMNS}"
+             RETURNING {COLUMNS}, xmin::text"
         );
         let mut at = self.writer().await;
         for attempt in 0..2 {
@@ -249,10 +288,20 @@ impl PgRegion {
                 ));
             };
             let origin = self.cluster.nodes[w].region.clone();
-            match self.query(w, &sql, &[&key, &value, &origin]).await {
-                Ok(rows) => {
+            let written = match self.order(w).await {
+                Ok(order) => self.query(w, &sql, &[&key, &value, &origin]).await.map(|rows| (order, rows)),
+                Err(f) => Err(f),
+            };
+            match written {
+                Ok((order, rows)) => {
                     let row = rows.first().ok_or_else(|| self.error(w, Failure::InDoubt("no row returned".into())))?;
-                    return Ok(self.row_to_record(row));
+                    let mut record = self.row_to_record(row);
+                    if order == Order::CommitTimestamp {
+                        // The statement committed on its own: its commit timestamp is the version the mesh resolves by.
+                        let xid: String = row.get(5);
+                        record.version = self.commit_version(w, &xid, &origin).await?;
+                    }
+                    return Ok(record);
                 }
                 // The writer moved (a standby now, or gone): the write certainly did not happen; follow it once.
                 Err(Failure::Refused(_, Some(code))) if code == SqlState::READ_ONLY_SQL_TRANSACTION && attempt == 0 => {
@@ -264,6 +313,26 @@ impl PgRegion {
             }
         }
         Err(self.error(self.index, Failure::Unreachable("the writer kept moving".into())))
+    }
+
+    /// The version of the committed transaction `xid` on node `w`: its commit timestamp in microseconds.
+    async fn commit_version(&self, w: usize, xid: &str, origin: &str) -> Result<Version, ProbeError> {
+        let sql = "SELECT (extract(epoch FROM pg_xact_commit_timestamp($1::text::xid)) * 1000000)::bigint";
+        let rows = self.query(w, sql, &[&xid]).await.map_err(|f| self.error(w, f))?;
+        let us: Option<i64> = rows.first().and_then(|r| r.get(0));
+        let us = us.ok_or_else(|| {
+            self.error(w, Failure::InDoubt(format!("no commit timestamp for the write's transaction {xid}")))
+        })?;
+        let us = us.max(0) as u64;
+        Ok(Version { wall_ms: us / 1000, logical: (us % 1000) as u32, origin: origin.to_string() })
+    }
+
+    /// The columns and source of a read at this region, for its order: `SELECT {columns} FROM {source}`.
+    async fn read_source(&self) -> Result<(&'static str, String), ProbeError> {
+        match self.order(self.index).await.map_err(|f| self.error(self.index, f))? {
+            Order::Stamp => Ok((COLUMNS, format!("{TABLE} t"))),
+            Order::CommitTimestamp => Ok((COLUMNS_CTS, format!("{TABLE} t, {CTS}"))),
+        }
     }
 
     fn row_to_record(&self, row: &tokio_postgres::Row) -> Record {
@@ -297,15 +366,17 @@ impl PgRegion {
 
     /// Reads `key` from this region's own database; `None` when absent or deleted.
     pub async fn get(&self, key: &str) -> Result<Option<Record>, ProbeError> {
-        let sql = format!("SELECT {COLUMNS} FROM {TABLE} WHERE key = $1");
+        let (columns, source) = self.read_source().await?;
+        let sql = format!("SELECT {columns} FROM {source} WHERE key = $1");
         let rows = self.query(self.index, &sql, &[&key]).await.map_err(|f| self.error(self.index, f))?;
         Ok(rows.first().map(|r| self.row_to_record(r)).filter(|r| r.value.is_some()))
     }
 
     /// Every record under `prefix` in this region's database, tombstones included, in key order.
     pub async fn scan(&self, prefix: &str) -> Result<Vec<Record>, ProbeError> {
+        let (columns, source) = self.read_source().await?;
         let sql = format!(
-            "SELECT {COLUMNS} FROM {TABLE} WHERE starts_with(key, $1) AND key COLLATE \"C\" > $2 ORDER BY key COLLATE \"C\" LIMIT $3"
+            "SELECT {columns} FROM {source} WHERE starts_with(key, $1) AND key COLLATE \"C\" > $2 ORDER BY key COLLATE \"C\" LIMIT $3"
         );
         let mut out: Vec<Record> = Vec::new();
         let mut after = String::new();
