@@ -132,3 +132,38 @@ cmd_down() {
   for r in "${REGIONS[@]}"; do stop_node "$r" fast; done
   if [ -f "$DIR/wan.pid" ]; then kill "$(cat "$DIR/wan.pid")" 2>/dev/null || true; rm -f "$DIR/wan.pid"; fi
 }
+
+fresh_dir() { # an empty DIR for a new target: its network, the passwords of xregion and replicator, replicator's pgpass
+  rm -rf "${DIR:?}"/*
+  remember_net
+  head -c 18 /dev/urandom | base64 | tr -d '/+=' > "$DIR/xregion.password"
+  head -c 18 /dev/urandom | base64 | tr -d '/+=' > "$DIR/replicator.password"
+  echo "*:*:*:replicator:$(cat "$DIR/replicator.password")" > "$DIR/pgpass"
+  chmod 600 "$DIR"/*.password "$DIR/pgpass"
+  [ "$(id -u)" = 0 ] && chown postgres: "$DIR" "$DIR"/*.password "$DIR/pgpass"
+  return 0
+}
+
+init_node() { # region: initdb, the region's address, port and socket, and who may connect: local connections by peer
+  # (the postgres user over the socket), TCP by password, replication included. The caller appends its replication
+  # settings to the node's postgresql.auto.conf.
+  local r=$1
+  mkdir -p "$DIR/$r"
+  [ "$(id -u)" = 0 ] && chown postgres: "$DIR/$r"
+  as_pg "$BIN/initdb" -D "$(pgdata "$r")" -U "$SUPER" --auth-local=peer --auth-host=scram-sha-256 \
+    --data-checksums -E UTF8 --locale=C.UTF-8 >/dev/null
+  cat >> "$(pgdata "$r")/postgresql.auto.conf" <<EOF
+listen_addresses = '$(addr_of "$r")'
+port = $PORT
+unix_socket_directories = '$DIR/$r/run'
+max_wal_senders = 10
+max_replication_slots = 10
+track_commit_timestamp = on
+shared_buffers = '64MB'
+EOF
+  cat > "$(pgdata "$r")/pg_hba.conf" <<EOF
+local all $SUPER peer
+host all all 127.0.0.0/8 scram-sha-256
+host replication replicator 127.0.0.0/8 scram-sha-256
+EOF
+}

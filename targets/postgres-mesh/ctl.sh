@@ -42,29 +42,13 @@ dsn() { # provider region, subscriber region -> the provider's DSN as the subscr
   echo "host=$host port=$port dbname=$DB_NAME user=replicator passfile=$DIR/pgpass"
 }
 
-init_node() { # region: initdb, its settings and who may connect
-  local r=$1
-  mkdir -p "$DIR/$r"
-  [ "$(id -u)" = 0 ] && chown postgres: "$DIR/$r"
-  as_pg "$BIN/initdb" -D "$(pgdata "$r")" -U "$SUPER" --auth-local=peer --auth-host=scram-sha-256 \
-    --data-checksums -E UTF8 --locale=C.UTF-8 >/dev/null
-  cat >> "$(pgdata "$r")/postgresql.auto.conf" <<EOF
-listen_addresses = '$(addr_of "$r")'
-port = $PORT
-unix_socket_directories = '$DIR/$r/run'
+mesh_node() { # region: a new node with logical decoding, pglogical, and conflicts resolved by commit timestamp
+  init_node "$1"
+  cat >> "$(pgdata "$1")/postgresql.auto.conf" <<EOF
 wal_level = logical
 max_worker_processes = 16
-max_replication_slots = 10
-max_wal_senders = 10
 shared_preload_libraries = 'pglogical'
-track_commit_timestamp = on
 pglogical.conflict_resolution = 'last_update_wins'
-shared_buffers = '64MB'
-EOF
-  cat > "$(pgdata "$r")/pg_hba.conf" <<EOF
-local all $SUPER peer
-host all all 127.0.0.0/8 scram-sha-256
-host replication replicator 127.0.0.0/8 scram-sha-256
 EOF
 }
 
@@ -103,17 +87,10 @@ cmd_up() {
   local r p ddl
   for r in "${REGIONS[@]}"; do running "$r" && die "$r is already running in $DIR (ctl.sh down $DIR first)"; done
   ddl=$("${XREGION_BIN:-xregion}" db schema --kind postgres) || die "cannot get the table's DDL from ${XREGION_BIN:-xregion}"
-  rm -rf "${DIR:?}"/*
-  remember_net
-  [ "$(id -u)" = 0 ] && chown postgres: "$DIR"
+  fresh_dir
   echo mesh > "$DIR/mode"
-  head -c 18 /dev/urandom | base64 | tr -d '/+=' > "$DIR/xregion.password"
-  head -c 18 /dev/urandom | base64 | tr -d '/+=' > "$DIR/replicator.password"
-  echo "*:*:*:replicator:$(cat "$DIR/replicator.password")" > "$DIR/pgpass"
-  chmod 600 "$DIR"/*.password "$DIR/pgpass"
-  [ "$(id -u)" = 0 ] && chown postgres: "$DIR"/*.password "$DIR/pgpass"
   if [ "${DELAY_MS:-0}" != 0 ]; then wan_start; fi
-  for r in "${REGIONS[@]}"; do init_node "$r"; done
+  for r in "${REGIONS[@]}"; do mesh_node "$r"; done
   for r in "${REGIONS[@]}"; do start_region "$r"; done
   for r in "${REGIONS[@]}"; do
     # This build names the logical decoding plugins a replication user may load; pglogical's must be one of them.

@@ -67,37 +67,15 @@ sync_names() { # primary -> synchronous_standby_names for the others
 cmd_up() {
   local p=${REGIONS[0]} r
   for r in "${REGIONS[@]}"; do running "$r" && die "$r is already running in $DIR (ctl.sh down $DIR first)"; done
-  rm -rf "${DIR:?}"/*
-  remember_net
-  [ "$(id -u)" = 0 ] && chown postgres: "$DIR"
-  head -c 18 /dev/urandom | base64 | tr -d '/+=' > "$DIR/xregion.password"
-  head -c 18 /dev/urandom | base64 | tr -d '/+=' > "$DIR/replicator.password"
-  echo "*:*:*:replicator:$(cat "$DIR/replicator.password")" > "$DIR/pgpass"
-  chmod 600 "$DIR"/*.password "$DIR/pgpass"
-  mkdir -p "$DIR/$p"
-  [ "$(id -u)" = 0 ] && chown postgres: "$DIR/$p" && chown postgres: "$DIR"/*.password "$DIR/pgpass"
-  as_pg "$BIN/initdb" -D "$(pgdata "$p")" -U "$SUPER" --auth-local=peer --auth-host=scram-sha-256 \
-    --data-checksums -E UTF8 --locale=C.UTF-8 >/dev/null
+  fresh_dir
+  init_node "$p"
   if [ "${SYNC:-0}" = 1 ]; then echo sync > "$DIR/mode"; else echo async > "$DIR/mode"; fi
   cat >> "$(pgdata "$p")/postgresql.auto.conf" <<EOF
-listen_addresses = '$(addr_of "$p")'
-port = $PORT
-unix_socket_directories = '$DIR/$p/run'
 wal_level = replica
-max_wal_senders = 10
-max_replication_slots = 10
 hot_standby = on
 hot_standby_feedback = on
 wal_keep_size = '256MB'
-track_commit_timestamp = on
-shared_buffers = '64MB'
 fsync = on
-EOF
-  # Local connections by peer (the postgres user over the socket); TCP by password, replication included.
-  cat > "$(pgdata "$p")/pg_hba.conf" <<EOF
-local all $SUPER peer
-host all all 127.0.0.0/8 scram-sha-256
-host replication replicator 127.0.0.0/8 scram-sha-256
 EOF
   start_region "$p"
   if [ "${DELAY_MS:-0}" != 0 ]; then wan_start; fi

@@ -12,6 +12,7 @@
 //! history's distinction: a server error certainly rolled the statement back; a connection lost after sending
 //! leaves it in doubt.
 
+use super::pool::POOL_MAX;
 use super::schema::TABLE;
 use super::settings::{DbSettings, SslMode};
 use crate::probe::error::ProbeError;
@@ -21,8 +22,6 @@ use std::time::Duration;
 use xregion_model::Version;
 use xregion_model::wire::{Health, Record};
 
-/// Most connections one region's pool holds.
-const POOL_MAX: usize = 64;
 /// How long an idle pooled connection stays open.
 const POOL_IDLE_TTL: Duration = Duration::from_secs(60);
 /// Rows one scan query reads; a scan reads pages until one is short.

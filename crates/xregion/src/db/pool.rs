@@ -6,6 +6,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 use xregion_check::stats::LatencyRecorder;
 
+/// Most connections one region client's pool holds (Postgres and MySQL alike).
+pub const POOL_MAX: usize = 64;
+
 /// Counts of one pool since it was last read.
 #[derive(Default)]
 struct Counts {

@@ -11,6 +11,7 @@
 //! does not answer is an error naming it, never a hang. Errors keep the history's distinction: refused (certainly
 //! not applied) versus in doubt (the connection broke or the time ran out after sending).
 
+use super::pool::POOL_MAX;
 use super::schema::TABLE;
 use super::settings::{DbSettings, SslMode};
 use crate::probe::error::ProbeError;
@@ -21,8 +22,6 @@ use tokio_postgres::error::SqlState;
 use xregion_model::Version;
 use xregion_model::wire::{Health, Record};
 
-/// Most connections one region's pool holds.
-const POOL_MAX: usize = 64;
 /// Rows one scan query reads; a scan reads pages until one is short.
 const SCAN_PAGE: i64 = 1000;
 
@@ -288,11 +287,8 @@ impl PgRegion {
                 ));
             };
             let origin = self.cluster.nodes[w].region.clone();
-            let written = match self.order(w).await {
-                Ok(order) => self.query(w, &sql, &[&key, &value, &origin]).await.map(|rows| (order, rows)),
-                Err(f) => Err(f),
-            };
-            match written {
+            let written = async { Ok((self.order(w).await?, self.query(w, &sql, &[&key, &value, &origin]).await?)) };
+            match written.await {
                 Ok((order, rows)) => {
                     let row = rows.first().ok_or_else(|| self.error(w, Failure::InDoubt("no row returned".into())))?;
                     let mut record = self.row_to_record(row);

@@ -61,6 +61,15 @@ fn promised(ctx: &Ctx) -> (Vec<Guarantee>, String) {
     (g, format!("by default ({})", why.join("; ")))
 }
 
+/// An operation's result as a session sees it: only an unreachable region ends the session; a refused or uncertain
+/// operation is in the history, and the checker judges it there.
+fn fatal<T>(r: Result<T, ProbeError>) -> Result<(), ProbeError> {
+    match r {
+        Err(e @ ProbeError::Unreachable { .. }) => Err(e),
+        _ => Ok(()),
+    }
+}
+
 /// A writing session: `writes` times, write its key in one region and read it in every other.
 async fn writing_session(
     history: &HistoryLog,
@@ -74,15 +83,9 @@ async fn writing_session(
     for i in 0..writes as usize {
         let home = (first + i) % n;
         // A refused write sets no expectation; the reads still count for monotonic reads.
-        if let Err(e @ ProbeError::Unreachable { .. }) =
-            history.put(process, &probes[home], &key, &format!("w{i}")).await
-        {
-            return Err(e);
-        }
+        fatal(history.put(process, &probes[home], &key, &format!("w{i}")).await)?;
         for j in 1..n {
-            if let Err(e @ ProbeError::Unreachable { .. }) = history.get(process, &probes[(home + j) % n], &key).await {
-                return Err(e);
-            }
+            fatal(history.get(process, &probes[(home + j) % n], &key).await)?;
         }
     }
     Ok(())
@@ -103,11 +106,7 @@ async fn reading_session(
     let stop = CancellationToken::new();
     let keep_writing = async {
         for i in 0..reads * KEPT_WRITES_PER_READ_MAX {
-            if let Err(e @ ProbeError::Unreachable { .. }) =
-                history.put(writer, &probes[home], &key, &format!("m{i}")).await
-            {
-                return Err(e);
-            }
+            fatal(history.put(writer, &probes[home], &key, &format!("m{i}")).await)?;
             tokio::select! {
                 () = stop.cancelled() => break,
                 () = tokio::time::sleep(interval) => {}
@@ -120,11 +119,7 @@ async fn reading_session(
         // The first write goes first, so that the first read has something to see.
         tokio::time::sleep(interval).await;
         for i in 0..reads as usize {
-            if let Err(e @ ProbeError::Unreachable { .. }) =
-                history.get(reader, &probes[(home + 1 + i) % n], &key).await
-            {
-                return Err(e);
-            }
+            fatal(history.get(reader, &probes[(home + 1 + i) % n], &key).await)?;
         }
         Ok(())
     };

@@ -14,9 +14,9 @@ use xregion_model::report::{CheckResult, Table, Verdict};
 const REPLICATION_PROBES_PER_REGION: u64 = 600;
 /// Requests per second per region for the store checks.
 const DB_RATE_PER_REGION: f64 = 200.0;
-/// Most requests of one stream in flight when the load goes through the region clients (databases): the pools
-/// hold 64 connections each, so beyond this a request would only wait for one.
-const DIRECT_IN_FLIGHT_MAX: usize = 64;
+/// Most requests of one stream in flight when the load goes through the region clients (databases): as many as a
+/// pool holds connections, since beyond this a request would only wait for one.
+const DIRECT_IN_FLIGHT_MAX: usize = crate::db::pool::POOL_MAX;
 
 /// Whether a region is a database, which the HTTP load generator cannot reach: the load then goes through the
 /// region clients (`drive::direct`), measured the same way.
@@ -208,13 +208,15 @@ async fn database(mut rb: ResultBuilder, ctx: &Ctx, write: bool) -> CheckResult 
     }
     let (through, durable) = if databases(ctx) {
         (
-            "through each region's database client (its own connection pool; writes go where the store accepts \
-             them), at most 64 of a stream in flight",
+            format!(
+                "through each region's database client (its own connection pool; writes go where the store accepts \
+                 them), at most {DIRECT_IN_FLIGHT_MAX} of a stream in flight"
+            ),
             "; every write is acknowledged by the database's commit",
         )
     } else {
         (
-            "straight to each region's probe endpoint (no client latency)",
+            "straight to each region's probe endpoint (no client latency)".to_string(),
             "; every write is acknowledged only after a durable commit",
         )
     };
@@ -248,7 +250,6 @@ async fn database(mut rb: ResultBuilder, ctx: &Ctx, write: bool) -> CheckResult 
 /// Connection acquisition and reuse of each region's own database client under load (3 reads to 1 write), from
 /// the pool's meter: the seed's "connection acquisition and efficiency".
 async fn pool_of_databases(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
-    // Read every meter once, so the figures cover this check's load only.
     for p in &ctx.probes {
         if p.database().and_then(|d| d.pool_report()).is_none() {
             let c = p.capabilities();
@@ -278,6 +279,7 @@ async fn pool_of_databases(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
         });
         specs.push(DirectSpec { name: read, probe: p.clone(), op: DirectOp::Read(key), rate_per_s: 3.0 * rate });
     }
+    // Read every meter once more after the setup writes, so the figures cover this check's load only.
     for p in &ctx.probes {
         let _ = p.database().and_then(|d| d.pool_report());
     }
