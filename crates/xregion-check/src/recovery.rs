@@ -164,31 +164,43 @@ pub struct SequencedWrite {
 /// The RPO of one surviving region.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rpo {
-    /// From the newest fully-held acknowledged write to the fault, in ms; 0 when nothing is missing.
+    /// From the newest fully-held acknowledged write to the failure, in ms; 0 when nothing is missing.
     pub rpo_ms: f64,
-    /// Writes acknowledged before the fault.
+    /// Writes acknowledged before the fault took effect.
     pub acked_before_fault: usize,
     /// Of them, the ones the region does not hold, in sequence order.
     pub missing: Vec<u64>,
 }
 
-/// RPO of a region that holds `held` (sequence numbers) after a fault at `fault_ms`. Only writes acknowledged
-/// before the fault count: a write acknowledged after it was not at risk.
-pub fn rpo(writes: &[SequencedWrite], held: &BTreeSet<u64>, fault_ms: f64) -> Rpo {
+/// When a fault was injected, in ms since the scenario started: from the start of the injection to its end (a
+/// fault command that kills a process and promotes another takes a while; the kill lands somewhere in between).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FaultWindow {
+    pub from_ms: f64,
+    pub to_ms: f64,
+}
+
+/// RPO of a region that holds `held` (sequence numbers) after a fault injected during `fault`. Every write
+/// acknowledged before the injection ended counts: the failing region acknowledged it, so it was at risk (a write
+/// acknowledged after the fault took effect cannot have been acknowledged by the region that failed). The failure
+/// is placed at the last acknowledgement inside the injection, or at its start if there was none, so the RPO never
+/// includes the time the injection itself took.
+pub fn rpo(writes: &[SequencedWrite], held: &BTreeSet<u64>, fault: FaultWindow) -> Rpo {
     let mut acked: Vec<(f64, u64)> =
-        writes.iter().filter_map(|w| w.acked_ms.filter(|t| *t <= fault_ms).map(|t| (t, w.seq))).collect();
+        writes.iter().filter_map(|w| w.acked_ms.filter(|t| *t <= fault.to_ms).map(|t| (t, w.seq))).collect();
     acked.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
     let missing: Vec<u64> = {
         let mut m: Vec<u64> = acked.iter().filter(|(_, s)| !held.contains(s)).map(|(_, s)| *s).collect();
         m.sort_unstable();
         m
     };
+    let failed_at = acked.last().map_or(fault.from_ms, |(t, _)| t.max(fault.from_ms));
     let rpo_ms = match acked.iter().position(|(_, s)| !held.contains(s)) {
         None => 0.0,
         // Every write acknowledged before the first missing one is held; the loss window starts at the last of
         // them (or at the first acknowledgement if even the first is missing).
-        Some(0) => fault_ms - acked[0].0,
-        Some(i) => fault_ms - acked[i - 1].0,
+        Some(0) => failed_at - acked[0].0,
+        Some(i) => failed_at - acked[i - 1].0,
     };
     Rpo { rpo_ms: rpo_ms.max(0.0), acked_before_fault: acked.len(), missing }
 }
@@ -277,21 +289,40 @@ mod tests {
     /// unacknowledged writes do not count.
     #[test]
     fn rpo_from_first_gap() {
+        let at = |t: f64| FaultWindow { from_ms: t, to_ms: t };
         let writes: Vec<SequencedWrite> =
             (0..100).map(|i| SequencedWrite { seq: i, acked_ms: Some(i as f64 * 10.0) }).collect();
         let all: BTreeSet<u64> = (0..100).collect();
-        assert_eq!(rpo(&writes, &all, 500.0), Rpo { rpo_ms: 0.0, acked_before_fault: 51, missing: vec![] });
+        assert_eq!(rpo(&writes, &all, at(500.0)), Rpo { rpo_ms: 0.0, acked_before_fault: 51, missing: vec![] });
         let prefix: BTreeSet<u64> = (0..45).collect();
-        let r = rpo(&writes, &prefix, 500.0);
+        let r = rpo(&writes, &prefix, at(500.0));
         assert_eq!(r.missing, vec![45, 46, 47, 48, 49, 50]);
         assert!((r.rpo_ms - 60.0).abs() < 1e-9, "{}", r.rpo_ms);
         let mut gap = all.clone();
         gap.remove(&10);
-        assert!((rpo(&writes, &gap, 500.0).rpo_ms - 410.0).abs() < 1e-9);
+        assert!((rpo(&writes, &gap, at(500.0)).rpo_ms - 410.0).abs() < 1e-9);
         let none = BTreeSet::new();
-        assert!((rpo(&writes, &none, 500.0).rpo_ms - 500.0).abs() < 1e-9);
+        assert!((rpo(&writes, &none, at(500.0)).rpo_ms - 500.0).abs() < 1e-9);
         let unacked = vec![SequencedWrite { seq: 0, acked_ms: None }];
-        assert_eq!(rpo(&unacked, &none, 500.0).acked_before_fault, 0);
+        assert_eq!(rpo(&unacked, &none, at(500.0)).acked_before_fault, 0);
+    }
+
+    /// Goal: a fault command that runs for a while (kill, then promote) still counts the writes the failing region
+    /// acknowledged while it ran, and the RPO ends at the last of them, not at the command's end. Method: writes
+    /// every 10 ms; the command runs from 500 to 800 ms and the region acknowledged until 560 ms; 520..=560 missing.
+    #[test]
+    fn rpo_counts_writes_acknowledged_during_the_injection() {
+        let writes: Vec<SequencedWrite> =
+            (0..=56).map(|i| SequencedWrite { seq: i, acked_ms: Some(i as f64 * 10.0) }).collect();
+        let held: BTreeSet<u64> = (0..52).collect();
+        let r = rpo(&writes, &held, FaultWindow { from_ms: 500.0, to_ms: 800.0 });
+        assert_eq!(r.missing, vec![52, 53, 54, 55, 56]);
+        assert_eq!(r.acked_before_fault, 57);
+        assert!((r.rpo_ms - 50.0).abs() < 1e-9, "from 510 (last held) to 560 (last acknowledged): {}", r.rpo_ms);
+        // Nothing acknowledged during the injection: the failure is its start.
+        let early: BTreeSet<u64> = (0..48).collect();
+        let r = rpo(&writes[..50], &early, FaultWindow { from_ms: 500.0, to_ms: 800.0 });
+        assert!((r.rpo_ms - 30.0).abs() < 1e-9, "{}", r.rpo_ms);
     }
 
     /// Goal: per-region rates count successful requests per step and scale to per second.

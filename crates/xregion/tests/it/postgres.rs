@@ -213,7 +213,7 @@ fn pglogical_mesh_resolves_by_commit_timestamp_and_a_fast_clock_breaks_it() {
 
 /// Goal: the anomaly Postgres really has. A primary with asynchronous standbys, 35 ms away through `xregion wan`,
 /// killed under write load (its links cut with it) and replaced by a forced promotion, loses acknowledged writes:
-/// `disaster-recovery.rpo` fails and names them. The same cluster with `remote_apply` on both standbys loses none.
+/// `disaster-recovery.rpo` fails, names them and gives an RPO above 0. The same cluster with `remote_apply` on both standbys loses none.
 /// The fault comes through the target's own `xregion.toml` fault commands.
 #[test]
 fn forced_promotion_loses_acknowledged_writes_only_when_asynchronous() {
@@ -241,6 +241,11 @@ fn forced_promotion_loses_acknowledged_writes_only_when_asynchronous() {
             assert_eq!(verdict, "fail", "asynchronous: {summary}\n{}", text(&o));
             assert!(summary.contains("acknowledged writes never reached every region"), "{summary}");
             assert!(summary.contains("/fo-complete/w/"), "the lost writes are named: {summary}");
+            // The writes the primary acknowledged while the fault command ran count too, so the figures are not 0.
+            let r = crate::common::report(out.path());
+            let m = &crate::common::check(&r, "disaster-recovery.rpo")["metrics"];
+            assert!(m["missing_at_failover"].as_f64().unwrap() > 0.0, "{m}");
+            assert!(m["rpo_ms"].as_f64().unwrap() > 0.0, "{m}");
         }
         let status = target.ctl(&["status"], &[]);
         assert!(String::from_utf8_lossy(&status.stdout).matches(" up ").count() == 3, "{}", text(&status));

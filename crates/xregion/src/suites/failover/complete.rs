@@ -62,7 +62,11 @@ pub(super) fn judge_rpo(mut rb: ResultBuilder, ctx: &Ctx, o: &Outcome) -> CheckR
     };
     let mut worst: Option<(String, recovery::Rpo)> = None;
     for (region, held) in &o.held_at_failover {
-        let r = recovery::rpo(&writes, held, o.fault_ms);
+        let r = recovery::rpo(
+            &writes,
+            held,
+            recovery::FaultWindow { from_ms: o.fault_ms, to_ms: o.fault_ms + o.inject_ms },
+        );
         table.rows.push(vec![
             region.clone(),
             r.acked_before_fault.to_string(),
@@ -100,9 +104,10 @@ pub(super) fn judge_rpo(mut rb: ResultBuilder, ctx: &Ctx, o: &Outcome) -> CheckR
     rb.metric("acked_before_fault", worst.acked_before_fault as f64);
     rb.note(format!(
         "a writer sent {} sequenced writes/s straight into {}; after the fault xregion read what every surviving region \
-         held; RPO is the time from the last write before the first missing one to the fault (0 when nothing is \
-         missing), worst survivor shown",
-        ctx.config.checks.failover.rpo_writes_per_s, o.victim
+         held; every write acknowledged before the injection ended ({:.0} ms) was at risk; RPO is the time from the last \
+         write before the first missing one to the failure (the last acknowledgement during the injection; 0 when \
+         nothing is missing), worst survivor shown",
+        ctx.config.checks.failover.rpo_writes_per_s, o.victim, o.inject_ms
     ));
     // Permanent loss: the writer's acknowledged writes still missing after the restore and convergence.
     let writer_prefix = format!("{}w/", o.prefix);
