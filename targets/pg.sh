@@ -104,7 +104,8 @@ wan_rule() { # region rule: set rule (refuse|pass) on every link from or to the 
 
 
 write_config() { # DIR/xregion.toml: the regions' databases and the fault commands; DIR/xregion.pgpass: the password.
-  # A script that can partition a region behind `xregion wan` sets PARTITIONS=1.
+  # A script that can partition a region behind `xregion wan` sets PARTITIONS=1; one that can skew a region's clock
+  # (`ctl.sh skew`) sets CLOCK_FAULTS=1.
   local self run
   self=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
   run="XREGION_PG_NET=$NET PGPORT_TARGET=$PORT bash $self"
@@ -119,6 +120,9 @@ write_config() { # DIR/xregion.toml: the regions' databases and the fault comman
     echo "restore = \"$run restore $DIR \\\"\$XREGION_REGION\\\"\""
     if [ "${PARTITIONS:-0}" = 1 ] && wan_on; then
       echo "fail_network = \"$run partition $DIR \\\"\$XREGION_REGION\\\"\""
+    fi
+    if [ "${CLOCK_FAULTS:-0}" = 1 ]; then
+      echo "fail_clock = \"$run skew $DIR \\\"\$XREGION_REGION\\\" \\\"\$XREGION_FAULT_CLOCK_OFFSET_S\\\"\""
     fi
   } > "$DIR/xregion.toml"
 }

@@ -9,7 +9,8 @@
 #   ctl.sh down DIR                stop every node (the data stays in DIR)
 #   ctl.sh fail DIR REGION         kill -9 REGION's postmaster; the other nodes keep taking writes
 #   ctl.sh partition DIR REGION    cut REGION's replication links (needs DELAY_MS); it keeps taking writes alone
-#   ctl.sh restore DIR REGION      heal REGION's links, or restart it (its subscriptions resume where they stopped)
+#   ctl.sh restore DIR REGION      heal REGION's links, or restart it (its subscriptions resume where they stopped),
+#                                  on the real clock if it was skewed
 #   ctl.sh skew DIR REGION OFFSET  restart REGION under libfaketime with its clock OFFSET seconds off (+0.4, -1.5);
 #                                  0 ends the skew
 #   ctl.sh status DIR              each region's state
@@ -146,6 +147,11 @@ cmd_restore() {
   local r=$1
   addr_of "$r" >/dev/null
   wan_rule "$r" pass
+  if [ -s "$DIR/$r/faketime" ]; then
+    # A skewed clock: back to the real one.
+    rm -f "$DIR/$r/faketime"
+    stop_node "$r" fast
+  fi
   if running "$r"; then
     relink "$r"
     mesh_ready
@@ -176,6 +182,7 @@ role_of() { echo "writer"; }
 
 # A node cut off from the others is a fault the config can name (with DELAY_MS).
 PARTITIONS=1
+CLOCK_FAULTS=1
 
 ENV_PORT=$PORT
 target_main "$@"

@@ -22,6 +22,8 @@ pub struct Effects {
     pub node_fault: bool,
     /// It cut the region off from the router.
     pub clients_cut: bool,
+    /// It set the node's clock off (`PUT /lab/clock`).
+    pub clock: bool,
 }
 
 /// A fault in force and what it did.
@@ -83,6 +85,7 @@ pub fn plan_effects(
                 fault_links(regions, region, Direction::Both, &[]).into_iter().map(|l| (l, Rule::Refuse)).collect();
         }
         FaultKind::Partial => effects.node_fault = true,
+        FaultKind::Clock => effects.clock = true,
         FaultKind::Network => {
             effects.clients_cut = spec.clients;
             effects.links = fault_links(regions, region, spec.direction, &spec.peers)

@@ -8,6 +8,8 @@
 //!   (`PUT /router/regions/{name}/reachable`). Restore: the links pass and the router reaches it again.
 //! - `latency`: `Delay(base one-way + extra)` on the chosen links (the fault rule replaces the base delay, since
 //!   the first rule that does not pass wins). Restore: the links pass.
+//! - `clock`: `PUT /lab/clock` on the node sets the wall clock its hybrid logical clock reads `clock_offset_ms`
+//!   off; restore puts it back to the configured one (the `clock_offset_ms` defect, else none).
 //!
 //! A restore also brings back a region whose node crashed without any fault (a `kill -9` from outside): the node
 //! restarts from its store on the same ports, exactly as after a `complete` fault.
@@ -98,7 +100,7 @@ impl Lab {
                 f.fault.spec.describe()
             )));
         }
-        if spec.kind == FaultKind::Partial && self.region_pid(region).is_none() {
+        if matches!(spec.kind, FaultKind::Partial | FaultKind::Clock) && self.region_pid(region).is_none() {
             return Err(LabError::State(format!("region {region} is not running; restore it first")));
         }
         let bases = if spec.kind == FaultKind::Latency { self.link_bases().await? } else { BTreeMap::new() };
@@ -192,6 +194,10 @@ impl Lab {
         if effects.clients_cut {
             self.set_reachable(region, false).await?;
         }
+        if effects.clock {
+            let offset_ms = self.faults[region].fault.spec.clock_offset_ms;
+            self.set_node_clock(region, Some(offset_ms)).await?;
+        }
         Ok(())
     }
 
@@ -217,10 +223,17 @@ impl Lab {
             if let Err(e) = self.start_region(region).await {
                 first_err.get_or_insert(e);
             }
-        } else if effects.is_some_and(|e| e.node_fault)
-            && let Err(e) = self.set_node_fault(region, &NodeFault::default()).await
-        {
-            first_err.get_or_insert(e);
+        } else {
+            if effects.is_some_and(|e| e.node_fault)
+                && let Err(e) = self.set_node_fault(region, &NodeFault::default()).await
+            {
+                first_err.get_or_insert(e);
+            }
+            if effects.is_some_and(|e| e.clock)
+                && let Err(e) = self.set_node_clock(region, None).await
+            {
+                first_err.get_or_insert(e);
+            }
         }
         first_err.map_or(Ok(()), Err)
     }
@@ -265,6 +278,14 @@ impl Lab {
         let ready = self.ready.get(region).ok_or_else(|| self.unknown(region))?;
         let what = format!("region {region}");
         self.client.call_json("PUT", ready.http_addr, "/lab/fault", fault, &what, CONTROL_TIMEOUT).await.map(|_| ())
+    }
+
+    /// Sets `region`'s clock `offset_ms` off, or back to its configured one (`None`).
+    async fn set_node_clock(&self, region: &str, offset_ms: Option<i64>) -> Result<(), LabError> {
+        let ready = self.ready.get(region).ok_or_else(|| self.unknown(region))?;
+        let what = format!("region {region}");
+        let body = serde_json::json!({ "offset_ms": offset_ms });
+        self.client.call_json("PUT", ready.http_addr, "/lab/clock", &body, &what, CONTROL_TIMEOUT).await.map(|_| ())
     }
 
     async fn set_reachable(&self, region: &str, reachable: bool) -> Result<(), LabError> {

@@ -19,11 +19,15 @@ pub enum FaultKind {
     Network,
     /// The region's links gain extra one-way latency (a latency spike), in the direction(s) chosen.
     Latency,
+    /// The region's clock runs `clock_offset_ms` off the others' (in the lab: the wall clock its hybrid logical
+    /// clock reads; on a real target, for example, a restart under libfaketime). Nothing else changes.
+    Clock,
 }
 
 impl FaultKind {
     /// Every kind, for help texts and random schedules.
-    pub const ALL: [FaultKind; 4] = [FaultKind::Complete, FaultKind::Partial, FaultKind::Network, FaultKind::Latency];
+    pub const ALL: [FaultKind; 5] =
+        [FaultKind::Complete, FaultKind::Partial, FaultKind::Network, FaultKind::Latency, FaultKind::Clock];
 
     /// The name used on the command line, in configs and in `XREGION_FAULT_KIND`.
     pub fn name(self) -> &'static str {
@@ -32,6 +36,7 @@ impl FaultKind {
             FaultKind::Partial => "partial",
             FaultKind::Network => "network",
             FaultKind::Latency => "latency",
+            FaultKind::Clock => "clock",
         }
     }
 }
@@ -48,7 +53,7 @@ impl std::str::FromStr for FaultKind {
         FaultKind::ALL
             .into_iter()
             .find(|k| k.name() == s)
-            .ok_or_else(|| format!("unknown fault kind {s:?}; expected complete, partial, network or latency"))
+            .ok_or_else(|| format!("unknown fault kind {s:?}; expected complete, partial, network, latency or clock"))
     }
 }
 
@@ -123,7 +128,17 @@ pub struct FaultSpec {
     /// Latency: one-way delay added on top of each link's own.
     #[serde(default)]
     pub extra_delay_ms: f64,
+    /// Clock: how far the region's clock is set off, in ms; positive is ahead.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub clock_offset_ms: i64,
 }
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
+}
+
+/// Largest clock offset a clock fault may set, either way: a day.
+pub const CLOCK_OFFSET_MS_MAX: i64 = 86_400_000;
 
 impl FaultSpec {
     /// A fault of `kind` with every option at its default.
@@ -137,6 +152,7 @@ impl FaultSpec {
             writes_fail: true,
             error_share: 0.0,
             extra_delay_ms: 0.0,
+            clock_offset_ms: 0,
         }
     }
 
@@ -154,6 +170,15 @@ impl FaultSpec {
         if self.kind == FaultKind::Latency && self.extra_delay_ms == 0.0 {
             return Some("a latency fault needs extra_delay_ms above 0".into());
         }
+        if self.clock_offset_ms.abs() > CLOCK_OFFSET_MS_MAX {
+            return Some(format!(
+                "clock_offset_ms {} is beyond the {CLOCK_OFFSET_MS_MAX} ms (a day) either way a skew may have",
+                self.clock_offset_ms
+            ));
+        }
+        if self.kind == FaultKind::Clock && self.clock_offset_ms == 0 {
+            return Some("a clock fault needs a clock_offset_ms other than 0".into());
+        }
         None
     }
 
@@ -162,6 +187,7 @@ impl FaultSpec {
         let mut parts = Vec::new();
         match self.kind {
             FaultKind::Complete => {}
+            FaultKind::Clock => parts.push(format!("{:+} ms", self.clock_offset_ms)),
             FaultKind::Partial => {
                 if self.writes_fail {
                     parts.push("store fails writes".to_string());
@@ -274,5 +300,11 @@ mod tests {
             ..FaultSpec::new(FaultKind::Network)
         };
         assert_eq!(n.describe(), "network (outbound) for 10.0 s");
+        let c: FaultSpec = serde_json::from_str(r#"{"kind":"clock","clock_offset_ms":-1500}"#).unwrap();
+        assert_eq!(c.describe(), "clock (-1500 ms)");
+        assert!(c.problem().is_none());
+        assert!(FaultSpec::new(FaultKind::Clock).problem().unwrap().contains("clock_offset_ms"));
+        let far = FaultSpec { clock_offset_ms: CLOCK_OFFSET_MS_MAX + 1, ..c };
+        assert!(far.problem().unwrap().contains("a day"));
     }
 }

@@ -50,6 +50,8 @@ pub enum KindArg {
     Network,
     /// The region's links gain --extra-delay-ms of one-way latency.
     Latency,
+    /// The region's clock runs --clock-offset-ms off.
+    Clock,
 }
 
 impl From<KindArg> for FaultKind {
@@ -59,6 +61,7 @@ impl From<KindArg> for FaultKind {
             KindArg::Partial => FaultKind::Partial,
             KindArg::Network => FaultKind::Network,
             KindArg::Latency => FaultKind::Latency,
+            KindArg::Clock => FaultKind::Clock,
         }
     }
 }
@@ -122,6 +125,9 @@ pub struct FailArgs {
     /// Latency: one-way delay added to each link, in milliseconds.
     #[arg(long, default_value_t = 0.0)]
     pub extra_delay_ms: f64,
+    /// Clock: how far to set the region's clock off, in milliseconds (400 ahead, -400 behind).
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub clock_offset_ms: i64,
     /// The target.
     #[command(flatten)]
     pub target: TargetArgs,
@@ -139,6 +145,7 @@ impl FailArgs {
             writes_fail: !self.no_writes_fail,
             error_share: self.error_share,
             extra_delay_ms: self.extra_delay_ms,
+            clock_offset_ms: self.clock_offset_ms,
         }
     }
 }

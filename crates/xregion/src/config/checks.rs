@@ -289,6 +289,12 @@ pub struct LwwRealtime {
     pub measuring_tolerance_ms: f64,
     /// How long to wait for the regions to converge after the last write, in milliseconds.
     pub quiet_timeout_ms: u64,
+    /// A clock fault to write under, in milliseconds (positive: ahead): the check sets `clock_fault_region`'s clock
+    /// this far off through the fault injector (the lab's, or `faults.command.fail_clock`) before the first write
+    /// and restores it after the last. 0 (the default): no clock fault.
+    pub clock_fault_ms: i64,
+    /// The region whose clock the fault sets off; default the first region.
+    pub clock_fault_region: Option<String>,
 }
 
 impl LwwRealtime {
@@ -331,6 +337,13 @@ impl Default for SessionGuarantees {
 
 impl Default for LwwRealtime {
     fn default() -> Self {
-        LwwRealtime { keys: 40, clock_resolution_ms: 1.0, measuring_tolerance_ms: 1.0, quiet_timeout_ms: 10_000 }
+        LwwRealtime {
+            keys: 40,
+            clock_resolution_ms: 1.0,
+            measuring_tolerance_ms: 1.0,
+            quiet_timeout_ms: 10_000,
+            clock_fault_ms: 0,
+            clock_fault_region: None,
+        }
     }
 }

@@ -110,6 +110,9 @@ pub struct FaultCommands {
     pub fail_network: Option<String>,
     /// Injects extra latency.
     pub fail_latency: Option<String>,
+    /// Sets a region's clock off (`XREGION_FAULT_CLOCK_OFFSET_MS`). `fail` does not stand in for it: a command
+    /// written before clock faults existed would do something else.
+    pub fail_clock: Option<String>,
     /// Lifts every fault of a region; required.
     pub restore: Option<String>,
     /// Prints the state of every region, ideally as `FaultStatus` JSON.
@@ -121,7 +124,7 @@ pub struct FaultCommands {
 }
 
 impl FaultCommands {
-    /// The command that injects `kind`: its own, else `fail`.
+    /// The command that injects `kind`: its own, else `fail` (except for clock faults, which need their own).
     pub fn fail_for(&self, kind: xregion_model::fault::FaultKind) -> Option<&str> {
         use xregion_model::fault::FaultKind;
         let own = match kind {
@@ -129,18 +132,20 @@ impl FaultCommands {
             FaultKind::Partial => &self.fail_partial,
             FaultKind::Network => &self.fail_network,
             FaultKind::Latency => &self.fail_latency,
+            FaultKind::Clock => return self.fail_clock.as_deref(),
         };
         own.as_deref().or(self.fail.as_deref())
     }
 
     /// Every command that is set, with its key, for validation.
-    fn all(&self) -> [(&'static str, &Option<String>); 9] {
+    fn all(&self) -> [(&'static str, &Option<String>); 10] {
         [
             ("fail", &self.fail),
             ("fail_complete", &self.fail_complete),
             ("fail_partial", &self.fail_partial),
             ("fail_network", &self.fail_network),
             ("fail_latency", &self.fail_latency),
+            ("fail_clock", &self.fail_clock),
             ("restore", &self.restore),
             ("status", &self.status),
             ("health_down", &self.health_down),
@@ -188,7 +193,7 @@ pub(super) fn validate_faults(config: &Config) -> Result<(), (Option<String>, St
                 return Err((
                     Some("command".into()),
                     "faults.injector = \"command\" needs faults.command.fail (or fail_complete, fail_partial, \
-                     fail_network, fail_latency)"
+                     fail_network, fail_latency, fail_clock)"
                         .into(),
                 ));
             }

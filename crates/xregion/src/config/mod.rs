@@ -272,6 +272,25 @@ fn validate(config: &Config) -> Result<(), (Option<String>, String)> {
             ),
         ));
     }
+    if r.clock_fault_ms.abs() > xregion_model::fault::CLOCK_OFFSET_MS_MAX {
+        return Err((
+            Some("clock_fault_ms".into()),
+            format!(
+                "checks.lww-realtime.clock_fault_ms {} is beyond the {} ms (a day) either way a skew may have",
+                r.clock_fault_ms,
+                xregion_model::fault::CLOCK_OFFSET_MS_MAX
+            ),
+        ));
+    }
+    if let Some(region) = &r.clock_fault_region
+        && config.deployment.kind == DeploymentKind::Http
+        && !config.deployment.regions.iter().any(|x| &x.name == region)
+    {
+        return Err((
+            Some(region.clone()),
+            format!("checks.lww-realtime.clock_fault_region {region} is not a configured region"),
+        ));
+    }
     let s = &config.checks.session_guarantees;
     if s.sessions == 0 || s.writes == 0 || s.readers == 0 || s.reads < 2 || s.write_interval_ms == 0 {
         return Err((

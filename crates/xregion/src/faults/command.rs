@@ -160,6 +160,8 @@ fn spec_env(spec: Option<&FaultSpec>) -> Vec<(&'static str, String)> {
             "XREGION_FAULT_WRITES_FAIL",
             "XREGION_FAULT_ERROR_SHARE",
             "XREGION_FAULT_EXTRA_DELAY_MS",
+            "XREGION_FAULT_CLOCK_OFFSET_MS",
+            "XREGION_FAULT_CLOCK_OFFSET_S",
             "XREGION_FAULT_SPEC",
         ]
         .into_iter()
@@ -176,6 +178,9 @@ fn spec_env(spec: Option<&FaultSpec>) -> Vec<(&'static str, String)> {
         ("XREGION_FAULT_WRITES_FAIL", flag(s.writes_fail)),
         ("XREGION_FAULT_ERROR_SHARE", s.error_share.to_string()),
         ("XREGION_FAULT_EXTRA_DELAY_MS", s.extra_delay_ms.to_string()),
+        ("XREGION_FAULT_CLOCK_OFFSET_MS", s.clock_offset_ms.to_string()),
+        // Signed seconds, as libfaketime's FAKETIME takes a relative offset: +0.400, -1.500.
+        ("XREGION_FAULT_CLOCK_OFFSET_S", format!("{:+.3}", s.clock_offset_ms as f64 / 1000.0)),
         ("XREGION_FAULT_SPEC", serde_json::to_string(s).unwrap_or_default()),
     ]
 }
@@ -309,10 +314,7 @@ impl CommandInjector {
             return Err(FaultError::InvalidSpec { region: region.to_string(), reason });
         }
         let Some(command) = self.shared.commands.fail_for(spec.kind) else {
-            return Err(FaultError::Unavailable(format!(
-                "no command injects {} faults: set faults.command.fail or faults.command.fail_{}",
-                spec.kind, spec.kind
-            )));
+            return Err(FaultError::Unavailable(super::no_command(spec.kind)));
         };
         env.extend(spec_env(Some(spec)));
         let _op = self.shared.op_lock.lock().await;

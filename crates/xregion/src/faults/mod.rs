@@ -24,6 +24,16 @@ use std::time::Duration;
 use xregion_model::fault::{ActiveFault, FaultKind, FaultSpec, FaultStatus};
 use xregion_model::report::RegionInfo;
 
+/// Why the command injector cannot inject `kind`: no command is configured for it.
+pub(crate) fn no_command(kind: FaultKind) -> String {
+    match kind {
+        FaultKind::Clock => "no command sets a region's clock off: set faults.command.fail_clock (faults.command.fail \
+                             does not stand in for it)"
+            .into(),
+        _ => format!("no command injects {kind} faults: set faults.command.fail or faults.command.fail_{kind}"),
+    }
+}
+
 /// Connect timeout of every HTTP call an injector makes: the control API and the regions are expected nearby.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -230,9 +240,7 @@ impl FaultInjector {
     pub fn supports(&self, kind: FaultKind) -> Result<(), String> {
         match self {
             FaultInjector::Lab(_) => Ok(()),
-            FaultInjector::Command(c) => c.commands().fail_for(kind).map(|_| ()).ok_or_else(|| {
-                format!("no command injects {kind} faults: set faults.command.fail or faults.command.fail_{kind}")
-            }),
+            FaultInjector::Command(c) => c.commands().fail_for(kind).map(|_| ()).ok_or_else(|| no_command(kind)),
             FaultInjector::None(why) => Err(why.clone()),
         }
     }

@@ -120,6 +120,34 @@ fn command_injector_passes_the_fault_in_the_environment() {
         assert!(e.contains("health_down"), "{e}");
         let e = f.fail("ap-south-1", &spec).await.unwrap_err();
         assert!(matches!(e, FaultError::UnknownRegion { .. }), "{e}");
+
+        // A clock fault needs its own command: `fail` does not stand in for it.
+        let e = f.supports(FaultKind::Clock).unwrap_err();
+        assert!(e.contains("fail_clock"), "{e}");
+    });
+}
+
+/// Goal: a clock fault reaches its own command with the offset in milliseconds and in libfaketime's signed seconds.
+#[test]
+fn clock_fault_command_gets_the_offset() {
+    let dir = TempDir::new("faults-clock");
+    let fail_env = dir.path().join("fail.env");
+    let commands = FaultCommands {
+        fail_clock: Some(format!("env > {}", quoted(&fail_env))),
+        restore: Some("true".into()),
+        ..FaultCommands::default()
+    };
+    let f = FaultInjector::Command(injector(commands, Duration::from_secs(30)));
+    runtime().block_on(async {
+        assert!(f.supports(FaultKind::Clock).is_ok());
+        assert!(f.supports(FaultKind::Complete).is_err());
+        let spec = FaultSpec { clock_offset_ms: -1500, ..FaultSpec::new(FaultKind::Clock) };
+        f.fail("us-east-1", &spec).await.expect("fail");
+        let env = read_env(&fail_env);
+        assert_eq!(env.get("XREGION_FAULT_KIND").map(String::as_str), Some("clock"));
+        assert_eq!(env.get("XREGION_FAULT_CLOCK_OFFSET_MS").map(String::as_str), Some("-1500"));
+        assert_eq!(env.get("XREGION_FAULT_CLOCK_OFFSET_S").map(String::as_str), Some("-1.500"));
+        f.restore("us-east-1").await.expect("restore");
     });
 }
 

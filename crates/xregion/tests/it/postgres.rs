@@ -136,12 +136,12 @@ fn pglogical() -> bool {
 /// by, with every region writing through its own node. Replication, concurrent writers and real-time order pass, and
 /// the checks name the commit timestamp as the order. Simultaneous writes of one key pass too, except where two
 /// nodes committed in the same microsecond: pglogical breaks no such tie, each node keeps its own write, and the
-/// regions differ for good, which conflict-lww then rightly fails. Then one node's clock runs 400 ms ahead
-/// (libfaketime, through `ctl.sh skew`): a write elsewhere that follows one of that node's carries an earlier
-/// timestamp, the node keeps its own, and lww-realtime fails on keys that never converge (or on writes lost to an
-/// earlier one).
+/// regions differ for good, which conflict-lww then rightly fails. Then one node's clock runs 400 ms ahead (a clock
+/// fault the check injects through the target's `fail_clock` command: a restart under libfaketime): a write
+/// elsewhere that follows one of that node's carries an earlier timestamp, the node keeps its own, and lww-realtime
+/// fails on keys that never converge (or on writes lost to an earlier one).
 #[test]
-fn pglogical_mesh_resolves_by_commit_timestamp_and_a_fast_clock_breaks_it() {
+fn pglogical_mesh_resolves_by_commit_timestamp_and_a_clock_fault_breaks_it() {
     if !available() || !pglogical() {
         return;
     }
@@ -193,12 +193,26 @@ fn pglogical_mesh_resolves_by_commit_timestamp_and_a_fast_clock_breaks_it() {
         assert_eq!(e["region"], e["version"]["origin"], "a write went through another region's node: {e}");
     }
 
-    let o = target.ctl(&["skew", "us-west-2", "+0.4"], &[]);
-    assert!(o.status.success(), "skew: {}", text(&o));
+    // The skew comes through the target's own fault command (`fail_clock`: a restart under libfaketime), which the
+    // check injects before its writes and lifts after them.
+    let config = target.dir.path().join("skew.toml");
+    let own = std::fs::read_to_string(target.config()).unwrap();
+    let skew = "\n[checks.lww-realtime]\nclock_fault_ms = 400\nclock_fault_region = \"us-west-2\"\n";
+    std::fs::write(&config, own + skew).unwrap();
+    let pgpass = target.dir.path().join("xregion.pgpass");
+    let env = [("PGPASSFILE", pgpass.to_str().unwrap())];
     let out = TempDir::new("pg-mesh-skew-out");
     let out_s = out.path().to_str().unwrap();
     let o = run_xregion(
-        &["run", "--check", "cross-region.consistency.lww-realtime", "--out", out_s],
+        &[
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--check",
+            "cross-region.consistency.lww-realtime",
+            "--out",
+            out_s,
+        ],
         &env,
         Duration::from_secs(300),
     );
@@ -208,7 +222,9 @@ fn pglogical_mesh_resolves_by_commit_timestamp_and_a_fast_clock_breaks_it() {
         summary.contains("differ between regions") || summary.contains("(region us-west-2) ended, yet lost"),
         "{summary}"
     );
+    assert!(summary.contains("under a +400 ms clock fault in us-west-2"), "{summary}");
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(!target.dir.path().join("us-west-2/faketime").exists(), "the restore put the real clock back");
 }
 
 /// Goal: the anomaly Postgres really has. A primary with asynchronous standbys, 35 ms away through `xregion wan`,

@@ -333,6 +333,24 @@ fn lww_realtime_fails_when_a_region_clock_runs_ahead() {
     assert_eq!(code, Some(1), "{out}");
 }
 
+/// Goal: the same anomaly from a clock fault injected by the check itself: lww-realtime with `clock_fault_ms` sets
+/// us-west-2's clock 400 ms ahead through the lab's fault injector, writes its chains, restores the clock, and fails,
+/// saying so.
+#[test]
+fn lww_realtime_fails_under_an_injected_clock_fault() {
+    let extra = "[checks.lww-realtime]\nclock_fault_ms = 400\nclock_fault_region = \"us-west-2\"\n";
+    let (r, code, out) = run_failover("clock-fault", &["cross-region.consistency.lww-realtime"], extra);
+    let c = check(&r, "cross-region.consistency.lww-realtime");
+    assert_eq!(c["verdict"], "fail", "{c}");
+    let s = c["summary"].as_str().unwrap();
+    assert!(
+        s.contains("under a +400 ms clock fault in us-west-2") && s.contains("(region us-west-2) ended, yet lost"),
+        "{c}"
+    );
+    assert_eq!(c["metrics"]["clock_fault_ms"], 400.0, "{c}");
+    assert_eq!(code, Some(1), "{out}");
+}
+
 /// Goal: declared session guarantees are judged, and the lab (asynchronous replication, no session tokens) breaks
 /// both: a session that writes in one region and reads at once in another misses its write, and one that reads a
 /// region that has a write and then one that has not yet received it goes back in time. Every broken read is listed.

@@ -1,6 +1,6 @@
 //! The lab-internal routes, not part of the probe contract: `PUT /lab/peers` (where to dial each peer, from the
-//! supervisor's wiring), `PUT /lab/health` (a forced `/healthz` status) and `PUT|GET /lab/fault` (a partial
-//! fault, `NodeFault`).
+//! supervisor's wiring), `PUT /lab/health` (a forced `/healthz` status), `PUT|GET /lab/fault` (a partial
+//! fault, `NodeFault`) and `PUT /lab/clock` (a clock fault: the offset of the clock that stamps versions).
 
 use super::reply::{ApiError, Shared, body_rejection, err, json};
 use axum::body::Bytes;
@@ -67,6 +67,37 @@ pub(super) async fn set_fault(State(node): Shared, body: Result<Bytes, BytesReje
 pub(super) async fn get_fault(State(node): Shared) -> Response {
     let fault = node.fault().fault.clone();
     json(&fault)
+}
+
+/// Body of `PUT /lab/clock`, and its answer.
+#[derive(Debug, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+struct SetClock {
+    /// Milliseconds the clock that stamps this region's versions is set off (positive: ahead); `null` puts it back
+    /// to the configured one (the `clock_offset_ms` defect, else none).
+    offset_ms: Option<i64>,
+}
+
+/// `PUT /lab/clock`: `{"offset_ms": 400}` sets this region's clock 400 ms ahead from the next write on (a clock
+/// fault); `{"offset_ms": null}` lifts it. Answers with the offset now in force.
+pub(super) async fn set_clock(State(node): Shared, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    use xregion_model::fault::CLOCK_OFFSET_MS_MAX;
+    let body = body.map_err(body_rejection)?;
+    let req: SetClock = serde_json::from_slice(&body).map_err(|e| {
+        err(StatusCode::BAD_REQUEST, "invalid_body", format!("expected {{\"offset_ms\": integer | null}}: {e}"))
+    })?;
+    let configured = node.defects.clock_offset_ms.get(&node.region).copied().unwrap_or(0);
+    let offset_ms = req.offset_ms.unwrap_or(configured);
+    if offset_ms.abs() > CLOCK_OFFSET_MS_MAX {
+        return Err(err(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            format!("offset_ms {offset_ms} is beyond the {CLOCK_OFFSET_MS_MAX} ms a skew may have either way"),
+        ));
+    }
+    node.store.set_clock_offset(offset_ms);
+    tracing::info!(region = %node.region, offset_ms, "clock offset set");
+    Ok(json(&SetClock { offset_ms: Some(offset_ms) }))
 }
 
 /// `PUT /lab/peers`: `{"us-west-2": "127.0.1.2:41000", ...}`, where to dial each peer.

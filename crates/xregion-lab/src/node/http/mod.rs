@@ -1,7 +1,7 @@
 //! The probe contract over HTTP (see `docs/probe-contract.md`), the cacheable catalogue, the optional
 //! `GET /v1/peers/rtt` (round trips to the peers, `rtt`) and `GET /v1/stats/store` (the store's waits and
-//! durations, `store::timings::StoreTimings`), and the lab-only `PUT /lab/peers`, `PUT /lab/health` and
-//! `PUT|GET /lab/fault`.
+//! durations, `store::timings::StoreTimings`), and the lab-only `PUT /lab/peers`, `PUT /lab/health`,
+//! `PUT|GET /lab/fault` and `PUT /lab/clock`.
 //!
 //! Every `/v1/*` request passes `admit` first: it counts the request as in flight for its whole life (the
 //! `slow_ms` defect and a catalogue `work_ms` included) and sheds it with `503 overloaded` beyond
@@ -69,6 +69,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/lab/peers", put(lab::set_peers))
         .route("/lab/health", put(lab::set_health))
         .route("/lab/fault", get(lab::get_fault).put(lab::set_fault))
+        .route("/lab/clock", put(lab::set_clock))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
@@ -446,6 +447,28 @@ mod tests {
         assert_eq!(s, 200, "health checks are never shed");
         assert_eq!(slow.await.unwrap().0, 200);
         assert_eq!(node.in_flight.load(Ordering::Acquire), 0, "the count returns to zero");
+        node.shutdown.cancel();
+    }
+
+    /// Goal: `PUT /lab/clock` sets the clock that stamps this region's versions off (an hour ahead: the next write's
+    /// version is an hour ahead of the system clock), `null` puts it back, and a bad body is a JSON 400.
+    #[tokio::test]
+    async fn clock_fault_stamps_versions_on_a_skewed_clock() {
+        let (node, addr) = start("http-clock").await;
+        let now_ms = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+        let (s, r) = call(addr, "PUT", "/lab/clock", Some(br#"{"offset_ms":3600000}"#)).await;
+        assert_eq!((s, r["offset_ms"].as_i64()), (200, Some(3_600_000)));
+        let before = now_ms();
+        let (s, r) = call(addr, "PUT", "/v1/kv/k", Some(br#"{"value":"x"}"#)).await;
+        assert_eq!(s, 200, "{r}");
+        let v: Version = serde_json::from_value(r["version"].clone()).unwrap();
+        assert!(v.wall_ms >= before + 3_600_000, "{v} is not an hour ahead of {before}");
+        let (s, r) = call(addr, "PUT", "/lab/clock", Some(br#"{"offset_ms":null}"#)).await;
+        assert_eq!((s, r["offset_ms"].as_i64()), (200, Some(0)));
+        let (s, r) = call(addr, "PUT", "/lab/clock", Some(br#"{"offset":1}"#)).await;
+        assert_eq!((s, r["error"].as_str()), (400, Some("invalid_body")), "{r}");
+        let (s, _) = call(addr, "PUT", "/lab/clock", Some(br#"{"offset_ms":99999999999}"#)).await;
+        assert_eq!(s, 400);
         node.shutdown.cancel();
     }
 

@@ -2,12 +2,16 @@
 //! previous one completed, then judged by `xregion_check::consistency::check_lww_realtime`: no acknowledged write
 //! may lose to a write that had ended, in real time, before it began, by more than the stated clock resolution
 //! plus the measuring tolerance. Timestamp last-write-wins on a skewed clock fails it.
+//!
+//! With `clock_fault_ms`, the chains are written under a clock fault: one region's clock set that far off through
+//! the fault injector, and restored before the regions are read.
 
 use crate::check::{Ctx, ResultBuilder, ms};
 use crate::drive::converge::{as_judged, await_convergence, store_order};
 use crate::drive::write::chained;
 use std::time::Duration;
 use xregion_check::consistency;
+use xregion_model::fault::{FaultKind, FaultSpec};
 use xregion_model::report::{CheckResult, Verdict};
 
 /// Most write chains in flight at once: enough to keep the check near a second, few enough that no region queues
@@ -29,7 +33,18 @@ pub(super) async fn lww_realtime(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResul
         cfg.keys,
         ms(pause)
     ));
-    let ops = match chained(&ctx.history, &ctx.probes, &prefix, cfg.keys, pause, CHAINS_IN_FLIGHT_MAX).await {
+    let skewed = match clock_fault(&mut rb, ctx, &cfg).await {
+        Ok(s) => s,
+        Err((verdict, why)) => return rb.finish(verdict, why),
+    };
+    let written = chained(&ctx.history, &ctx.probes, &prefix, cfg.keys, pause, CHAINS_IN_FLIGHT_MAX).await;
+    if let Some(region) = &skewed {
+        ctx.progress.phase(&format!("restoring {region}'s clock"));
+        if let Err(e) = ctx.faults.restore(region).await {
+            return rb.finish(Verdict::Error, format!("{region}'s clock could not be restored: {e}"));
+        }
+    }
+    let ops = match written {
         Ok(ops) => ops,
         Err(e) => return rb.error(&e),
     };
@@ -112,8 +127,13 @@ pub(super) async fn lww_realtime(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResul
             cfg.quiet_timeout_ms
         ));
     }
+    let under =
+        skewed.as_ref().map_or(String::new(), |r| format!(" under a {:+} ms clock fault in {r}", cfg.clock_fault_ms));
     if !problems.is_empty() {
-        rb.finish(Verdict::Fail, format!("{}; tolerance {tol}; the store resolves by {order}", problems.join("; ")))
+        rb.finish(
+            Verdict::Fail,
+            format!("{}{under}; tolerance {tol}; the store resolves by {order}", problems.join("; ")),
+        )
     } else if !r.enough_evidence() {
         rb.finish(
             Verdict::Error,
@@ -131,9 +151,40 @@ pub(super) async fn lww_realtime(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResul
             Verdict::Pass,
             format!(
                 "none of {} writes that began over {tol} after another region's write ended lost to it, over {} \
-                 keys; the store resolves by {order}",
+                 keys{under}; the store resolves by {order}",
                 r.ordered_writes, r.keys_judged
             ),
         )
     }
+}
+
+/// Injects the configured clock fault, if any: `Ok(Some(region))` once it is in force, `Ok(None)` when none is
+/// configured, and the check's verdict (skipped or error) with the reason when it cannot be.
+async fn clock_fault(
+    rb: &mut ResultBuilder,
+    ctx: &Ctx,
+    cfg: &crate::config::LwwRealtime,
+) -> Result<Option<String>, (Verdict, String)> {
+    if cfg.clock_fault_ms == 0 {
+        return Ok(None);
+    }
+    if let Err(why) = ctx.faults.supports(FaultKind::Clock) {
+        return Err((Verdict::Skipped, format!("clock_fault_ms is set, but no clock fault can be injected: {why}")));
+    }
+    let region = match &cfg.clock_fault_region {
+        Some(r) => r.clone(),
+        None => ctx.probes[0].region.clone(),
+    };
+    let spec = FaultSpec { clock_offset_ms: cfg.clock_fault_ms, ..FaultSpec::new(FaultKind::Clock) };
+    ctx.progress.phase(&format!("{region}: {}", spec.describe()));
+    if let Err(e) = ctx.faults.fail(&region, &spec).await {
+        return Err((Verdict::Error, format!("the clock fault could not be injected into {region}: {e}")));
+    }
+    rb.metric("clock_fault_ms", cfg.clock_fault_ms as f64);
+    rb.note(format!(
+        "written under a clock fault: {region}'s clock set {:+} ms off through the fault injector before the first \
+         write, and restored after the last",
+        cfg.clock_fault_ms
+    ));
+    Ok(Some(region))
 }
