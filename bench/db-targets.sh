@@ -3,10 +3,12 @@
 # postgres-mesh (pglogical), etcd and galera, brings the target up (as root: etcd and galera in network namespaces,
 # for partitions; the Postgres ones with 35 ms of WAN through `xregion wan`), then runs N rounds (default 5) of the
 # consistency checks and the database suite from DB_ENDPOINT_* alone, and of the fault checks from the target's own
-# config (aimed at the region that writes or leads at that moment). For the mesh it then skews us-west-2's clock
-# 400 ms ahead and runs N rounds of lww-realtime. It prints every round's verdicts and figures, then the medians.
+# config (aimed at the region that writes or leads at that moment). For the mesh it then runs N rounds of
+# lww-realtime under a clock fault that the check injects through the target's fail_clock command (us-west-2's clock
+# 400 ms ahead, under libfaketime). It prints every round's verdicts and figures, then the medians.
 # Needs postgresql-15, postgresql-15-pglogical, libfaketime, etcd-server, mariadb-server and galera-4. Run on an
-# otherwise idle machine: `bash bench/db-targets.sh 5`. FAULTS=0 skips the fault rounds.
+# otherwise idle machine: `bash bench/db-targets.sh 5`. FAULTS=0 skips the fault rounds; TARGETS="etcd galera"
+# benches only those.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-5}
@@ -14,7 +16,7 @@ cargo build --release >/dev/null 2>&1
 bin=$PWD/target/release/xregion
 work=$(mktemp -d)
 chmod 755 "$work" # the postgres and mysql users run the servers in it
-targets=(postgres-streaming postgres-mesh etcd galera)
+read -r -a targets <<< "${TARGETS:-postgres-streaming postgres-mesh etcd galera}"
 trap 'for t in "${targets[@]}"; do [ -d "$work/$t" ] && bash targets/$t/ctl.sh down "$work/$t" >/dev/null 2>&1; done; true' EXIT
 
 checks_faults=(--check cross-region.failover.complete-region --check cross-region.failover.network-partition
@@ -43,17 +45,19 @@ for t in "${targets[@]}"; do
         --out "$work/$t-f$i" >/dev/null 2>&1 || true
     done
     if [ "$t" = postgres-mesh ]; then
-      bash "targets/$t/ctl.sh" skew "$work/$t" us-west-2 +0.4 >/dev/null
+      cp "$work/$t/xregion.toml" "$work/$t/skew.toml"
+      printf '\n[checks.lww-realtime]\nclock_fault_ms = 400\nclock_fault_region = "us-west-2"\n' >> "$work/$t/skew.toml"
       for i in $(seq 1 "$rounds"); do
-        "$bin" run -q --check cross-region.consistency.lww-realtime --out "$work/$t-s$i" >/dev/null 2>&1 || true
+        PGPASSFILE=${PGPASSFILE:-} "$bin" run -q --config "$work/$t/skew.toml" \
+          --check cross-region.consistency.lww-realtime --out "$work/$t-s$i" >/dev/null 2>&1 || true
       done
     fi
   )
 done
-python3 - "$work" "$rounds" <<'PY'
+python3 - "$work" "$rounds" "${targets[*]}" <<'PY'
 import json, os, statistics, sys
 d, n = sys.argv[1], int(sys.argv[2])
-for t in ["postgres-streaming", "postgres-mesh", "etcd", "galera"]:
+for t in sys.argv[3].split():
     figures = {}
     def keep(name, v):
         figures.setdefault(name, []).append(v)
@@ -87,9 +91,14 @@ for t in ["postgres-streaming", "postgres-mesh", "etcd", "galera"]:
                 elif short == "pool":
                     extra = f" acquire P95 {m.get('acquire_ms_p95', -1):.2f} ms reuse {m.get('reuse_pct_min', -1):.1f}%"
                 elif short == "complete-region":
+                    keep("RTO s", m.get("rto_ms", -1) / 1000)
+                    keep("availability %", m.get("availability_pct", -1))
                     extra = f" RTO {m.get('rto_ms', -1) / 1000:.1f} s avail {m.get('availability_pct', -1):.2f}%"
                 elif short == "rpo":
-                    extra = f" RPO {m.get('rpo_ms', -1):.0f} ms, missing at failover {m.get('missing_at_failover', -1):.0f}"
+                    keep("RPO ms", m.get("rpo_ms", -1))
+                    keep("missing at failover", m.get("missing_at_failover", -1))
+                    keep("lost for good", m.get("lost_for_good", -1))
+                    extra = f" RPO {m.get('rpo_ms', -1):.0f} ms, missing at failover {m.get('missing_at_failover', -1):.0f}, lost for good {m.get('lost_for_good', -1):.0f}"
                 elif short == "network-partition":
                     extra = f" minority acks after fence {m.get('minority_acks_after_fence', -1):.0f}"
                 elif short.startswith("lww-realtime") or short == "conflict-lww":
