@@ -73,14 +73,19 @@ mesh_ready() { # until every running node's subscriptions to the other running n
   die "the subscriptions did not all replicate within 60 s; see $DIR/*/log"
 }
 
-relink() { # region: restart the other nodes' subscriptions to it now. pglogical's manager restarts an apply worker
-  # that lost its provider only when it next wakes, which can take minutes.
-  local r=$1 p sub
+restart_sub() { # node subscription: restart the subscription's apply worker now
+  psql_at "$1" "SELECT pglogical.alter_subscription_disable('$2', true)" "$DB_NAME" >/dev/null
+  psql_at "$1" "SELECT pglogical.alter_subscription_enable('$2', true)" "$DB_NAME" >/dev/null
+}
+
+relink() { # region: restart the subscriptions between it and every other running node, both ways, now. pglogical's
+  # manager restarts an apply worker that lost its provider only when it next wakes, which can take minutes, and an
+  # apply worker whose connection ran through a partition may wait on it until wal_receiver_timeout.
+  local r=$1 p
   for p in "${REGIONS[@]}"; do
     [ "$p" = "$r" ] || ! running "$p" && continue
-    sub="$(node_of "$r")_to_$(node_of "$p")"
-    psql_at "$p" "SELECT pglogical.alter_subscription_disable('$sub', true)" "$DB_NAME" >/dev/null
-    psql_at "$p" "SELECT pglogical.alter_subscription_enable('$sub', true)" "$DB_NAME" >/dev/null
+    restart_sub "$p" "$(node_of "$r")_to_$(node_of "$p")"
+    running "$r" && restart_sub "$r" "$(node_of "$p")_to_$(node_of "$r")"
   done
 }
 

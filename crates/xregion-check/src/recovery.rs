@@ -159,6 +159,9 @@ pub struct SequencedWrite {
     pub seq: u64,
     /// When it was acknowledged, in ms since the scenario started; `None` if it never was.
     pub acked_ms: Option<f64>,
+    /// Whether the failing region acknowledged it (or it is not known who did), rather than a region the client
+    /// moved to after a promotion.
+    pub by_failing: bool,
 }
 
 /// The RPO of one surviving region.
@@ -180,14 +183,16 @@ pub struct FaultWindow {
     pub to_ms: f64,
 }
 
-/// RPO of a region that holds `held` (sequence numbers) after a fault injected during `fault`. Every write
-/// acknowledged before the injection ended counts: the failing region acknowledged it, so it was at risk (a write
-/// acknowledged after the fault took effect cannot have been acknowledged by the region that failed). The failure
-/// is placed at the last acknowledgement inside the injection, or at its start if there was none, so the RPO never
-/// includes the time the injection itself took.
+/// RPO of a region that holds `held` (sequence numbers) after a fault injected during `fault`. Every write the
+/// failing region acknowledged before the injection ended counts: it was at risk (the injection kills the region
+/// somewhere inside it). A write acknowledged during the injection by another region, one the client followed the
+/// writer to after a promotion, was never at risk. The failure is placed at the failing region's last
+/// acknowledgement inside the injection, or at its start if there was none, so the RPO never includes the time the
+/// injection itself took.
 pub fn rpo(writes: &[SequencedWrite], held: &BTreeSet<u64>, fault: FaultWindow) -> Rpo {
+    let at_risk = |w: &SequencedWrite, t: f64| t <= fault.from_ms || (t <= fault.to_ms && w.by_failing);
     let mut acked: Vec<(f64, u64)> =
-        writes.iter().filter_map(|w| w.acked_ms.filter(|t| *t <= fault.to_ms).map(|t| (t, w.seq))).collect();
+        writes.iter().filter_map(|w| w.acked_ms.filter(|t| at_risk(w, *t)).map(|t| (t, w.seq))).collect();
     acked.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
     let missing: Vec<u64> = {
         let mut m: Vec<u64> = acked.iter().filter(|(_, s)| !held.contains(s)).map(|(_, s)| *s).collect();
@@ -291,7 +296,7 @@ mod tests {
     fn rpo_from_first_gap() {
         let at = |t: f64| FaultWindow { from_ms: t, to_ms: t };
         let writes: Vec<SequencedWrite> =
-            (0..100).map(|i| SequencedWrite { seq: i, acked_ms: Some(i as f64 * 10.0) }).collect();
+            (0..100).map(|i| SequencedWrite { seq: i, acked_ms: Some(i as f64 * 10.0), by_failing: true }).collect();
         let all: BTreeSet<u64> = (0..100).collect();
         assert_eq!(rpo(&writes, &all, at(500.0)), Rpo { rpo_ms: 0.0, acked_before_fault: 51, missing: vec![] });
         let prefix: BTreeSet<u64> = (0..45).collect();
@@ -303,22 +308,34 @@ mod tests {
         assert!((rpo(&writes, &gap, at(500.0)).rpo_ms - 410.0).abs() < 1e-9);
         let none = BTreeSet::new();
         assert!((rpo(&writes, &none, at(500.0)).rpo_ms - 500.0).abs() < 1e-9);
-        let unacked = vec![SequencedWrite { seq: 0, acked_ms: None }];
+        let unacked = vec![SequencedWrite { seq: 0, acked_ms: None, by_failing: true }];
         assert_eq!(rpo(&unacked, &none, at(500.0)).acked_before_fault, 0);
     }
 
     /// Goal: a fault command that runs for a while (kill, then promote) still counts the writes the failing region
-    /// acknowledged while it ran, and the RPO ends at the last of them, not at the command's end. Method: writes
+    /// acknowledged while it ran, and the RPO ends at the last of them, not at the command's end; writes the new
+    /// writer acknowledged while it ran do not count. Method: writes
     /// every 10 ms; the command runs from 500 to 800 ms and the region acknowledged until 560 ms; 520..=560 missing.
     #[test]
     fn rpo_counts_writes_acknowledged_during_the_injection() {
         let writes: Vec<SequencedWrite> =
-            (0..=56).map(|i| SequencedWrite { seq: i, acked_ms: Some(i as f64 * 10.0) }).collect();
+            (0..=56).map(|i| SequencedWrite { seq: i, acked_ms: Some(i as f64 * 10.0), by_failing: true }).collect();
         let held: BTreeSet<u64> = (0..52).collect();
         let r = rpo(&writes, &held, FaultWindow { from_ms: 500.0, to_ms: 800.0 });
         assert_eq!(r.missing, vec![52, 53, 54, 55, 56]);
         assert_eq!(r.acked_before_fault, 57);
         assert!((r.rpo_ms - 50.0).abs() < 1e-9, "from 510 (last held) to 560 (last acknowledged): {}", r.rpo_ms);
+        // Writes the client moved to a promoted region acknowledged during the injection were never at risk.
+        // They neither count as missing nor move the failure to their time.
+        let mut moved = writes.clone();
+        moved.extend((57..=76).map(|i| SequencedWrite {
+            seq: i,
+            acked_ms: Some(600.0 + (i - 57) as f64 * 10.0),
+            by_failing: false,
+        }));
+        let r = rpo(&moved, &held, FaultWindow { from_ms: 500.0, to_ms: 800.0 });
+        assert_eq!((r.acked_before_fault, r.missing.len()), (57, 5), "{r:?}");
+        assert!((r.rpo_ms - 50.0).abs() < 1e-9, "{}", r.rpo_ms);
         // Nothing acknowledged during the injection: the failure is its start.
         let early: BTreeSet<u64> = (0..48).collect();
         let r = rpo(&writes[..50], &early, FaultWindow { from_ms: 500.0, to_ms: 800.0 });

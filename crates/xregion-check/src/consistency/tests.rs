@@ -180,6 +180,8 @@ fn wrong_lww_winner_is_reported() {
     let (c, w, l) = all_checks(&h, &s);
     assert!(c.passed(), "the regions agree");
     assert_eq!(w.lost.len(), 2, "a is lost in both regions");
+    assert_eq!(w.lost_writes(), 1, "one write, lost in two regions");
+    assert_eq!(w.metrics()["lost_writes"], 1.0);
     assert_eq!(l.violations.len(), 2);
     for viol in &l.violations {
         assert_eq!(viol.kind, LwwViolationKind::Stale);

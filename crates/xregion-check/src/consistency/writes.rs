@@ -86,6 +86,11 @@ impl WriteCheck {
             + self.version_conflicts.len()
     }
 
+    /// Distinct acknowledged writes lost in at least one region (`lost` has one entry per region that lost one).
+    pub fn lost_writes(&self) -> usize {
+        self.lost.iter().map(|l| (&l.key, l.write.to_string())).collect::<std::collections::BTreeSet<_>>().len()
+    }
+
     /// True when nothing was lost, corrupted, invented or shown despite failing.
     pub fn passed(&self) -> bool {
         self.findings() == 0
@@ -98,7 +103,8 @@ impl WriteCheck {
         m.insert("survived".into(), self.survived as f64);
         m.insert("superseded".into(), self.superseded as f64);
         m.insert("unknown_applied".into(), self.unknown_applied as f64);
-        m.insert("lost_writes".into(), self.lost.len() as f64);
+        m.insert("lost_writes".into(), self.lost_writes() as f64);
+        m.insert("lost_region_copies".into(), self.lost.len() as f64);
         m.insert("corrupt_finals".into(), self.corrupt.len() as f64);
         m.insert("failed_visible".into(), self.failed_visible.len() as f64);
         m.insert("phantoms".into(), self.phantoms.len() as f64);

@@ -311,10 +311,21 @@ impl PgRegion {
         Err(self.error(self.index, Failure::Unreachable("the writer kept moving".into())))
     }
 
-    /// The version of the committed transaction `xid` on node `w`: its commit timestamp in microseconds.
+    /// The version of the committed transaction `xid` on node `w`: its commit timestamp in microseconds. The write
+    /// has committed by then, so a failure to read it (the node died in between) leaves the write in doubt, never
+    /// refused: the history must not call a committed write failed.
     async fn commit_version(&self, w: usize, xid: &str, origin: &str) -> Result<Version, ProbeError> {
         let sql = "SELECT (extract(epoch FROM pg_xact_commit_timestamp($1::text::xid)) * 1000000)::bigint";
-        let rows = self.query(w, sql, &[&xid]).await.map_err(|f| self.error(w, f))?;
+        let rows = self.query(w, sql, &[&xid]).await.map_err(|f| {
+            let why = match f {
+                Failure::Refused(m, _) | Failure::Unreachable(m) | Failure::InDoubt(m) => m,
+                Failure::Timeout => "no answer in time".into(),
+            };
+            self.error(
+                w,
+                Failure::InDoubt(format!("the write committed, but its commit timestamp could not be read: {why}")),
+            )
+        })?;
         let us: Option<i64> = rows.first().and_then(|r| r.get(0));
         let us = us.ok_or_else(|| {
             self.error(w, Failure::InDoubt(format!("no commit timestamp for the write's transaction {xid}")))

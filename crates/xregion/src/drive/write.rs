@@ -139,6 +139,9 @@ pub struct Sequenced {
     pub key: String,
     /// When it was acknowledged, in ms since `t0`; `None` when it was not.
     pub acked_ms: Option<f64>,
+    /// The region whose store acknowledged it (its version's origin): the probe's region, or another one when the
+    /// client followed the writer elsewhere.
+    pub acked_by: Option<String>,
 }
 
 /// Sequenced writes `{prefix}{seq:08}` straight into `probe` on `pace` until `stop`, recorded in the history and
@@ -159,8 +162,9 @@ pub async fn sequenced(
         async move {
             let process = history.new_process();
             let r = history.put(process, &probe, &key, &format!("w-{seq}")).await;
-            let acked_ms = r.ok().map(|_| t0.elapsed().as_secs_f64() * 1000.0);
-            lock(&out).push(Sequenced { seq, key, acked_ms });
+            let acked_ms = r.as_ref().ok().map(|_| t0.elapsed().as_secs_f64() * 1000.0);
+            let acked_by = r.ok().map(|rec| rec.version.origin);
+            lock(&out).push(Sequenced { seq, key, acked_ms, acked_by });
         }
     };
     open_model(pace, stop, op, |_, _| {}).await;

@@ -104,15 +104,19 @@ pub(super) fn judge_rpo(mut rb: ResultBuilder, ctx: &Ctx, o: &Outcome) -> CheckR
     rb.metric("acked_before_fault", worst.acked_before_fault as f64);
     rb.note(format!(
         "a writer sent {} sequenced writes/s straight into {}; after the fault xregion read what every surviving region \
-         held; every write acknowledged before the injection ended ({:.0} ms) was at risk; RPO is the time from the last \
+         held; every write it acknowledged before the injection ended ({:.0} ms) was at risk; RPO is the time from the last \
          write before the first missing one to the failure (the last acknowledgement during the injection; 0 when \
          nothing is missing), worst survivor shown",
         ctx.config.checks.failover.rpo_writes_per_s, o.victim, o.inject_ms
     ));
     // Permanent loss: the writer's acknowledged writes still missing after the restore and convergence.
     let writer_prefix = format!("{}w/", o.prefix);
+    // One per write, not per region that lost it.
     let lost: Vec<&consistency::LostWrite> = match &o.judged {
-        Ok((_, w, _)) => w.lost.iter().filter(|l| l.key.starts_with(&writer_prefix)).collect(),
+        Ok((_, w, _)) => {
+            let mut seen = std::collections::BTreeSet::new();
+            w.lost.iter().filter(|l| l.key.starts_with(&writer_prefix) && seen.insert(&l.key)).collect()
+        }
         Err(e) => return rb.finish(Verdict::Error, format!("the history could not be judged: {e}")),
     };
     rb.metric("lost_for_good", lost.len() as f64);

@@ -103,7 +103,11 @@ pub(super) fn history_findings(rb: &mut ResultBuilder, o: &Outcome) -> (Vec<Stri
         rb.metric(&k, v);
     }
     if !w.lost.is_empty() {
-        problems.push(format!("{} acknowledged writes lost for good", w.lost.len()));
+        problems.push(format!(
+            "{} acknowledged writes lost for good (missing from {} region copies)",
+            w.lost_writes(),
+            w.lost.len()
+        ));
         rb.table(w.to_table());
     }
     if !l.passed() {

@@ -298,7 +298,13 @@ pub(super) async fn run(ctx: &Ctx, traffic: &Traffic, scenario: Scenario) -> Res
     let recovery = recovery::recovery(&all, fault_ms, restore_ms, &rule);
     let mut writer: Vec<WriterRecord> = std::mem::take(&mut *lock(&rec.writer))
         .into_iter()
-        .map(|w| WriterRecord { write: SequencedWrite { seq: w.seq, acked_ms: w.acked_ms }, key: w.key })
+        .map(|w| {
+            // Only a write another region's store took (a client that followed the writer) was never at risk; an
+            // origin that names no region (etcd's is the cluster) may have been the failing region's.
+            let moved = w.acked_by.as_ref().is_some_and(|r| *r != victim && survivors.iter().any(|p| &p.region == r));
+            let by_failing = !moved;
+            WriterRecord { write: SequencedWrite { seq: w.seq, acked_ms: w.acked_ms, by_failing }, key: w.key }
+        })
         .collect();
     writer.sort_by_key(|w| w.write.seq);
     Ok(Outcome {
