@@ -7,6 +7,7 @@
 
 pub mod consistency;
 pub mod evidence;
+pub mod invariant;
 pub mod recovery;
 pub mod stats;
 

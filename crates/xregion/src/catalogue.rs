@@ -22,10 +22,11 @@ pub const SUITES: &[SuiteDef] = &[
 
 /// Every check, in run order.
 pub fn catalogue() -> Vec<CheckDef> {
-    use crate::suites::{compliance, cross_region, failover, latency, performance, routing, security};
+    use crate::suites::{compliance, cross_region, e2e, failover, latency, performance, routing, security};
     [
         cross_region::CHECKS,
         routing::CHECKS,
+        e2e::CHECKS,
         failover::CHECKS,
         performance::CHECKS,
         latency::CHECKS,

@@ -66,6 +66,9 @@ pub struct Needs {
     /// Whether it needs every region's HTTP probe contract (routes beyond the key-value operations, listeners,
     /// URLs for the load generator). Checks that only write, read and scan keys run on databases too.
     pub contract: bool,
+    /// Whether it reads or writes xregion's keys (every check but the journeys, which call the application's own
+    /// API).
+    pub keys: bool,
 }
 
 impl Needs {
@@ -80,6 +83,7 @@ impl Needs {
         regions_min: 1,
         usable: true,
         contract: true,
+        keys: true,
     };
 
     /// Why the check cannot run against `ctx`'s deployment, if it cannot.
@@ -93,6 +97,15 @@ impl Needs {
             && let Err(why) = ctx.faults.supports_health()
         {
             return Some(why);
+        }
+        if self.keys
+            && let Some(p) = ctx.probes.iter().find(|p| !p.capabilities().keys)
+        {
+            return Some(format!(
+                "needs the HTTP probe contract or a database in every region, and region {} has only an application \
+                 API ({}): give it an endpoint or a database",
+                p.region, p.endpoint
+            ));
         }
         if self.contract
             && let Some(p) = ctx.probes.iter().find(|p| !p.capabilities().http_contract)

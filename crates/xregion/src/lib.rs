@@ -6,7 +6,8 @@
 //! traffic drivers every check shares, `history` records every operation, and `output` writes the reports.
 //!
 //! Only what the binaries and the integration tests use is public: `cli` (the entry point), `config` and
-//! `faults` (the command injector's contract, tested end to end). Everything else is private to the crate.
+//! `faults` (the command injector's contract, tested end to end), and `journey` (the journey file the config loads).
+//! Everything else is private to the crate.
 
 mod catalogue;
 mod chaos;
@@ -20,6 +21,7 @@ mod error;
 mod fault_cmd;
 pub mod faults;
 mod history;
+pub mod journey;
 mod lab_cmd;
 mod load_cmd;
 mod net;

@@ -179,6 +179,10 @@ pub struct RegionEndpoint {
     /// password in it never reaches a report. Used when the region has no API endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "redacted_url")]
     pub database: Option<String>,
+    /// Base URL of the region's own application API, which journeys call (the e2e checks); default: `endpoint`.
+    /// A region may have only this, and is then reached by journeys alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
 }
 
 /// Serializes a database setting without its password (the report records the config).

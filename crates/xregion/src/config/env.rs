@@ -105,7 +105,7 @@ pub(super) fn apply_env(config: &mut Config, env: &BTreeMap<String, String>) -> 
                  DB_ENDPOINT_{suffix} is set"
             )));
         }
-        regions.push(RegionEndpoint { name, endpoint, database });
+        regions.push(RegionEndpoint { name, endpoint, database, app: None });
     }
     config.deployment.kind = DeploymentKind::Http;
     config.deployment.regions = regions;

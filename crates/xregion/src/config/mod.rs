@@ -43,9 +43,22 @@ pub struct Config {
     pub faults: Faults,
     /// Conditions that abort an injected fault early (`[stop]`).
     pub stop: Stop,
+    /// Business journeys (`[e2e]`).
+    pub e2e: E2e,
+    /// The journey file `e2e.journeys` names, loaded and validated.
+    #[serde(skip)]
+    pub journeys: Option<std::sync::Arc<crate::journey::Loaded>>,
     /// The libpq variables (`PG*`), etcdctl's (`ETCDCTL_*`) and `XREGION_DB_KIND`, which complete a region's `database` setting.
     #[serde(skip)]
     pub db_env: BTreeMap<String, String>,
+}
+
+/// `[e2e]`: the business journeys the `cross-region.e2e.*` checks run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct E2e {
+    /// The journey file (`docs/journeys.md`), relative to the config file.
+    pub journeys: Option<PathBuf>,
 }
 
 /// A configuration error: what is wrong and where. The CLI exits 2 on it.
@@ -105,7 +118,35 @@ pub fn load(path: Option<&Path>, env: &BTreeMap<String, String>) -> Result<Confi
         origin: origin.clone(),
         message,
     })?;
+    if let Some(file) = &config.e2e.journeys {
+        let file = match path.and_then(Path::parent) {
+            Some(dir) if file.is_relative() => dir.join(file),
+            _ => file.clone(),
+        };
+        config.journeys = Some(std::sync::Arc::new(load_journeys(&file)?));
+    }
     Ok(config)
+}
+
+/// Reads, parses and validates a journey file; errors point at its line and column.
+pub fn load_journeys(path: &Path) -> Result<crate::journey::Loaded, ConfigError> {
+    let origin = path.display().to_string();
+    let src = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        origin: origin.clone(),
+        position: None,
+        message: format!("cannot read the journey file: {e}"),
+    })?;
+    let file: crate::journey::JourneyFile = toml::from_str(&src).map_err(|e| ConfigError {
+        origin: origin.clone(),
+        position: e.span().map(|s| line_col(&src, s.start)),
+        message: e.message().trim_end_matches('.').trim().to_string(),
+    })?;
+    file.validate().map_err(|(needle, message)| ConfigError {
+        position: locate(&src, &needle),
+        origin: origin.clone(),
+        message,
+    })?;
+    Ok(crate::journey::Loaded { path: path.to_path_buf(), file })
 }
 
 /// Parses TOML text; `origin` names the file in errors.
@@ -153,12 +194,21 @@ fn validate(config: &Config) -> Result<(), (Option<String>, String)> {
                 if !seen.insert(r.name.as_str()) {
                     return Err((Some(r.name.clone()), format!("region \"{}\" is listed twice", r.name)));
                 }
+                if let Some(app) = &r.app
+                    && !(app.starts_with("http://") || app.starts_with("https://"))
+                {
+                    return Err((
+                        Some(app.clone()),
+                        format!("app \"{app}\" of region {} must start with http:// or https://", r.name),
+                    ));
+                }
                 if r.endpoint.is_empty() {
                     match &r.database {
+                        None if r.app.is_some() => {}
                         None => {
                             return Err((
                                 Some(r.name.clone()),
-                                format!("region {} has neither an endpoint nor a database", r.name),
+                                format!("region {} has neither an endpoint, a database nor an app", r.name),
                             ));
                         }
                         Some(db) => {

@@ -73,7 +73,7 @@ impl DbRegion {
                 "etcd's reads are linearizable by default (each member confirms with the leader), which implies both",
             ),
         };
-        Capabilities { http_contract: false, kind, tombstones, order, promises, promises_why }
+        Capabilities { http_contract: false, keys: true, kind, tombstones, order, promises, promises_why }
     }
 
     /// What the region's connection pool did since the last call; `None` for a client without a pool of its

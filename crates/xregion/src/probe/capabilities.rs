@@ -9,6 +9,9 @@ pub struct Capabilities {
     /// It speaks the whole HTTP probe contract: routes beyond the key-value operations (stats, audit, erase,
     /// residency, replication status), TLS listeners to scan, and URLs the load generator can request.
     pub http_contract: bool,
+    /// It reads and writes xregion's keys (the probe contract's key-value routes, or xregion's table in a
+    /// database); a region known only by its application API does not.
+    pub keys: bool,
     /// What it is, for a skip reason: `HTTP probe contract`, `postgres database`, `etcd member`.
     pub kind: &'static str,
     /// A delete leaves a versioned tombstone; otherwise an absent key stands for the latest known delete.

@@ -37,6 +37,8 @@ enum Backend {
     Http(reqwest::Client),
     /// A database holding xregion's table (or key prefix).
     Database(crate::db::DbRegion),
+    /// Only the region's own application API (`app`), which journeys call: no probe contract, no database.
+    App,
 }
 
 /// Builds the shared HTTP client with the configured timeouts, TLS trusting the deployment's CA, and the admin
@@ -65,11 +67,27 @@ impl Probe {
         Probe { region: region.to_string(), endpoint: db.endpoint(), backend: Backend::Database(db), timeout }
     }
 
+    /// A region known only by its application API at `app`: journeys reach it, probes do not.
+    pub fn app_only(region: &str, app: &str, timeout: Duration) -> Probe {
+        let endpoint = app.trim_end_matches('/').to_string();
+        Probe { region: region.to_string(), endpoint, backend: Backend::App, timeout }
+    }
+
     /// What this region's client can do.
     pub fn capabilities(&self) -> Capabilities {
         match &self.backend {
+            Backend::App => Capabilities {
+                http_contract: false,
+                keys: false,
+                kind: "application API without the probe contract",
+                tombstones: false,
+                order: "none xregion can read",
+                promises: &[],
+                promises_why: "xregion reads nothing of an application API but what its journeys ask",
+            },
             Backend::Http(_) => Capabilities {
                 http_contract: true,
+                keys: true,
                 kind: "HTTP probe contract",
                 tombstones: true,
                 order: "the deployment's versions (HLC wall time, logical counter, origin region)",
@@ -85,7 +103,7 @@ impl Probe {
     pub fn database(&self) -> Option<&crate::db::DbRegion> {
         match &self.backend {
             Backend::Database(db) => Some(db),
-            Backend::Http(_) => None,
+            Backend::Http(_) | Backend::App => None,
         }
     }
 
@@ -93,7 +111,7 @@ impl Probe {
     fn http(&self, what: &str) -> Result<&reqwest::Client, ProbeError> {
         match &self.backend {
             Backend::Http(c) => Ok(c),
-            Backend::Database(_) => Err(ProbeError::Refused {
+            Backend::Database(_) | Backend::App => Err(ProbeError::Refused {
                 region: self.region.clone(),
                 endpoint: self.endpoint.clone(),
                 message: format!("this {} has no {what}", self.capabilities().kind),
@@ -191,7 +209,7 @@ impl Probe {
     pub fn with_client(&self, client: reqwest::Client) -> Probe {
         match self.backend {
             Backend::Http(_) => Probe { backend: Backend::Http(client), ..self.clone() },
-            Backend::Database(_) => self.clone(),
+            Backend::Database(_) | Backend::App => self.clone(),
         }
     }
 

@@ -3,6 +3,7 @@
 
 pub mod compliance;
 pub mod cross_region;
+pub mod e2e;
 pub mod failover;
 pub mod latency;
 pub mod performance;

@@ -79,6 +79,11 @@ impl Target {
             regions.iter().map(|r| Probe::new(&r.name, &r.endpoint, client.clone(), timeout)).collect();
         if lab.is_none() {
             databases(&config, &mut probes)?;
+            for (probe, r) in probes.iter_mut().zip(&config.deployment.regions) {
+                if let (true, None, Some(app)) = (r.endpoint.is_empty(), &r.database, &r.app) {
+                    *probe = Probe::app_only(&r.name, app, timeout);
+                }
+            }
         }
         Ok(Target { lab, regions, traffic, faults, probes, config })
     }
@@ -97,10 +102,11 @@ impl Target {
     }
 }
 
-/// What a report shows of a region: its API endpoint, or its database without the password.
+/// What a report shows of a region: its API endpoint, or its database without the password, or its application.
 fn shown_endpoint(r: &config::RegionEndpoint) -> String {
-    match (&r.database, r.endpoint.is_empty()) {
-        (Some(db), true) => crate::db::redact(db),
+    match (&r.database, &r.app, r.endpoint.is_empty()) {
+        (Some(db), _, true) => crate::db::redact(db),
+        (None, Some(app), true) => app.clone(),
         _ => r.endpoint.clone(),
     }
 }

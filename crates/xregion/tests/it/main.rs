@@ -8,6 +8,7 @@ mod deployment;
 mod etcd;
 mod faults;
 mod galera;
+mod journey;
 mod lab;
 mod postgres;
 mod real_target;
