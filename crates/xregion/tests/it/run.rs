@@ -124,6 +124,12 @@ fn default_lab_run_passes_and_writes_every_artefact() {
             assert!(c["metrics"]["read_your_writes_observed"].as_f64().unwrap() >= 50.0, "{c}");
             continue;
         }
+        if c["id"].as_str().unwrap().starts_with("cross-region.e2e.") {
+            // The lab ships no commerce application yet: the business journeys are skipped, and say why.
+            assert_eq!(c["verdict"], "skipped", "{c}");
+            assert!(c["summary"].as_str().unwrap().contains("[e2e] journeys"), "{c}");
+            continue;
+        }
         assert_eq!(c["verdict"], "pass", "{c}");
     }
 }
