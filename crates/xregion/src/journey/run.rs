@@ -366,6 +366,18 @@ fn render(step: &Step, vars: &Vars) -> Result<Request, String> {
     Ok(Request { method, path: template::render(&step.path, vars)?, headers, body })
 }
 
+/// Sends `req` and reads the whole answer: its status and body.
+async fn fetch(req: reqwest::RequestBuilder) -> Result<(u16, Vec<u8>), reqwest::Error> {
+    let resp = req.send().await?;
+    let status = resp.status().as_u16();
+    Ok((status, resp.bytes().await?.to_vec()))
+}
+
+/// The host of a base URL, for transport errors.
+fn host_of(base: &str) -> &str {
+    base.split("://").nth(1).unwrap_or(base).split('/').next().unwrap_or(base)
+}
+
 /// Sends `request` to region `region` and judges the answer by `step`; the answer's JSON when it is a success.
 async fn send(target: &Target, region: usize, request: &Request, step: &Step, vars: &Vars) -> (Attempt, Option<Value>) {
     let (name, base) = &target.regions[region];
@@ -378,20 +390,13 @@ async fn send(target: &Target, region: usize, request: &Request, step: &Step, va
         req = req.json(b);
     }
     let start = Instant::now();
-    let answer = async {
-        let resp = req.send().await?;
-        let status = resp.status().as_u16();
-        let bytes = resp.bytes().await?;
-        Ok::<_, reqwest::Error>((status, bytes))
-    }
-    .await;
+    let answer = fetch(req).await;
     let ms = start.elapsed().as_secs_f64() * 1000.0;
     let attempt = |status, outcome, why: Option<String>| Attempt { region: name.clone(), status, ms, outcome, why };
     let (status, bytes) = match answer {
         Ok(x) => x,
         Err(e) => {
-            let host = base.split("://").nth(1).unwrap_or(base).split('/').next().unwrap_or(base);
-            let cause = crate::net::transport_problem(&e, host, None);
+            let cause = crate::net::transport_problem(&e, host_of(base), None);
             let (outcome, why) = if e.is_connect() {
                 (Outcome::Failed, format!("{name} ({url}) is unreachable: {cause}"))
             } else if e.is_timeout() {
@@ -476,18 +481,16 @@ pub fn subjects(inv: &Invariant, runs: &[Run]) -> Vec<Subject> {
 pub async fn read_all(target: &Target, inv: &Invariant, key: &str) -> BTreeMap<String, Read> {
     let vars: Vars =
         [(inv.per.clone(), Value::from(key.to_string())), ("run".to_string(), Value::from(target.run.clone()))].into();
-    let path = template::render(&inv.read.path, &vars);
-    let mut headers = Vec::new();
-    for (k, v) in &inv.read.headers {
-        headers.push((k.clone(), template::render(v, &vars)));
-    }
+    let rendered = template::render(&inv.read.path, &vars).and_then(|path| {
+        let headers = inv.read.headers.iter().map(|(k, v)| Ok((k.clone(), template::render(v, &vars)?)));
+        Ok((path, headers.collect::<Result<Vec<_>, String>>()?))
+    });
     let reads = target.regions.iter().map(|(region, base)| {
-        let (path, headers) = (path.clone(), headers.clone());
+        let rendered = &rendered;
         async move {
-            let read = match (path, headers.into_iter().map(|(k, v)| v.map(|v| (k, v))).collect::<Result<Vec<_>, _>>())
-            {
-                (Ok(path), Ok(headers)) => read_one(target, inv, base, &path, &headers).await,
-                (Err(e), _) | (_, Err(e)) => Read::Error(e),
+            let read = match rendered {
+                Ok((path, headers)) => read_one(target, inv, base, path, headers).await,
+                Err(e) => Read::Error(e.clone()),
             };
             (region.clone(), read)
         }
@@ -500,18 +503,11 @@ async fn read_one(target: &Target, inv: &Invariant, base: &str, path: &str, head
     for (k, v) in headers {
         req = req.header(k.as_str(), v.as_str());
     }
-    let answer = async {
-        let resp = req.send().await?;
-        let status = resp.status().as_u16();
-        Ok::<_, reqwest::Error>((status, resp.bytes().await?))
-    }
-    .await;
-    let (status, bytes) = match answer {
+    let (status, bytes) = match fetch(req).await {
         Ok(x) => x,
         Err(e) if e.is_timeout() => return Read::Error(format!("GET {path} did not answer in time")),
         Err(e) => {
-            let host = base.split("://").nth(1).unwrap_or(base).split('/').next().unwrap_or(base);
-            return Read::Error(format!("GET {path}: {}", crate::net::transport_problem(&e, host, None)));
+            return Read::Error(format!("GET {path}: {}", crate::net::transport_problem(&e, host_of(base), None)));
         }
     };
     if status == 404 && inv.read.count.is_some() {
@@ -536,6 +532,23 @@ async fn read_one(target: &Target, inv: &Invariant, base: &str, path: &str, head
     }
 }
 
+/// Reads the subjects at `indices` in every region, at most `READS_IN_FLIGHT_MAX` at once.
+async fn read_round(
+    target: &Target,
+    inv: &Invariant,
+    subjects: &[Subject],
+    indices: &[usize],
+) -> Vec<(usize, BTreeMap<String, Read>)> {
+    use futures::StreamExt;
+    futures::stream::iter(indices.iter().map(|&i| {
+        let key = subjects[i].key.clone();
+        async move { (i, read_all(target, inv, &key).await) }
+    }))
+    .buffer_unordered(READS_IN_FLIGHT_MAX)
+    .collect()
+    .await
+}
+
 /// Reads every subject in every region after the journeys, again every `READ_POLL` until the invariant holds for it
 /// (replication may lag) or `inv.within_ms` has passed; the last reads are kept.
 pub async fn read_after(target: &Target, inv: &Invariant, subjects: &mut [Subject]) {
@@ -543,17 +556,7 @@ pub async fn read_after(target: &Target, inv: &Invariant, subjects: &mut [Subjec
     let deadline = Instant::now() + Duration::from_millis(inv.within_ms);
     let mut pending: Vec<usize> = (0..subjects.len()).collect();
     loop {
-        let round: Vec<(usize, BTreeMap<String, Read>)> = {
-            use futures::StreamExt;
-            futures::stream::iter(pending.iter().map(|&i| {
-                let key = subjects[i].key.clone();
-                async move { (i, read_all(target, inv, &key).await) }
-            }))
-            .buffer_unordered(READS_IN_FLIGHT_MAX)
-            .collect()
-            .await
-        };
-        for (i, reads) in round {
+        for (i, reads) in read_round(target, inv, subjects, &pending).await {
             subjects[i].after = reads;
         }
         pending.retain(|&i| !kind.judge(std::slice::from_ref(&subjects[i])).holds());
@@ -566,17 +569,9 @@ pub async fn read_after(target: &Target, inv: &Invariant, subjects: &mut [Subjec
 
 /// Reads every subject in every region before the journeys (conservation's initial stock).
 pub async fn read_before(target: &Target, inv: &Invariant, subjects: &mut [Subject]) {
-    use futures::StreamExt;
-    let reads: Vec<(usize, BTreeMap<String, Read>)> =
-        futures::stream::iter(subjects.iter().enumerate().map(|(i, s)| {
-            let key = s.key.clone();
-            async move { (i, read_all(target, inv, &key).await) }
-        }))
-        .buffer_unordered(READS_IN_FLIGHT_MAX)
-        .collect()
-        .await;
-    for (i, r) in reads {
-        subjects[i].before = r;
+    let all: Vec<usize> = (0..subjects.len()).collect();
+    for (i, reads) in read_round(target, inv, subjects, &all).await {
+        subjects[i].before = reads;
     }
 }
 
