@@ -15,6 +15,9 @@
 //! replication does: a prober opens a fresh connection with `Probe{from}` instead of `Hello`, then sends up to
 //! `PROBE_PINGS_MAX` sequential `Ping{nonce}`s, each answered by `Pong{nonce}`. A probe connection never carries
 //! batches, and anything but a ping on it closes it.
+//!
+//! The lab's commerce application calls another region the same way (`Call{from, call}`, answered by one
+//! `Answer{answer}`), so that its calls cross the WAN, and its faults, exactly as replication does.
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -101,6 +104,19 @@ pub enum Frame {
     Pong {
         /// The ping's nonce.
         nonce: u64,
+    },
+    /// First and only frame of an application call (instead of `Hello`): the lab's commerce application asking
+    /// another region to do something only that region may do (`node::app::rpc`).
+    Call {
+        /// The calling region.
+        from: String,
+        /// The call (`node::app::rpc::Call` as JSON).
+        call: serde_json::Value,
+    },
+    /// The called region's answer to `Call`; then the connection closes.
+    Answer {
+        /// The answer (`node::app::rpc::Answer` as JSON).
+        answer: serde_json::Value,
     },
 }
 

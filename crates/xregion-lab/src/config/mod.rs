@@ -106,6 +106,16 @@ pub struct Defects {
     /// (negative: behind). Its writes are then stamped as if made that much later (or earlier), so timestamp
     /// last-writer-wins lets a write beat a later one from another region that had not received it yet.
     pub clock_offset_ms: BTreeMap<String, i64>,
+    /// The shop's inventory is one shared counter per item, decremented in each region's copy and replicated by
+    /// last-writer-wins, instead of per-region allocations: concurrent orders in two regions sell the last unit
+    /// twice.
+    pub inventory_escrow_disabled: bool,
+    /// The shop charges a payment in whichever region receives it, ignoring its idempotency key: a retry in
+    /// another region charges twice.
+    pub payment_idempotency_disabled: bool,
+    /// The shop checks an e-mail against the registering region's own copy only, instead of reserving it with
+    /// the region that owns it: the same e-mail registers twice in two regions at once.
+    pub email_uniqueness_disabled: bool,
 }
 
 /// The `[lab.node]` table.

@@ -1,7 +1,8 @@
 //! One region of the lab: a process that stores data durably, serves the probe contract over HTTP and
 //! replicates its own writes to every other region.
 //!
-//! `run_node` wires the parts: the store (`store`, group commit and the HLC), the HTTP API (`http`), the
+//! `run_node` wires the parts: the store (`store`, group commit and the HLC), the HTTP API (`http`), the lab's
+//! commerce application (`app`, its calls to other regions over the replication path), the
 //! replication shippers and receiver (`repl`), the round-trip probes over the replication links (`rtt`), the
 //! split-brain fence (`fence`), and the background tasks that persist cursors, collect the outbox and refresh
 //! gauges. It prints exactly one `READY {json}` line to stdout once both listeners are bound; logs go to stderr.
@@ -11,6 +12,7 @@
 //! `running` marker file exists from start until a clean stop removes it) and applies the restart defects
 //! (`lose_unreplicated_on_kill`, `no_catch_up_after_restart`).
 
+pub mod app;
 pub mod fence;
 pub mod http;
 pub mod link;

@@ -269,10 +269,15 @@ async fn receive(node: &Node, stream: TcpStream) -> Result<(), StreamError> {
                 check_identity(node, &from, identity.as_ref())?;
                 return rtt::answer(&mut conn).await;
             }
-            Frame::Hello { from } | Frame::Probe { from } => {
+            Frame::Call { from, call } if node.peers.contains_key(&from) => {
+                check_identity(node, &from, identity.as_ref())?;
+                let answer = super::app::rpc::serve(node, &from, call).await;
+                return send(&mut conn, &Frame::Answer { answer }).await;
+            }
+            Frame::Hello { from } | Frame::Probe { from } | Frame::Call { from, .. } => {
                 return Err(StreamError::Protocol(format!("hello from unknown region {from:?}")));
             }
-            other => return Err(StreamError::Protocol(format!("expected hello or probe, got {other:?}"))),
+            other => return Err(StreamError::Protocol(format!("expected hello, probe or call, got {other:?}"))),
         },
         None => return Err(StreamError::Closed),
     };

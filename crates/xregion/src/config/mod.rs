@@ -124,9 +124,19 @@ pub fn load(path: Option<&Path>, env: &BTreeMap<String, String>) -> Result<Confi
             _ => file.clone(),
         };
         config.journeys = Some(std::sync::Arc::new(load_journeys(&file)?));
+    } else if config.deployment.kind == DeploymentKind::Lab {
+        let builtin = Path::new(LAB_JOURNEYS_NAME);
+        config.journeys = Some(std::sync::Arc::new(parse_journeys(LAB_JOURNEYS, builtin)?));
     }
     Ok(config)
 }
+
+/// The lab's journeys (`crates/xregion/journeys/lab.toml`), run against the lab's shop when `[e2e] journeys` is
+/// not set.
+pub const LAB_JOURNEYS: &str = include_str!("../../journeys/lab.toml");
+
+/// What reports call the lab's journey file.
+pub const LAB_JOURNEYS_NAME: &str = "crates/xregion/journeys/lab.toml (built in)";
 
 /// Reads, parses and validates a journey file; errors point at its line and column.
 pub fn load_journeys(path: &Path) -> Result<crate::journey::Loaded, ConfigError> {
@@ -136,6 +146,13 @@ pub fn load_journeys(path: &Path) -> Result<crate::journey::Loaded, ConfigError>
         position: None,
         message: format!("cannot read the journey file: {e}"),
     })?;
+    parse_journeys(&src, path)
+}
+
+/// Parses and validates the text of the journey file at `path`.
+fn parse_journeys(src: &str, path: &Path) -> Result<crate::journey::Loaded, ConfigError> {
+    let origin = path.display().to_string();
+    let src = src.to_string();
     let file: crate::journey::JourneyFile = toml::from_str(&src).map_err(|e| ConfigError {
         origin: origin.clone(),
         position: e.span().map(|s| line_col(&src, s.start)),

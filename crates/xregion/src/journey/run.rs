@@ -567,12 +567,29 @@ pub async fn read_after(target: &Target, inv: &Invariant, subjects: &mut [Subjec
     }
 }
 
-/// Reads every subject in every region before the journeys (conservation's initial stock).
+/// Reads every subject in every region before the journeys (conservation's initial stock), again every
+/// `READ_POLL` until every region answers the same for it (the setup journeys' writes may still be replicating) or
+/// `inv.within_ms` has passed; the last reads are kept. So the journeys start from stock every region has seen.
 pub async fn read_before(target: &Target, inv: &Invariant, subjects: &mut [Subject]) {
-    let all: Vec<usize> = (0..subjects.len()).collect();
-    for (i, reads) in read_round(target, inv, subjects, &all).await {
-        subjects[i].before = reads;
+    let deadline = Instant::now() + Duration::from_millis(inv.within_ms);
+    let mut pending: Vec<usize> = (0..subjects.len()).collect();
+    loop {
+        for (i, reads) in read_round(target, inv, subjects, &pending).await {
+            subjects[i].before = reads;
+        }
+        pending.retain(|&i| !agreed(&subjects[i].before));
+        if pending.is_empty() || Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep(READ_POLL).await;
     }
+}
+
+/// Whether every region was read and answered the same.
+fn agreed(reads: &BTreeMap<String, Read>) -> bool {
+    let mut values = reads.values();
+    let first = values.next();
+    first.is_some_and(|f| !matches!(f, Read::Error(_)) && values.all(|v| v == f))
 }
 
 /// The values conservation judges, known before the journeys: `per` as each instance's `vars` render it.

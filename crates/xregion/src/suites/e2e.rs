@@ -97,10 +97,8 @@ fn app_target(ctx: &Ctx) -> Result<Target, String> {
 /// Runs check `check`'s journeys: setup ones first, then the rest at once; then judges every invariant on them.
 async fn journeys(mut rb: ResultBuilder, ctx: &Ctx, check: &str) -> CheckResult {
     let Some(loaded) = &ctx.config.journeys else {
-        return rb.finish(
-            Verdict::Skipped,
-            "no journeys to run: set [e2e] journeys to a journey file (docs/journeys.md); the lab ships none yet",
-        );
+        return rb
+            .finish(Verdict::Skipped, "no journeys to run: set [e2e] journeys to a journey file (docs/journeys.md)");
     };
     let file = &loaded.file;
     let all: Vec<&Journey> = file.journeys_of(check).collect();
@@ -359,11 +357,11 @@ fn verdict(
         );
     }
     let names: Vec<&str> = judged.iter().map(|(i, _)| i.name.as_str()).collect();
+    let rest = if completed < runs.len() { " (the rest refused where an invariant allows it)" } else { "" };
     rb.finish(
         Verdict::Pass,
         format!(
-            "{completed} of {} runs completed (the rest refused where an invariant allows it), each within its \
-             deadline; {}",
+            "{completed} of {} runs completed{rest}, each within its deadline; {}",
             runs.len(),
             if names.is_empty() {
                 "no invariant judged".to_string()

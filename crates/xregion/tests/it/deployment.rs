@@ -40,7 +40,7 @@ fn inline(v: &serde_json::Value) -> String {
 }
 
 /// The config a user would write for the lab in `lab`, from its `lab.json` and `tokens.json`: regions, CA,
-/// tokens, traffic (each location's preferred regions instead of a latency table) and fault commands.
+/// tokens, the lab's journey file, traffic (each location's preferred regions instead of a latency table) and fault commands.
 fn describe(lab: &Path, scripts: &Path) -> String {
     let rec: serde_json::Value =
         serde_json::from_slice(&std::fs::read(lab.join("lab.json")).expect("lab.json")).expect("lab.json is JSON");
@@ -56,6 +56,8 @@ fn describe(lab: &Path, scripts: &Path) -> String {
         );
     }
     c += &format!("[deployment.tls]\nca_file = {}\n", q(&ca));
+    // The lab's shop takes the journeys the lab runs by default, from the file the repository ships.
+    c += &format!("[e2e]\njourneys = {}\n", q(concat!(env!("CARGO_MANIFEST_DIR"), "/journeys/lab.toml")));
     c += &format!(
         "[deployment.auth]\nread_token = {}\nwrite_token = {}\nadmin_token = {}\n",
         q(&token("reader")),

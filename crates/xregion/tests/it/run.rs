@@ -125,10 +125,10 @@ fn default_lab_run_passes_and_writes_every_artefact() {
             continue;
         }
         if c["id"].as_str().unwrap().starts_with("cross-region.e2e.") {
-            // The lab ships no commerce application yet: the business journeys are skipped, and say why.
-            assert_eq!(c["verdict"], "skipped", "{c}");
-            assert!(c["summary"].as_str().unwrap().contains("[e2e] journeys"), "{c}");
-            continue;
+            // The lab's shop runs the built-in journeys, and they pass on evidence: runs that completed and
+            // invariants read in every region.
+            assert!(c["metrics"]["completed"].as_f64().unwrap() >= 3.0, "{c}");
+            assert_eq!(c["metrics"]["violations"], 0.0, "{c}");
         }
         assert_eq!(c["verdict"], "pass", "{c}");
     }
@@ -653,5 +653,30 @@ fn ctrl_c_tears_the_lab_down() {
     assert!(checks[1]["summary"].as_str().unwrap().contains("interrupted"), "{}", checks[1]);
     for f in ["junit.xml", "report.html", "history.jsonl"] {
         assert!(out.join(f).exists(), "{f} is written");
+    }
+}
+
+/// Goal: each of the shop's defects fails its business-journey check, listing what went wrong: two accounts for
+/// one e-mail (registration-order), the scarce item oversold (fulfillment), an order charged twice (payment).
+#[test]
+fn each_shop_defect_fails_its_journey_check() {
+    for (name, check_id, defect, expect) in [
+        (
+            "shop-email",
+            "cross-region.e2e.registration-order",
+            "email_uniqueness_disabled = true",
+            "concurrent attempts succeeded",
+        ),
+        ("shop-escrow", "cross-region.e2e.fulfillment", "inventory_escrow_disabled = true", "oversold by"),
+        ("shop-payment", "cross-region.e2e.payment", "payment_idempotency_disabled = true", "done 2 times"),
+    ] {
+        let (c, code, out) = run_broken(name, check_id, defect);
+        assert_eq!(c["verdict"], "fail", "{defect}: {c}\n{out}");
+        assert!(c["summary"].as_str().unwrap().contains(expect), "{defect}: {c}");
+        let tables = c["tables"].as_array().unwrap();
+        let violations = tables.iter().find(|t| t["title"].as_str().unwrap().starts_with("Violations"));
+        let rows = violations.and_then(|t| t["rows"].as_array()).expect("a violations table");
+        assert!(rows.iter().all(|r| !r[3].as_str().unwrap().is_empty()), "every violation names its journeys: {c}");
+        assert_eq!(code, Some(1), "{defect}: {out}");
     }
 }

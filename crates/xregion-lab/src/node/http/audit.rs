@@ -17,7 +17,7 @@ use xregion_model::wire::AuditPage;
 /// The file write runs on the blocking pool, one at a time (the others wait on the log's gate without holding a
 /// thread): a `write` can wait for the disk (ext4 holds a page under writeback, and the store's fsyncs keep the
 /// journal busy), and on a runtime worker that wait would stall every task of the region, replication included.
-pub(super) async fn audit(node: &Node, principal: &str, action: &str, key: &str, status: u16) {
+pub(crate) async fn audit(node: &Node, principal: &str, action: &str, key: &str, status: u16) {
     let Some(a) = node.security.audit.clone() else { return };
     let Ok(_turn) = a.gate.acquire().await else { return };
     let (principal, action, key) = (principal.to_string(), action.to_string(), key.to_string());
@@ -30,12 +30,12 @@ pub(super) async fn audit(node: &Node, principal: &str, action: &str, key: &str,
 }
 
 /// The principal the `authorize` layer let through.
-pub(super) fn principal_of(p: &Option<axum::Extension<Principal>>) -> String {
+pub(crate) fn principal_of(p: &Option<axum::Extension<Principal>>) -> String {
     p.as_ref().map_or_else(|| ANONYMOUS.to_string(), |axum::Extension(p)| p.name.clone())
 }
 
 /// Writes the audit entry of a write's answer, before the answer is sent.
-pub(super) async fn audited(
+pub(crate) async fn audited(
     node: &Node,
     principal: &str,
     action: &str,

@@ -39,8 +39,19 @@ struct Product<'a> {
 }
 
 /// FNV-1a, stable across builds and processes (the ETag must be the same in every region).
-fn fnv(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// The price of an item, in cents (what the catalogue shows and what the shop charges).
+pub fn price_cents(item: &str) -> u64 {
+    100 + fnv(item.as_bytes()) % 99_900
+}
+
+/// Whether `item` is a valid item id (the catalogue's and the shop's SKUs): 1 to `ITEM_LEN_MAX` of a-z 0-9 -.
+pub fn valid_item(item: &str) -> bool {
+    let ok_chars = item.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    !item.is_empty() && item.len() <= ITEM_LEN_MAX && ok_chars
 }
 
 /// The body and strong ETag of an item.
@@ -49,7 +60,7 @@ pub fn catalog_item(item: &str) -> (Vec<u8>, String) {
     let product = Product {
         item,
         name: format!("Product {item}"),
-        price_cents: 100 + h % 99_900,
+        price_cents: price_cents(item),
         currency: "USD",
         stock: (h >> 20) % 1000,
         description: format!("Catalogue entry {item}: deterministic, the same in every region, cacheable."),
@@ -74,8 +85,7 @@ pub(super) async fn catalog(
     headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(|e| err(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
-    let ok_chars = item.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if item.is_empty() || item.len() > ITEM_LEN_MAX || !ok_chars {
+    if !valid_item(&item) {
         return Err(err(
             StatusCode::BAD_REQUEST,
             "invalid_key",

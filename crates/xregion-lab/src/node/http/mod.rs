@@ -20,7 +20,7 @@ pub mod audit;
 pub mod catalog;
 pub mod kv;
 pub mod lab;
-mod reply;
+pub(crate) mod reply;
 pub mod stats;
 
 use crate::auth::Scope;
@@ -70,6 +70,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/lab/health", put(lab::set_health))
         .route("/lab/fault", get(lab::get_fault).put(lab::set_fault))
         .route("/lab/clock", put(lab::set_clock))
+        .merge(crate::node::app::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
@@ -102,6 +103,10 @@ pub fn needed_scope(method: &axum::http::Method, path: &str) -> Option<Scope> {
     use axum::http::Method;
     if path == "/healthz" {
         return None;
+    }
+    if path.starts_with("/app/") {
+        let read = *method == Method::GET || *method == Method::HEAD;
+        return Some(if read { Scope::Read } else { Scope::Write });
     }
     if path == "/v1/audit" || path == "/metrics" || path.starts_with("/lab/") || !path.starts_with("/v1/") {
         return Some(if path.starts_with("/v1/") || path == "/metrics" || path.starts_with("/lab/") {
@@ -145,10 +150,10 @@ async fn authorize(State(node): Shared, mut req: Request, next: Next) -> Respons
     }
 }
 
-/// Load shedding and the `slow_ms` defect for `/v1/*`; health, metrics and lab routes are never shed, so that
+/// Load shedding and the `slow_ms` defect for `/v1/*` and the application's `/app/*`; health, metrics and lab routes are never shed, so that
 /// an overloaded region still answers its health checks (as a real one with a separate health port would).
 async fn admit(State(node): Shared, req: Request, next: Next) -> Response {
-    if !req.uri().path().starts_with("/v1/") {
+    if !req.uri().path().starts_with("/v1/") && !req.uri().path().starts_with("/app/") {
         return next.run(req).await;
     }
     let now = node.in_flight.fetch_add(1, Ordering::AcqRel) + 1;

@@ -13,16 +13,16 @@ use xregion_model::Version;
 use xregion_model::wire::{BODY_BYTES_MAX, ErrorBody, key_problem};
 
 /// The state every handler extracts: the node.
-pub(super) type Shared = State<Arc<Node>>;
+pub(crate) type Shared = State<Arc<Node>>;
 
 /// An error answer: status plus `ErrorBody`, optionally with the version of a tombstone.
-pub(super) struct ApiError {
+pub(crate) struct ApiError {
     /// The answer's status.
-    pub(super) status: StatusCode,
+    pub(crate) status: StatusCode,
     /// What went wrong, for the client.
-    pub(super) body: ErrorBody,
+    pub(crate) body: ErrorBody,
     /// The version of the tombstone a `404` found, if any.
-    pub(super) version: Option<Version>,
+    pub(crate) version: Option<Version>,
 }
 
 /// `ErrorBody` plus the tombstone's version; a superset, so clients that parse `ErrorBody` still can.
@@ -34,7 +34,7 @@ struct ErrorWire<'a> {
     version: Option<&'a Version>,
 }
 
-pub(super) fn err(status: StatusCode, code: &str, message: impl Into<String>) -> ApiError {
+pub(crate) fn err(status: StatusCode, code: &str, message: impl Into<String>) -> ApiError {
     ApiError { status, body: ErrorBody { error: code.to_string(), message: message.into() }, version: None }
 }
 
@@ -46,23 +46,23 @@ impl IntoResponse for ApiError {
     }
 }
 
-pub(super) fn store_failed(e: impl std::fmt::Display) -> ApiError {
+pub(crate) fn store_failed(e: impl std::fmt::Display) -> ApiError {
     err(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("the store cannot serve this request: {e}"))
 }
 
-pub(super) fn json<T: Serialize>(value: &T) -> Response {
+pub(crate) fn json<T: Serialize>(value: &T) -> Response {
     let body = serde_json::to_vec(value).unwrap_or_default();
     (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 /// The key from the path, checked against the contract's key rules.
-pub(super) fn path_key(key: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+pub(crate) fn path_key(key: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
     let Path(key) = key.map_err(|e| err(StatusCode::BAD_REQUEST, "invalid_key", e.body_text()))?;
     checked_key(&key)?;
     Ok(key)
 }
 
-pub(super) fn checked_key(key: &str) -> Result<(), ApiError> {
+pub(crate) fn checked_key(key: &str) -> Result<(), ApiError> {
     match key_problem(key) {
         Some(p) => Err(err(StatusCode::BAD_REQUEST, "invalid_key", p)),
         None => Ok(()),
@@ -70,7 +70,7 @@ pub(super) fn checked_key(key: &str) -> Result<(), ApiError> {
 }
 
 /// Maps a body rejection: too large is 413, anything else 400.
-pub(super) fn body_rejection(r: BytesRejection) -> ApiError {
+pub(crate) fn body_rejection(r: BytesRejection) -> ApiError {
     if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
         err(
             StatusCode::PAYLOAD_TOO_LARGE,

@@ -111,6 +111,31 @@ pub enum WriteOp {
         /// Every peer region.
         peers: Vec<String>,
     },
+    /// A read-modify-write (the application's transactions): the writer reads `keys` (tombstones and absent
+    /// keys as `None`), calls `decide` with their values, and makes the writes it returns as local writes, in
+    /// the same transaction. Nothing else writes between the read and the writes, so it is serializable.
+    Update {
+        /// The keys `decide` sees, in this order.
+        keys: Vec<String>,
+        /// What to write, and what to answer.
+        decide: Decide,
+    },
+}
+
+/// What an `Update` decides from the values it read: local writes (key, value) and an answer for the caller.
+pub type Decision = (Vec<(String, String)>, serde_json::Value);
+
+/// What an `Update` calls with the values it read.
+pub type DecideFn = dyn Fn(&[Option<String>]) -> Decision + Send + Sync;
+
+/// The decision function of an `Update`; it runs on the writer thread, so it must be quick and pure.
+#[derive(Clone)]
+pub struct Decide(pub Arc<DecideFn>);
+
+impl std::fmt::Debug for Decide {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Decide(..)")
+    }
 }
 
 /// What a write request produced.
@@ -122,6 +147,8 @@ pub enum WriteOutcome {
     Applied(usize),
     /// Cursor save, GC or forgetting done (GC and forgetting: how many outbox entries were removed).
     Done(u64),
+    /// An update committed (its writes, if any) with this answer.
+    Updated(serde_json::Value),
 }
 
 /// A write request as the writer thread gets it.

@@ -93,6 +93,32 @@ impl Writer {
         tracing::info!(region = %self.region, "store writer stopped");
     }
 
+    /// One local write inside the group's transaction: stamps a version, writes the record and its outbox entry.
+    fn local_write(
+        &mut self,
+        kv: &mut redb::Table<&str, &[u8]>,
+        outbox: &mut redb::Table<u64, &[u8]>,
+        key: &str,
+        value: &Option<String>,
+        residency: &Option<String>,
+    ) -> Result<StoredRecord, StoreError> {
+        let s = self.hlc.tick(self.clock.read_ms());
+        let version = Version { wall_ms: s.wall_ms, logical: s.logical, origin: self.region.clone() };
+        let rec = StoredRecord { value: value.clone(), version: version.clone(), residency: residency.clone() };
+        kv.insert(key, record::encode(&rec, key, &self.sealer).as_slice()).map_err(db_err)?;
+        self.head_seq += 1;
+        let e = Entry {
+            seq: self.head_seq,
+            key: key.to_string(),
+            value: value.clone(),
+            version,
+            residency: residency.clone(),
+            erase: false,
+        };
+        outbox.insert(self.head_seq, encode_outbox(&e, &self.sealer).as_slice()).map_err(db_err)?;
+        Ok(rec)
+    }
+
     /// Applies every op in one transaction and commits it durably.
     fn commit(&mut self, ops: &[&WriteOp]) -> Result<Vec<WriteOutcome>, StoreError> {
         let mut txn = self.db.begin_write().map_err(db_err)?;
@@ -108,26 +134,24 @@ impl Writer {
             for op in ops {
                 let outcome = match op {
                     WriteOp::Local { key, value, residency } => {
-                        let s = self.hlc.tick(self.clock.read_ms());
-                        let version = Version { wall_ms: s.wall_ms, logical: s.logical, origin: self.region.clone() };
-                        let rec = StoredRecord {
-                            value: value.clone(),
-                            version: version.clone(),
-                            residency: residency.clone(),
-                        };
-                        kv.insert(key.as_str(), record::encode(&rec, key, &self.sealer).as_slice()).map_err(db_err)?;
-                        self.head_seq += 1;
-                        let e = Entry {
-                            seq: self.head_seq,
-                            key: key.clone(),
-                            value: value.clone(),
-                            version,
-                            residency: residency.clone(),
-                            erase: false,
-                        };
-                        outbox.insert(self.head_seq, encode_outbox(&e, &self.sealer).as_slice()).map_err(db_err)?;
                         local_writes += 1;
-                        WriteOutcome::Written(rec)
+                        WriteOutcome::Written(self.local_write(&mut kv, &mut outbox, key, value, residency)?)
+                    }
+                    WriteOp::Update { keys, decide } => {
+                        let mut values = Vec::with_capacity(keys.len());
+                        for key in keys {
+                            let current = match kv.get(key.as_str()).map_err(db_err)? {
+                                Some(g) => decode_kv(key, g.value(), &self.sealer)?.value,
+                                None => None,
+                            };
+                            values.push(current);
+                        }
+                        let (writes, answer) = (decide.0)(&values);
+                        for (key, value) in writes {
+                            local_writes += 1;
+                            self.local_write(&mut kv, &mut outbox, &key, &Some(value), &None)?;
+                        }
+                        WriteOutcome::Updated(answer)
                     }
                     WriteOp::Erase { key, replicate } => {
                         // Limitation: redb is copy-on-write, so the pages that held the old record and outbox
