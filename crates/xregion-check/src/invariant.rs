@@ -16,7 +16,7 @@
 //! - **conservation** (stock): with `initial` units read before the journeys and `sold` successful steps,
 //!   every region ends with the same stock, never below 0, with `initial - sold - unknown <= final <= initial -
 //!   sold`; and no step was refused while units remained (an application may refuse only when stock really is
-//!   exhausted).
+//!   exhausted), except while a fault was in force, when units may be out of reach.
 //!
 //! A region whose read failed is listed as unreadable, and the subject is judged on the other regions.
 
@@ -66,6 +66,9 @@ pub struct Subject {
     pub unknown: u64,
     /// Journeys whose judged step was refused (an expected non-2xx status).
     pub refused: u64,
+    /// Of those, the ones refused while a fault was in force (a partition may strand units out of reach:
+    /// refusing then is allowed).
+    pub refused_in_fault: u64,
     /// Conservation: each region's read before the journeys.
     pub before: BTreeMap<String, Read>,
     /// Each region's read after the journeys (the last of the polls).
@@ -262,12 +265,13 @@ fn conservation(s: &Subject, read: &BTreeMap<&str, &Read>, found: &mut impl FnMu
             found(format!("{region} holds {now}; {initial} - {sold} sold must leave {range}"), false);
         }
     }
-    if s.refused > 0 {
+    let refused = s.refused.saturating_sub(s.refused_in_fault);
+    if refused > 0 {
         let left: Vec<f64> = read.values().filter_map(|r| r.number()).collect();
         if let Some(most) = left.iter().copied().reduce(f64::max)
             && most > 0.0
         {
-            found(format!("{} refused while {most} units remained", s.refused), true);
+            found(format!("{refused} refused while {most} units remained"), true);
         }
     }
 }
@@ -283,6 +287,7 @@ mod tests {
             ok,
             unknown,
             refused,
+            refused_in_fault: 0,
             before: BTreeMap::new(),
             after: after.iter().map(|(r, v)| (r.to_string(), v.clone())).collect(),
         }
@@ -338,6 +343,11 @@ mod tests {
         assert!(split.violations.iter().any(|x| x.what.contains("disagree")), "{split:?}");
         let lazy = k.judge(&[with_before(subject(1, 0, 2, &[("a", v("2")), ("b", v("2"))]), "3")]);
         assert!(lazy.violations.iter().any(|x| x.liveness && x.what.contains("2 refused while 2 units")), "{lazy:?}");
+        let mut cut_off = with_before(subject(1, 0, 2, &[("a", v("2")), ("b", v("2"))]), "3");
+        cut_off.refused_in_fault = 2;
+        assert!(k.judge(std::slice::from_ref(&cut_off)).holds(), "refused only while a partition held the units");
+        cut_off.refused_in_fault = 1;
+        assert!(k.judge(&[cut_off]).violations.iter().any(|x| x.what.contains("1 refused while")));
         assert!(k.judge(&[with_before(subject(1, 1, 0, &[("a", v("1")), ("b", v("1"))]), "3")]).holds());
         assert!(!k.judge(&[with_before(subject(1, 1, 0, &[("a", v("0")), ("b", v("0"))]), "3")]).holds());
     }

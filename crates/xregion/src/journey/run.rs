@@ -53,6 +53,65 @@ impl Target {
     }
 }
 
+/// Where a journey's runs meet before its fault: every run arrives before step `step` (or leaves, ending
+/// earlier), and waits until the gate opens; the fault's driver waits until every run has arrived or left,
+/// injects the fault, marks it active, and opens the gate.
+#[derive(Debug)]
+pub struct FaultGate {
+    /// The step the runs wait before.
+    pub step: String,
+    /// Runs that have neither arrived nor left.
+    pending: tokio::sync::watch::Sender<u32>,
+    /// Opened once the fault is in force (or could not be injected).
+    open: CancellationToken,
+    /// Whether the fault is in force now.
+    active: std::sync::atomic::AtomicBool,
+}
+
+impl FaultGate {
+    /// A gate before `step` for `runs` runs.
+    pub fn new(step: &str, runs: u32) -> Arc<FaultGate> {
+        Arc::new(FaultGate {
+            step: step.to_string(),
+            pending: tokio::sync::watch::channel(runs).0,
+            open: CancellationToken::new(),
+            active: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// A run reached the step: waits until the gate opens.
+    async fn arrive(&self) {
+        self.leave();
+        self.open.cancelled().await;
+    }
+
+    /// A run ended before the step.
+    fn leave(&self) {
+        self.pending.send_modify(|n| *n = n.saturating_sub(1));
+    }
+
+    /// Waits until every run has arrived or left.
+    pub async fn all_here(&self) {
+        let mut rx = self.pending.subscribe();
+        let _ = rx.wait_for(|n| *n == 0).await;
+    }
+
+    /// Lets the runs go on.
+    pub fn open(&self) {
+        self.open.cancel();
+    }
+
+    /// Marks the fault in force, or lifted.
+    pub fn set_active(&self, on: bool) {
+        self.active.store(on, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether the fault is in force now.
+    pub fn active(&self) -> bool {
+        self.active.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
 /// How an attempt or a step ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Outcome {
@@ -94,6 +153,8 @@ pub struct StepRecord {
     /// `Ok` if any attempt succeeded; else `Unknown` if any may have taken effect; else `Refused` if any was
     /// refused; else `Failed`.
     pub outcome: Outcome,
+    /// The journey's fault was in force when it started or when it ended.
+    pub in_fault: bool,
 }
 
 /// How a run ended.
@@ -189,8 +250,13 @@ fn home_of(j: &Journey, instance: u32, regions: usize) -> usize {
 }
 
 /// Runs every instance of `j`: groups start together, at most `concurrency` instances at once. Stops starting new
-/// ones when `cancel` fires.
-pub async fn run_journey(target: &Target, j: &Journey, cancel: &CancellationToken) -> Vec<Run> {
+/// ones when `cancel` fires. With `gate`, every run waits at the gate's step until the gate opens.
+pub async fn run_journey(
+    target: &Target,
+    j: &Journey,
+    cancel: &CancellationToken,
+    gate: Option<Arc<FaultGate>>,
+) -> Vec<Run> {
     let limit = j.concurrency.unwrap_or(j.instances).max(j.group) as usize;
     let slots = Arc::new(Semaphore::new(limit));
     let mut tasks = tokio::task::JoinSet::new();
@@ -204,9 +270,9 @@ pub async fn run_journey(target: &Target, j: &Journey, cancel: &CancellationToke
         let Ok(permit) = permit else { break };
         let permit = Arc::new(permit);
         for instance in members {
-            let (target, j, permit) = (target.clone(), j.clone(), permit.clone());
+            let (target, j, permit, gate) = (target.clone(), j.clone(), permit.clone(), gate.clone());
             tasks.spawn(async move {
-                let run = run_instance(&target, &j, instance).await;
+                let run = run_instance(&target, &j, instance, gate.as_deref()).await;
                 drop(permit);
                 run
             });
@@ -223,7 +289,7 @@ pub async fn run_journey(target: &Target, j: &Journey, cancel: &CancellationToke
 }
 
 /// One run, bounded by twice its deadline.
-async fn run_instance(target: &Target, j: &Journey, instance: u32) -> Run {
+async fn run_instance(target: &Target, j: &Journey, instance: u32, gate: Option<&FaultGate>) -> Run {
     let home = home_of(j, instance, target.regions.len());
     let start = Instant::now();
     let mut run = Run {
@@ -237,13 +303,23 @@ async fn run_instance(target: &Target, j: &Journey, instance: u32) -> Run {
     };
     let limit = Duration::from_millis(j.deadline_ms.saturating_mul(2));
     let mut rng = uuids(target, j, instance);
+    // Whether this run has passed the gate (or never will): it counts there exactly once.
+    let passed = std::sync::atomic::AtomicBool::new(gate.is_none());
     let steps = async {
         run.vars = match instance_vars(target, j, instance, home, &mut rng) {
             Ok(v) => v,
             Err(why) => return End::Failed { step: "vars".into(), why },
         };
         for step in &j.steps {
-            let rec = run_step(target, step, home, &mut run.vars, &mut rng).await;
+            if let Some(g) = gate
+                && g.step == step.name
+                && !passed.swap(true, std::sync::atomic::Ordering::AcqRel)
+            {
+                g.arrive().await;
+            }
+            let fault_at_start = gate.is_some_and(FaultGate::active);
+            let mut rec = run_step(target, step, home, &mut run.vars, &mut rng, j.timeout_ms).await;
+            rec.in_fault = fault_at_start || gate.is_some_and(FaultGate::active);
             let outcome = rec.outcome;
             let last = rec.attempts.last().cloned();
             run.steps.push(rec);
@@ -264,6 +340,11 @@ async fn run_instance(target: &Target, j: &Journey, instance: u32) -> Run {
         End::Completed
     };
     let ended = tokio::time::timeout(limit, steps).await;
+    if let Some(g) = gate
+        && !passed.swap(true, std::sync::atomic::Ordering::AcqRel)
+    {
+        g.leave();
+    }
     run.end = match ended {
         Ok(end) => end,
         Err(_) => End::Failed {
@@ -277,24 +358,28 @@ async fn run_instance(target: &Target, j: &Journey, instance: u32) -> Run {
 
 /// A rendered request, sent as is by every attempt of a step.
 struct Request {
+    timeout: Duration,
     method: reqwest::Method,
     path: String,
     headers: Vec<(String, String)>,
     body: Option<Value>,
 }
 
-/// One step: its request, rendered once, sent to its region and then retried as its `retry` says. A successful
-/// answer's extractions are added to `vars`.
+/// One step: its request, rendered once, sent to its region and then retried as its `retry` policies say, one
+/// after the other. A successful answer's extractions are added to `vars`.
 async fn run_step(
     target: &Target,
     step: &Step,
     home: usize,
     vars: &mut Vars,
     rng: &mut rand_chacha::ChaCha8Rng,
+    timeout_ms: u64,
 ) -> StepRecord {
-    let mut rec = StepRecord { step: step.name.clone(), attempts: Vec::new(), outcome: Outcome::Failed };
+    let mut rec =
+        StepRecord { step: step.name.clone(), attempts: Vec::new(), outcome: Outcome::Failed, in_fault: false };
     fresh(vars, rng);
-    let prepared = render(step, vars).and_then(|r| Ok((r, target.pick(step.region.as_deref(), home)?)));
+    let prepared = render(step, vars, Duration::from_millis(timeout_ms))
+        .and_then(|r| Ok((r, target.pick(step.region.as_deref(), home)?)));
     let (request, first) = match prepared {
         Ok(x) => x,
         Err(why) => {
@@ -303,34 +388,41 @@ async fn run_step(
         }
     };
     let mut extracted = None;
-    let mut region = first;
-    let retries = step.retry.as_ref().map_or(0, |r| r.times);
-    for n in 0..=retries {
-        if n > 0 {
-            let r = step.retry.as_ref().expect("retries come from retry");
+    let (attempt, body) = send(target, first, &request, step, vars).await;
+    if attempt.outcome == Outcome::Ok {
+        extracted = body;
+    }
+    rec.attempts.push(attempt);
+    'policies: for r in &step.retry {
+        for _ in 0..r.times {
+            let last = rec.attempts.last().map(|a| a.outcome);
             let again = match r.when {
                 RetryWhen::Always => true,
-                RetryWhen::Unknown => rec.attempts.last().is_some_and(|a| a.outcome == Outcome::Unknown),
+                RetryWhen::Unknown => last == Some(Outcome::Unknown),
+                RetryWhen::UnlessOk => matches!(last, Some(Outcome::Failed | Outcome::Unknown)),
             };
             if !again {
                 break;
             }
-            region = match r.region.as_deref() {
+            let region = match r.region.as_deref() {
                 None => first,
                 which => match target.pick(which, home) {
                     Ok(x) => x,
                     Err(why) => {
                         rec.attempts.push(Attempt::not_sent(why));
-                        break;
+                        break 'policies;
                     }
                 },
             };
+            if r.backoff_ms > 0 {
+                tokio::time::sleep(Duration::from_millis(r.backoff_ms)).await;
+            }
+            let (attempt, body) = send(target, region, &request, step, vars).await;
+            if attempt.outcome == Outcome::Ok && extracted.is_none() {
+                extracted = body;
+            }
+            rec.attempts.push(attempt);
         }
-        let (attempt, body) = send(target, region, &request, step, vars).await;
-        if attempt.outcome == Outcome::Ok && extracted.is_none() {
-            extracted = body;
-        }
-        rec.attempts.push(attempt);
     }
     rec.outcome = if extracted.is_some() {
         Outcome::Ok
@@ -355,7 +447,7 @@ async fn run_step(
 }
 
 /// The step's request with every template rendered.
-fn render(step: &Step, vars: &Vars) -> Result<Request, String> {
+fn render(step: &Step, vars: &Vars, timeout: Duration) -> Result<Request, String> {
     let method =
         reqwest::Method::from_bytes(step.method.as_bytes()).map_err(|_| format!("bad method {}", step.method))?;
     let mut headers = Vec::new();
@@ -363,7 +455,7 @@ fn render(step: &Step, vars: &Vars) -> Result<Request, String> {
         headers.push((k.clone(), template::render(v, vars)?));
     }
     let body = step.body.as_ref().map(|b| template::render_json(b, vars)).transpose()?;
-    Ok(Request { method, path: template::render(&step.path, vars)?, headers, body })
+    Ok(Request { timeout, method, path: template::render(&step.path, vars)?, headers, body })
 }
 
 /// Sends `req` and reads the whole answer: its status and body.
@@ -382,7 +474,7 @@ fn host_of(base: &str) -> &str {
 async fn send(target: &Target, region: usize, request: &Request, step: &Step, vars: &Vars) -> (Attempt, Option<Value>) {
     let (name, base) = &target.regions[region];
     let url = format!("{base}{}", request.path);
-    let mut req = target.client.request(request.method.clone(), &url);
+    let mut req = target.client.request(request.method.clone(), &url).timeout(request.timeout);
     for (k, v) in &request.headers {
         req = req.header(k.as_str(), v.as_str());
     }
@@ -467,11 +559,15 @@ pub fn subjects(inv: &Invariant, runs: &[Run]) -> Vec<Subject> {
         let key = template::text(v);
         let s = by_key.entry(key.clone()).or_insert_with(|| Subject { key, ..Subject::default() });
         s.journeys.push(run.id());
-        match inv.step.as_deref().and_then(|step| run.step_outcome(step)) {
-            Some(Outcome::Ok) => s.ok += 1,
-            Some(Outcome::Unknown) => s.unknown += 1,
-            Some(Outcome::Refused) => s.refused += 1,
-            Some(Outcome::Failed) | None => {}
+        let rec = inv.step.as_deref().and_then(|step| run.steps.iter().find(|s| s.step == step));
+        match rec.map(|r| (r.outcome, r.in_fault)) {
+            Some((Outcome::Ok, _)) => s.ok += 1,
+            Some((Outcome::Unknown, _)) => s.unknown += 1,
+            Some((Outcome::Refused, in_fault)) => {
+                s.refused += 1;
+                s.refused_in_fault += u64::from(in_fault);
+            }
+            Some((Outcome::Failed, _)) | None => {}
         }
     }
     by_key.into_values().collect()

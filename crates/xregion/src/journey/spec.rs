@@ -18,6 +18,9 @@ pub const BUILTINS: [&str; 8] = ["region", "other", "instance", "group", "member
 /// Most instances of one journey, and most steps in one.
 const INSTANCES_MAX: u32 = 10_000;
 const STEPS_MAX: usize = 100;
+/// Most attempts of one retry policy, and the longest pause before each.
+const RETRIES_MAX: u32 = 50;
+const BACKOFF_MS_MAX: u64 = 60_000;
 
 /// A journey file.
 #[derive(Debug, Clone, Deserialize)]
@@ -56,12 +59,40 @@ pub struct Journey {
     /// Each run must complete within this (the seed's 30 s by default); twice this ends it as failed.
     #[serde(default = "deadline_ms")]
     pub deadline_ms: u64,
+    /// How long one request may take before its outcome is unknown, in ms (default 10 s: a business step may do
+    /// more than a probe, calls to other regions included).
+    #[serde(default = "timeout_ms")]
+    pub timeout_ms: u64,
     /// Variables set when an instance starts, templated from the built-in ones.
     #[serde(default)]
     pub vars: BTreeMap<String, String>,
     /// The steps, in order.
     #[serde(rename = "step")]
     pub steps: Vec<Step>,
+    /// A fault injected while the runs go on (a region failing over during the payments, a partition during the
+    /// orders).
+    #[serde(default)]
+    pub fault: Option<JourneyFault>,
+}
+
+/// `[journey.fault]`: every run waits before step `before` until all runs have reached it (or ended); then the
+/// fault is injected in `region`, the runs go on, and the fault is lifted after `for_ms`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JourneyFault {
+    /// The step the runs wait before.
+    pub before: String,
+    /// `complete` (the region is down), `network` (cut off from the other regions) or `partial` (its store
+    /// fails writes).
+    pub kind: xregion_model::fault::FaultKind,
+    /// The region: a name, `first` (the default: the deployment's first region) or `last`.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// How long the fault lasts, in ms.
+    pub for_ms: u64,
+    /// Network: cut the region off from clients too, not only from the other regions.
+    #[serde(default)]
+    pub clients: bool,
 }
 
 /// One HTTP request of a journey.
@@ -97,9 +128,22 @@ pub struct Step {
     /// Pause after the step succeeded, in ms.
     #[serde(default)]
     pub think_ms: u64,
-    /// Sends the same request again, same headers and body (so the same idempotency key).
-    #[serde(default)]
-    pub retry: Option<Retry>,
+    /// Sends the same request again, same headers and body (so the same idempotency key): one policy, or a list
+    /// applied one after the other.
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub retry: Vec<Retry>,
+}
+
+/// A table or an array of tables.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Retry>, D::Error> {
+    use serde::de::Error;
+    let value = toml::Value::deserialize(d)?;
+    match value {
+        toml::Value::Array(items) => {
+            items.into_iter().map(|v| v.try_into::<Retry>().map_err(|e| D::Error::custom(e.message()))).collect()
+        }
+        other => Ok(vec![other.try_into::<Retry>().map_err(|e| D::Error::custom(e.message()))?]),
+    }
 }
 
 /// `{ pointer = "/status", equals = "paid" }`.
@@ -121,6 +165,9 @@ pub enum RetryWhen {
     /// After an attempt whose outcome is unknown (a timeout, a lost connection, a 5xx).
     #[default]
     Unknown,
+    /// After an attempt that neither succeeded nor was refused: a client that keeps trying until it gets an
+    /// answer (during a failover, say).
+    UnlessOk,
 }
 
 /// `{ times = 1, region = "other", when = "always" }`.
@@ -136,6 +183,9 @@ pub struct Retry {
     /// When.
     #[serde(default)]
     pub when: RetryWhen,
+    /// Pause before each of these attempts, in ms.
+    #[serde(default)]
+    pub backoff_ms: u64,
 }
 
 /// An invariant over a journey's runs and what the regions hold afterwards.
@@ -186,6 +236,9 @@ fn get() -> String {
 fn deadline_ms() -> u64 {
     30_000
 }
+fn timeout_ms() -> u64 {
+    10_000
+}
 fn within_ms() -> u64 {
     5_000
 }
@@ -221,6 +274,9 @@ impl JourneyFile {
                 return Err((j.name.clone(), format!("two journeys are called {}", j.name)));
             }
             validate_journey(j)?;
+            if j.fault.is_some() && self.journeys_of(&j.check).filter(|o| o.fault.is_some()).count() > 1 {
+                return Err((j.name.clone(), format!("check {} has two journeys with a fault; one may", j.check)));
+            }
         }
         for inv in &self.invariants {
             validate_invariant(self, inv)?;
@@ -249,8 +305,14 @@ fn validate_journey(j: &Journey) -> Result<(), (String, String)> {
     if !(1..=600_000).contains(&j.deadline_ms) {
         return at("deadline_ms must be between 1 and 600000".into());
     }
+    if !(1..=600_000).contains(&j.timeout_ms) {
+        return at("timeout_ms must be between 1 and 600000".into());
+    }
     if j.steps.is_empty() || j.steps.len() > STEPS_MAX {
         return at(format!("a journey has 1 to {STEPS_MAX} steps"));
+    }
+    if let Some(f) = &j.fault {
+        validate_fault(j, f)?;
     }
     let mut known: BTreeSet<String> = BUILTINS.iter().map(|s| s.to_string()).collect();
     for (name, value) in &j.vars {
@@ -281,10 +343,13 @@ fn validate_journey(j: &Journey) -> Result<(), (String, String)> {
         if let Some(bad) = s.expect.iter().find(|c| !(100..=599).contains(*c)) {
             return here(format!("{bad} is not an HTTP status"));
         }
-        if let Some(r) = &s.retry
-            && !(1..=10).contains(&r.times)
-        {
-            return here("retry.times must be between 1 and 10".into());
+        for r in &s.retry {
+            if !(1..=RETRIES_MAX).contains(&r.times) {
+                return here(format!("retry.times must be between 1 and {RETRIES_MAX}"));
+            }
+            if r.backoff_ms > BACKOFF_MS_MAX {
+                return here(format!("retry.backoff_ms must be at most {BACKOFF_MS_MAX}"));
+            }
         }
         let mut used = template::names(&s.path).map_err(|e| (s.path.clone(), e))?;
         for v in s.headers.values() {
@@ -305,6 +370,27 @@ fn validate_journey(j: &Journey) -> Result<(), (String, String)> {
             }
             known.insert(var.clone());
         }
+    }
+    Ok(())
+}
+
+fn validate_fault(j: &Journey, f: &JourneyFault) -> Result<(), (String, String)> {
+    use xregion_model::fault::FaultKind;
+    let at = |msg: String| Err((f.before.clone(), format!("journey {}, fault: {msg}", j.name)));
+    if !j.steps.iter().any(|s| s.name == f.before) {
+        return at(format!("before = {:?} names no step of the journey", f.before));
+    }
+    if !matches!(f.kind, FaultKind::Complete | FaultKind::Network | FaultKind::Partial) {
+        return at(format!("kind {} is not complete, network or partial", f.kind.name()));
+    }
+    if !(1..=600_000).contains(&f.for_ms) {
+        return at("for_ms must be between 1 and 600000".into());
+    }
+    if j.setup {
+        return at("a setup journey has no fault".into());
+    }
+    if j.concurrency.is_some_and(|c| c < j.instances) {
+        return at("every run waits for the others before the fault, so concurrency must allow all of them".into());
     }
     Ok(())
 }
@@ -429,7 +515,7 @@ read = { path = "/orders/{{order}}/charges", count = "/charges" }
     #[test]
     fn validates_what_types_cannot() {
         let f = parse(GOOD).unwrap();
-        assert_eq!(f.journeys[0].steps[1].retry.as_ref().unwrap().when, RetryWhen::Always);
+        assert_eq!(f.journeys[0].steps[1].retry[0].when, RetryWhen::Always);
         assert_eq!(f.invariants[0].kind(), Kind::ExactlyOnce);
         let bad = |from: &str, to: &str| parse(&GOOD.replacen(from, to, 1)).unwrap_err();
         assert!(bad("{{order}}/charge\"", "{{nope}}/charge\"").contains("{{nope}} is no variable here"));
@@ -442,5 +528,36 @@ read = { path = "/orders/{{order}}/charges", count = "/charges" }
         assert!(bad("method = \"POST\"", "method = \"FETCH\"").contains("method \"FETCH\""));
         assert!(bad("instances = 4", "instances = 4\ngroup = 5").contains("group must be"));
         assert!(bad("kind = \"exactly-once\"", "kind = \"conservation\"").contains("per must be set in vars"));
+    }
+
+    /// Goal: a step's retries are one policy or a list of them, with backoff; a journey's fault names a step of
+    /// it, a kind that fits, and lets every run reach the gate.
+    #[test]
+    fn retry_lists_and_faults() {
+        let retries = "retry = [{ region = \"other\", when = \"always\" }, { times = 20, when = \"unless_ok\", backoff_ms = 100 }]";
+        let f = parse(&GOOD.replacen("retry = { region = \"other\", when = \"always\" }", retries, 1)).unwrap();
+        let r = &f.journeys[0].steps[1].retry;
+        assert_eq!((r.len(), r[1].when, r[1].times, r[1].backoff_ms), (2, RetryWhen::UnlessOk, 20, 100));
+        let bad_retry = GOOD.replacen("when = \"always\" }", "when = \"always\", pause = 1 }", 1);
+        assert!(parse(&bad_retry).unwrap_err().contains("unknown field `pause`"));
+        let with = |fault: &str| {
+            parse(&GOOD.replacen(
+                "[[journey.step]]\nname = \"order\"",
+                &format!("{fault}\n[[journey.step]]\nname = \"order\""),
+                1,
+            ))
+        };
+        let f = with("[journey.fault]\nbefore = \"charge\"\nkind = \"complete\"\nfor_ms = 1000").unwrap();
+        assert_eq!(f.journeys[0].fault.as_ref().unwrap().before, "charge");
+        let e = with("[journey.fault]\nbefore = \"refund\"\nkind = \"complete\"\nfor_ms = 1000").unwrap_err();
+        assert!(e.contains("names no step"), "{e}");
+        let e = with("[journey.fault]\nbefore = \"charge\"\nkind = \"clock\"\nfor_ms = 1000").unwrap_err();
+        assert!(e.contains("not complete, network or partial"), "{e}");
+        let limited = GOOD.replacen("instances = 4", "instances = 4\nconcurrency = 2", 1).replacen(
+            "[[journey.step]]\nname = \"order\"",
+            "[journey.fault]\nbefore = \"charge\"\nkind = \"network\"\nfor_ms = 1000\n[[journey.step]]\nname = \"order\"",
+            1,
+        );
+        assert!(parse(&limited).unwrap_err().contains("concurrency must allow all"));
     }
 }

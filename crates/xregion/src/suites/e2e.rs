@@ -7,6 +7,7 @@
 //! where an invariant judges that step, so that its liveness side decides whether the refusal was right.
 
 use crate::check::{CheckDef, Ctx, Needs, ResultBuilder};
+use crate::journey::fault;
 use crate::journey::run::{self, End, Outcome, Run, Target};
 use crate::journey::spec::{Invariant, Journey};
 use crate::measure;
@@ -113,7 +114,7 @@ async fn journeys(mut rb: ResultBuilder, ctx: &Ctx, check: &str) -> CheckResult 
     let _stop = cancel.clone().drop_guard();
     for j in all.iter().filter(|j| j.setup) {
         ctx.progress.phase(&format!("setup journey {} ({} runs)", j.name, j.instances));
-        let runs = run::run_journey(&target, j, &cancel).await;
+        let runs = run::run_journey(&target, j, &cancel, None).await;
         if let Some(r) = runs.iter().find(|r| r.end != End::Completed) {
             return rb.finish(Verdict::Error, format!("setup journey {} did not complete: {}", j.name, end_text(r)));
         }
@@ -138,9 +139,34 @@ async fn journeys(mut rb: ResultBuilder, ctx: &Ctx, check: &str) -> CheckResult 
         main.iter().map(|j| j.name.as_str()).collect::<Vec<_>>().join(", "),
         target.regions.len()
     ));
+    let regions: Vec<String> = target.regions.iter().map(|(r, _)| r.clone()).collect();
+    let mut planned = None;
+    let mut fault_log = None;
+    if let Some((j, f)) = main.iter().find_map(|j| j.fault.as_ref().map(|f| (*j, f))) {
+        match fault::plan(j, f, &ctx.faults, &regions) {
+            Ok(p) => planned = Some((j.name.clone(), p)),
+            Err(why) => {
+                fault_log = Some(fault::Log { error: Some(format!("not injected: {why}")), ..fault::Log::default() })
+            }
+        }
+    }
+    let gate_of = |j: &Journey| planned.as_ref().filter(|(n, _)| *n == j.name).map(|(_, p)| p.gate.clone());
     let started = Instant::now();
-    let runs: Vec<Run> =
-        futures::future::join_all(main.iter().map(|j| run::run_journey(&target, j, &cancel))).await.concat();
+    let done = CancellationToken::new();
+    let journeys = async {
+        let runs =
+            futures::future::join_all(main.iter().map(|j| run::run_journey(&target, j, &cancel, gate_of(j)))).await;
+        done.cancel();
+        runs.concat()
+    };
+    let driver = async {
+        match &planned {
+            Some((_, p)) => Some(fault::drive(&ctx.faults, p, started, &done).await),
+            None => None,
+        }
+    };
+    let (runs, driven): (Vec<Run>, _) = tokio::join!(journeys, driver);
+    fault_log = driven.or(fault_log);
     let journeys_s = started.elapsed().as_secs_f64();
     let mut judged: Vec<(&Invariant, Judged)> = Vec::new();
     for (n, inv) in invariants.iter().enumerate() {
@@ -157,7 +183,35 @@ async fn journeys(mut rb: ResultBuilder, ctx: &Ctx, check: &str) -> CheckResult 
         judged.push((inv, inv.kind().judge(&subjects)));
     }
     report(&mut rb, &main, &runs, &judged, journeys_s);
-    verdict(rb, &main, &invariants, &runs, &judged)
+    let fault_text = fault_log.as_ref().map(|l| fault_report(&mut rb, l));
+    if let (Some(l), Some(_)) = (&fault_log, &planned) {
+        if let Some(e) = &l.error {
+            return rb.finish(Verdict::Error, format!("the {} was not injected: {e}", l.what));
+        }
+        if let Some(e) = &l.restore_error {
+            return rb.finish(Verdict::Error, format!("the {} could not be lifted: {e}", l.what));
+        }
+    }
+    let mut result = verdict(rb, &main, &invariants, &runs, &judged);
+    if let Some(t) = fault_text {
+        result.summary = format!("{}; {t}", result.summary);
+    }
+    result
+}
+
+/// Records the journey fault's figures and returns what the summary says of it.
+fn fault_report(rb: &mut ResultBuilder, l: &fault::Log) -> String {
+    match (l.injected_at_s, &l.error) {
+        (Some(at), None) => {
+            rb.metric("fault_injected_at_s", at).metric("fault_s", l.lasted_s);
+            format!("under a {} for {:.1} s", l.what, l.lasted_s)
+        }
+        (_, Some(e)) => {
+            rb.note(format!("the journeys ran without their fault: {e}"));
+            format!("without their fault ({e})")
+        }
+        (None, None) => String::new(),
+    }
 }
 
 /// `refused at charge with 409`, `failed at pay: …`, `completed`.

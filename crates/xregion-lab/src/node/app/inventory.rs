@@ -246,7 +246,7 @@ pub(super) async fn sell(
         });
     }
     let mut known: BTreeMap<String, u64> = BTreeMap::new();
-    let mut unreachable = Vec::new();
+    let mut unreachable: BTreeMap<String, String> = BTreeMap::new();
     for round in 0..=REBALANCE_ROUNDS {
         let (keys, others) = escrow_keys(node, sku);
         let (me, k, o, kn) = (node.region.clone(), keys[0].clone(), order.clone(), known.clone());
@@ -262,9 +262,9 @@ pub(super) async fn sell(
         .await?;
         let Some(available) = decided.as_u64() else { return Ok(Ok(())) };
         if round == REBALANCE_ROUNDS {
+            let unreachable = unreachable.into_iter().map(|(r, why)| format!("{r} ({why})")).collect();
             return Ok(Err(Short { available, unreachable }));
         }
-        unreachable.clear();
         let given = rebalance(node, sku, qty - available, &mut known, &mut unreachable).await?;
         if given == 0 {
             tokio::time::sleep(REBALANCE_PAUSE).await;
@@ -273,34 +273,34 @@ pub(super) async fn sell(
     unreachable!("the last round returns")
 }
 
-/// Asks the other regions, those that hold the most first (by this region's copy), for `want` units; records
-/// what each says it gave in `known`. Returns the units given.
+/// Asks every other region at once for `want` units (at once, so that a partitioned region costs one call
+/// timeout, not one per region); records what each says it gave in `known`. A region that could not be asked goes
+/// into `unreachable` and is not asked again for this order. Returns the units given (possibly more than `want`:
+/// units only move, they are never lost).
 async fn rebalance(
     node: &Node,
     sku: &str,
     want: u64,
     known: &mut BTreeMap<String, u64>,
-    unreachable: &mut Vec<String>,
+    unreachable: &mut BTreeMap<String, String>,
 ) -> Result<u64, ApiError> {
-    let mut holders = Vec::new();
-    for other in node.peers.keys() {
-        let e: Escrow = super::read(node, escrow_key(sku, other)).await?.unwrap_or_default();
-        holders.push((e.available(), other.clone()));
-    }
-    holders.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    let asked: Vec<String> = node.peers.keys().filter(|p| !unreachable.contains_key(*p)).cloned().collect();
+    let call = Call::Take { sku: sku.to_string(), want };
+    let answers = futures::future::join_all(asked.iter().map(|other| rpc::call(node, other, &call))).await;
     let mut given_total = 0;
-    for (_, other) in holders {
-        if given_total >= want {
-            break;
-        }
-        match rpc::call(node, &other, &Call::Take { sku: sku.to_string(), want: want - given_total }).await {
+    for (other, answer) in asked.into_iter().zip(answers) {
+        match answer {
             Ok(Answer::Given { given, out_total }) => {
                 given_total += given;
                 let k = known.entry(other).or_insert(0);
                 *k = (*k).max(out_total);
             }
-            Ok(other_answer) => unreachable.push(format!("{other} ({other_answer:?})")),
-            Err(why) => unreachable.push(format!("{other} ({why})")),
+            Ok(other_answer) => {
+                unreachable.insert(other, format!("{other_answer:?}"));
+            }
+            Err(why) => {
+                unreachable.insert(other, why);
+            }
         }
     }
     Ok(given_total)

@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio_util::codec::Framed;
 
 /// Longest a call may take in all: connection, TLS, the call's work and the answer.
-pub const CALL_TIMEOUT: Duration = Duration::from_secs(3);
+pub const CALL_TIMEOUT: Duration = Duration::from_millis(1500);
 
 /// What one region asks another.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -38,6 +38,54 @@ struct DbRun {
     result: LoadResult,
     /// Replication under the write load, judged as the write-replicate check would judge it.
     replication: Result<CheckResult, ProbeError>,
+    /// Each region's store statistics over the run (`GET /v1/stats/store`, reset just before it): what
+    /// `performance.database.pool` judges. `Err` says why there are none (a database, or a deployment without the
+    /// optional route).
+    store_stats: Result<Vec<(String, xregion_model::wire::StoreStats)>, StatsMissing>,
+}
+
+/// Why the shared run has no store statistics.
+#[derive(Debug, Clone)]
+enum StatsMissing {
+    /// The deployment does not offer them: the check is skipped, with this reason.
+    NotOffered(String),
+    /// Reading them failed: the check is an error.
+    Failed(String),
+}
+
+/// Resets every region's store statistics, so that they cover the shared run only.
+async fn reset_store_stats(ctx: &Ctx) -> Result<(), StatsMissing> {
+    if databases(ctx) {
+        return Err(StatsMissing::NotOffered("the regions are databases".into()));
+    }
+    for p in &ctx.probes {
+        match p.get_optional::<serde_json::Value>("/v1/stats/store?reset=true", None).await {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                return Err(StatsMissing::NotOffered(format!(
+                    "{} does not offer GET /v1/stats/store (optional in the probe contract)",
+                    p.endpoint
+                )));
+            }
+            Err(e) => return Err(StatsMissing::Failed(e.to_string())),
+        }
+    }
+    Ok(())
+}
+
+/// Every region's store statistics since the reset.
+async fn read_store_stats(ctx: &Ctx) -> Result<Vec<(String, xregion_model::wire::StoreStats)>, StatsMissing> {
+    let mut all = Vec::new();
+    for p in &ctx.probes {
+        match p.get_optional::<xregion_model::wire::StoreStats>("/v1/stats/store", None).await {
+            Ok(Some(s)) => all.push((p.region.clone(), s)),
+            Ok(None) => {
+                return Err(StatsMissing::Failed(format!("{} no longer offers /v1/stats/store", p.endpoint)));
+            }
+            Err(e) => return Err(StatsMissing::Failed(e.to_string())),
+        }
+    }
+    Ok(all)
 }
 
 /// Name of the requests of `region` of one kind in the shared run.
@@ -89,6 +137,7 @@ async fn db_run(ctx: &Ctx) -> Result<DbRun, String> {
     ctx.progress.phase(&format!("{rate:.0} reads and durable writes/s spread over the regions, open model"));
     let probe_cfg = replication_probes(ctx);
     let probe_prefix = ctx.prefix("db-repl");
+    let reset = reset_store_stats(ctx).await;
     let load = async {
         if databases(ctx) {
             let duration = Duration::from_millis(SHORT_LOAD_MS);
@@ -106,7 +155,11 @@ async fn db_run(ctx: &Ctx) -> Result<DbRun, String> {
     let result = loaded?;
     let replication =
         replication.map(|m| crate::suites::cross_region::judge_replication(ResultBuilder::blank(), ctx, &probe_cfg, m));
-    Ok(DbRun { result, replication })
+    let store_stats = match reset {
+        Ok(()) => read_store_stats(ctx).await,
+        Err(e) => Err(e),
+    };
+    Ok(DbRun { result, replication, store_stats })
 }
 
 /// The replication probes of the shared run: `REPLICATION_PROBES_PER_REGION` writes per region spread over it.
@@ -124,7 +177,7 @@ async fn database(mut rb: ResultBuilder, ctx: &Ctx, write: bool) -> CheckResult 
     if reused {
         ctx.progress.phase("judging this run's earlier store load");
     }
-    let DbRun { result: r, replication } = match run.as_ref() {
+    let DbRun { result: r, replication, .. } = match run.as_ref() {
         Ok(x) => x,
         Err(e) => return rb.finish(Verdict::Error, e.clone()),
     };
@@ -393,66 +446,27 @@ pub(super) async fn pool(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
     if databases(ctx) {
         return pool_of_databases(rb, ctx).await;
     }
-    // Reset the counters, so the figures cover this check's load only.
-    for p in &ctx.probes {
-        match p.get_optional::<serde_json::Value>("/v1/stats/store?reset=true", None).await {
-            Ok(Some(_)) => {}
-            Ok(None) => {
-                return rb.finish(
-                    Verdict::Skipped,
-                    format!("{} does not offer GET /v1/stats/store (optional in the probe contract)", p.endpoint),
-                );
-            }
-            Err(e) => return rb.error(&e),
+    let (run, reused) = ctx.shared.get_or_compute("db-load", db_run(ctx)).await;
+    if reused {
+        ctx.progress.phase("judging this run's earlier store load");
+    }
+    let (r, all_stats) = match run.as_ref() {
+        Err(e) => return rb.finish(Verdict::Error, e.clone()),
+        Ok(DbRun { store_stats: Err(StatsMissing::NotOffered(why)), .. }) => {
+            return rb.finish(Verdict::Skipped, why.clone());
         }
-    }
-    let prefix = ctx.prefix("pool");
-    let mut specs = Vec::new();
-    for p in &ctx.probes {
-        specs.push(RequestSpec {
-            name: format!("write@{}", p.region),
-            url: format!("{}/v1/kv/{prefix}{}", p.endpoint, p.region),
-            method: "PUT".into(),
-            headers: vec![("content-type".into(), "application/json".into())],
-            body: Some("{\"value\":\"pool\"}".into()),
-            weight: 1,
-        });
-        specs.push(RequestSpec {
-            name: format!("read@{}", p.region),
-            url: format!("{}/v1/kv/{prefix}{}", p.endpoint, p.region),
-            method: "GET".into(),
-            headers: Vec::new(),
-            body: None,
-            weight: 3,
-        });
-    }
-    let rate = DB_RATE_PER_REGION * ctx.probes.len() as f64;
-    let plan = match plan(
-        ctx,
-        specs,
-        Executor::ConstantArrivalRate { rate_per_s: rate, duration_ms: SHORT_LOAD_MS, max_in_flight: 512 },
-        &[],
-    ) {
-        Ok(p) => p,
-        Err(e) => return rb.finish(Verdict::Error, e),
-    };
-    ctx.progress.phase(&format!("{rate:.0} reads and writes/s spread over the regions"));
-    let r = match run_load(ctx, &plan).await {
-        Ok(r) => r,
-        Err(e) => return rb.finish(Verdict::Error, format!("the load generator failed: {e}")),
+        Ok(DbRun { store_stats: Err(StatsMissing::Failed(why)), .. }) => {
+            return rb.finish(Verdict::Error, format!("could not read the store statistics: {why}"));
+        }
+        Ok(DbRun { result, store_stats: Ok(stats), .. }) => (result, stats),
     };
     let mut rows = Vec::new();
     let mut worst: Option<(String, f64)> = None;
-    for p in &ctx.probes {
-        let stats = match p.get_optional::<xregion_model::wire::StoreStats>("/v1/stats/store", None).await {
-            Ok(Some(s)) => s,
-            Ok(None) => return rb.finish(Verdict::Error, format!("{} stopped offering /v1/stats/store", p.endpoint)),
-            Err(e) => return rb.error(&e),
-        };
+    for (region, stats) in all_stats {
         let a = &stats.acquire_ms;
-        rb.metric(&format!("acquire_ms_p95.{}", p.region), a.p95);
+        rb.metric(&format!("acquire_ms_p95.{region}"), a.p95);
         rows.push(vec![
-            p.region.clone(),
+            region.clone(),
             a.count.to_string(),
             format!("{:.3}", a.p50),
             format!("{:.3}", a.p95),
@@ -462,7 +476,7 @@ pub(super) async fn pool(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
             format!("{:.3}", stats.read_ms.p95),
         ]);
         if a.count > 0 && worst.as_ref().is_none_or(|w| a.p95 > w.1) {
-            worst = Some((p.region.clone(), a.p95));
+            worst = Some((region.clone(), a.p95));
         }
     }
     rb.table(Table {
@@ -479,12 +493,13 @@ pub(super) async fn pool(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
         ],
         rows,
     });
-    let errors = error_pct(&r);
+    let errors = error_pct(r);
     rb.metric("requests", r.requests as f64).metric("error_rate_pct", errors);
     rb.note(format!(
-        "open model at {DB_RATE_PER_REGION} requests/s per region (3 reads to 1 durable write), straight to each \
-         region; acquisition is the time a request waits to get the store (the group-commit queue for writes, the \
-         start of a read transaction for reads), reported by the region itself through GET /v1/stats/store"
+        "the store checks' run: open model at {DB_RATE_PER_REGION} reads and {DB_RATE_PER_REGION} durable writes/s \
+         per region, straight to each region, with replication probes; acquisition is the time a request waits to \
+         get the store (the group-commit queue for writes, the start of a read transaction for reads), reported by \
+         the region itself through GET /v1/stats/store"
     ));
     let Some((region, p95)) = worst else {
         return rb.finish(Verdict::Error, "no region reported a store acquisition");
