@@ -109,6 +109,33 @@ pub struct Heatmap {
     pub values: Vec<Vec<Option<f64>>>,
 }
 
+/// A waterfall: the steps of a flow one after the other, each drawn from where the previous one ended (at their
+/// medians), with its median and its P95, as k6's groups or a browser's network panel show them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Waterfall {
+    /// Title, for example `Journey order-and-pay: steps at P50 and P95`.
+    pub title: String,
+    /// Unit of every value, for example `ms`.
+    pub unit: String,
+    /// The steps, in order.
+    pub steps: Vec<WaterfallStep>,
+}
+
+/// One step of a waterfall.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WaterfallStep {
+    /// The step's name.
+    pub label: String,
+    /// Where it starts: the sum of the earlier steps' medians (and pauses).
+    pub start: f64,
+    /// Its median.
+    pub p50: f64,
+    /// Its 95th percentile.
+    pub p95: f64,
+    /// Its samples.
+    pub count: u64,
+}
+
 /// The verdict of one region (or one endpoint: a routing record, the CDN) in a check that judges regions one by
 /// one. The check fails when a region fails; it is `error` only when none failed and one could not be measured.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,6 +180,9 @@ pub struct CheckResult {
     /// Heatmaps to draw.
     #[serde(default)]
     pub heatmaps: Vec<Heatmap>,
+    /// Waterfalls to draw (the steps of a business journey).
+    #[serde(default)]
+    pub waterfalls: Vec<Waterfall>,
     /// Each region's own verdict, in a check that judges regions one by one; empty otherwise.
     #[serde(default)]
     pub regions: Vec<RegionVerdict>,
@@ -253,6 +283,7 @@ mod tests {
             tables: Vec::new(),
             charts: Vec::new(),
             heatmaps: Vec::new(),
+            waterfalls: Vec::new(),
             regions: Vec::new(),
             duration_s: 0.0,
         }

@@ -6,7 +6,7 @@
 //!
 //! This module lays out the page (header, summary table, one section per check, the configuration); its children
 //! draw the parts: `distributions` (histograms and percentile charts), `time_chart`, `tables` (tables and
-//! heatmaps), `compliance`, with `axes` (the frame every SVG chart shares) and `text` (escaping and number
+//! heatmaps), `waterfall` (a journey's steps at P50 and P95), `compliance`, with `axes` (the frame every SVG chart shares) and `text` (escaping and number
 //! formatting) under them.
 
 /// Writes formatted text into a `String`; formatting into a `String` cannot fail, so the result is dropped.
@@ -22,6 +22,7 @@ mod distributions;
 mod tables;
 mod text;
 mod time_chart;
+mod waterfall;
 
 use axes::color;
 use compliance::compliance_section;
@@ -30,6 +31,7 @@ use std::fmt::Write as _;
 use tables::{heatmap, table};
 use text::{badge, num, verdict_class};
 use time_chart::time_chart;
+use waterfall::waterfall;
 use xregion_model::report::{CheckResult, Report, Verdict};
 
 // Escaping is public at this path; it lives with the other text helpers.
@@ -265,6 +267,12 @@ fn check_section(h: &mut String, i: usize, c: &CheckResult) {
         h.push_str("<h3>Charts</h3>\n");
         for chart in &c.charts {
             time_chart(h, chart);
+        }
+    }
+    if !c.waterfalls.is_empty() {
+        h.push_str("<h3>Steps</h3>\n");
+        for w in &c.waterfalls {
+            waterfall(h, w);
         }
     }
     if !c.heatmaps.is_empty() {

@@ -267,6 +267,7 @@ impl ResultBuilder {
                 tables: Vec::new(),
                 charts: Vec::new(),
                 heatmaps: Vec::new(),
+                waterfalls: Vec::new(),
                 regions: Vec::new(),
                 duration_s: 0.0,
             },
@@ -319,6 +320,12 @@ impl ResultBuilder {
     /// Adds a heatmap.
     pub fn heatmap(&mut self, h: Heatmap) -> &mut Self {
         self.result.heatmaps.push(h);
+        self
+    }
+
+    /// Adds a waterfall.
+    pub fn waterfall(&mut self, w: xregion_model::report::Waterfall) -> &mut Self {
+        self.result.waterfalls.push(w);
         self
     }
 

@@ -35,6 +35,7 @@ pub fn check(id: &str, verdict: Verdict, summary: &str) -> CheckResult {
         tables: Vec::new(),
         charts: Vec::new(),
         heatmaps: Vec::new(),
+        waterfalls: Vec::new(),
         regions: Vec::new(),
         duration_s: 1.5,
     }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use xregion_check::invariant::{Judged, Kind, Subject};
 use xregion_check::stats::LatencyRecorder;
-use xregion_model::report::{CheckResult, Table, Verdict};
+use xregion_model::report::{CheckResult, Table, Verdict, Waterfall, WaterfallStep};
 
 /// Violations listed in the report, at most, per check.
 const VIOLATIONS_LISTED_MAX: usize = 50;
@@ -259,6 +259,12 @@ fn report(rb: &mut ResultBuilder, main: &[&Journey], runs: &[Run], judged: &[(&I
     let mut completion = LatencyRecorder::new();
     for j in main {
         let mine: Vec<&Run> = runs.iter().filter(|r| r.journey == j.name).collect();
+        let mut fall = Waterfall {
+            title: format!("Journey {}: each step's attempts at P50 and P95, one after the other", j.name),
+            unit: "ms".into(),
+            steps: Vec::new(),
+        };
+        let mut at = 0.0;
         for step in &j.steps {
             let mut rec = LatencyRecorder::new();
             let mut counts: BTreeMap<Outcome, u64> = BTreeMap::new();
@@ -272,7 +278,13 @@ fn report(rb: &mut ResultBuilder, main: &[&Journey], runs: &[Run], judged: &[(&I
             row.extend([c(Outcome::Ok), c(Outcome::Refused), c(Outcome::Failed), c(Outcome::Unknown)]);
             row.extend([50.0, 95.0, 99.0].map(|p| format!("{:.1}", rec.value_ms_at(p))));
             steps.rows.push(row);
+            if rec.count() > 0 {
+                let (p50, p95) = (rec.value_ms_at(50.0), rec.value_ms_at(95.0));
+                fall.steps.push(WaterfallStep { label: step.name.clone(), start: at, p50, p95, count: rec.count() });
+                at += p50 + step.think_ms as f64;
+            }
         }
+        rb.waterfall(fall);
         let mut rec = LatencyRecorder::new();
         for r in mine.iter().filter(|r| r.end == End::Completed) {
             rec.record(Duration::from_secs_f64(r.total_ms / 1000.0));

@@ -129,6 +129,8 @@ fn default_lab_run_passes_and_writes_every_artefact() {
             // invariants read in every region.
             assert!(c["metrics"]["completed"].as_f64().unwrap() >= 3.0, "{c}");
             assert_eq!(c["metrics"]["violations"], 0.0, "{c}");
+            let fall = &c["waterfalls"][0]["steps"];
+            assert!(fall.as_array().is_some_and(|s| !s.is_empty()), "a waterfall of the journey's steps: {c}");
         }
         assert_eq!(c["verdict"], "pass", "{c}");
     }
