@@ -271,7 +271,7 @@ async fn receive(node: &Node, stream: TcpStream) -> Result<(), StreamError> {
             }
             Frame::Call { from, call } if node.peers.contains_key(&from) => {
                 check_identity(node, &from, identity.as_ref())?;
-                let answer = super::app::rpc::serve(node, &from, call).await;
+                let answer = super::app::serve(node, &from, call).await;
                 return send(&mut conn, &Frame::Answer { answer }).await;
             }
             Frame::Hello { from } | Frame::Probe { from } | Frame::Call { from, .. } => {

@@ -3,13 +3,71 @@
 //! every payment about to start), and lifted after `for_ms`. The steps that end while it is in force are marked,
 //! so that conservation can excuse a refusal made while units were out of reach.
 
-use super::run::FaultGate;
 use super::spec::{Journey, JourneyFault};
 use crate::faults::FaultInjector;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use xregion_model::fault::FaultSpec;
+
+/// Where a journey's runs meet before its fault: every run arrives before step `step` (or leaves, ending
+/// earlier), and waits until the gate opens; the fault's driver waits until every run has arrived or left,
+/// injects the fault, marks it active, and opens the gate.
+#[derive(Debug)]
+pub struct FaultGate {
+    /// The step the runs wait before.
+    pub step: String,
+    /// Runs that have neither arrived nor left.
+    pending: tokio::sync::watch::Sender<u32>,
+    /// Opened once the fault is in force (or could not be injected).
+    open: CancellationToken,
+    /// Whether the fault is in force now.
+    active: std::sync::atomic::AtomicBool,
+}
+
+impl FaultGate {
+    /// A gate before `step` for `runs` runs.
+    pub fn new(step: &str, runs: u32) -> Arc<FaultGate> {
+        Arc::new(FaultGate {
+            step: step.to_string(),
+            pending: tokio::sync::watch::channel(runs).0,
+            open: CancellationToken::new(),
+            active: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// A run reached the step: waits until the gate opens.
+    pub(super) async fn arrive(&self) {
+        self.leave();
+        self.open.cancelled().await;
+    }
+
+    /// A run ended before the step.
+    pub(super) fn leave(&self) {
+        self.pending.send_modify(|n| *n = n.saturating_sub(1));
+    }
+
+    /// Waits until every run has arrived or left.
+    pub async fn all_here(&self) {
+        let mut rx = self.pending.subscribe();
+        let _ = rx.wait_for(|n| *n == 0).await;
+    }
+
+    /// Lets the runs go on.
+    pub fn open(&self) {
+        self.open.cancel();
+    }
+
+    /// Marks the fault in force, or lifted.
+    pub fn set_active(&self, on: bool) {
+        self.active.store(on, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether the fault is in force now.
+    pub fn active(&self) -> bool {
+        self.active.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
 
 /// A fault ready to drive.
 #[derive(Debug)]

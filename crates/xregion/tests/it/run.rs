@@ -496,10 +496,12 @@ fn api_latency_fails_on_a_slow_server() {
     assert_eq!(code, Some(1), "{out}");
 }
 
-/// Goal: the pool check fails when the store makes requests wait (every commit held 20 ms).
+/// Goal: the pool check fails when the store makes requests wait (every commit held 50 ms). Most acquisitions
+/// are reads, which do not wait for commits, so the P95 over all of them moves only when writes wait long: at
+/// 20 ms the P95 sat at 10-11 ms, on the 10 ms limit, and a CI run measured it below.
 #[test]
 fn pool_fails_on_a_slow_store() {
-    let (c, code, out) = run_broken("pool-slow", "performance.database.pool", "store_commit_delay_ms = 20");
+    let (c, code, out) = run_broken("pool-slow", "performance.database.pool", "store_commit_delay_ms = 50");
     assert_eq!(c["verdict"], "fail", "{c}");
     assert!(c["metrics"]["acquire_ms_p95"].as_f64().unwrap() >= 10.0, "{c}");
     assert_eq!(code, Some(1), "{out}");

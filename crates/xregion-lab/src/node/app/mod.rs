@@ -168,3 +168,25 @@ fn status_answer(status: u16, value: serde_json::Value) -> Result<Response, ApiE
 
 #[cfg(test)]
 mod tests;
+
+/// Serves a call (`rpc::Call`) from peer `from` and returns the answer as JSON.
+pub async fn serve(node: &Node, from: &str, call: serde_json::Value) -> serde_json::Value {
+    let answer = match serde_json::from_value::<rpc::Call>(call) {
+        Err(e) => rpc::Answer::Unavailable { why: format!("malformed call: {e}") },
+        Ok(call) => match writable(node) {
+            Err(e) => rpc::Answer::Unavailable { why: e.body.message },
+            Ok(()) => match call {
+                rpc::Call::Reserve { email_hash, customer, home } => {
+                    customers::reserve(node, &email_hash, &customer, &home).await
+                }
+                rpc::Call::Take { sku, want } => inventory::give(node, &sku, from, want).await,
+                rpc::Call::Pay { order, key_hash, amount_cents, charge } => {
+                    let (status, body) = orders::settle(node, &order, &key_hash, amount_cents, &charge).await;
+                    rpc::Answer::Reply { status, body }
+                }
+            },
+        },
+    };
+    tracing::debug!(region = %node.region, %from, ?answer, "application call served");
+    serde_json::to_value(&answer).unwrap_or_default()
+}

@@ -6,7 +6,6 @@
 
 use super::super::link::{self, Conn, StreamError};
 use super::super::{Node, PeerState};
-use super::{customers, inventory, orders};
 use crate::proto::{self, Frame};
 use futures::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
@@ -107,26 +106,4 @@ pub async fn call(node: &Node, peer: &str, call: &Call) -> Result<Answer, String
         }
         other => Err(format!("{peer} answered {other:?} instead of an answer")),
     }
-}
-
-/// Serves a call from peer `from` and returns the answer as JSON.
-pub async fn serve(node: &Node, from: &str, call: serde_json::Value) -> serde_json::Value {
-    let answer = match serde_json::from_value::<Call>(call) {
-        Err(e) => Answer::Unavailable { why: format!("malformed call: {e}") },
-        Ok(call) => match super::writable(node) {
-            Err(e) => Answer::Unavailable { why: e.body.message },
-            Ok(()) => match call {
-                Call::Reserve { email_hash, customer, home } => {
-                    customers::reserve(node, &email_hash, &customer, &home).await
-                }
-                Call::Take { sku, want } => inventory::give(node, &sku, from, want).await,
-                Call::Pay { order, key_hash, amount_cents, charge } => {
-                    let (status, body) = orders::settle(node, &order, &key_hash, amount_cents, &charge).await;
-                    Answer::Reply { status, body }
-                }
-            },
-        },
-    };
-    tracing::debug!(region = %node.region, %from, ?answer, "application call served");
-    serde_json::to_value(&answer).unwrap_or_default()
 }
