@@ -59,7 +59,7 @@ pub enum Command {
         links: PathBuf,
     },
     /// Send HTTP load to one URL (closed model with --vus, open model with --rate) and print the latency table.
-    Load(crate::load_cmd::LoadArgs),
+    Load(Box<crate::load_cmd::LoadArgs>),
     /// Run a load plan read as JSON on stdin and print the result as JSON (used by the runner).
     #[command(hide = true)]
     LoadWorker,
@@ -92,7 +92,10 @@ pub fn main() -> ExitCode {
             Command::Chaos(args) => crate::chaos::run(args).await,
             Command::Wan { links } => crate::lab_cmd::wan(&links).await.map_err(Error::Other),
             Command::Db { command } => crate::db_cmd::run(command).await,
-            Command::Load(args) => crate::load_cmd::run_load(args).map_err(Error::Other),
+            Command::Load(args) if args.journey.is_some() => {
+                crate::load_cmd::run_journeys(&args).await.map_err(Error::Other)
+            }
+            Command::Load(args) => crate::load_cmd::run_load(*args).map_err(Error::Other),
             Command::LoadWorker => crate::load_cmd::run_worker().map_err(Error::Other),
         }
     });

@@ -11,6 +11,7 @@ pub mod fault;
 pub mod run;
 pub mod spec;
 pub mod template;
+pub mod vu;
 
 pub use spec::JourneyFile;
 

@@ -76,12 +76,24 @@ pub struct Attempt {
     pub outcome: Outcome,
     /// Why, when it is not `Ok`.
     pub why: Option<String>,
+    /// When it ended.
+    pub ended: Instant,
+    /// No answer came within the request's timeout.
+    pub timed_out: bool,
 }
 
 impl Attempt {
     /// A request that could not be sent (a template or a region that does not resolve): certainly not done.
     fn not_sent(why: String) -> Attempt {
-        Attempt { region: String::new(), status: None, ms: 0.0, outcome: Outcome::Failed, why: Some(why) }
+        Attempt {
+            region: String::new(),
+            status: None,
+            ms: 0.0,
+            outcome: Outcome::Failed,
+            why: Some(why),
+            ended: Instant::now(),
+            timed_out: false,
+        }
     }
 }
 
@@ -231,7 +243,7 @@ pub async fn run_journey(
 }
 
 /// One run, bounded by twice its deadline.
-async fn run_instance(target: &Target, j: &Journey, instance: u32, gate: Option<&FaultGate>) -> Run {
+pub(super) async fn run_instance(target: &Target, j: &Journey, instance: u32, gate: Option<&FaultGate>) -> Run {
     let home = home_of(j, instance, target.regions.len());
     let start = Instant::now();
     let mut run = Run {
@@ -425,8 +437,18 @@ async fn send(target: &Target, region: usize, request: &Request, step: &Step, va
     }
     let start = Instant::now();
     let answer = fetch(req).await;
-    let ms = start.elapsed().as_secs_f64() * 1000.0;
-    let attempt = |status, outcome, why: Option<String>| Attempt { region: name.clone(), status, ms, outcome, why };
+    let ended = Instant::now();
+    let ms = ended.duration_since(start).as_secs_f64() * 1000.0;
+    let timed_out = matches!(&answer, Err(e) if e.is_timeout());
+    let attempt = |status, outcome, why: Option<String>| Attempt {
+        region: name.clone(),
+        status,
+        ms,
+        outcome,
+        why,
+        ended,
+        timed_out,
+    };
     let (status, bytes) = match answer {
         Ok(x) => x,
         Err(e) => {

@@ -204,3 +204,68 @@ fn journeys_find_double_charges_when_idempotency_keys_are_per_region() {
     assert!(rows.iter().all(|r| r[3].as_str().unwrap().starts_with("buy-ticket#")), "{rows:?}");
     assert_eq!(code, Some(1), "{out}");
 }
+
+/// Runs `xregion load --journey` with the shop's journeys against both regions for one second; returns the JSON
+/// result and the exit code.
+fn load_shop(name: &str, thresholds: &[&str]) -> (Value, Option<i32>, String) {
+    let urls = start_shop(false);
+    let dir = TempDir::new(name);
+    let file = dir.path().join("shop.journeys.toml");
+    std::fs::write(&file, JOURNEYS).unwrap();
+    let east = format!("eu-central={}", urls[0]);
+    let west = format!("eu-west={}", urls[1]);
+    let mut args =
+        vec!["load", "--journey", file.to_str().unwrap(), "--region", &east, "--region", &west, "--vus", "4"];
+    args.extend(["--duration", "1s", "--json"]);
+    for t in thresholds {
+        args.extend(["--threshold", t]);
+    }
+    let o = run_xregion(&args, &[], Duration::from_secs(60));
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let v: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
+    (v, o.status.code(), text(&o))
+}
+
+/// Goal: `xregion load --journey` runs a journey as the VUs' script: every completed iteration made one cart and
+/// two checkouts (the retry in the other region), each step has its own count, errors and percentiles, and a
+/// threshold scoped to a step is judged on that step alone.
+#[test]
+fn load_runs_journeys_as_virtual_users_with_per_step_metrics() {
+    let (v, code, out) =
+        load_shop("journey-load", &["buy-ticket/checkout: error_rate < 1%", "buy-ticket/checkout: count > 10"]);
+    let it = &v["iterations"]["buy-ticket"];
+    let completed = it["completed"].as_u64().unwrap_or(0);
+    assert!(completed >= 5, "{it}\n{out}");
+    assert_eq!(it["failed"], 0, "{it}");
+    let steps = &v["result"]["per_request"];
+    assert_eq!(steps["buy-ticket/checkout"]["count"].as_u64(), Some(2 * completed), "{steps}");
+    assert_eq!(steps["buy-ticket/checkout"]["errors"], 0, "{steps}");
+    assert!(steps["buy-ticket/open cart"]["count"].as_u64().unwrap() >= completed, "{steps}");
+    let thresholds = v["result"]["thresholds"].as_array().expect("thresholds judged");
+    assert!(thresholds.iter().all(|t| t["pass"] == true), "{thresholds:?}");
+    assert_eq!(code, Some(0), "{out}");
+}
+
+/// Goal: a step threshold that the run misses fails the load run with exit code 1, and a region that accepts no
+/// connection is an error naming it, before any VU starts.
+#[test]
+fn load_journeys_fail_their_thresholds_and_name_an_unreachable_region() {
+    let (v, code, out) = load_shop("journey-load-fail", &["buy-ticket/checkout: p50 < 0.001ms"]);
+    let t = &v["result"]["thresholds"][0];
+    assert_eq!(t["pass"], false, "{v}");
+    assert_eq!(code, Some(1), "{out}");
+
+    let dir = TempDir::new("journey-load-down");
+    let file = dir.path().join("shop.journeys.toml");
+    std::fs::write(&file, JOURNEYS).unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let region = format!("eu-central=http://{closed}");
+    let o = run_xregion(
+        &["load", "--journey", file.to_str().unwrap(), "--region", &region, "--duration", "1s"],
+        &[],
+        Duration::from_secs(30),
+    );
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}");
+    assert!(out.contains("region eu-central") && out.contains("unreachable"), "{out}");
+}

@@ -1,0 +1,318 @@
+//! Journeys as virtual users' scripts (`xregion load --journey`), as k6 runs a script's groups: each VU runs one
+//! journey instance after another until the run's duration is over, and every request of every step is recorded
+//! under the name `journey/step`, so that a step has its own count, errors and percentiles, and thresholds can be
+//! scoped to it (`register-and-order/order: p95 < 500ms`). Each journey also gets its iterations: how many
+//! started, completed, were refused or failed, and the completed ones' durations.
+//!
+//! The result is the load engine's `LoadResult` (closed model), so thresholds, JSON and reports read it as they
+//! read any load run. What differs from a single-request run: an expected refusal (a step's `expect` listing a
+//! 4xx, such as a 409 for an e-mail already taken) is no error, as k6's `expected_statuses` makes it none; a
+//! step's retries are requests of their own; and an instance ends at its first step that is not `Ok`.
+//!
+//! Setup journeys run once, all their instances, before the VUs start; a setup that does not complete ends the run
+//! with an error. A journey's `[journey.fault]` is not injected here: faults belong to `xregion run`.
+
+use super::run::{End, Outcome, Run, Target, run_instance, run_journey};
+use super::spec::Journey;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use xregion_load::result::{Latency, new_histogram};
+use xregion_load::{LoadResult, RequestStats, Threshold, Window};
+
+/// How long instances still running when the duration ends may go on before they are abandoned (k6's
+/// `gracefulStop` default).
+pub const GRACEFUL_STOP: Duration = Duration::from_secs(30);
+
+/// Most chart windows; longer runs get wider windows (as the load engine's `WINDOWS_MAX`).
+const WINDOWS_MAX: u64 = xregion_load::plan::WINDOWS_MAX;
+
+/// A journey load run.
+#[derive(Debug, Clone)]
+pub struct VuPlan {
+    /// Virtual users, each running one instance at a time.
+    pub vus: u32,
+    /// How long VUs start new instances.
+    pub duration: Duration,
+    /// Pause of a VU between two instances.
+    pub think_time: Duration,
+    /// Width of a chart window.
+    pub window: Duration,
+    /// Pass/fail criteria over the result.
+    pub thresholds: Vec<Threshold>,
+    /// Recorded in the result.
+    pub seed: u64,
+}
+
+/// What one journey's iterations did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Iterations {
+    /// Instances started.
+    pub started: u64,
+    /// Of which every step succeeded.
+    pub completed: u64,
+    /// Of which a step was refused with an expected status (the application said no).
+    pub refused: u64,
+    /// Of which a step failed, had an unknown outcome, or the instance ran out of time.
+    pub failed: u64,
+    /// Instances still running when the graceful stop ran out, abandoned.
+    pub interrupted: u64,
+    /// Completed instances' durations, first request to last answer, µs.
+    pub duration: Latency,
+}
+
+/// A journey load run's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct JourneyLoad {
+    /// The requests, per step (`journey/step`), with the thresholds' outcomes.
+    pub result: LoadResult,
+    /// Per journey.
+    pub iterations: BTreeMap<String, Iterations>,
+    /// Ctrl-C stopped the run before its duration was over; what was measured until then is here.
+    pub stopped_early: bool,
+}
+
+/// What the VUs record as they go.
+struct Acc {
+    start: Instant,
+    window_us: u64,
+    per_request: BTreeMap<String, RequestStats>,
+    statuses: BTreeMap<u16, u64>,
+    errors: xregion_load::ErrorCounts,
+    windows: Vec<WindowAcc>,
+    iterations: BTreeMap<String, Iterations>,
+    last: Instant,
+    /// Instances running now, in all and per journey.
+    active: u32,
+    running: BTreeMap<String, u32>,
+}
+
+/// One chart window being filled.
+struct WindowAcc {
+    requests: u64,
+    errors: u64,
+    latency: hdrhistogram::Histogram<u64>,
+    active_max: u32,
+}
+
+impl Acc {
+    fn window(&mut self, at: Instant) -> &mut WindowAcc {
+        let i = (at.saturating_duration_since(self.start).as_micros() as u64 / self.window_us) as usize;
+        while self.windows.len() <= i {
+            self.windows.push(WindowAcc { requests: 0, errors: 0, latency: new_histogram(), active_max: 0 });
+        }
+        &mut self.windows[i]
+    }
+
+    fn new(start: Instant, window_us: u64, scripts: &[Journey]) -> Acc {
+        Acc {
+            start,
+            window_us,
+            per_request: BTreeMap::new(),
+            statuses: BTreeMap::new(),
+            errors: Default::default(),
+            windows: Vec::new(),
+            iterations: scripts.iter().map(|j| (j.name.clone(), Iterations::default())).collect(),
+            last: start,
+            active: 0,
+            running: BTreeMap::new(),
+        }
+    }
+
+    /// A VU started (+1) or ended (-1) an instance of `journey`.
+    fn active(&mut self, journey: &str, delta: i32) {
+        self.active = self.active.saturating_add_signed(delta);
+        let n = self.running.entry(journey.to_string()).or_default();
+        *n = n.saturating_add_signed(delta);
+        let (now, active) = (Instant::now(), self.active);
+        let w = self.window(now);
+        w.active_max = w.active_max.max(active);
+    }
+
+    fn record(&mut self, run: &Run) {
+        let it = self.iterations.entry(run.journey.clone()).or_default();
+        it.started += 1;
+        match &run.end {
+            End::Completed => {
+                it.completed += 1;
+                it.duration.0.saturating_record((run.total_ms * 1000.0) as u64);
+            }
+            End::Refused { .. } => it.refused += 1,
+            End::Failed { .. } => it.failed += 1,
+        }
+        for step in &run.steps {
+            let name = format!("{}/{}", run.journey, step.step);
+            for a in &step.attempts {
+                let us = (a.ms * 1000.0) as u64;
+                let error = matches!(a.outcome, Outcome::Failed | Outcome::Unknown);
+                let stats = self.per_request.entry(name.clone()).or_default();
+                stats.count += 1;
+                stats.latency.0.saturating_record(us);
+                stats.latency_uncorrected.0.saturating_record(us);
+                if error {
+                    stats.errors += 1;
+                    stats.latency_errors.0.saturating_record(us);
+                    match a.status {
+                        Some(_) => self.errors.status += 1,
+                        None if a.timed_out => self.errors.timeout += 1,
+                        None if a.outcome == Outcome::Failed => self.errors.connect += 1,
+                        None => self.errors.protocol += 1,
+                    }
+                }
+                if let Some(s) = a.status {
+                    *self.statuses.entry(s).or_default() += 1;
+                }
+                self.last = self.last.max(a.ended);
+                let w = self.window(a.ended);
+                w.requests += 1;
+                w.errors += u64::from(error);
+                w.latency.saturating_record(us);
+            }
+        }
+    }
+
+    /// The result so far; instances still running count as interrupted.
+    fn result(&mut self, plan: &VuPlan) -> JourneyLoad {
+        for (journey, n) in std::mem::take(&mut self.running) {
+            if let Some(it) = self.iterations.get_mut(&journey) {
+                it.interrupted += u64::from(n);
+            }
+        }
+        let duration_s = self.last.saturating_duration_since(self.start).as_secs_f64().max(1e-9);
+        let requests: u64 = self.per_request.values().map(|s| s.count).sum();
+        let failed: u64 = self.per_request.values().map(|s| s.errors).sum();
+        let window_s = self.window_us as f64 / 1e6;
+        let q = |h: &hdrhistogram::Histogram<u64>, p: f64| {
+            if h.is_empty() { 0.0 } else { h.value_at_quantile(p) as f64 / 1000.0 }
+        };
+        let windows = self
+            .windows
+            .iter()
+            .enumerate()
+            .map(|(i, w)| Window {
+                start_s: i as f64 * window_s,
+                requests: w.requests,
+                errors: w.errors,
+                throughput_per_s: w.requests as f64 / window_s,
+                latency_ms_p50: q(&w.latency, 0.50),
+                latency_ms_p95: q(&w.latency, 0.95),
+                latency_ms_p99: q(&w.latency, 0.99),
+                active_max: w.active_max,
+                rate_scheduled_per_s: None,
+            })
+            .collect();
+        let interrupted = self.iterations.values().map(|i| i.interrupted).sum();
+        let mut result = LoadResult {
+            duration_s,
+            model: "closed".into(),
+            seed: plan.seed,
+            workers: 1,
+            requests,
+            requests_per_s: xregion_load::RequestRates {
+                ok: (requests - failed) as f64 / duration_s,
+                total: requests as f64 / duration_s,
+            },
+            errors: self.errors,
+            statuses: std::mem::take(&mut self.statuses),
+            per_request: std::mem::take(&mut self.per_request),
+            window_ms: self.window_us / 1000,
+            windows,
+            vus_max: plan.vus,
+            interrupted,
+            ..LoadResult::default()
+        };
+        result.thresholds = plan.thresholds.iter().map(|t| t.evaluate(&result)).collect();
+        JourneyLoad { result, iterations: std::mem::take(&mut self.iterations), stopped_early: false }
+    }
+}
+
+/// Runs `journeys` as `plan.vus` virtual users: first every setup journey, then the others, VU `v`'s `k`th
+/// iteration running journey `(v + k) mod n`. `cancel` (Ctrl-C) stops new instances; what was measured is kept.
+pub async fn drive(
+    target: &Target,
+    journeys: &[&Journey],
+    plan: &VuPlan,
+    cancel: &CancellationToken,
+) -> Result<JourneyLoad, String> {
+    for j in journeys.iter().filter(|j| j.setup) {
+        for run in run_journey(target, j, cancel, None).await {
+            let why = match &run.end {
+                End::Completed => continue,
+                End::Refused { step, status } => format!("{step} was refused with {status}"),
+                End::Failed { step, why } => format!("{step} failed: {why}"),
+            };
+            return Err(format!("setup journey {}: {why}", run.id()));
+        }
+    }
+    let scripts: Vec<Journey> = journeys.iter().filter(|j| !j.setup).map(|j| (*j).clone()).collect();
+    if scripts.is_empty() {
+        return Err("no journey to run as a virtual user: every journey chosen is a setup journey".into());
+    }
+    let start = Instant::now();
+    let window_us = window_us(plan);
+    let acc = Arc::new(Mutex::new(Acc::new(start, window_us, &scripts)));
+    let counters: Arc<Vec<AtomicU32>> = Arc::new(scripts.iter().map(|_| AtomicU32::new(0)).collect());
+    let scripts = Arc::new(scripts);
+    let deadline = tokio::time::Instant::from_std(start + plan.duration);
+    let mut vus = tokio::task::JoinSet::new();
+    for v in 0..plan.vus {
+        let (target, scripts, counters, acc, cancel) =
+            (target.clone(), scripts.clone(), counters.clone(), acc.clone(), cancel.clone());
+        let think = plan.think_time;
+        vus.spawn(async move {
+            let mut k = 0usize;
+            while tokio::time::Instant::now() < deadline && !cancel.is_cancelled() {
+                let which = (v as usize + k) % scripts.len();
+                k += 1;
+                let j = &scripts[which];
+                let instance = counters[which].fetch_add(1, Ordering::Relaxed);
+                lock(&acc).active(&j.name, 1);
+                let run = run_instance(&target, j, instance, None).await;
+                {
+                    let mut a = lock(&acc);
+                    a.active(&j.name, -1);
+                    a.record(&run);
+                }
+                if !think.is_zero() {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until((tokio::time::Instant::now() + think).min(deadline)) => {}
+                        _ = cancel.cancelled() => {}
+                    }
+                }
+            }
+        });
+    }
+    let stop = async {
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => {}
+            _ = cancel.cancelled() => {}
+        }
+        tokio::time::sleep(GRACEFUL_STOP).await;
+    };
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            joined = vus.join_next() => if joined.is_none() { break },
+            _ = &mut stop => break,
+        }
+    }
+    vus.abort_all();
+    let mut result = lock(&acc).result(plan);
+    result.stopped_early = cancel.is_cancelled() && start.elapsed() < plan.duration;
+    Ok(result)
+}
+
+/// The accumulator, whatever a panicking VU left (a record is only ever added whole).
+fn lock(a: &Mutex<Acc>) -> std::sync::MutexGuard<'_, Acc> {
+    a.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The window width: the plan's, widened so the run has at most `WINDOWS_MAX` windows.
+fn window_us(plan: &VuPlan) -> u64 {
+    let width = plan.window.as_micros().max(1) as u64;
+    let run = plan.duration.as_micros() as u64 + GRACEFUL_STOP.as_micros() as u64;
+    width.max(run.div_ceil(WINDOWS_MAX))
+}
