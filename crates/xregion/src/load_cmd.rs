@@ -278,19 +278,7 @@ pub async fn run_journeys(args: &LoadArgs) -> anyhow::Result<ExitCode> {
         regions.push((name.trim().to_string(), url));
     }
     anyhow::ensure!(!regions.is_empty(), "--journey needs at least one --region NAME=URL");
-    // The journeys chosen, and the setup journeys of their checks (which stock what they order, say).
-    let wanted = |j: &&crate::journey::spec::Journey| !j.setup && (args.only.is_empty() || args.only.contains(&j.name));
-    let checks: std::collections::BTreeSet<&str> =
-        loaded.file.journeys.iter().filter(wanted).map(|j| j.check.as_str()).collect();
-    let chosen: Vec<&crate::journey::spec::Journey> =
-        loaded.file.journeys.iter().filter(|j| wanted(j) || (j.setup && checks.contains(j.check.as_str()))).collect();
-    for name in &args.only {
-        anyhow::ensure!(
-            loaded.file.journeys.iter().any(|j| &j.name == name),
-            "--only {name}: {} has no such journey",
-            path.display()
-        );
-    }
+    let chosen = loaded.file.for_load(&args.only).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let mut headers = reqwest::header::HeaderMap::new();
     for (k, v) in args.parsed_headers()? {
         let name =
@@ -306,14 +294,10 @@ pub async fn run_journeys(args: &LoadArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot build the HTTP client")?;
     let target = crate::journey::run::Target { regions, client, run: format!("load-{}", args.seed), seed: args.seed };
-    let plan = crate::journey::vu::VuPlan {
-        vus: args.vus.or(args.connections).unwrap_or(CONNECTIONS_DEFAULT),
-        duration: args.duration,
-        think_time: args.think_time,
-        window: Duration::from_secs(1),
-        thresholds: args.parsed_thresholds()?,
-        seed: args.seed,
-    };
+    let vus = args.vus.or(args.connections).unwrap_or(CONNECTIONS_DEFAULT);
+    let mut plan = crate::journey::vu::VuPlan::constant(vus, args.duration, args.think_time);
+    plan.thresholds = args.parsed_thresholds()?;
+    plan.seed = args.seed;
     reachable(&target.regions, args.timeout).await?;
     let cancel = tokio_util::sync::CancellationToken::new();
     let on_ctrl_c = cancel.clone();

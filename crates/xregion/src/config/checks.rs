@@ -191,11 +191,14 @@ pub struct Load {
     pub users: Option<u32>,
     /// Multiplies every stage's duration; below 1 shortens the profile.
     pub time_scale: f64,
+    /// Journeys of the journey file that the users run as their script instead of the single-request mix (with
+    /// the setup journeys of their checks run first); empty: the mix.
+    pub journeys: Vec<String>,
 }
 
 impl Default for Load {
     fn default() -> Self {
-        Load { users: None, time_scale: 1.0 }
+        Load { users: None, time_scale: 1.0, journeys: Vec::new() }
     }
 }
 

@@ -128,6 +128,24 @@ pub fn load(path: Option<&Path>, env: &BTreeMap<String, String>) -> Result<Confi
         let builtin = Path::new(LAB_JOURNEYS_NAME);
         config.journeys = Some(std::sync::Arc::new(parse_journeys(LAB_JOURNEYS, builtin)?));
     }
+    let names = &config.checks.load.journeys;
+    if !names.is_empty() {
+        let chosen = match &config.journeys {
+            Some(loaded) => {
+                loaded.file.for_load(names).map(|_| ()).map_err(|e| format!("{}: {e}", loaded.path.display()))
+            }
+            None => Err("checks.load.journeys needs a journey file: set [e2e] journeys".to_string()),
+        };
+        chosen.map_err(|message| ConfigError {
+            position: names
+                .iter()
+                .find(|n| config.journeys.as_ref().and_then(|l| l.file.journey(n)).is_none_or(|j| j.setup))
+                .and_then(|n| locate(&src, n))
+                .or_else(|| locate(&src, "journeys")),
+            origin: origin.clone(),
+            message: format!("checks.load.journeys: {message}"),
+        })?;
+    }
     Ok(config)
 }
 

@@ -266,6 +266,26 @@ impl JourneyFile {
         self.journeys.iter().find(|j| j.name == name)
     }
 
+    /// What virtual users run for the journeys `names` (all but the setup journeys when empty): those journeys,
+    /// and the setup journeys of their checks (which stock what they order, say). Errs naming a journey that the
+    /// file does not have, or that is a setup journey.
+    pub fn for_load(&self, names: &[String]) -> Result<Vec<&Journey>, String> {
+        for name in names {
+            match self.journey(name) {
+                Some(j) if !j.setup => {}
+                Some(_) => return Err(format!("journey {name} is a setup journey; name the journeys it prepares for")),
+                None => {
+                    let known: Vec<&str> = self.journeys.iter().filter(|j| !j.setup).map(|j| j.name.as_str()).collect();
+                    return Err(format!("no journey named {name}; the file has {}", known.join(", ")));
+                }
+            }
+        }
+        let wanted = |j: &Journey| !j.setup && (names.is_empty() || names.contains(&j.name));
+        let checks: std::collections::BTreeSet<&str> =
+            self.journeys.iter().filter(|j| wanted(j)).map(|j| j.check.as_str()).collect();
+        Ok(self.journeys.iter().filter(|j| wanted(j) || (j.setup && checks.contains(j.check.as_str()))).collect())
+    }
+
     /// Checks what the types cannot; an error carries a token to locate in the file.
     pub fn validate(&self) -> Result<(), (String, String)> {
         let mut names = BTreeSet::new();

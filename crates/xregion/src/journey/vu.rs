@@ -20,12 +20,17 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
+use xregion_load::plan::Phase;
+use xregion_load::result::PhaseStats;
 use xregion_load::result::{Latency, new_histogram};
-use xregion_load::{LoadResult, RequestStats, Threshold, Window};
+use xregion_load::{Executor, LoadResult, RequestStats, Threshold, Window};
 
 /// How long instances still running when the duration ends may go on before they are abandoned (k6's
 /// `gracefulStop` default).
 pub const GRACEFUL_STOP: Duration = Duration::from_secs(30);
+
+/// How often the number of scheduled VUs is updated while it ramps.
+const SCHEDULE_TICK: Duration = Duration::from_millis(50);
 
 /// Most chart windows; longer runs get wider windows (as the load engine's `WINDOWS_MAX`).
 const WINDOWS_MAX: u64 = xregion_load::plan::WINDOWS_MAX;
@@ -33,18 +38,34 @@ const WINDOWS_MAX: u64 = xregion_load::plan::WINDOWS_MAX;
 /// A journey load run.
 #[derive(Debug, Clone)]
 pub struct VuPlan {
-    /// Virtual users, each running one instance at a time.
-    pub vus: u32,
-    /// How long VUs start new instances.
-    pub duration: Duration,
-    /// Pause of a VU between two instances.
-    pub think_time: Duration,
+    /// The closed model's schedule: `ConstantVus` or `RampingVus` (the VUs' think time is the pause between two
+    /// instances).
+    pub executor: Executor,
+    /// Named time ranges with their own counts and latency histogram, as the load engine's.
+    pub phases: Vec<Phase>,
     /// Width of a chart window.
     pub window: Duration,
     /// Pass/fail criteria over the result.
     pub thresholds: Vec<Threshold>,
     /// Recorded in the result.
     pub seed: u64,
+}
+
+impl VuPlan {
+    /// `vus` VUs for `duration`, `think_time` between instances.
+    pub fn constant(vus: u32, duration: Duration, think_time: Duration) -> VuPlan {
+        VuPlan {
+            executor: Executor::ConstantVus {
+                vus,
+                duration_ms: duration.as_millis() as u64,
+                think_time_ms: think_time.as_millis() as u64,
+            },
+            phases: Vec::new(),
+            window: Duration::from_secs(1),
+            thresholds: Vec::new(),
+            seed: 0,
+        }
+    }
 }
 
 /// What one journey's iterations did.
@@ -85,9 +106,12 @@ struct Acc {
     windows: Vec<WindowAcc>,
     iterations: BTreeMap<String, Iterations>,
     last: Instant,
-    /// Instances running now, in all and per journey.
-    active: u32,
+    /// VUs running instances now (not parked by the schedule).
+    vus_on: u32,
+    vus_max: u32,
+    /// Instances running now, per journey.
     running: BTreeMap<String, u32>,
+    phases: Vec<(Phase, PhaseStats)>,
 }
 
 /// One chart window being filled.
@@ -107,7 +131,7 @@ impl Acc {
         &mut self.windows[i]
     }
 
-    fn new(start: Instant, window_us: u64, scripts: &[Journey]) -> Acc {
+    fn new(start: Instant, window_us: u64, scripts: &[Journey], phases: &[Phase]) -> Acc {
         Acc {
             start,
             window_us,
@@ -117,19 +141,26 @@ impl Acc {
             windows: Vec::new(),
             iterations: scripts.iter().map(|j| (j.name.clone(), Iterations::default())).collect(),
             last: start,
-            active: 0,
+            vus_on: 0,
+            vus_max: 0,
             running: BTreeMap::new(),
+            phases: phases.iter().map(|p| (p.clone(), PhaseStats::default())).collect(),
         }
     }
 
     /// A VU started (+1) or ended (-1) an instance of `journey`.
-    fn active(&mut self, journey: &str, delta: i32) {
-        self.active = self.active.saturating_add_signed(delta);
+    fn running(&mut self, journey: &str, delta: i32) {
         let n = self.running.entry(journey.to_string()).or_default();
         *n = n.saturating_add_signed(delta);
-        let (now, active) = (Instant::now(), self.active);
-        let w = self.window(now);
-        w.active_max = w.active_max.max(active);
+    }
+
+    /// A VU was let go by the schedule (+1), or parked or stopped (-1).
+    fn vu(&mut self, delta: i32) {
+        self.vus_on = self.vus_on.saturating_add_signed(delta);
+        self.vus_max = self.vus_max.max(self.vus_on);
+        let on = self.vus_on;
+        let w = self.window(Instant::now());
+        w.active_max = w.active_max.max(on);
     }
 
     fn record(&mut self, run: &Run) {
@@ -170,6 +201,14 @@ impl Acc {
                 w.requests += 1;
                 w.errors += u64::from(error);
                 w.latency.saturating_record(us);
+                let at_ms = a.ended.saturating_duration_since(self.start).as_millis() as u64;
+                for (p, st) in &mut self.phases {
+                    if (p.from_ms..p.to_ms).contains(&at_ms) {
+                        st.requests += 1;
+                        st.errors += u64::from(error);
+                        st.latency.0.saturating_record(us);
+                    }
+                }
             }
         }
     }
@@ -220,8 +259,9 @@ impl Acc {
             per_request: std::mem::take(&mut self.per_request),
             window_ms: self.window_us / 1000,
             windows,
-            vus_max: plan.vus,
+            vus_max: self.vus_max,
             interrupted,
+            phases: std::mem::take(&mut self.phases).into_iter().map(|(p, st)| (p.name, st)).collect(),
             ..LoadResult::default()
         };
         result.thresholds = plan.thresholds.iter().map(|t| t.evaluate(&result)).collect();
@@ -229,14 +269,19 @@ impl Acc {
     }
 }
 
-/// Runs `journeys` as `plan.vus` virtual users: first every setup journey, then the others, VU `v`'s `k`th
-/// iteration running journey `(v + k) mod n`. `cancel` (Ctrl-C) stops new instances; what was measured is kept.
+/// Runs `journeys` as the virtual users of `plan.executor`: first every setup journey, then the others, VU `v`'s
+/// `k`th iteration running journey `(v + k) mod n`. VU `v` runs while the schedule has more than `v` VUs; when the
+/// schedule drops below, it finishes its instance and waits. `cancel` (Ctrl-C) stops new instances; what was
+/// measured is kept.
 pub async fn drive(
     target: &Target,
     journeys: &[&Journey],
     plan: &VuPlan,
     cancel: &CancellationToken,
 ) -> Result<JourneyLoad, String> {
+    if plan.executor.is_open() {
+        return Err("journeys run in the closed model only (virtual users), not at an arrival rate".into());
+    }
     for j in journeys.iter().filter(|j| j.setup) {
         for run in run_journey(target, j, cancel, None).await {
             let why = match &run.end {
@@ -252,28 +297,49 @@ pub async fn drive(
         return Err("no journey to run as a virtual user: every journey chosen is a setup journey".into());
     }
     let start = Instant::now();
+    let duration = plan.executor.duration();
     let window_us = window_us(plan);
-    let acc = Arc::new(Mutex::new(Acc::new(start, window_us, &scripts)));
+    let acc = Arc::new(Mutex::new(Acc::new(start, window_us, &scripts, &plan.phases)));
     let counters: Arc<Vec<AtomicU32>> = Arc::new(scripts.iter().map(|_| AtomicU32::new(0)).collect());
     let scripts = Arc::new(scripts);
-    let deadline = tokio::time::Instant::from_std(start + plan.duration);
+    let deadline = tokio::time::Instant::from_std(start + duration);
+    let schedule = Arc::new(tokio::sync::watch::channel(plan.executor.vus_at(Duration::ZERO)).0);
+    let think = plan.executor.think_time();
     let mut vus = tokio::task::JoinSet::new();
-    for v in 0..plan.vus {
+    for v in 0..plan.executor.concurrency_max() {
         let (target, scripts, counters, acc, cancel) =
             (target.clone(), scripts.clone(), counters.clone(), acc.clone(), cancel.clone());
-        let think = plan.think_time;
+        let mut scheduled = schedule.subscribe();
         vus.spawn(async move {
-            let mut k = 0usize;
-            while tokio::time::Instant::now() < deadline && !cancel.is_cancelled() {
+            let (mut k, mut on) = (0usize, false);
+            loop {
+                if v >= *scheduled.borrow_and_update() {
+                    if on {
+                        lock(&acc).vu(-1);
+                        on = false;
+                    }
+                    tokio::select! {
+                        r = scheduled.wait_for(|n| v < *n) => if r.is_err() { break },
+                        _ = tokio::time::sleep_until(deadline) => break,
+                        _ = cancel.cancelled() => break,
+                    }
+                }
+                if tokio::time::Instant::now() >= deadline || cancel.is_cancelled() {
+                    break;
+                }
+                if !on {
+                    lock(&acc).vu(1);
+                    on = true;
+                }
                 let which = (v as usize + k) % scripts.len();
                 k += 1;
                 let j = &scripts[which];
                 let instance = counters[which].fetch_add(1, Ordering::Relaxed);
-                lock(&acc).active(&j.name, 1);
+                lock(&acc).running(&j.name, 1);
                 let run = run_instance(&target, j, instance, None).await;
                 {
                     let mut a = lock(&acc);
-                    a.active(&j.name, -1);
+                    a.running(&j.name, -1);
                     a.record(&run);
                 }
                 if !think.is_zero() {
@@ -283,25 +349,36 @@ pub async fn drive(
                     }
                 }
             }
+            if on {
+                lock(&acc).vu(-1);
+            }
         });
     }
-    let stop = async {
-        tokio::select! {
-            _ = tokio::time::sleep_until(deadline) => {}
-            _ = cancel.cancelled() => {}
+    let ticks = async {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(SCHEDULE_TICK) => {}
+                _ = cancel.cancelled() => break,
+            }
+            let elapsed = start.elapsed();
+            schedule.send_replace(plan.executor.vus_at(elapsed));
+            if elapsed >= duration {
+                break;
+            }
         }
+        schedule.send_replace(0);
         tokio::time::sleep(GRACEFUL_STOP).await;
     };
-    tokio::pin!(stop);
+    tokio::pin!(ticks);
     loop {
         tokio::select! {
             joined = vus.join_next() => if joined.is_none() { break },
-            _ = &mut stop => break,
+            _ = &mut ticks => break,
         }
     }
     vus.abort_all();
     let mut result = lock(&acc).result(plan);
-    result.stopped_early = cancel.is_cancelled() && start.elapsed() < plan.duration;
+    result.stopped_early = cancel.is_cancelled() && start.elapsed() < duration;
     Ok(result)
 }
 
@@ -313,6 +390,6 @@ fn lock(a: &Mutex<Acc>) -> std::sync::MutexGuard<'_, Acc> {
 /// The window width: the plan's, widened so the run has at most `WINDOWS_MAX` windows.
 fn window_us(plan: &VuPlan) -> u64 {
     let width = plan.window.as_micros().max(1) as u64;
-    let run = plan.duration.as_micros() as u64 + GRACEFUL_STOP.as_micros() as u64;
+    let run = plan.executor.duration().as_micros() as u64 + GRACEFUL_STOP.as_micros() as u64;
     width.max(run.div_ceil(WINDOWS_MAX))
 }

@@ -69,7 +69,7 @@ async fn payment(rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
 }
 
 /// Where journeys go: each region's `app`, else its endpoint; a region with neither cannot take journeys.
-fn app_target(ctx: &Ctx) -> Result<Target, String> {
+pub(crate) fn app_target(ctx: &Ctx) -> Result<Target, String> {
     let mut regions = Vec::new();
     for probe in &ctx.probes {
         let configured = ctx.config.deployment.regions.iter().find(|r| r.name == probe.region);

@@ -269,3 +269,55 @@ fn load_journeys_fail_their_thresholds_and_name_an_unreachable_region() {
     assert_eq!(o.status.code(), Some(2), "{out}");
     assert!(out.contains("region eu-central") && out.contains("unreachable"), "{out}");
 }
+
+/// Runs the sustained load check on the lab with `[checks.load] journeys` and `extra` config; returns the check and
+/// the exit code.
+fn load_check_with_journeys(name: &str, time_scale: f64, extra: &str) -> (Value, Option<i32>, String) {
+    let _g = crate::common::lab_lock();
+    let dir = TempDir::new(name);
+    let config = dir.path().join("xregion.toml");
+    let body =
+        format!("[checks.load]\nusers = 60\ntime_scale = {time_scale}\njourneys = [\"register-and-order\"]\n{extra}");
+    std::fs::write(&config, body).unwrap();
+    let out = dir.path().join("out");
+    let (c, o) = (config.to_str().unwrap(), out.to_str().unwrap());
+    let args = ["run", "--config", c, "--out", o, "--seed", "7", "--check", "performance.load.sustained"];
+    let o = run_xregion(&args, &[], crate::run::RUN_LIMIT);
+    let r = report(&out);
+    (check(&r, "performance.load.sustained").clone(), o.status.code(), text(&o))
+}
+
+/// Goal: the load checks drive journeys as their users' script: the sustained check passes on the lab with every
+/// step of the journey in its per-step table and the target users reached; with every shop request held 2.1 s it
+/// fails on P95, so a journey-driven load check can fail.
+#[test]
+fn load_checks_drive_journeys_and_fail_on_a_slow_shop() {
+    let (c, code, out) = load_check_with_journeys("load-journeys", 0.15, "");
+    assert_eq!(c["verdict"], "pass", "{c}\n{out}");
+    assert_eq!(c["metrics"]["users_max"], 60.0, "{c}");
+    let steps =
+        c["tables"].as_array().unwrap().iter().find(|t| t["title"].as_str().unwrap().starts_with("Journey steps"));
+    let rows = steps.and_then(|t| t["rows"].as_array()).expect("per-step table");
+    for step in ["register-and-order/register", "register-and-order/order"] {
+        assert!(rows.iter().any(|r| r[0] == step && r[1].as_str().unwrap() != "0"), "{step}: {rows:?}");
+    }
+    assert_eq!(code, Some(0), "{out}");
+
+    let (c, code, out) = load_check_with_journeys("load-journeys-slow", 0.3, "[lab.defects]\nslow_ms = 2100\n");
+    assert_eq!(c["verdict"], "fail", "{c}\n{out}");
+    assert!(c["metrics"]["p95_ms"].as_f64().unwrap() >= 2000.0, "{c}");
+    assert_eq!(code, Some(1), "{out}");
+}
+
+/// Goal: a load check naming a journey that the file does not have is a config error at the name's position
+/// (exit 2), before anything starts.
+#[test]
+fn load_journeys_config_names_an_unknown_journey() {
+    let dir = TempDir::new("load-journeys-unknown");
+    let config = dir.path().join("xregion.toml");
+    std::fs::write(&config, "[checks.load]\njourneys = [\"register-and-order\", \"nope\"]\n").unwrap();
+    let o = run_xregion(&["run", "--config", config.to_str().unwrap()], &[], Duration::from_secs(30));
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}");
+    assert!(out.contains("xregion.toml:2:35") && out.contains("no journey named nope"), "{out}");
+}

@@ -126,6 +126,8 @@ fn target_users(ctx: &Ctx) -> u32 {
 struct Shared {
     /// What the generator measured.
     result: LoadResult,
+    /// With `[checks.load] journeys`: each journey's iterations.
+    iterations: Option<std::collections::BTreeMap<String, crate::journey::vu::Iterations>>,
     /// The stages it ran.
     stages: Vec<Stage>,
     /// Its phases, one per selected load check.
@@ -168,17 +170,7 @@ fn minutes(s: f64) -> String {
 
 /// Runs the load checks' shared run: the parts of the timeline the selected load checks need.
 async fn shared_run(ctx: &Ctx) -> Result<Shared, String> {
-    let traffic = ctx.traffic();
-    let base = traffic.records.get("latency").cloned().unwrap_or_default();
-    if traffic.nearest.is_empty() {
-        return Err("no client locations: set [deployment.traffic.nearest]".into());
-    }
     let users = target_users(ctx);
-    let prefix = ctx.prefix("load");
-    // Seed the hot key in every region so reads find it wherever they land.
-    for p in &ctx.probes {
-        p.put(&format!("{prefix}hot"), "hot value").await.map_err(|e| format!("could not measure: {e}"))?;
-    }
     let selected = |id: &str| ctx.selected.contains(&id);
     let (start_vus, stages, phases) = shape(
         &Timeline::of(ctx.profile),
@@ -188,17 +180,56 @@ async fn shared_run(ctx: &Ctx) -> Result<Shared, String> {
         selected(SUSTAINED) || selected(AVAILABILITY),
         selected(SPIKE),
     );
-    let mut plan = plan(
-        ctx,
-        user_mix(traffic, &base, &prefix),
-        Executor::RampingVus { start_vus, stages: stages.clone(), think_time_ms: THINK_TIME_MS },
-        &[],
-    )?;
-    plan.phases = phases.clone();
+    let executor = Executor::RampingVus { start_vus, stages: stages.clone(), think_time_ms: THINK_TIME_MS };
     let secs: f64 = stages.iter().map(|s| s.duration_ms as f64 / 1000.0).sum();
+    if !ctx.config.checks.load.journeys.is_empty() {
+        return journeys_run(ctx, executor, stages, phases, users, secs).await;
+    }
+    let traffic = ctx.traffic();
+    let base = traffic.records.get("latency").cloned().unwrap_or_default();
+    if traffic.nearest.is_empty() {
+        return Err("no client locations: set [deployment.traffic.nearest]".into());
+    }
+    let prefix = ctx.prefix("load");
+    // Seed the hot key in every region so reads find it wherever they land.
+    for p in &ctx.probes {
+        p.put(&format!("{prefix}hot"), "hot value").await.map_err(|e| format!("could not measure: {e}"))?;
+    }
+    let mut plan = plan(ctx, user_mix(traffic, &base, &prefix), executor, &[])?;
+    plan.phases = phases.clone();
     ctx.progress.phase(&format!("{users} users ({} profile) for {secs:.0} s through {base}", ctx.profile.name()));
     let result = run_load(ctx, &plan).await.map_err(|e| format!("the load generator failed: {e}"))?;
-    Ok(Shared { result, stages, phases })
+    Ok(Shared { result, iterations: None, stages, phases })
+}
+
+/// The shared run with `[checks.load] journeys` as the users' script: the same stages and phases, the journeys
+/// sent to each region's application API (`journey::vu`).
+async fn journeys_run(
+    ctx: &Ctx,
+    executor: Executor,
+    stages: Vec<Stage>,
+    phases: Vec<Phase>,
+    users: u32,
+    secs: f64,
+) -> Result<Shared, String> {
+    let Some(loaded) = &ctx.config.journeys else {
+        return Err("checks.load.journeys needs a journey file: set [e2e] journeys".into());
+    };
+    let chosen = loaded.file.for_load(&ctx.config.checks.load.journeys)?;
+    let target = crate::suites::e2e::app_target(ctx)?;
+    let names = ctx.config.checks.load.journeys.join(", ");
+    ctx.progress.phase(&format!("{users} users running journeys {names} for {secs:.0} s"));
+    let plan = crate::journey::vu::VuPlan {
+        executor,
+        phases: phases.clone(),
+        window: std::time::Duration::from_secs(1),
+        thresholds: Vec::new(),
+        seed: ctx.seed,
+    };
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let _stop = cancel.clone().drop_guard();
+    let done = crate::journey::vu::drive(&target, &chosen, &plan, &cancel).await?;
+    Ok(Shared { result: done.result, iterations: Some(done.iterations), stages, phases })
 }
 
 pub(super) async fn ramp_up(rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
@@ -320,7 +351,7 @@ async fn load(mut rb: ResultBuilder, ctx: &Ctx, id: &str) -> CheckResult {
     if reused {
         ctx.progress.phase("judging this run's earlier load, phase by phase");
     }
-    let Shared { result: r, stages, phases } = match shared.as_ref() {
+    let Shared { result: r, stages, phases, iterations } = match shared.as_ref() {
         Ok(s) => s,
         Err(e) => return rb.finish(Verdict::Error, e.clone()),
     };
@@ -350,25 +381,43 @@ async fn load(mut rb: ResultBuilder, ctx: &Ctx, id: &str) -> CheckResult {
         rb.chart(c);
     }
     rb.distribution(xregion_load::result::distribution(&format!("requests completed in {id}'s phase"), &latency.0));
-    let traffic = ctx.traffic();
-    rb.note(format!(
-        "closed model: each virtual user has its own keep-alive connection and waits {THINK_TIME_MS} ms between \
-         requests; the mix per user is 60% reads of a hot key, 20% durable writes, 20% catalogue reads, from {} \
-         client locations through the latency record; stages of the shared run: {}",
-        traffic.nearest.len(),
-        stages
-            .iter()
-            .map(|s| format!("{} users over {} s", s.target, s.duration_ms as f64 / 1000.0))
-            .collect::<Vec<_>>()
-            .join(", ")
-    ));
+    let stages_text = stages
+        .iter()
+        .map(|s| format!("{} users over {} s", s.target, s.duration_ms as f64 / 1000.0))
+        .collect::<Vec<_>>()
+        .join(", ");
+    match iterations {
+        None => {
+            rb.note(format!(
+                "closed model: each virtual user has its own keep-alive connection and waits {THINK_TIME_MS} ms \
+                 between requests; the mix per user is 60% reads of a hot key, 20% durable writes, 20% catalogue \
+                 reads, from {} client locations through the latency record; stages of the shared run: {stages_text}",
+                ctx.traffic().nearest.len(),
+            ));
+        }
+        Some(its) => {
+            rb.note(format!(
+                "closed model: each virtual user runs one journey instance after another ({}), waiting \
+                 {THINK_TIME_MS} ms between them, against each region's application API as the journeys say; \
+                 every request of every step counts, retries included, and an expected refusal is no error; \
+                 stages of the shared run: {stages_text}",
+                ctx.config.checks.load.journeys.join(", ")
+            ));
+            let (its, steps) = journey_tables(r, its);
+            rb.table(its).table(steps);
+        }
+    }
     rb.note(format!(
         "this check judges the requests completed from {:.0} s to {:.0} s of the shared run (its phase), with their \
          own latency histogram; the charts show the whole run",
         range.0 as f64 / 1000.0,
         range.1 as f64 / 1000.0
     ));
-    rb.note("the load generator runs in its own process (xregion load-worker), separate from the lab");
+    rb.note(if iterations.is_some() {
+        "the journeys run in xregion's process, separate from the deployment's"
+    } else {
+        "the load generator runs in its own process (xregion load-worker), separate from the lab"
+    });
     rb.measured(format!("P95 {:.0} ms, {error_pct:.2}% errors, {users_max} users", p.p95));
     let t = &ctx.config.targets;
     let mut problems = Vec::new();
@@ -405,6 +454,62 @@ async fn load(mut rb: ResultBuilder, ctx: &Ctx, id: &str) -> CheckResult {
     } else {
         rb.finish(Verdict::Fail, format!("{} (P95 {:.0} ms, {error_pct:.2}% errors)", problems.join("; "), p.p95))
     }
+}
+
+/// The journeys' iterations by outcome, and every step's requests over the whole run.
+fn journey_tables(
+    r: &LoadResult,
+    its: &std::collections::BTreeMap<String, crate::journey::vu::Iterations>,
+) -> (xregion_model::report::Table, xregion_model::report::Table) {
+    let ms = |v: f64| format!("{v:.1}");
+    let iterations = its
+        .iter()
+        .map(|(name, it)| {
+            let p = Percentiles::of(&it.duration.0);
+            vec![
+                name.clone(),
+                it.started.to_string(),
+                it.completed.to_string(),
+                it.refused.to_string(),
+                it.failed.to_string(),
+                it.interrupted.to_string(),
+                ms(p.p50),
+                ms(p.p95),
+                ms(p.max),
+            ]
+        })
+        .collect();
+    let steps = r
+        .per_request
+        .iter()
+        .map(|(name, st)| {
+            let p = Percentiles::of(&st.latency.0);
+            vec![name.clone(), st.count.to_string(), st.errors.to_string(), ms(p.p50), ms(p.p95), ms(p.p99), ms(p.max)]
+        })
+        .collect();
+    let cols = |c: &[&str]| c.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    (
+        xregion_model::report::Table {
+            title: "Journey iterations over the whole run (completed ones' durations, ms)".into(),
+            columns: cols(&[
+                "journey",
+                "started",
+                "completed",
+                "refused",
+                "failed",
+                "interrupted",
+                "p50",
+                "p95",
+                "max",
+            ]),
+            rows: iterations,
+        },
+        xregion_model::report::Table {
+            title: "Journey steps over the whole run (ms)".into(),
+            columns: cols(&["step", "requests", "errors", "p50", "p95", "p99", "max"]),
+            rows: steps,
+        },
+    )
 }
 
 #[cfg(test)]
