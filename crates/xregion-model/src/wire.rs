@@ -166,6 +166,13 @@ pub struct StoreStats {
     pub region: String,
     /// Waiting to get the store (the equivalent of acquiring a pooled database connection).
     pub acquire_ms: LatencySummary,
+    /// Of which the writes' waits (optional): where reads never wait and outnumber writes, a P95 over all waits
+    /// hides writes that wait long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_acquire_ms: Option<LatencySummary>,
+    /// Of which the reads' waits (optional).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_acquire_ms: Option<LatencySummary>,
     /// Each durable commit (group commit, fsync included).
     pub commit_ms: LatencySummary,
     /// Each read's time in the store.

@@ -76,9 +76,10 @@ pub struct LoadArgs {
     /// Worker threads (default: the CPUs this process may use).
     #[arg(long)]
     pub workers: Option<u32>,
-    /// Seed of random choices (recorded in the result).
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    /// Seed of random choices (recorded in the result; default 0). With `--journey`, it also makes the journeys'
+    /// `run` token and `uuid`s: without it, each run gets its own, so that a second run does not replay the first.
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Allow a target that is not a loopback address. Only for hosts you are responsible for.
     #[arg(long)]
     pub allow_remote: bool,
@@ -139,7 +140,7 @@ impl LoadArgs {
             window_ms: 1_000,
             capture_headers: self.capture_headers.clone(),
             thresholds,
-            seed: self.seed,
+            seed: self.seed.unwrap_or(0),
             workers: self.workers,
             allow_remote: self.allow_remote,
             ca_file: self.ca.clone(),
@@ -293,11 +294,13 @@ pub async fn run_journeys(args: &LoadArgs) -> anyhow::Result<ExitCode> {
         .connect_timeout(args.timeout)
         .build()
         .context("cannot build the HTTP client")?;
-    let target = crate::journey::run::Target { regions, client, run: format!("load-{}", args.seed), seed: args.seed };
+    let seed = args.seed.unwrap_or(0);
+    let run = crate::runner::key_prefix(seed, args.seed.is_some()).replace(|c: char| !c.is_ascii_alphanumeric(), "-");
+    let target = crate::journey::run::Target { regions, client, run: format!("load-{run}"), seed };
     let vus = args.vus.or(args.connections).unwrap_or(CONNECTIONS_DEFAULT);
     let mut plan = crate::journey::vu::VuPlan::constant(vus, args.duration, args.think_time);
     plan.thresholds = args.parsed_thresholds()?;
-    plan.seed = args.seed;
+    plan.seed = seed;
     reachable(&target.regions, args.timeout).await?;
     let cancel = tokio_util::sync::CancellationToken::new();
     let on_ctrl_c = cancel.clone();

@@ -153,9 +153,10 @@ impl Run {
     }
 }
 
-/// The source of a run's `uuid`s: a stream of the run seed per journey run, so one seed gives the same keys.
+/// The source of a run's `uuid`s: a stream of the run seed per run token and journey run, so one seed and token
+/// give the same keys, and another token (a load run's) other keys.
 fn uuids(target: &Target, j: &Journey, instance: u32) -> rand_chacha::ChaCha8Rng {
-    crate::drive::seed::rng(target.seed, &format!("journey/{}/{instance}", j.name))
+    crate::drive::seed::rng(target.seed, &format!("journey/{}/{}/{instance}", target.run, j.name))
 }
 
 /// The built-in and `vars` variables of instance `instance` (member `member` of group `group`, at home in `home`).
@@ -226,7 +227,7 @@ pub async fn run_journey(
         for instance in members {
             let (target, j, permit, gate) = (target.clone(), j.clone(), permit.clone(), gate.clone());
             tasks.spawn(async move {
-                let run = run_instance(&target, &j, instance, gate.as_deref()).await;
+                let run = run_instance(&target, &j, instance, gate.as_deref(), None).await;
                 drop(permit);
                 run
             });
@@ -242,8 +243,18 @@ pub async fn run_journey(
     runs
 }
 
+/// What sees each step of a run as soon as it ends (the load runs record requests so, and keep those of an
+/// instance they abandon).
+pub(super) type OnStep<'a> = Option<&'a (dyn Fn(&StepRecord) + Sync)>;
+
 /// One run, bounded by twice its deadline.
-pub(super) async fn run_instance(target: &Target, j: &Journey, instance: u32, gate: Option<&FaultGate>) -> Run {
+pub(super) async fn run_instance(
+    target: &Target,
+    j: &Journey,
+    instance: u32,
+    gate: Option<&FaultGate>,
+    on_step: OnStep<'_>,
+) -> Run {
     let home = home_of(j, instance, target.regions.len());
     let start = Instant::now();
     let mut run = Run {
@@ -274,6 +285,9 @@ pub(super) async fn run_instance(target: &Target, j: &Journey, instance: u32, ga
             let fault_at_start = gate.is_some_and(FaultGate::active);
             let mut rec = run_step(target, step, home, &mut run.vars, &mut rng, j.timeout_ms).await;
             rec.in_fault = fault_at_start || gate.is_some_and(FaultGate::active);
+            if let Some(f) = on_step {
+                f(&rec);
+            }
             let outcome = rec.outcome;
             let last = rec.attempts.last().cloned();
             run.steps.push(rec);

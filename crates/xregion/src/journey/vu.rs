@@ -12,7 +12,7 @@
 //! Setup journeys run once, all their instances, before the VUs start; a setup that does not complete ends the run
 //! with an error. A journey's `[journey.fault]` is not injected here: faults belong to `xregion run`.
 
-use super::run::{End, Outcome, Run, Target, run_instance, run_journey};
+use super::run::{End, Outcome, Run, StepRecord, Target, run_instance, run_journey};
 use super::spec::Journey;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -71,7 +71,7 @@ impl VuPlan {
 /// What one journey's iterations did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Iterations {
-    /// Instances started.
+    /// Instances started (interrupted ones included).
     pub started: u64,
     /// Of which every step succeeded.
     pub completed: u64,
@@ -79,16 +79,18 @@ pub struct Iterations {
     pub refused: u64,
     /// Of which a step failed, had an unknown outcome, or the instance ran out of time.
     pub failed: u64,
-    /// Instances still running when the graceful stop ran out, abandoned.
+    /// Instances still running when the graceful stop ran out (or at Ctrl-C), abandoned; the steps they ended
+    /// are recorded.
     pub interrupted: u64,
     /// Completed instances' durations, first request to last answer, µs.
     pub duration: Latency,
 }
 
-/// A journey load run's result.
+/// A journey load run's result; as JSON, a load run's result with `iterations` and `stopped_early` beside.
 #[derive(Debug, Clone, Serialize)]
 pub struct JourneyLoad {
     /// The requests, per step (`journey/step`), with the thresholds' outcomes.
+    #[serde(flatten)]
     pub result: LoadResult,
     /// Per journey.
     pub iterations: BTreeMap<String, Iterations>,
@@ -123,12 +125,15 @@ struct WindowAcc {
 }
 
 impl Acc {
+    /// The window holding `at`; a new window starts with the VUs on now, as the load engine's do, so that a
+    /// window in which no VU starts or stops still shows them.
     fn window(&mut self, at: Instant) -> &mut WindowAcc {
-        let i = (at.saturating_duration_since(self.start).as_micros() as u64 / self.window_us) as usize;
-        while self.windows.len() <= i {
-            self.windows.push(WindowAcc { requests: 0, errors: 0, latency: new_histogram(), active_max: 0 });
+        let i = (at.saturating_duration_since(self.start).as_micros() as u64 / self.window_us).min(WINDOWS_MAX - 1);
+        let on = self.vus_on;
+        while self.windows.len() <= i as usize {
+            self.windows.push(WindowAcc { requests: 0, errors: 0, latency: new_histogram(), active_max: on });
         }
-        &mut self.windows[i]
+        &mut self.windows[i as usize]
     }
 
     fn new(start: Instant, window_us: u64, scripts: &[Journey], phases: &[Phase]) -> Acc {
@@ -150,6 +155,9 @@ impl Acc {
 
     /// A VU started (+1) or ended (-1) an instance of `journey`.
     fn running(&mut self, journey: &str, delta: i32) {
+        if delta > 0 {
+            self.iterations.entry(journey.to_string()).or_default().started += 1;
+        }
         let n = self.running.entry(journey.to_string()).or_default();
         *n = n.saturating_add_signed(delta);
     }
@@ -163,9 +171,9 @@ impl Acc {
         w.active_max = w.active_max.max(on);
     }
 
-    fn record(&mut self, run: &Run) {
+    /// How an instance ended (its steps were recorded as they ended).
+    fn ended(&mut self, run: &Run) {
         let it = self.iterations.entry(run.journey.clone()).or_default();
-        it.started += 1;
         match &run.end {
             End::Completed => {
                 it.completed += 1;
@@ -174,40 +182,45 @@ impl Acc {
             End::Refused { .. } => it.refused += 1,
             End::Failed { .. } => it.failed += 1,
         }
-        for step in &run.steps {
-            let name = format!("{}/{}", run.journey, step.step);
-            for a in &step.attempts {
-                let us = (a.ms * 1000.0) as u64;
-                let error = matches!(a.outcome, Outcome::Failed | Outcome::Unknown);
-                let stats = self.per_request.entry(name.clone()).or_default();
-                stats.count += 1;
-                stats.latency.0.saturating_record(us);
-                stats.latency_uncorrected.0.saturating_record(us);
-                if error {
-                    stats.errors += 1;
-                    stats.latency_errors.0.saturating_record(us);
-                    match a.status {
-                        Some(_) => self.errors.status += 1,
-                        None if a.timed_out => self.errors.timeout += 1,
-                        None if a.outcome == Outcome::Failed => self.errors.connect += 1,
-                        None => self.errors.protocol += 1,
-                    }
+    }
+
+    /// Every request of a step of `journey` that just ended. An attempt that was never sent (a template or a
+    /// region that does not resolve) is no request: it fails its instance, which `ended` counts.
+    fn step(&mut self, journey: &str, step: &StepRecord) {
+        let name = format!("{journey}/{}", step.step);
+        for a in step.attempts.iter().filter(|a| !a.region.is_empty()) {
+            let us = (a.ms * 1000.0) as u64;
+            let error = matches!(a.outcome, Outcome::Failed | Outcome::Unknown);
+            let stats = self.per_request.entry(name.clone()).or_default();
+            stats.count += 1;
+            stats.latency.0.saturating_record(us);
+            stats.latency_uncorrected.0.saturating_record(us);
+            if error {
+                stats.errors += 1;
+                stats.latency_errors.0.saturating_record(us);
+                match a.status {
+                    Some(s) if s >= 400 => self.errors.status += 1,
+                    // An answer that is not what the step expects: a failed assertion, a body that is not JSON.
+                    Some(_) => self.errors.protocol += 1,
+                    None if a.timed_out => self.errors.timeout += 1,
+                    None if a.outcome == Outcome::Failed => self.errors.connect += 1,
+                    None => self.errors.protocol += 1,
                 }
-                if let Some(s) = a.status {
-                    *self.statuses.entry(s).or_default() += 1;
-                }
-                self.last = self.last.max(a.ended);
-                let w = self.window(a.ended);
-                w.requests += 1;
-                w.errors += u64::from(error);
-                w.latency.saturating_record(us);
-                let at_ms = a.ended.saturating_duration_since(self.start).as_millis() as u64;
-                for (p, st) in &mut self.phases {
-                    if (p.from_ms..p.to_ms).contains(&at_ms) {
-                        st.requests += 1;
-                        st.errors += u64::from(error);
-                        st.latency.0.saturating_record(us);
-                    }
+            }
+            if let Some(s) = a.status {
+                *self.statuses.entry(s).or_default() += 1;
+            }
+            self.last = self.last.max(a.ended);
+            let w = self.window(a.ended);
+            w.requests += 1;
+            w.errors += u64::from(error);
+            w.latency.saturating_record(us);
+            let at_ms = a.ended.saturating_duration_since(self.start).as_millis() as u64;
+            for (p, st) in &mut self.phases {
+                if (p.from_ms..p.to_ms).contains(&at_ms) {
+                    st.requests += 1;
+                    st.errors += u64::from(error);
+                    st.latency.0.saturating_record(us);
                 }
             }
         }
@@ -282,6 +295,12 @@ pub async fn drive(
     if plan.executor.is_open() {
         return Err("journeys run in the closed model only (virtual users), not at an arrival rate".into());
     }
+    if plan.executor.concurrency_max() == 0 || plan.executor.duration().is_zero() {
+        return Err("a journey load run needs at least one virtual user and a duration above 0".into());
+    }
+    if plan.executor.duration() > Duration::from_millis(xregion_load::plan::DURATION_MS_MAX) {
+        return Err(format!("a journey load run lasts at most {} h", xregion_load::plan::DURATION_MS_MAX / 3_600_000));
+    }
     for j in journeys.iter().filter(|j| j.setup) {
         for run in run_journey(target, j, cancel, None).await {
             let why = match &run.end {
@@ -336,11 +355,12 @@ pub async fn drive(
                 let j = &scripts[which];
                 let instance = counters[which].fetch_add(1, Ordering::Relaxed);
                 lock(&acc).running(&j.name, 1);
-                let run = run_instance(&target, j, instance, None).await;
+                let on_step = |rec: &StepRecord| lock(&acc).step(&j.name, rec);
+                let run = run_instance(&target, j, instance, None, Some(&on_step)).await;
                 {
                     let mut a = lock(&acc);
                     a.running(&j.name, -1);
-                    a.record(&run);
+                    a.ended(&run);
                 }
                 if !think.is_zero() {
                     tokio::select! {
@@ -354,11 +374,19 @@ pub async fn drive(
             }
         });
     }
+    // The schedule: every tick, the VUs it wants now; at its end, none, then the graceful stop for the instances
+    // still running. Ctrl-C ends the schedule and abandons the running instances at once (their ended steps are
+    // recorded), so that an interrupted run prints what it measured without waiting.
+    let stopped_early = std::sync::atomic::AtomicBool::new(false);
     let ticks = async {
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(SCHEDULE_TICK) => {}
-                _ = cancel.cancelled() => break,
+                _ = cancel.cancelled() => {
+                    stopped_early.store(start.elapsed() < duration, Ordering::Relaxed);
+                    schedule.send_replace(0);
+                    return;
+                }
             }
             let elapsed = start.elapsed();
             schedule.send_replace(plan.executor.vus_at(elapsed));
@@ -367,7 +395,10 @@ pub async fn drive(
             }
         }
         schedule.send_replace(0);
-        tokio::time::sleep(GRACEFUL_STOP).await;
+        tokio::select! {
+            _ = tokio::time::sleep(GRACEFUL_STOP) => {}
+            _ = cancel.cancelled() => {}
+        }
     };
     tokio::pin!(ticks);
     loop {
@@ -376,9 +407,9 @@ pub async fn drive(
             _ = &mut ticks => break,
         }
     }
-    vus.abort_all();
+    vus.shutdown().await;
     let mut result = lock(&acc).result(plan);
-    result.stopped_early = cancel.is_cancelled() && start.elapsed() < duration;
+    result.stopped_early = stopped_early.load(Ordering::Relaxed);
     Ok(result)
 }
 

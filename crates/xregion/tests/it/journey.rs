@@ -237,11 +237,12 @@ fn load_runs_journeys_as_virtual_users_with_per_step_metrics() {
     let completed = it["completed"].as_u64().unwrap_or(0);
     assert!(completed >= 5, "{it}\n{out}");
     assert_eq!(it["failed"], 0, "{it}");
-    let steps = &v["result"]["per_request"];
+    assert_eq!(it["started"], it["completed"], "{it}");
+    let steps = &v["per_request"];
     assert_eq!(steps["buy-ticket/checkout"]["count"].as_u64(), Some(2 * completed), "{steps}");
     assert_eq!(steps["buy-ticket/checkout"]["errors"], 0, "{steps}");
     assert!(steps["buy-ticket/open cart"]["count"].as_u64().unwrap() >= completed, "{steps}");
-    let thresholds = v["result"]["thresholds"].as_array().expect("thresholds judged");
+    let thresholds = v["thresholds"].as_array().expect("thresholds judged");
     assert!(thresholds.iter().all(|t| t["pass"] == true), "{thresholds:?}");
     assert_eq!(code, Some(0), "{out}");
 }
@@ -251,7 +252,7 @@ fn load_runs_journeys_as_virtual_users_with_per_step_metrics() {
 #[test]
 fn load_journeys_fail_their_thresholds_and_name_an_unreachable_region() {
     let (v, code, out) = load_shop("journey-load-fail", &["buy-ticket/checkout: p50 < 0.001ms"]);
-    let t = &v["result"]["thresholds"][0];
+    let t = &v["thresholds"][0];
     assert_eq!(t["pass"], false, "{v}");
     assert_eq!(code, Some(1), "{out}");
 

@@ -73,8 +73,15 @@ pub(super) async fn store_stats(
     q: Result<Query<StatsQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(|e| err(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
-    let (acquire_ms, commit_ms, read_ms) = node.store.timings().summaries(q.reset);
-    Ok(json(&StoreStats { region: node.region.clone(), acquire_ms, commit_ms, read_ms }))
+    let s = node.store.timings().summaries(q.reset);
+    Ok(json(&StoreStats {
+        region: node.region.clone(),
+        acquire_ms: s.acquire,
+        write_acquire_ms: Some(s.write_acquire),
+        read_acquire_ms: Some(s.read_acquire),
+        commit_ms: s.commit,
+        read_ms: s.read,
+    }))
 }
 
 pub(super) async fn metrics_text(State(node): Shared) -> Response {

@@ -14,10 +14,14 @@ pub const TIMING_US_MAX: u64 = 3_600 * 1_000_000;
 /// Significant digits of the timing histograms: a relative error below 0.1%.
 const TIMING_SIGFIG: u8 = 3;
 
-/// The three timing histograms, in microseconds.
+/// The timing histograms, in microseconds.
 struct Timings {
     /// Waits to get the store, writes and reads.
     acquire_us: Histogram<u64>,
+    /// Of which the writes' (the group-commit queue).
+    write_acquire_us: Histogram<u64>,
+    /// Of which the reads' (the start of a read transaction).
+    read_acquire_us: Histogram<u64>,
     /// Group commits, fsync included.
     commit_us: Histogram<u64>,
     /// Reads' time in the store.
@@ -31,7 +35,7 @@ impl Timings {
         let h = || {
             Histogram::new_with_bounds(1, TIMING_US_MAX, TIMING_SIGFIG).expect("constant histogram bounds are valid")
         };
-        Timings { acquire_us: h(), commit_us: h(), read_us: h() }
+        Timings { acquire_us: h(), write_acquire_us: h(), read_acquire_us: h(), commit_us: h(), read_us: h() }
     }
 }
 
@@ -65,6 +69,7 @@ impl StoreTimings {
         let mut t = self.lock();
         for w in waits_us {
             t.acquire_us.saturating_record(*w);
+            t.write_acquire_us.saturating_record(*w);
         }
         t.commit_us.saturating_record(micros(commit));
     }
@@ -73,21 +78,46 @@ impl StoreTimings {
     pub(super) fn record_read(&self, acquire: Duration, read: Duration) {
         let mut t = self.lock();
         t.acquire_us.saturating_record(micros(acquire));
+        t.read_acquire_us.saturating_record(micros(acquire));
         t.read_us.saturating_record(micros(read));
     }
 
-    /// The summaries of `(acquire, commit, read)` in milliseconds; with `reset`, the histograms are emptied in
-    /// the same critical section, so no sample is lost or counted twice between two resets.
-    pub fn summaries(&self, reset: bool) -> (LatencySummary, LatencySummary, LatencySummary) {
+    /// The summaries in milliseconds; with `reset`, the histograms are emptied in the same critical section, so
+    /// no sample is lost or counted twice between two resets.
+    pub fn summaries(&self, reset: bool) -> Summaries {
         let mut t = self.lock();
-        let out = (summary(&t.acquire_us), summary(&t.commit_us), summary(&t.read_us));
+        let out = Summaries {
+            acquire: summary(&t.acquire_us),
+            write_acquire: summary(&t.write_acquire_us),
+            read_acquire: summary(&t.read_acquire_us),
+            commit: summary(&t.commit_us),
+            read: summary(&t.read_us),
+        };
         if reset {
-            t.acquire_us.reset();
-            t.commit_us.reset();
-            t.read_us.reset();
+            let t = &mut *t;
+            for h in
+                [&mut t.acquire_us, &mut t.write_acquire_us, &mut t.read_acquire_us, &mut t.commit_us, &mut t.read_us]
+            {
+                h.reset();
+            }
         }
         out
     }
+}
+
+/// What `GET /v1/stats/store` reports, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Summaries {
+    /// Every wait to get the store.
+    pub acquire: LatencySummary,
+    /// The writes' waits.
+    pub write_acquire: LatencySummary,
+    /// The reads' waits.
+    pub read_acquire: LatencySummary,
+    /// Group commits.
+    pub commit: LatencySummary,
+    /// Reads' time in the store.
+    pub read: LatencySummary,
 }
 
 impl Default for StoreTimings {
@@ -120,17 +150,21 @@ mod tests {
     #[test]
     fn timings_summarize_in_ms_and_reset_after_answering() {
         let t = StoreTimings::new();
-        assert_eq!(t.summaries(false).2, LatencySummary::default());
+        assert_eq!(t.summaries(false).read, LatencySummary::default());
         for ms in 1..=100u64 {
             t.record_read(Duration::from_micros(10), Duration::from_millis(ms));
         }
         t.record_commit(&[5, 7], Duration::from_millis(2));
-        let (acquire, commit, read) = t.summaries(true);
+        let s = t.summaries(true);
+        let (acquire, commit, read) = (s.acquire, s.commit, s.read);
         assert_eq!((acquire.count, commit.count, read.count), (102, 1, 100));
+        assert_eq!((s.write_acquire.count, s.read_acquire.count), (2, 100), "waits by kind: {s:?}");
+        assert!(s.write_acquire.max <= 0.008 && s.read_acquire.max >= 0.009, "{s:?}");
         let near = |got: f64, want: f64| (got - want).abs() <= want * 0.001 + 0.001;
         assert!(near(read.p50, 50.0) && near(read.p95, 95.0) && near(read.p99, 99.0), "{read:?}");
         assert!(near(read.max, 100.0) && near(commit.max, 2.0) && near(acquire.max, 0.010), "{read:?} {commit:?}");
-        let (acquire, commit, read) = t.summaries(false);
-        assert_eq!((acquire.count, commit.count, read.count), (0, 0, 0), "reset after answering");
+        let s = t.summaries(false);
+        let counts = [s.acquire, s.write_acquire, s.read_acquire, s.commit, s.read].map(|l| l.count);
+        assert_eq!(counts, [0; 5], "reset after answering");
     }
 }

@@ -216,7 +216,10 @@ async fn journeys_run(
         return Err("checks.load.journeys needs a journey file: set [e2e] journeys".into());
     };
     let chosen = loaded.file.for_load(&ctx.config.checks.load.journeys)?;
-    let target = crate::suites::e2e::app_target(ctx)?;
+    let mut target = crate::suites::e2e::app_target(ctx)?;
+    // Its own token, so that its instances are not the e2e checks' instances again (the same e-mails, the same
+    // idempotency keys).
+    target.run.push_str("-load");
     let names = ctx.config.checks.load.journeys.join(", ");
     ctx.progress.phase(&format!("{users} users running journeys {names} for {secs:.0} s"));
     let plan = crate::journey::vu::VuPlan {
@@ -256,11 +259,17 @@ pub(super) async fn availability(rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
     let Some(phase) = s.result.phases.get(SUSTAINED) else {
         return rb.finish(Verdict::Error, format!("the shared load run has no phase {SUSTAINED}"));
     };
-    judge_availability(rb, phase.requests, phase.errors, ctx.config.targets.steady_availability_min_pct)
+    let failed_is = if s.iterations.is_some() {
+        "a request failed when its journey step did not get what it expects (an unexpected status, a failed \
+         assertion, a transport error); an expected refusal is no failure"
+    } else {
+        "a request failed on a transport error or a non-2xx answer other than 404"
+    };
+    judge_availability(rb, phase.requests, phase.errors, ctx.config.targets.steady_availability_min_pct, failed_is)
 }
 
 /// The availability verdict from `n` requests of which `failed` failed, against `min_pct`.
-fn judge_availability(mut rb: ResultBuilder, n: u64, failed: u64, min_pct: f64) -> CheckResult {
+fn judge_availability(mut rb: ResultBuilder, n: u64, failed: u64, min_pct: f64, failed_is: &str) -> CheckResult {
     use xregion_check::evidence::{self, Decision};
     if min_pct >= 100.0 {
         return rb
@@ -278,8 +287,8 @@ fn judge_availability(mut rb: ResultBuilder, n: u64, failed: u64, min_pct: f64) 
         .metric("evidence_min_requests", needed as f64);
     rb.note(format!(
         "the requests of the sustained phase of the shared load run (the target users held, no fault injected), \
-         so this check costs no time of its own; a request failed on a transport error or a non-2xx answer other \
-         than 404; bounds: one-sided 95% Clopper-Pearson; a pass takes at least {needed} requests with none failed"
+         so this check costs no time of its own; {failed_is}; bounds: one-sided 95% Clopper-Pearson; a pass takes \
+         at least {needed} requests with none failed"
     ));
     rb.measured(format!("{observed:.4}% of {n} requests"));
     let bounds = format!("95% bounds {:.4}%..{:.4}%", lower * 100.0, upper * 100.0);
@@ -544,7 +553,7 @@ mod tests {
     fn availability_has_three_outcomes() {
         let def = super::super::CHECKS.iter().find(|d| d.id == AVAILABILITY).expect("the availability check");
         let config = crate::config::Config::default();
-        let judge = |n, failed| judge_availability(ResultBuilder::new(def, &config), n, failed, 99.99);
+        let judge = |n, failed| judge_availability(ResultBuilder::new(def, &config), n, failed, 99.99, "failed");
         let pass = judge(60_000, 0);
         assert_eq!(pass.verdict, Verdict::Pass, "{}", pass.summary);
         let fail = judge(60_000, 100);
