@@ -214,7 +214,7 @@ fn exactly_once(s: &Subject, read: &BTreeMap<&str, &Read>, found: &mut impl FnMu
 fn uniqueness(s: &Subject, read: &BTreeMap<&str, &Read>, found: &mut impl FnMut(String, bool)) {
     let attempts = s.ok + s.unknown + s.refused;
     if s.ok > 1 {
-        found(format!("{} of {attempts} concurrent attempts succeeded; one may", s.ok), false);
+        found(format!("{} of {attempts} concurrent attempts succeeded; at most one may", s.ok), false);
     } else if s.ok == 0 && s.unknown == 0 && attempts > 0 {
         found(format!("none of {attempts} concurrent attempts succeeded; exactly one must"), true);
     }
