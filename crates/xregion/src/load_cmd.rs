@@ -33,6 +33,9 @@ pub struct LoadArgs {
     /// first VU); repeat for each region.
     #[arg(long = "region", value_name = "NAME=URL", requires = "journey")]
     pub regions: Vec<String>,
+    /// With `--journey`: the routing record's base URL, where steps with `region = "router"` go.
+    #[arg(long, value_name = "URL", requires = "journey")]
+    pub router: Option<String>,
     /// With `--journey`: run only this journey (and the setup journeys of its check); repeat for several.
     #[arg(long = "only", value_name = "JOURNEY", requires = "journey")]
     pub only: Vec<String>,
@@ -296,12 +299,22 @@ pub async fn run_journeys(args: &LoadArgs) -> anyhow::Result<ExitCode> {
         .context("cannot build the HTTP client")?;
     let seed = args.seed.unwrap_or(0);
     let run = crate::runner::key_prefix(seed, args.seed.is_some()).replace(|c: char| !c.is_ascii_alphanumeric(), "-");
-    let target = crate::journey::run::Target { regions, client, run: format!("load-{run}"), seed };
+    let router = match &args.router {
+        Some(url) => {
+            let url = url.trim().trim_end_matches('/').to_string();
+            refuse_remote(&url, args.allow_remote)?;
+            Some(url)
+        }
+        None => None,
+    };
+    let target = crate::journey::run::Target { regions, client, run: format!("load-{run}"), seed, router };
     let vus = args.vus.or(args.connections).unwrap_or(CONNECTIONS_DEFAULT);
     let mut plan = crate::journey::vu::VuPlan::constant(vus, args.duration, args.think_time);
     plan.thresholds = args.parsed_thresholds()?;
     plan.seed = seed;
-    reachable(&target.regions, args.timeout).await?;
+    let mut endpoints = target.regions.clone();
+    endpoints.extend(target.router.iter().map(|u| ("router".to_string(), u.clone())));
+    reachable(&endpoints, args.timeout).await?;
     let cancel = tokio_util::sync::CancellationToken::new();
     let on_ctrl_c = cancel.clone();
     tokio::spawn(async move {

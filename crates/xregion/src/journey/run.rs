@@ -37,15 +37,33 @@ pub struct Target {
     pub run: String,
     /// The run's seed: every `uuid` comes from it (a stream per journey run).
     pub seed: u64,
+    /// Base URL of the deployment's routing record, where a step with `region = "router"` goes (the region that
+    /// serves it is the router's choice).
+    pub router: Option<String>,
 }
 
+/// The `region` of a step that goes through the deployment's routing record.
+pub const ROUTER: &str = "router";
+
 impl Target {
+    /// The name and base URL of endpoint `i`: a region, or the router (`i` = the number of regions).
+    fn endpoint(&self, i: usize) -> (&str, &str) {
+        match self.regions.get(i) {
+            Some((name, base)) => (name, base),
+            None => (ROUTER, self.router.as_deref().unwrap_or_default()),
+        }
+    }
+
     /// The region a step's `region` names, for a journey at home in region `home` (an index).
     fn pick(&self, which: Option<&str>, home: usize) -> Result<usize, String> {
         let n = self.regions.len();
         match which.unwrap_or("home") {
             "home" => Ok(home),
             "other" => Ok((home + 1) % n),
+            ROUTER if self.router.is_some() => Ok(n),
+            ROUTER => Err("a step goes through the router, but the deployment has no routing record: set \
+                 [deployment.traffic] records.latency (or --router)"
+                .into()),
             name => self.regions.iter().position(|(r, _)| r == name).ok_or_else(|| {
                 let known: Vec<&str> = self.regions.iter().map(|(r, _)| r.as_str()).collect();
                 format!("no region {name}; the deployment has {}", known.join(", "))
@@ -440,7 +458,8 @@ fn host_of(base: &str) -> &str {
 
 /// Sends `request` to region `region` and judges the answer by `step`; the answer's JSON when it is a success.
 async fn send(target: &Target, region: usize, request: &Request, step: &Step, vars: &Vars) -> (Attempt, Option<Value>) {
-    let (name, base) = &target.regions[region];
+    let (name, base) = target.endpoint(region);
+    let name = name.to_string();
     let url = format!("{base}{}", request.path);
     let mut req = target.client.request(request.method.clone(), &url).timeout(request.timeout);
     for (k, v) in &request.headers {
@@ -696,6 +715,7 @@ mod tests {
             client: crate::probe::client(&crate::config::Deployment::default()),
             run: "r1".into(),
             seed: 7,
+            router: None,
         };
         let j = journey(6, 3);
         let homes: Vec<usize> = (0..6).map(|i| home_of(&j, i, 3)).collect();
@@ -704,5 +724,25 @@ mod tests {
         assert_eq!(v["key"], "k-r1-1");
         assert_eq!((v["region"].as_str(), v["other"].as_str(), v["member"].as_u64()), (Some("c"), Some("a"), Some(1)));
         assert_eq!(planned_keys(&target, &j, "key"), vec!["k-r1-0", "k-r1-1"]);
+    }
+
+    /// Goal: a step's region resolves to home, the next region, a named one, or the router; a router step on a
+    /// deployment without a routing record is an error that says what to set.
+    #[test]
+    fn steps_go_home_elsewhere_or_through_the_router() {
+        let mut target = Target {
+            regions: ["a", "b", "c"].iter().map(|r| (r.to_string(), format!("http://{r}"))).collect(),
+            client: crate::probe::client(&crate::config::Deployment::default()),
+            run: "r1".into(),
+            seed: 7,
+            router: None,
+        };
+        assert_eq!([None, Some("other"), Some("a")].map(|w| target.pick(w, 2)), [Ok(2), Ok(0), Ok(0)]);
+        assert!(target.pick(Some("router"), 0).unwrap_err().contains("records.latency"));
+        assert!(target.pick(Some("mars"), 0).unwrap_err().contains("no region mars"));
+        target.router = Some("http://router".into());
+        let i = target.pick(Some("router"), 0).unwrap();
+        assert_eq!((i, target.endpoint(i)), (3, ("router", "http://router")));
+        assert_eq!(target.endpoint(1), ("b", "http://b"));
     }
 }

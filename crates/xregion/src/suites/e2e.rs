@@ -92,7 +92,9 @@ pub(crate) fn app_target(ctx: &Ctx) -> Result<Target, String> {
         .build()
         .map_err(|e| format!("cannot build the journeys' HTTP client: {e}"))?;
     let run: String = ctx.key_prefix.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
-    Ok(Target { regions, client, run, seed: ctx.seed })
+    let router =
+        ctx.traffic.as_ref().and_then(|t| t.records.get("latency")).map(|u| u.trim_end_matches('/').to_string());
+    Ok(Target { regions, client, run, seed: ctx.seed, router })
 }
 
 /// Runs check `check`'s journeys: setup ones first, then the rest at once; then judges every invariant on them.

@@ -1,7 +1,8 @@
 //! Journeys against an application that is not the lab: a small ticket shop with its own API (carts, checkouts
 //! with an `X-Request-Id` idempotency key, payments), served in two "regions" (two listeners on one store), known
-//! to xregion only by each region's `app` URL. The journey file extracts the cart id, templates the checkout body,
-//! retries every checkout in the other region with the same key, and judges one payment per cart in every region.
+//! to xregion only by each region's `app` URL. The journey file opens each cart through the router (the first
+//! region's URL stands for the routing record), extracts the cart id, templates the checkout body, retries every
+//! checkout in the other region with the same key, and judges one payment per cart in every region.
 
 use crate::common::{TempDir, check, report, run_xregion, text};
 use axum::Json;
@@ -125,6 +126,7 @@ request = "{{uuid}}"
 name = "open cart"
 method = "POST"
 path = "/api/v2/carts"
+region = "router"
 body = { customer = "{{customer}}", seats = ["A{{instance}}"] }
 expect = [201]
 extract = { cart = "/cart/id" }
@@ -155,8 +157,9 @@ fn run_shop(name: &str, per_region_keys: bool) -> (Value, Value, Option<i32>, St
     std::fs::write(dir.path().join("shop.journeys.toml"), JOURNEYS).unwrap();
     let config = format!(
         "[deployment]\nkind = \"http\"\n[[deployment.regions]]\nname = \"eu-central\"\napp = \"{}\"\n\
-         [[deployment.regions]]\nname = \"eu-west\"\napp = \"{}\"\n[e2e]\njourneys = \"shop.journeys.toml\"\n",
-        urls[0], urls[1]
+         [[deployment.regions]]\nname = \"eu-west\"\napp = \"{}\"\n[e2e]\njourneys = \"shop.journeys.toml\"\n\
+         [deployment.traffic.records]\nlatency = \"{}\"\n",
+        urls[0], urls[1], urls[0]
     );
     let path = dir.path().join("xregion.toml");
     std::fs::write(&path, config).unwrap();
@@ -216,6 +219,7 @@ fn load_shop(name: &str, thresholds: &[&str]) -> (Value, Option<i32>, String) {
     let west = format!("eu-west={}", urls[1]);
     let mut args =
         vec!["load", "--journey", file.to_str().unwrap(), "--region", &east, "--region", &west, "--vus", "4"];
+    args.extend(["--router", &urls[0]]);
     args.extend(["--duration", "1s", "--json"]);
     for t in thresholds {
         args.extend(["--threshold", t]);
