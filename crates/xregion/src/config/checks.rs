@@ -216,6 +216,24 @@ pub struct WriteReplicate {
     pub visibility_timeout_ms: u64,
     /// Extra unwatched writes per second per region during the check, to measure replication under load.
     pub background_writes_per_s: f64,
+    /// How an observer looks for the writes it waits for: `scan` reads, each poll, one ordered page per origin
+    /// (`GET /v1/kv?prefix=…&after=…`) holding every key it still waits for; `read` sends one `GET /v1/kv/{key}` per
+    /// key. `auto` (the default) scans over the HTTP probe contract, whose scan is an ordered range read, and
+    /// reads key by key in a database, where a prefix scan may not use an index.
+    pub observe: Observe,
+}
+
+/// How the write-replicate observers look for writes (see [`WriteReplicate::observe`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Observe {
+    /// `scan` over the HTTP probe contract, `read` in a database.
+    #[default]
+    Auto,
+    /// One scan per origin and poll.
+    Scan,
+    /// One read per key and poll.
+    Read,
 }
 
 impl Default for WriteReplicate {
@@ -226,6 +244,7 @@ impl Default for WriteReplicate {
             poll_interval_ms: 2,
             visibility_timeout_ms: 5_000,
             background_writes_per_s: 0.0,
+            observe: Observe::Auto,
         }
     }
 }

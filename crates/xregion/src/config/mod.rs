@@ -14,7 +14,7 @@ mod env;
 mod faults;
 
 pub use checks::{
-    Checks, ConcurrentWrites, ConflictLww, Failover, Load, LwwRealtime, Profile, Targets, WriteReplicate,
+    Checks, ConcurrentWrites, ConflictLww, Failover, Load, LwwRealtime, Observe, Profile, Targets, WriteReplicate,
 };
 pub use deployment::{Auth, Deployment, DeploymentKind, RegionEndpoint, Secret, Security, Tls, Traffic};
 pub use env::env_suffix;

@@ -236,12 +236,21 @@ impl Probe {
 
     /// `GET /v1/kv?prefix=…`, every page: all records under `prefix`, tombstones included, in key order.
     pub async fn scan(&self, prefix: &str) -> Result<Vec<Record>, ProbeError> {
+        self.scan_after(prefix, None).await
+    }
+
+    /// Every record under `prefix` whose key is greater than `after` (all of them when `None`), in key order.
+    pub async fn scan_after(&self, prefix: &str, after: Option<&str>) -> Result<Vec<Record>, ProbeError> {
         if let Backend::Database(db) = &self.backend {
-            return db.scan(prefix).await;
+            let mut records = db.scan(prefix).await?;
+            if let Some(after) = after {
+                records.retain(|r| r.key.as_str() > after);
+            }
+            return Ok(records);
         }
         let client = self.http("key-value route")?;
         let mut out = Vec::new();
-        let mut after: Option<String> = None;
+        let mut after: Option<String> = after.map(str::to_string);
         for _ in 0..SCAN_PAGES_MAX {
             let mut query = vec![("prefix", prefix.to_string()), ("limit", "1000".to_string())];
             if let Some(a) = &after {

@@ -4,18 +4,20 @@
 //! Each check drives the deployment through the probe contract, records what clients saw, and leaves the verdict
 //! to the pure checkers in `xregion-check`.
 
+mod poll;
 mod realtime;
 mod session;
 
 use crate::check::{CheckDef, Ctx, Needs, ResultBuilder, ms};
 use crate::config::Config;
+use crate::config::Observe;
 use crate::drive::converge::{States, as_judged, await_convergence, store_order};
 use crate::drive::lock;
 use crate::drive::pace::{Pace, open_model};
 use crate::drive::write::{RandomWriters, background, random_writers};
 use crate::measure;
 use crate::probe::ProbeError;
-use futures::StreamExt;
+use poll::{poll_by_read, poll_by_scan};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -24,7 +26,6 @@ use xregion_check::consistency;
 use xregion_check::evidence;
 use xregion_check::stats::{LatencyRecorder, percentile_table};
 use xregion_model::report::{CheckResult, Verdict};
-use xregion_model::wire::Record;
 
 /// The checks of this module.
 pub const CHECKS: &[CheckDef] = &[
@@ -90,9 +91,6 @@ struct Pending {
     last_miss_sent: Option<Instant>,
 }
 
-/// One poll: the key, when the read was sent, when it was answered, and what it returned.
-type PollResult = (String, Instant, Instant, Result<Option<Record>, ProbeError>);
-
 /// What the observers measured.
 #[derive(Default)]
 struct Observed {
@@ -106,6 +104,35 @@ struct Observed {
     poll_errors: u64,
     /// The first probe error that made measuring impossible.
     fatal: Option<ProbeError>,
+    /// The slowest deliveries, slowest first (at most `SLOWEST_KEPT`), so that a failing P99 shows when its
+    /// outliers happened and whether they cluster.
+    slowest: Vec<Slow>,
+}
+
+/// Slowest deliveries kept for the report.
+const SLOWEST_KEPT: usize = 8;
+
+/// One delivery among the slowest.
+#[derive(Clone, Copy)]
+struct Slow {
+    origin: usize,
+    observer: usize,
+    /// When the origin acknowledged the write, from the start of the measurement.
+    acked_s: f64,
+    /// The delay's upper bound.
+    delay: Duration,
+    /// How much earlier it may have become visible (the measuring resolution of this delivery).
+    resolution: Duration,
+}
+
+impl Observed {
+    fn keep_if_slow(&mut self, slow: Slow) {
+        let at = self.slowest.partition_point(|s| s.delay >= slow.delay);
+        if at < SLOWEST_KEPT {
+            self.slowest.insert(at, slow);
+            self.slowest.truncate(SLOWEST_KEPT);
+        }
+    }
 }
 
 /// What a replication measurement recorded.
@@ -120,6 +147,8 @@ pub struct ReplicationMeasurement {
     ack_latency: LatencyRecorder,
     /// Background writes: ok, failed, not sent.
     background: (u64, u64, u64),
+    /// Whether the observers scanned (else they read key by key).
+    scanned: bool,
 }
 
 async fn write_replicate(rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
@@ -171,7 +200,7 @@ pub async fn measure_replication(
             let op = |i: u64, _due: Instant| {
                 let (probe, history, pending, observed, stats, stop) =
                     (probe.clone(), history.clone(), pending.clone(), observed.clone(), stats.clone(), stop.clone());
-                let key = format!("{prefix}{}/{i:06}", probe.region);
+                let key = format!("{prefix}{}/{i:09}", probe.region);
                 async move {
                     // A process per write: a process has one operation open at a time, and writes may overlap.
                     let process = history.new_process();
@@ -221,7 +250,13 @@ pub async fn measure_replication(
         }
     }
 
-    // Observers: each polls its pending keys every poll interval.
+    // Observers: each polls its pending keys every poll interval, by scan (one ordered page per origin) or by
+    // one read per key.
+    let scan = match cfg.observe {
+        Observe::Scan => true,
+        Observe::Read => false,
+        Observe::Auto => ctx.probes.iter().all(|p| p.database().is_none()),
+    };
     let mut observer_tasks = Vec::new();
     for (obs, list) in pending.iter().enumerate() {
         let probe = ctx.probes[obs].clone();
@@ -229,45 +264,45 @@ pub async fn measure_replication(
         let observed = observed.clone();
         let writers_left = writers_left.clone();
         let interval = Duration::from_millis(cfg.poll_interval_ms);
+        let origin_prefixes: Vec<String> = ctx.probes.iter().map(|p| format!("{prefix}{}/", p.region)).collect();
         observer_tasks.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                let keys: Vec<(usize, String)> = {
-                    let l = lock(&list);
-                    l.iter().enumerate().map(|(i, p)| (i, p.key.clone())).collect()
-                };
+                let keys: Vec<(usize, String)> = lock(&list).iter().map(|p| (p.origin, p.key.clone())).collect();
                 if keys.is_empty() {
                     if writers_left.load(std::sync::atomic::Ordering::SeqCst) == 0 {
                         break;
                     }
                     continue;
                 }
-                let results: Vec<PollResult> = futures::stream::iter(keys.into_iter().map(|(_, key)| {
-                    let probe = &probe;
-                    async move {
-                        let sent = Instant::now();
-                        let r = probe.get(&key).await;
-                        (key, sent, Instant::now(), r)
-                    }
-                }))
-                .buffer_unordered(POLL_IN_FLIGHT_MAX)
-                .collect()
-                .await;
+                let results = if scan {
+                    poll_by_scan(&probe, &origin_prefixes, keys).await
+                } else {
+                    poll_by_read(&probe, keys).await
+                };
                 let mut l = lock(&list);
                 let mut o = lock(&observed);
                 for (key, sent, received, r) in results {
                     let Some(pos) = l.iter().position(|p| p.key == key) else { continue };
                     match r {
-                        Ok(Some(_)) => {
+                        Ok(true) => {
                             let p = l.swap_remove(pos);
                             let delay = received.saturating_duration_since(p.acked_at);
                             o.delays.entry((p.origin, obs)).or_default().record(delay);
                             let lower = p.last_miss_sent.unwrap_or(sent).max(p.acked_at);
-                            o.resolution.record(received.saturating_duration_since(lower));
+                            let resolution = received.saturating_duration_since(lower);
+                            o.resolution.record(resolution);
+                            o.keep_if_slow(Slow {
+                                origin: p.origin,
+                                observer: obs,
+                                acked_s: p.acked_at.saturating_duration_since(start).as_secs_f64(),
+                                delay,
+                                resolution,
+                            });
                         }
-                        Ok(None) => {
+                        Ok(false) => {
                             let p = &mut l[pos];
                             p.last_miss_sent = Some(sent);
                             if received.saturating_duration_since(p.acked_at) > visibility_timeout {
@@ -276,10 +311,12 @@ pub async fn measure_replication(
                             }
                         }
                         Err(e) => {
-                            o.poll_errors += 1;
-                            if matches!(e, ProbeError::Unreachable { .. }) {
-                                o.fatal.get_or_insert(e);
-                                return;
+                            if let Some(e) = e {
+                                o.poll_errors += 1;
+                                if matches!(e, ProbeError::Unreachable { .. }) {
+                                    o.fatal.get_or_insert(e);
+                                    return;
+                                }
                             }
                             if received.saturating_duration_since(l[pos].acked_at) > visibility_timeout {
                                 let p = l.swap_remove(pos);
@@ -313,7 +350,7 @@ pub async fn measure_replication(
         failed += s.1;
         ack_latency.merge(&s.2);
     }
-    Ok(ReplicationMeasurement { observed: o, acked, failed, ack_latency, background })
+    Ok(ReplicationMeasurement { observed: o, acked, failed, ack_latency, background, scanned: scan })
 }
 
 /// Turns a replication measurement into a verdict against `targets.replication_p99_ms`.
@@ -324,7 +361,7 @@ pub fn judge_replication(
     m: ReplicationMeasurement,
 ) -> CheckResult {
     let target_ms = ctx.config.targets.replication_p99_ms;
-    let ReplicationMeasurement { observed: o, acked, failed, ack_latency, background: bg } = m;
+    let ReplicationMeasurement { observed: o, acked, failed, ack_latency, background: bg, scanned } = m;
     let names: Vec<&str> = ctx.probes.iter().map(|p| p.region.as_str()).collect();
     let pair_name = |(a, b): (usize, usize)| format!("{} -> {}", names[a], names[b]);
     let by_pair: BTreeMap<String, LatencyRecorder> = o.delays.iter().map(|(k, v)| (pair_name(*k), v.clone())).collect();
@@ -363,15 +400,37 @@ pub fn judge_replication(
     rb.note(format!(
         "each delay runs from the origin's acknowledgement to the answer of the first read in the observer that saw the \
          write, so it is an upper bound; the write became visible at most {:.1} ms (median; P99 {:.1} ms) earlier, \
-         which is the measuring resolution (poll interval {} ms plus one read's round trip)",
+         which is the measuring resolution (poll interval {} ms plus one read's round trip); each observer {}",
         o.resolution.value_ms_at(50.0),
         o.resolution.value_ms_at(99.0),
-        cfg.poll_interval_ms
+        cfg.poll_interval_ms,
+        if scanned {
+            "scanned, every poll, from the least write it awaited of each origin (observe = scan)"
+        } else {
+            "read every key it awaited, every poll (observe = read)"
+        }
     ));
     rb.note(
         "xregion polls every region directly, as a probe agent inside each region would, so client-side network \
          latency does not enter the figure",
     );
+    if let Some(slowest) = o.slowest.first() {
+        let list: Vec<String> = o
+            .slowest
+            .iter()
+            .map(|s| {
+                format!(
+                    "{:.1} ms on {} (acknowledged {:.2} s in, visible within its last {:.1} ms)",
+                    s.delay.as_secs_f64() * 1e3,
+                    pair_name((s.origin, s.observer)),
+                    s.acked_s,
+                    s.resolution.as_secs_f64() * 1e3
+                )
+            })
+            .collect();
+        rb.metric("slowest_ms", slowest.delay.as_secs_f64() * 1e3);
+        rb.note(format!("the {} slowest deliveries: {}", list.len(), list.join("; ")));
+    }
     let mut table = percentile_table("Replication delay by region pair (ms)", &by_pair);
     if !o.never_visible.is_empty() {
         table.columns.push("never visible".into());

@@ -32,8 +32,13 @@ stable_ms = 3000
 "#;
 
 fn write_config(dir: &TempDir, body: &str) -> String {
+    write_config_with(dir, SMALL_CHECKS, body)
+}
+
+/// Writes `checks` (check tuning, `SMALL_CHECKS` or a variant of it) and `body` to DIR/xregion.toml.
+fn write_config_with(dir: &TempDir, checks: &str, body: &str) -> String {
     let p = dir.path().join("xregion.toml");
-    std::fs::write(&p, format!("{SMALL_CHECKS}\n{body}")).expect("write config");
+    std::fs::write(&p, format!("{checks}\n{body}")).expect("write config");
     p.display().to_string()
 }
 
@@ -138,9 +143,14 @@ fn default_lab_run_passes_and_writes_every_artefact() {
 
 /// Runs one check against a lab broken by `defect` and returns the check's JSON and the exit code.
 fn run_broken(name: &str, check_id: &str, defect: &str) -> (serde_json::Value, Option<i32>, String) {
+    run_broken_with(name, check_id, SMALL_CHECKS, defect)
+}
+
+/// `run_broken` with other check tuning than `SMALL_CHECKS`.
+fn run_broken_with(name: &str, check_id: &str, checks: &str, defect: &str) -> (serde_json::Value, Option<i32>, String) {
     let _g = lab_lock();
     let dir = TempDir::new(name);
-    let config = write_config(&dir, &format!("[lab.defects]\n{defect}\n"));
+    let config = write_config_with(&dir, checks, &format!("[lab.defects]\n{defect}\n"));
     let out = dir.path().join("out");
     let o = run_xregion(
         &["run", "--config", &config, "--out", out.to_str().unwrap(), "--seed", "11", "--check", check_id],
@@ -295,14 +305,27 @@ fn auto_recovery_fails_when_the_region_never_catches_up() {
     assert_eq!(code, Some(1), "{out}");
 }
 
-/// Goal: write-replicate fails when every replicated batch is held for 150 ms (P99 then exceeds 100 ms).
+/// Goal: write-replicate fails when every replicated batch is held for 150 ms (P99 then exceeds 100 ms), whether
+/// its observers scan for the writes (the default over HTTP) or read them key by key.
 #[test]
 fn write_replicate_fails_on_slow_replication() {
-    let (c, code, out) =
-        run_broken("slow-repl", "cross-region.consistency.write-replicate", "replication_delay_ms = 150");
-    assert_eq!(c["verdict"], "fail", "{c}");
-    assert!(c["metrics"]["p99_ms"].as_f64().unwrap() >= 100.0, "{c}");
-    assert_eq!(code, Some(1), "{out}");
+    for observe in ["scan", "read"] {
+        let checks = SMALL_CHECKS
+            .replace("[checks.write-replicate]\n", &format!("[checks.write-replicate]\nobserve = \"{observe}\"\n"));
+        let (c, code, out) = run_broken_with(
+            &format!("slow-repl-{observe}"),
+            "cross-region.consistency.write-replicate",
+            &checks,
+            "replication_delay_ms = 150",
+        );
+        assert_eq!(c["verdict"], "fail", "{observe}: {c}");
+        assert!(c["metrics"]["p99_ms"].as_f64().unwrap() >= 100.0, "{observe}: {c}");
+        let slowest = c["notes"].as_array().unwrap().iter().filter_map(|n| n.as_str()).find(|n| n.contains("slowest"));
+        assert!(slowest.is_some_and(|n| n.contains(" ms on ")), "{observe}: {c}");
+        let how = format!("(observe = {observe})");
+        assert!(c["notes"].as_array().unwrap().iter().any(|n| n.as_str().unwrap_or("").contains(&how)), "{c}");
+        assert_eq!(code, Some(1), "{observe}: {out}");
+    }
 }
 
 /// Goal: concurrent-writes finds lost writes and divergence when replication silently drops entries.
