@@ -5,6 +5,7 @@
 //! `write_all` touches the file system, and it writes each file to a temporary name and renames it, so a crash
 //! never leaves a half-written file behind.
 
+pub mod compare;
 pub mod console;
 pub mod html;
 pub mod json;

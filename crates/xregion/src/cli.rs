@@ -29,6 +29,9 @@ pub enum Command {
     },
     /// Render console, junit.xml and report.html again from a report.json.
     Report(crate::output::ReportArgs),
+    /// Compare two runs' reports: verdicts that changed, and metrics that moved beyond a tolerance, flagged as
+    /// regressions or improvements (`--fail-on-regression` exits 1 on any regression, for CI).
+    Compare(crate::compare_cmd::CompareArgs),
     /// Manage the embedded lab: a 3-region active-active deployment on this machine.
     Lab {
         /// Lab subcommand.
@@ -85,6 +88,7 @@ pub fn main() -> ExitCode {
             Command::Run(args) => crate::runner::run(args).await,
             Command::List { config } => crate::runner::list(config.as_deref()),
             Command::Report(args) => crate::output::rerender(&args),
+            Command::Compare(args) => crate::compare_cmd::run(&args),
             Command::Lab { command } => crate::lab_cmd::run(command).await.map_err(Error::Other),
             Command::Fail(args) => crate::fault_cmd::fail(args).await,
             Command::Restore(args) => crate::fault_cmd::restore(args).await,

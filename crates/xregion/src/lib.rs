@@ -13,6 +13,7 @@ mod catalogue;
 mod chaos;
 mod check;
 pub mod cli;
+mod compare_cmd;
 pub mod config;
 mod db;
 mod db_cmd;

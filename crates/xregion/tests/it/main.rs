@@ -4,6 +4,7 @@ mod architecture;
 mod chaos;
 mod commands;
 mod common;
+mod compare;
 mod deployment;
 mod etcd;
 mod faults;
