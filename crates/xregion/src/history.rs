@@ -105,6 +105,16 @@ impl HistoryLog {
         self.push(process, c.kind, f, region, key, c.value, c.version, c.error);
     }
 
+    /// Calls `f` on every event recorded from index `from` on, and returns the index after the last one (the
+    /// `from` of the next visit). Holds the log's lock meanwhile, so `f` must be quick.
+    pub fn visit_since(&self, from: usize, mut f: impl FnMut(&Event)) -> usize {
+        let events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        for e in events.get(from..).unwrap_or_default().iter() {
+            f(e);
+        }
+        events.len()
+    }
+
     /// The events whose key starts with `prefix`, for one check's checker.
     pub fn events_with_prefix(&self, prefix: &str) -> Vec<Event> {
         let events = self.events.lock().unwrap_or_else(|p| p.into_inner());

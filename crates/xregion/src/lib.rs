@@ -24,6 +24,7 @@ pub mod faults;
 mod history;
 pub mod journey;
 mod lab_cmd;
+mod live;
 mod load_cmd;
 mod net;
 mod output;

@@ -7,7 +7,6 @@ use std::time::Duration;
 use xregion_model::report::CheckResult;
 
 /// Shows what the run is doing.
-#[derive(Debug)]
 pub struct Progress {
     /// Whether stderr is a terminal (bars) or not (plain lines).
     interactive: bool,
@@ -15,12 +14,33 @@ pub struct Progress {
     bar: Mutex<Option<ProgressBar>>,
     /// Whether to print anything at all.
     quiet: bool,
+    /// Told of every check that finishes (live metrics).
+    observers: Mutex<Vec<Observer>>,
+}
+
+/// Told of every check that finishes.
+pub type Observer = Box<dyn Fn(&CheckResult) + Send + Sync>;
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Progress").field("interactive", &self.interactive).field("quiet", &self.quiet).finish()
+    }
 }
 
 impl Progress {
     /// Decides the mode from stderr; `quiet` prints nothing.
     pub fn new(quiet: bool) -> Progress {
-        Progress { interactive: std::io::stderr().is_terminal(), bar: Mutex::new(None), quiet }
+        Progress {
+            interactive: std::io::stderr().is_terminal(),
+            bar: Mutex::new(None),
+            quiet,
+            observers: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Tells `observers` of every check that finishes from now on.
+    pub fn observe(&self, observers: impl IntoIterator<Item = Observer>) {
+        self.observers.lock().unwrap_or_else(|p| p.into_inner()).extend(observers);
     }
 
     /// Prints a line about the run (not about one check).
@@ -66,6 +86,9 @@ impl Progress {
 
     /// A check finished.
     pub fn finish_check(&self, r: &CheckResult) {
+        for o in self.observers.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            o(r);
+        }
         if self.quiet {
             return;
         }

@@ -10,6 +10,7 @@ use crate::check::{CheckDef, Ctx, ResultBuilder, Run, Shared};
 use crate::config::{self, DeploymentKind, Profile};
 use crate::error::{Error, Result};
 use crate::history::HistoryLog;
+use crate::live::Live;
 use crate::progress::Progress;
 use crate::target::{Target, interrupted};
 use std::future::Future;
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
+use tokio_util::sync::CancellationToken;
 use xregion_model::report::{CheckResult, Verdict};
 
 /// Arguments of `xregion run`.
@@ -31,9 +33,11 @@ pub struct RunArgs {
     /// Run only the checks whose id starts with this; repeat for several.
     #[arg(long = "check")]
     pub checks: Vec<String>,
-    /// Output directory for report.json, junit.xml, report.html and history.jsonl.
-    #[arg(long, default_value = "xregion-out")]
-    pub out: PathBuf,
+    /// Output directory for report.json, junit.xml, report.html and history.jsonl (default `xregion-out`); or,
+    /// as `prometheus-rw=URL`, a Prometheus remote-write receiver to push live metrics to while the run runs
+    /// (repeat `--out` for both).
+    #[arg(long = "out", value_name = "DIR | prometheus-rw=URL")]
+    pub outs: Vec<String>,
     /// Seed of every workload choice (default: derived from the clock, and recorded in the report). The same
     /// seed writes the same keys and values in the same order on a fresh deployment.
     #[arg(long)]
@@ -52,15 +56,15 @@ pub struct RunArgs {
 pub async fn run(args: RunArgs) -> Result<ExitCode> {
     let config = config::load(args.config.as_deref(), &config::process_env())?;
     let defs = catalogue::select(&args.suites, &args.checks).map_err(Error::Usage)?;
-    std::fs::create_dir_all(&args.out)
-        .map_err(|e| Error::Target(format!("cannot create {}: {e}", args.out.display())))?;
+    let (out, receivers) = crate::live::split_outs(&args.outs).map_err(Error::Usage)?;
+    std::fs::create_dir_all(&out).map_err(|e| Error::Target(format!("cannot create {}: {e}", out.display())))?;
     let started_at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let seed = args.seed.unwrap_or_else(clock_seed);
     let progress = Progress::new(args.quiet);
     let start = Instant::now();
 
     // The lab (inside its control API server, which the fault injector calls) lives until `close`, on every path.
-    let target = Target::open(&config, &args.out, &progress).await?;
+    let target = Target::open(&config, &out, &progress).await?;
     let mut prefix = key_prefix(seed, args.seed.is_some());
     if args.seed.is_some() && holds_keys(&target, &prefix).await {
         eprintln!(
@@ -88,7 +92,23 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     if let Some(t) = crate::suites::performance::timeline_text(&ctx.config, ctx.profile, &ctx.selected) {
         ctx.progress.line(&format!("[xregion] load checks: {t}"));
     }
+    let live: Vec<Arc<Live>> =
+        receivers.iter().map(|url| Live::new(url, &ctx.key_prefix, ctx.history.clone(), ctx.probes.clone())).collect();
+    let stop_live = CancellationToken::new();
+    let pushers: Vec<_> = live.iter().map(|l| tokio::spawn(l.clone().run(stop_live.clone()))).collect();
+    ctx.progress.observe(live.iter().map(|l| {
+        let l = l.clone();
+        Box::new(move |r: &CheckResult| l.landed(r)) as crate::progress::Observer
+    }));
     let (checks, was_interrupted) = run_checks(&defs, &ctx, interrupted()).await;
+    // The last push goes out while the target still answers (replication lag is read from it).
+    stop_live.cancel();
+    for p in pushers {
+        let _ = p.await;
+    }
+    for l in &live {
+        ctx.progress.line(&format!("[xregion] {}", l.summary()));
+    }
     let regions = target.regions.clone();
     let config = target.config.clone();
     // After an interrupt, a second one skips the reports; the teardown below still runs to its end.
@@ -107,12 +127,12 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         return Err(Error::Interrupted("interrupted twice: the target was torn down and no report was written".into()));
     }
     let report = crate::output::new_report(&config, seed, started_at, start.elapsed(), regions, checks);
-    crate::output::write_outputs(&report, &ctx.history, &args.out)?;
-    println!("reports: {}", args.out.join("report.html").display());
+    crate::output::write_outputs(&report, &ctx.history, &out)?;
+    println!("reports: {}", out.join("report.html").display());
     if was_interrupted {
         return Err(Error::Interrupted(format!(
             "the lab was stopped and what was measured is in {}",
-            args.out.join("report.json").display()
+            out.join("report.json").display()
         )));
     }
     Ok(ExitCode::from(report.exit_code()))

@@ -11,6 +11,7 @@ mod faults;
 mod galera;
 mod journey;
 mod lab;
+mod live;
 mod postgres;
 mod real_target;
 mod run;
