@@ -14,6 +14,7 @@ pub mod engine;
 pub mod error;
 pub mod fdlimit;
 mod http;
+mod merge;
 pub mod plan;
 mod record;
 pub mod result;

@@ -227,6 +227,46 @@ pub struct Ctx {
     pub shared: Shared,
     /// Ids of the checks this run selected, so that a shared measurement runs only the parts they judge.
     pub selected: Vec<&'static str>,
+    /// Which share of a sharded run this process drives (`--shard I/N`); 0 of 1 when not sharded.
+    pub shard: Shard,
+}
+
+/// One share of a sharded run: shard `index` of `count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Shard {
+    /// This shard, from 0.
+    pub index: u32,
+    /// How many shards the run has.
+    pub count: u32,
+}
+
+impl Default for Shard {
+    fn default() -> Self {
+        Shard { index: 0, count: 1 }
+    }
+}
+
+impl Shard {
+    /// This shard's share of `total` (users, say): an even split, the first `total % count` shards taking one more.
+    pub fn share(&self, total: u32) -> u32 {
+        total / self.count + u32::from(self.index < total % self.count)
+    }
+
+    /// Whether the run is split at all.
+    pub fn is_sharded(&self) -> bool {
+        self.count > 1
+    }
+
+    /// Parses `I/N` (0 <= I < N).
+    pub fn parse(s: &str) -> Result<Shard, String> {
+        let bad = || format!("--shard {s}: expected I/N with 0 <= I < N, for example 0/4");
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let (index, count): (u32, u32) = (i.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+        if count == 0 || index >= count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
 }
 
 impl Ctx {
@@ -472,6 +512,18 @@ pub fn ms(d: Duration) -> f64 {
 
 #[cfg(test)]
 mod tests {
+
+    /// Goal: shards split the users evenly, the first ones taking the remainder, and `I/N` is checked.
+    #[test]
+    fn shards_split_users_and_parse() {
+        let shares: Vec<u32> = (0..4).map(|index| Shard { index, count: 4 }.share(10)).collect();
+        assert_eq!(shares, [3, 3, 2, 2]);
+        assert_eq!(Shard::default().share(10), 10);
+        assert_eq!(Shard::parse("2/4"), Ok(Shard { index: 2, count: 4 }));
+        for bad in ["4/4", "1/0", "x/2", "3"] {
+            assert!(Shard::parse(bad).is_err(), "{bad}");
+        }
+    }
     use super::*;
 
     /// Goal: the per-region fold. One failing region fails the check even when another could not be measured, and

@@ -32,6 +32,9 @@ pub enum Command {
     /// Compare two runs' reports: verdicts that changed, and metrics that moved beyond a tolerance, flagged as
     /// regressions or improvements (`--fail-on-regression` exits 1 on any regression, for CI).
     Compare(crate::compare_cmd::CompareArgs),
+    /// Merge the shards of a run (`xregion run --shard I/N`, each with its --out directory) exactly, and judge the
+    /// load checks on the union; the other checks come from shard 0.
+    Merge(crate::merge_cmd::MergeArgs),
     /// Manage the embedded lab: a 3-region active-active deployment on this machine.
     Lab {
         /// Lab subcommand.
@@ -89,6 +92,7 @@ pub fn main() -> ExitCode {
             Command::List { config } => crate::runner::list(config.as_deref()),
             Command::Report(args) => crate::output::rerender(&args),
             Command::Compare(args) => crate::compare_cmd::run(&args),
+            Command::Merge(args) => crate::merge_cmd::run(&args).await,
             Command::Lab { command } => crate::lab_cmd::run(command).await.map_err(Error::Other),
             Command::Fail(args) => crate::fault_cmd::fail(args).await,
             Command::Restore(args) => crate::fault_cmd::restore(args).await,

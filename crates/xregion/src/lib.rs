@@ -26,6 +26,7 @@ pub mod journey;
 mod lab_cmd;
 mod live;
 mod load_cmd;
+mod merge_cmd;
 mod net;
 mod output;
 mod probe;

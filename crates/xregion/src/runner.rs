@@ -6,7 +6,7 @@
 //! second Ctrl-C skips the reports, and the target is still torn down.
 
 use crate::catalogue::{self, SUITES};
-use crate::check::{CheckDef, Ctx, ResultBuilder, Run, Shared};
+use crate::check::{CheckDef, Ctx, ResultBuilder, Run, Shard, Shared};
 use crate::config::{self, DeploymentKind, Profile};
 use crate::error::{Error, Result};
 use crate::history::HistoryLog;
@@ -50,34 +50,102 @@ pub struct RunArgs {
     /// Print only the final table.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Drive share I of N of the load (users split evenly, each shard with its own sub-seed and keys), for
+    /// `xregion merge`: every shard runs the load checks first; shard 0 then runs the other checks. Without it,
+    /// `JOB_COMPLETION_INDEX` (set by a Kubernetes Indexed Job) with `XREGION_SHARD_COUNT` give I and N.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
+    /// When the checks start (RFC 3339, for example 2026-12-06T23:40:00Z), so that the shards' ramps line up; at
+    /// most an hour ahead.
+    #[arg(long, value_name = "TIME")]
+    pub start_at: Option<String>,
+}
+
+/// The shard of this run: `--shard I/N`, or `JOB_COMPLETION_INDEX` with `XREGION_SHARD_COUNT`.
+fn shard_of(args: &RunArgs) -> Result<Shard> {
+    if let Some(s) = &args.shard {
+        return Shard::parse(s).map_err(Error::Usage);
+    }
+    match (std::env::var("JOB_COMPLETION_INDEX"), std::env::var("XREGION_SHARD_COUNT")) {
+        (Ok(i), Ok(n)) => Shard::parse(&format!("{i}/{n}"))
+            .map_err(|e| Error::Usage(format!("JOB_COMPLETION_INDEX={i} with XREGION_SHARD_COUNT={n}: {e}"))),
+        (Ok(_), Err(_)) => Err(Error::Usage(
+            "JOB_COMPLETION_INDEX is set but XREGION_SHARD_COUNT is not: set it to the Job's completions".into(),
+        )),
+        _ => Ok(Shard::default()),
+    }
+}
+
+/// Waits until `--start-at`, if given; an hour ahead at most, and a time already past starts at once.
+async fn wait_for_start(start_at: Option<&str>, progress: &Progress) -> Result<()> {
+    let Some(t) = start_at else { return Ok(()) };
+    let at = humantime::parse_rfc3339(t)
+        .map_err(|e| Error::Usage(format!("--start-at {t}: {e} (expected RFC 3339, such as 2026-12-06T23:40:00Z)")))?;
+    let wait = at.duration_since(std::time::SystemTime::now()).unwrap_or_default();
+    if wait > std::time::Duration::from_secs(3600) {
+        return Err(Error::Usage(format!("--start-at {t} is more than an hour ahead")));
+    }
+    progress.line(&format!("[xregion] waiting {:.1} s for --start-at {t}", wait.as_secs_f64()));
+    tokio::time::sleep(wait).await;
+    Ok(())
 }
 
 /// `xregion run`.
 pub async fn run(args: RunArgs) -> Result<ExitCode> {
     let config = config::load(args.config.as_deref(), &config::process_env())?;
-    let defs = catalogue::select(&args.suites, &args.checks).map_err(Error::Usage)?;
+    let mut defs = catalogue::select(&args.suites, &args.checks).map_err(Error::Usage)?;
+    let shard = shard_of(&args)?;
+    if shard.is_sharded() {
+        if config.deployment.kind == DeploymentKind::Lab {
+            return Err(Error::Usage(
+                "--shard needs one deployment that every shard reaches, and each run of the embedded lab is its own: \
+                 start one with `xregion lab up` and describe it in the config (kind = \"http\"), or use yours"
+                    .into(),
+            ));
+        }
+        // Every shard runs the load first, from --start-at; the other checks run once, on shard 0, afterwards.
+        defs.sort_by_key(|d| !crate::suites::performance::load::is_shardable(d.id));
+        if shard.index > 0 {
+            defs.retain(|d| crate::suites::performance::load::is_shardable(d.id));
+        }
+    }
     let (out, receivers) = crate::live::split_outs(&args.outs).map_err(Error::Usage)?;
     std::fs::create_dir_all(&out).map_err(|e| Error::Target(format!("cannot create {}: {e}", out.display())))?;
     let started_at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-    let seed = args.seed.unwrap_or_else(clock_seed);
+    // The shards of one run share its seed: --seed, or one derived from --start-at, which they share too.
+    let seed = match (args.seed, &args.start_at) {
+        (Some(s), _) => s,
+        (None, Some(t)) if shard.is_sharded() => {
+            let at = humantime::parse_rfc3339(t).map_err(|e| Error::Usage(format!("--start-at {t}: {e}")))?;
+            sub_seed(at.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()), u32::MAX)
+        }
+        (None, None) if shard.is_sharded() => {
+            return Err(Error::Usage(
+                "a sharded run needs --seed or --start-at, so that its shards share one seed".into(),
+            ));
+        }
+        (None, _) => clock_seed(),
+    };
+    // Each shard's workload comes from its own sub-seed; the report keeps the run's seed.
+    let workload_seed = if shard.is_sharded() { sub_seed(seed, shard.index) } else { seed };
     let progress = Progress::new(args.quiet);
     let start = Instant::now();
 
     // The lab (inside its control API server, which the fault injector calls) lives until `close`, on every path.
     let target = Target::open(&config, &out, &progress).await?;
-    let mut prefix = key_prefix(seed, args.seed.is_some());
+    let mut prefix = key_prefix(workload_seed, args.seed.is_some());
     if args.seed.is_some() && holds_keys(&target, &prefix).await {
         eprintln!(
             "warning: the deployment holds keys of an earlier run with seed {seed}; this run writes under a fresh \
              prefix, so that old data cannot be mistaken for this run's"
         );
-        prefix = key_prefix(seed, false);
+        prefix = key_prefix(workload_seed, false);
     }
     let ctx = Ctx {
         config: target.config.clone(),
         probes: target.probes.clone(),
         history: Arc::new(HistoryLog::new(start)),
-        seed,
+        seed: workload_seed,
         traffic: target.traffic.clone(),
         profile: args.profile.unwrap_or(match config.deployment.kind {
             DeploymentKind::Lab => Profile::Quick,
@@ -88,6 +156,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         progress,
         shared: Shared::default(),
         selected: defs.iter().map(|d| d.id).collect(),
+        shard,
     };
     if let Some(t) = crate::suites::performance::timeline_text(&ctx.config, ctx.profile, &ctx.selected) {
         ctx.progress.line(&format!("[xregion] load checks: {t}"));
@@ -100,6 +169,10 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         let l = l.clone();
         Box::new(move |r: &CheckResult| l.landed(r)) as crate::progress::Observer
     }));
+    if let Err(e) = wait_for_start(args.start_at.as_deref(), &ctx.progress).await {
+        target.close(&ctx.progress).await;
+        return Err(e);
+    }
     let (checks, was_interrupted) = run_checks(&defs, &ctx, interrupted()).await;
     // The last push goes out while the target still answers (replication lag is read from it).
     stop_live.cancel();
@@ -126,7 +199,13 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     if again.load(std::sync::atomic::Ordering::SeqCst) {
         return Err(Error::Interrupted("interrupted twice: the target was torn down and no report was written".into()));
     }
-    let report = crate::output::new_report(&config, seed, started_at, start.elapsed(), regions, checks);
+    let mut report = crate::output::new_report(&config, seed, started_at, start.elapsed(), regions, checks);
+    // A shard's load verdicts judge its share only: `xregion merge` gives theirs, so they do not set its exit code.
+    let mut code = report.exit_code();
+    if shard.is_sharded() {
+        crate::merge_cmd::write_part(&ctx, &report, &out).await?;
+        code = crate::merge_cmd::mark_provisional(&mut report, shard);
+    }
     crate::output::write_outputs(&report, &ctx.history, &out)?;
     println!("reports: {}", out.join("report.html").display());
     if was_interrupted {
@@ -135,7 +214,16 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
             out.join("report.json").display()
         )));
     }
-    Ok(ExitCode::from(report.exit_code()))
+    Ok(ExitCode::from(code))
+}
+
+/// The seed of shard `index`'s workload: the run's seed mixed with the index (SplitMix64's finalizer), so that
+/// shards never write the same keys and a rerun of one shard repeats it.
+pub fn sub_seed(seed: u64, index: u32) -> u64 {
+    let mut z = seed.wrapping_add(u64::from(index).wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// A seed from the clock, for a run without `--seed`.
@@ -287,6 +375,7 @@ mod tests {
             profile: Profile::Quick,
             shared: Shared::default(),
             selected: Vec::new(),
+            shard: Shard::default(),
             config,
         }
     }

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// Size of the performance suite's load: `quick` fits the whole run in a few minutes on 2 cores; `spec` is the
 /// specification's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
 pub enum Profile {
     /// At least 2,000 users, stages of tens of seconds.
     Quick,

@@ -16,4 +16,5 @@ mod postgres;
 mod real_target;
 mod run;
 mod security;
+mod shard;
 mod traffic;

@@ -116,10 +116,58 @@ fn shape(
 
 /// The target users of the load checks.
 fn target_users(ctx: &Ctx) -> u32 {
-    ctx.config.checks.load.users.unwrap_or(match ctx.profile {
+    ctx.shard.share(ctx.config.checks.load.users.unwrap_or(match ctx.profile {
         Profile::Quick => QUICK_USERS.min(ctx.config.targets.max_concurrent_users as u32).max(1),
         Profile::Spec => ctx.config.targets.max_concurrent_users as u32,
+    }))
+}
+
+/// Whether check `id` judges the shared load run, which a sharded run splits between its shards.
+pub fn is_shardable(id: &str) -> bool {
+    [RAMP_UP, SUSTAINED, SPIKE, AVAILABILITY].contains(&id)
+}
+
+/// What a shard keeps of the shared load run for `xregion merge`: everything the load checks judge.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct LoadPart {
+    /// What the shard's generator measured, histograms included.
+    pub result: LoadResult,
+    /// The stages it ran (its share of the users).
+    pub stages: Vec<Stage>,
+    /// The phases, one per selected load check.
+    pub phases: Vec<Phase>,
+}
+
+/// The shared load run of this process, if it ran (and drove requests, not journeys, which do not shard yet).
+pub async fn load_part(ctx: &Ctx) -> Option<LoadPart> {
+    let (shared, _) = ctx
+        .shared
+        .get_or_compute::<Result<Shared, String>, _>("load", async { Err("no load check ran".to_string()) })
+        .await;
+    let s = shared.as_ref().as_ref().ok()?;
+    s.iterations.is_none().then(|| LoadPart {
+        result: s.result.clone(),
+        stages: s.stages.clone(),
+        phases: s.phases.clone(),
     })
+}
+
+/// Makes the union of `parts` (the shards' load runs, which ran at the same time) this context's shared load run,
+/// so that the load checks judge it as they would one run.
+pub async fn adopt_merged(ctx: &Ctx, parts: &[LoadPart]) -> Result<(), String> {
+    let results: Vec<LoadResult> = parts.iter().map(|p| p.result.clone()).collect();
+    let result = LoadResult::merge(&results)?;
+    let first = parts.first().ok_or("no shard ran the load")?;
+    let mut stages = first.stages.clone();
+    for (i, st) in stages.iter_mut().enumerate() {
+        st.target = parts.iter().map(|p| p.stages.get(i).map_or(0.0, |s| s.target)).sum();
+    }
+    let merged = Shared { result, iterations: None, stages, phases: first.phases.clone() };
+    let (_, reused) = ctx.shared.get_or_compute::<Result<Shared, String>, _>("load", async { Ok(merged) }).await;
+    if reused {
+        return Err("the load run was computed before the merge".into());
+    }
+    Ok(())
 }
 
 /// The shared run, with its stages and phases.

@@ -10,7 +10,7 @@
 
 mod cdn;
 mod database;
-mod load;
+pub mod load;
 
 pub use load::timeline_text;
 
