@@ -244,13 +244,24 @@ impl Report {
     /// another could not be measured: a broken promise is the finding that matters), 2 when none failed and one
     /// could not be measured.
     pub fn exit_code(&self) -> u8 {
-        if self.checks.iter().any(|c| c.verdict == Verdict::Fail) {
-            1
-        } else if self.checks.iter().any(|c| c.verdict == Verdict::Error) {
-            2
-        } else {
-            0
-        }
+        exit_code_of(self.checks.iter().map(|c| c.verdict))
+    }
+}
+
+/// The exit code of a run whose checks ended with `verdicts`: 1 when one failed, else 2 when one could not
+/// measure, else 0.
+pub fn exit_code_of(verdicts: impl IntoIterator<Item = Verdict>) -> u8 {
+    let (mut failed, mut errored) = (false, false);
+    for v in verdicts {
+        failed |= v == Verdict::Fail;
+        errored |= v == Verdict::Error;
+    }
+    if failed {
+        1
+    } else if errored {
+        2
+    } else {
+        0
     }
 }
 

@@ -37,11 +37,6 @@ pub fn catalogue() -> Vec<CheckDef> {
     .concat()
 }
 
-/// The check with `id`.
-pub fn find(id: &str) -> Option<CheckDef> {
-    catalogue().into_iter().find(|d| d.id == id)
-}
-
 /// The checks that `--suite` and `--check` select, in run order; an unknown suite or an empty selection is an
 /// error that says what exists.
 pub fn select(suites: &[String], checks: &[String]) -> Result<Vec<CheckDef>, String> {

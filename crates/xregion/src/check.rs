@@ -201,6 +201,11 @@ impl Shared {
         cells.insert(key, v.clone());
         (v, false)
     }
+
+    /// The value under `key`, if one was computed.
+    pub async fn get<T: Send + Sync + 'static>(&self, key: &'static str) -> Option<Arc<T>> {
+        self.cells.lock().await.get(key).cloned().and_then(|v| v.downcast::<T>().ok())
+    }
 }
 
 /// Everything a check needs.
@@ -512,6 +517,7 @@ pub fn ms(d: Duration) -> f64 {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     /// Goal: shards split the users evenly, the first ones taking the remainder, and `I/N` is checked.
     #[test]
@@ -524,7 +530,6 @@ mod tests {
             assert!(Shard::parse(bad).is_err(), "{bad}");
         }
     }
-    use super::*;
 
     /// Goal: the per-region fold. One failing region fails the check even when another could not be measured, and
     /// the summary names the failure first; errors alone give `error`; every region passing gives `pass`; no

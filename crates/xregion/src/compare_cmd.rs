@@ -44,8 +44,5 @@ pub fn run(args: &CompareArgs) -> Result<ExitCode> {
 
 /// Reads a report.json, given it or its directory.
 fn read(path: &Path) -> Result<Report> {
-    let file = if path.is_dir() { path.join("report.json") } else { path.to_path_buf() };
-    let text =
-        std::fs::read_to_string(&file).map_err(|e| Error::Usage(format!("cannot read {}: {e}", file.display())))?;
-    xregion_report::json::from_json(&text).map_err(|e| Error::Usage(format!("{} is not a report: {e}", file.display())))
+    crate::output::read_report(&if path.is_dir() { path.join("report.json") } else { path.to_path_buf() })
 }

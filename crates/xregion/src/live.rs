@@ -87,7 +87,8 @@ pub struct Live {
     history: Arc<HistoryLog>,
     probes: Vec<Probe>,
     tally: Mutex<Tally>,
-    landed: Mutex<Vec<CheckResult>>,
+    /// The series of every check that has landed, and the checks by verdict.
+    landed: Mutex<(Vec<Point>, BTreeMap<&'static str, u64>)>,
     /// Pushes sent, pushes failed, and the first failure.
     outcome: Mutex<(u64, u64, Option<String>)>,
     /// When the live metrics started (the run's checks are about to start).
@@ -109,7 +110,7 @@ impl Live {
             history,
             probes,
             tally: Mutex::new(Tally::default()),
-            landed: Mutex::new(Vec::new()),
+            landed: Mutex::new((Vec::new(), BTreeMap::new())),
             outcome: Mutex::new((0, 0, None)),
             started: Instant::now(),
         })
@@ -117,7 +118,15 @@ impl Live {
 
     /// A check has landed: its verdict and metrics go out with the next push.
     pub fn landed(&self, r: &CheckResult) {
-        crate::drive::lock(&self.landed).push(r.clone());
+        let verdict = r.verdict.as_str();
+        let check = || ("check", r.id.clone());
+        let mut l = crate::drive::lock(&self.landed);
+        *l.1.entry(verdict).or_default() += 1;
+        l.0.push(("xregion_check_verdict", vec![check(), ("verdict", verdict.to_string())], 1.0));
+        l.0.push(("xregion_check_duration_seconds", vec![check()], r.duration_s));
+        for (metric, v) in r.metrics.iter().filter(|(_, v)| v.is_finite()) {
+            l.0.push(("xregion_check_metric", vec![check(), ("metric", metric.clone())], *v));
+        }
     }
 
     /// Pushes every `PUSH_INTERVAL` until `stop`, then once more.
@@ -252,23 +261,12 @@ impl Live {
         points
     }
 
-    /// Every landed check's verdict, duration and metrics.
+    /// Every landed check's verdict, duration and metrics, and the checks by verdict.
     fn checks(&self) -> Vec<Point> {
-        let landed = crate::drive::lock(&self.landed);
-        let mut by_verdict: BTreeMap<&str, u64> = BTreeMap::new();
-        let mut points = Vec::new();
-        for r in landed.iter() {
-            let verdict = r.verdict.as_str();
-            *by_verdict.entry(verdict).or_default() += 1;
-            let check = || ("check", r.id.clone());
-            points.push(("xregion_check_verdict", vec![check(), ("verdict", verdict.to_string())], 1.0));
-            points.push(("xregion_check_duration_seconds", vec![check()], r.duration_s));
-            for (metric, v) in r.metrics.iter().filter(|(_, v)| v.is_finite()) {
-                points.push(("xregion_check_metric", vec![check(), ("metric", metric.clone())], *v));
-            }
-        }
-        for (verdict, n) in by_verdict {
-            points.push(("xregion_checks", vec![("verdict", verdict.to_string())], n as f64));
+        let l = crate::drive::lock(&self.landed);
+        let mut points = l.0.clone();
+        for (verdict, n) in &l.1 {
+            points.push(("xregion_checks", vec![("verdict", verdict.to_string())], *n as f64));
         }
         points
     }

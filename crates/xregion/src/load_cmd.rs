@@ -313,7 +313,7 @@ pub async fn run_journeys(args: &LoadArgs) -> anyhow::Result<ExitCode> {
     plan.thresholds = args.parsed_thresholds()?;
     plan.seed = seed;
     let mut endpoints = target.regions.clone();
-    endpoints.extend(target.router.iter().map(|u| ("router".to_string(), u.clone())));
+    endpoints.extend(target.router.iter().map(|u| (crate::journey::run::ROUTER.to_string(), u.clone())));
     reachable(&endpoints, args.timeout).await?;
     let cancel = tokio_util::sync::CancellationToken::new();
     let on_ctrl_c = cancel.clone();

@@ -62,9 +62,7 @@ pub fn mark_provisional(report: &mut Report, shard: Shard) -> u8 {
             shard.index, shard.count, c.summary
         );
     }
-    let others =
-        Report { checks: report.checks.iter().filter(|c| !is_shardable(&c.id)).cloned().collect(), ..report.clone() };
-    others.exit_code()
+    xregion_model::report::exit_code_of(report.checks.iter().filter(|c| !is_shardable(&c.id)).map(|c| c.verdict))
 }
 
 /// Arguments of `xregion merge`.
@@ -80,14 +78,12 @@ pub struct MergeArgs {
 
 /// Reads one shard's report and part.
 fn read(dir: &Path) -> Result<(Report, Part)> {
-    let read = |name: &str| {
-        let path = dir.join(name);
-        std::fs::read_to_string(&path).map_err(|e| Error::Usage(format!("cannot read {}: {e}", path.display())))
-    };
-    let report = xregion_report::json::from_json(&read("report.json")?)
-        .map_err(|e| Error::Usage(format!("{} is not a report: {e}", dir.join("report.json").display())))?;
-    let part: Part = serde_json::from_str(&read(PART_FILE)?)
-        .map_err(|e| Error::Usage(format!("{} is not a shard's part: {e}", dir.join(PART_FILE).display())))?;
+    let report = crate::output::read_report(&dir.join("report.json"))?;
+    let path = dir.join(PART_FILE);
+    let text =
+        std::fs::read_to_string(&path).map_err(|e| Error::Usage(format!("cannot read {}: {e}", path.display())))?;
+    let part: Part = serde_json::from_str(&text)
+        .map_err(|e| Error::Usage(format!("{} is not a shard's part: {e}", path.display())))?;
     Ok((report, part))
 }
 
@@ -150,6 +146,8 @@ pub async fn run(args: &MergeArgs) -> Result<ExitCode> {
     let config: Config = serde_json::from_value(r0.config.clone())
         .map_err(|e| Error::Usage(format!("shard 0's report holds a config this xregion cannot read: {e}")))?;
     let parts: Vec<LoadPart> = shards.iter().filter_map(|(_, _, p)| p.load.clone()).collect();
+    let known = crate::catalogue::catalogue();
+    let def_of = |id: &str| known.iter().find(|d| d.id == id);
     let ctx = Ctx {
         config: config.clone(),
         probes: Vec::new(),
@@ -161,7 +159,7 @@ pub async fn run(args: &MergeArgs) -> Result<ExitCode> {
         faults: crate::faults::FaultInjector::None("a merge injects no fault".into()),
         profile: p0.profile,
         shared: Shared::default(),
-        selected: r0.checks.iter().filter_map(|c| crate::catalogue::find(&c.id)).map(|d| d.id).collect(),
+        selected: r0.checks.iter().filter_map(|c| def_of(&c.id)).map(|d| d.id).collect(),
         shard: Shard::default(),
     };
     let load_checks = r0.checks.iter().filter(|c| is_shardable(&c.id)).count();
@@ -177,10 +175,9 @@ pub async fn run(args: &MergeArgs) -> Result<ExitCode> {
     }
     let mut checks = Vec::new();
     for c in &r0.checks {
-        let def = crate::catalogue::find(&c.id).filter(|d| is_shardable(d.id));
-        match def.map(|d| (d, d.run)) {
+        match def_of(&c.id).filter(|d| is_shardable(d.id)).map(|d| (d, d.run)) {
             Some((def, Run::Measure(measure))) => {
-                let mut r = measure(ResultBuilder::new(&def, &config), &ctx).await;
+                let mut r = measure(ResultBuilder::new(def, &config), &ctx).await;
                 r.notes.push(format!(
                     "judged on the union of {} shards' load ({}), merged exactly: counts add up and the latency \
                      histograms are summed",

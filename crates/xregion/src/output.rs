@@ -67,13 +67,17 @@ pub fn write_outputs(report: &Report, history: &HistoryLog, out: &Path) -> Resul
     Ok(())
 }
 
+/// Reads a report.json; a file that cannot be read, or is not a report, is a usage error naming it.
+pub fn read_report(file: &Path) -> Result<Report> {
+    let text =
+        std::fs::read_to_string(file).map_err(|e| Error::Usage(format!("cannot read {}: {e}", file.display())))?;
+    xregion_report::json::from_json(&text).map_err(|e| Error::Usage(format!("{} is not a report: {e}", file.display())))
+}
+
 /// `xregion report`: renders the console table, junit.xml and report.html again from a report.json.
 pub fn rerender(args: &ReportArgs) -> Result<ExitCode> {
     let file = &args.file;
-    let text =
-        std::fs::read_to_string(file).map_err(|e| Error::Usage(format!("cannot read {}: {e}", file.display())))?;
-    let report = xregion_report::json::from_json(&text)
-        .map_err(|e| Error::Usage(format!("{} is not a report: {e}", file.display())))?;
+    let report = read_report(file)?;
     let out = args.out.clone().unwrap_or_else(|| file.parent().unwrap_or(Path::new(".")).to_path_buf());
     xregion_report::write_all(&report, &out).with_context(|| format!("cannot write to {}", out.display()))?;
     print!("{}", xregion_report::console::to_console(&report, std::io::IsTerminal::is_terminal(&std::io::stdout())));

@@ -76,18 +76,28 @@ fn shard_of(args: &RunArgs) -> Result<Shard> {
     }
 }
 
-/// Waits until `--start-at`, if given; an hour ahead at most, and a time already past starts at once.
-async fn wait_for_start(start_at: Option<&str>, progress: &Progress) -> Result<()> {
-    let Some(t) = start_at else { return Ok(()) };
+/// `--start-at`, read: at most an hour ahead (a time already past starts at once).
+fn start_at(args: &RunArgs) -> Result<Option<std::time::SystemTime>> {
+    let Some(t) = &args.start_at else { return Ok(None) };
     let at = humantime::parse_rfc3339(t)
         .map_err(|e| Error::Usage(format!("--start-at {t}: {e} (expected RFC 3339, such as 2026-12-06T23:40:00Z)")))?;
-    let wait = at.duration_since(std::time::SystemTime::now()).unwrap_or_default();
-    if wait > std::time::Duration::from_secs(3600) {
+    let ahead = at.duration_since(std::time::SystemTime::now()).unwrap_or_default();
+    if ahead > std::time::Duration::from_secs(3600) {
         return Err(Error::Usage(format!("--start-at {t} is more than an hour ahead")));
     }
-    progress.line(&format!("[xregion] waiting {:.1} s for --start-at {t}", wait.as_secs_f64()));
+    Ok(Some(at))
+}
+
+/// Waits until `at`, if given.
+async fn wait_for_start(at: Option<std::time::SystemTime>, progress: &Progress) {
+    let Some(at) = at else { return };
+    let wait = at.duration_since(std::time::SystemTime::now()).unwrap_or_default();
+    progress.line(&format!(
+        "[xregion] waiting {:.1} s for --start-at {}",
+        wait.as_secs_f64(),
+        humantime::format_rfc3339_seconds(at)
+    ));
     tokio::time::sleep(wait).await;
-    Ok(())
 }
 
 /// `xregion run`.
@@ -113,10 +123,10 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     std::fs::create_dir_all(&out).map_err(|e| Error::Target(format!("cannot create {}: {e}", out.display())))?;
     let started_at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     // The shards of one run share its seed: --seed, or one derived from --start-at, which they share too.
-    let seed = match (args.seed, &args.start_at) {
+    let start_at = start_at(&args)?;
+    let seed = match (args.seed, start_at) {
         (Some(s), _) => s,
-        (None, Some(t)) if shard.is_sharded() => {
-            let at = humantime::parse_rfc3339(t).map_err(|e| Error::Usage(format!("--start-at {t}: {e}")))?;
+        (None, Some(at)) if shard.is_sharded() => {
             sub_seed(at.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()), u32::MAX)
         }
         (None, None) if shard.is_sharded() => {
@@ -169,10 +179,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         let l = l.clone();
         Box::new(move |r: &CheckResult| l.landed(r)) as crate::progress::Observer
     }));
-    if let Err(e) = wait_for_start(args.start_at.as_deref(), &ctx.progress).await {
-        target.close(&ctx.progress).await;
-        return Err(e);
-    }
+    wait_for_start(start_at, &ctx.progress).await;
     let (checks, was_interrupted) = run_checks(&defs, &ctx, interrupted()).await;
     // The last push goes out while the target still answers (replication lag is read from it).
     stop_live.cancel();

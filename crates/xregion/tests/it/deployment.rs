@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 const WAIT_LIMIT: Duration = Duration::from_secs(60);
 
 /// Stops `lab up` on every exit path of a test, a failed assertion included.
-pub(crate) struct Down(String, std::process::Child);
+struct Down<'a>(&'a str, std::process::Child);
 
-impl Drop for Down {
+impl Drop for Down<'_> {
     fn drop(&mut self) {
-        let _ = Command::new(exe()).args(["lab", "down", "--dir", &self.0]).output();
+        let _ = Command::new(exe()).args(["lab", "down", "--dir", self.0]).output();
         let deadline = Instant::now() + WAIT_LIMIT;
         while self.1.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
@@ -131,24 +131,6 @@ fn verdicts(r: &serde_json::Value) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Starts `xregion lab up` in `lab_dir` and waits until it is ready; dropping the guard stops it.
-pub(crate) fn lab_up(lab_dir: &Path) -> Down {
-    let lab = lab_dir.to_str().unwrap().to_string();
-    let mut up = Command::new(exe())
-        .args(["lab", "up", "--dir", &lab])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn lab up");
-    let stdout = up.stdout.take().expect("stdout");
-    let down = Down(lab, up);
-    if let Err(e) = await_lab_up(stdout, WAIT_LIMIT) {
-        panic!("{e}");
-    }
-    down
-}
-
 /// Goal: the cross-region suite gives a lab from `xregion lab up`, described as an http deployment with command
 /// faults, the same verdicts as the lab mode gives the lab, from comparable request counts (the failover canaries
 /// come from every configured location), with exit code 0 on both. Then a `[stop]` condition (the failing
@@ -170,7 +152,19 @@ fn lab_up_as_an_http_deployment_gets_the_lab_verdicts() {
     let in_lab = report(&lab_out);
 
     let lab_dir = dir.path().join("lab");
-    let down = lab_up(&lab_dir);
+    let lab = lab_dir.to_str().unwrap().to_string();
+    let mut up = Command::new(exe())
+        .args(["lab", "up", "--dir", &lab])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn lab up");
+    let stdout = up.stdout.take().expect("stdout");
+    let down = Down(&lab, up);
+    if let Err(e) = await_lab_up(stdout, WAIT_LIMIT) {
+        panic!("{e}");
+    }
     let deployment = describe(&lab_dir, dir.path());
     let http_cfg = dir.path().join("http.toml");
     std::fs::write(&http_cfg, format!("{SMALL_CHECKS}\n{deployment}")).expect("config");

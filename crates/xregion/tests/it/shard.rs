@@ -1,8 +1,8 @@
 //! Sharded runs on this machine: four `xregion run --shard I/4` processes against one lab from `xregion lab up`,
 //! merged by `xregion merge`, against a single run of the same total load.
 
-use crate::common::{TempDir, check, lab_lock, report, run_xregion, text};
-use crate::deployment::{describe, lab_up};
+use crate::common::{LabUp, TempDir, check, lab_lock, report, run_xregion, text};
+use crate::deployment::describe;
 use crate::run::{RUN_LIMIT, SMALL_CHECKS};
 
 /// The sustained phase's requests of a report's load check.
@@ -18,10 +18,10 @@ fn sustained_requests(r: &serde_json::Value) -> f64 {
 fn four_shards_merge_into_the_verdicts_of_one_run() {
     let _g = lab_lock();
     let dir = TempDir::new("shards");
-    let lab_dir = dir.path().join("lab");
-    let down = lab_up(&lab_dir);
+    // The lab's defaults (the WAN included), as the main run has them.
+    let lab = LabUp::start(dir.path(), "", RUN_LIMIT);
     let config = dir.path().join("http.toml");
-    std::fs::write(&config, format!("{SMALL_CHECKS}\n{}", describe(&lab_dir, dir.path()))).expect("config");
+    std::fs::write(&config, format!("{SMALL_CHECKS}\n{}", describe(lab.dir(), dir.path()))).expect("config");
     let cfg = config.to_str().unwrap().to_string();
     let out = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
 
@@ -93,7 +93,7 @@ fn four_shards_merge_into_the_verdicts_of_one_run() {
     let one = sustained_requests(&report(std::path::Path::new(&single)));
     let ratio = sustained_requests(&m) / one;
     assert!((0.75..1.33).contains(&ratio), "merged {} vs single {one} requests", sustained_requests(&m));
-    drop(down);
+    drop(lab);
 
     let missing = run_xregion(&["merge", &out("s0"), &out("s1"), &out("s2"), "--out", &out("m2")], &[], RUN_LIMIT);
     assert_eq!(missing.status.code(), Some(2), "{}", text(&missing));
@@ -102,7 +102,7 @@ fn four_shards_merge_into_the_verdicts_of_one_run() {
         run_xregion(&["merge", &out("s0"), &out("s0"), &out("s1"), &out("s2"), "--out", &out("m3")], &[], RUN_LIMIT);
     assert_eq!(twice.status.code(), Some(2), "{}", text(&twice));
     assert!(text(&twice).contains("are both shard 0 of 4"), "{}", text(&twice));
-    let lab = run_xregion(&["run", "--shard", "0/2", "--out", &out("embedded")], &[], RUN_LIMIT);
-    assert_eq!(lab.status.code(), Some(2), "{}", text(&lab));
-    assert!(text(&lab).contains("xregion lab up"), "{}", text(&lab));
+    let embedded = run_xregion(&["run", "--shard", "0/2", "--out", &out("embedded")], &[], RUN_LIMIT);
+    assert_eq!(embedded.status.code(), Some(2), "{}", text(&embedded));
+    assert!(text(&embedded).contains("xregion lab up"), "{}", text(&embedded));
 }

@@ -140,10 +140,7 @@ pub struct LoadPart {
 
 /// The shared load run of this process, if it ran (and drove requests, not journeys, which do not shard yet).
 pub async fn load_part(ctx: &Ctx) -> Option<LoadPart> {
-    let (shared, _) = ctx
-        .shared
-        .get_or_compute::<Result<Shared, String>, _>("load", async { Err("no load check ran".to_string()) })
-        .await;
+    let shared = ctx.shared.get::<Result<Shared, String>>("load").await?;
     let s = shared.as_ref().as_ref().ok()?;
     s.iterations.is_none().then(|| LoadPart {
         result: s.result.clone(),
