@@ -192,7 +192,11 @@ impl Conn {
     /// latency, as a new connection costs a user).
     async fn connect(&mut self, target: &CompiledTarget) -> Result<(), Failure> {
         let addr: SocketAddr = target.addr;
-        let tcp = match TcpStream::connect(addr).await {
+        let tcp = match target.local {
+            None => TcpStream::connect(addr).await,
+            Some(local) => connect_from(local, addr).await,
+        };
+        let tcp = match tcp {
             Ok(t) => t,
             // The kind reads as words (`connection refused`), where the error itself adds `(os error 111)`.
             Err(e) => return Err(self.connect_failed(e.kind().to_string())),
@@ -400,4 +404,11 @@ fn read_head(resp: &httparse::Response<'_, '_>, status: u16, is_head: bool) -> (
         Body::UntilClose
     };
     (body, close)
+}
+
+/// A TCP connection to `addr` from `local` (any port).
+async fn connect_from(local: std::net::IpAddr, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.bind(SocketAddr::new(local, 0))?;
+    socket.connect(addr).await
 }

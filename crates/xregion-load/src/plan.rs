@@ -86,6 +86,10 @@ pub struct Plan {
     /// down for a whole fault window is a measurement there).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub no_connection_abort_ms: Option<u64>,
+    /// Address every connection is made from (like curl's `--interface`), so that a router that places clients
+    /// by their address sees this one; none: the system's choice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_address: Option<std::net::IpAddr>,
 }
 
 /// A named time range of a run: requests completed in `[from_ms, to_ms)` after the start are counted in it.
@@ -448,6 +452,8 @@ pub(crate) struct CompiledTarget {
     pub is_head: bool,
     /// For `https://`: the TLS client and the name the certificate must carry.
     pub tls: Option<TlsTarget>,
+    /// Address to connect from (`Plan::local_address`).
+    pub local: Option<std::net::IpAddr>,
 }
 
 /// How to wrap a connection of an `https://` target.
@@ -531,6 +537,7 @@ pub(crate) fn compile_targets(plan: &Plan) -> Result<Vec<CompiledTarget>, LoadEr
                 bytes: s.into_bytes().into_boxed_slice(),
                 is_head: method == "HEAD",
                 tls,
+                local: plan.local_address,
             })
         })
         .collect()

@@ -6,7 +6,8 @@
 //!
 //! This module lays out the page (header, summary table, one section per check, the configuration); its children
 //! draw the parts: `distributions` (histograms and percentile charts), `time_chart`, `tables` (tables and
-//! heatmaps), `waterfall` (a journey's steps at P50 and P95), `compliance`, with `axes` (the frame every SVG chart shares) and `text` (escaping and number
+//! heatmaps), `waterfall` (a journey's steps at P50 and P95), `compliance`, `trend` (the last runs of a history
+//! directory: verdicts and headline metrics), with `axes` (the frame every SVG chart shares) and `text` (escaping and number
 //! formatting) under them.
 
 /// Writes formatted text into a `String`; formatting into a `String` cannot fail, so the result is dropped.
@@ -22,6 +23,7 @@ mod distributions;
 mod tables;
 mod text;
 mod time_chart;
+mod trend;
 mod waterfall;
 
 use axes::color;
@@ -84,12 +86,22 @@ table.heatmap th[scope="row"] { white-space: nowrap; }
 .heat-ramp { display: inline-block; width: 160px; height: 12px; border: 1px solid var(--line); }
 ul.legend { list-style: none; padding: 0; display: flex; flex-wrap: wrap; gap: 4px 16px; margin: 4px 0; }
 .swatch { display: inline-block; width: 12px; height: 12px; border-radius: 2px; margin-right: 6px; vertical-align: -1px; }
+table.trend td.cell { text-align: center; min-width: 44px; font-weight: 600; color: #fff; }
+table.trend td.cell.v-pass { background: #2e7d32; } table.trend td.cell.v-fail { background: #c62828; }
+table.trend td.cell.v-error { background: #6a1b9a; } table.trend td.cell.v-skipped { background: #757575; }
+table.trend td.cell.none { background: #e4e4e4; color: #6b6b6b; }
+span.worse { color: #c62828; } span.better { color: #2e7d32; }
 details { margin: 20px 0; } summary { cursor: pointer; font-weight: 600; }
 pre { background: var(--bg-alt); padding: 12px; border-radius: 6px; overflow-x: auto; }
 "#;
 
 /// The report as one self-contained HTML page.
 pub fn to_html(report: &Report) -> String {
+    to_html_with_trend(report, &[])
+}
+
+/// The report as one self-contained HTML page, with trends over `earlier` runs (oldest first) and this one.
+pub fn to_html_with_trend(report: &Report, earlier: &[Report]) -> String {
     let mut h = String::with_capacity(64 * 1024);
     h.push_str("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
     // The policy forbids every fetch; inline styles and inline SVG need no fetch.
@@ -101,6 +113,8 @@ pub fn to_html(report: &Report) -> String {
     w!(h, "<style>{CSS}</style>\n</head>\n<body>\n<main>\n");
     header(&mut h, report);
     summary_table(&mut h, report);
+    let runs: Vec<&Report> = earlier.iter().chain(std::iter::once(report)).collect();
+    trend::trend_section(&mut h, &runs);
     compliance_section(&mut h, report);
     for (i, check) in report.checks.iter().enumerate() {
         check_section(&mut h, i, check);

@@ -68,7 +68,12 @@ pub enum ReportError {
 /// Every format is rendered before anything is written, so a rendering error leaves the directory untouched;
 /// each file is written to a temporary name, synced and renamed over the old one.
 pub fn write_all(report: &Report, out_dir: &Path) -> Result<(), ReportError> {
-    let contents = [to_json(report), to_junit(report)?, to_html(report)];
+    write_all_with_trend(report, &[], out_dir)
+}
+
+/// `write_all`, with trends over `earlier` runs (oldest first) in `report.html`.
+pub fn write_all_with_trend(report: &Report, earlier: &[Report], out_dir: &Path) -> Result<(), ReportError> {
+    let contents = [to_json(report), to_junit(report)?, html::to_html_with_trend(report, earlier)];
     std::fs::create_dir_all(out_dir).map_err(|source| ReportError::Io { path: out_dir.to_path_buf(), source })?;
     for (name, text) in REPORT_FILES.iter().zip(contents) {
         write_atomically(&out_dir.join(name), text.as_bytes())?;

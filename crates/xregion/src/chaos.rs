@@ -414,7 +414,7 @@ pub async fn run(args: ChaosArgs) -> Result<ExitCode> {
         .map(|c| format!("{} ({}): {}", c.id, c.verdict.as_str(), replay_from_notes(c).unwrap_or_default()))
         .collect();
     let report = crate::output::new_report(&config, seed, started_at, start.elapsed(), regions, checks);
-    crate::output::write_outputs(&report, &campaign.history, &args.out)?;
+    crate::output::write_outputs(&report, &[], &campaign.history, &args.out)?;
     if !failing.is_empty() {
         println!("replay a schedule that did not pass with:");
         for f in &failing {

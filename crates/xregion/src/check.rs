@@ -234,6 +234,9 @@ pub struct Ctx {
     pub selected: Vec<&'static str>,
     /// Which share of a sharded run this process drives (`--shard I/N`); 0 of 1 when not sharded.
     pub shard: Shard,
+    /// Where this process runs (`--location NAME`): the client location whose requests it sends without a
+    /// location header, for the deployment to place by their address. None: locations are emulated by header.
+    pub location: Option<String>,
 }
 
 /// One share of a sharded run: shard `index` of `count`.

@@ -89,6 +89,9 @@ pub struct LoadArgs {
     /// PEM file of the CA an `https://` target's certificate must chain to (TLS 1.3 only).
     #[arg(long, visible_alias = "ca-file")]
     pub ca: Option<std::path::PathBuf>,
+    /// Connect from this local address, like curl's `--interface`.
+    #[arg(long, value_name = "ADDR")]
+    pub source_address: Option<std::net::IpAddr>,
     /// Print the full result as JSON instead of the summary.
     #[arg(long)]
     pub json: bool,
@@ -149,6 +152,7 @@ impl LoadArgs {
             ca_file: self.ca.clone(),
             phases: Vec::new(),
             no_connection_abort_ms: Some(NO_CONNECTION_ABORT_MS),
+            local_address: self.source_address,
         })
     }
 }
@@ -294,6 +298,7 @@ pub async fn run_journeys(args: &LoadArgs) -> anyhow::Result<ExitCode> {
     let client = reqwest::Client::builder()
         .use_preconfigured_tls(crate::net::tls_config(args.ca.as_deref())?)
         .default_headers(headers)
+        .local_address(args.source_address)
         .connect_timeout(args.timeout)
         .build()
         .context("cannot build the HTTP client")?;

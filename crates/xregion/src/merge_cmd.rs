@@ -6,12 +6,14 @@
 //! ran; its history slice is its own `history.jsonl`. The merge checks that the shards belong together (the same
 //! count, each index once, the same revision, seed, profile and config), adds their results
 //! (`LoadResult::merge`), and runs the load checks' own judgement on the sum, against the whole run's users. The
-//! other checks ran once, on shard 0, and are taken from its report as they are.
+//! geo-routing check of located shards (`--location`) is judged again on every located shard's observations.
+//! The other checks ran once, on shard 0, and are taken from its report as they are.
 
 use crate::check::{Ctx, ResultBuilder, Run, Shard, Shared};
 use crate::config::{Config, Profile};
 use crate::error::{Error, Result};
 use crate::suites::performance::load::{LoadPart, adopt_merged, is_shardable, load_part};
+use crate::suites::routing::{GEO_SHARED, GeoMeasured, GeoObservation, is_per_location};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -36,6 +38,12 @@ pub struct Part {
     pub traffic: Option<crate::config::Traffic>,
     /// The shard's load run, if a load check ran.
     pub load: Option<LoadPart>,
+    /// Where the shard ran (`--location`), if it was placed.
+    #[serde(default)]
+    pub location: Option<String>,
+    /// A located shard's geo-routing observations of its own location, or why it has none.
+    #[serde(default)]
+    pub geo: Option<GeoMeasured>,
 }
 
 /// Writes the shard's part beside its report.
@@ -47,22 +55,45 @@ pub async fn write_part(ctx: &Ctx, report: &Report, out: &Path) -> Result<()> {
         profile: ctx.profile,
         traffic: ctx.traffic.clone(),
         load: load_part(ctx).await,
+        location: ctx.location.clone(),
+        geo: match &ctx.location {
+            Some(_) => ctx.shared.get::<GeoMeasured>(GEO_SHARED).await.map(|g| (*g).clone()),
+            None => None,
+        },
     };
     let path = out.join(PART_FILE);
     let text = serde_json::to_string(&part).map_err(|e| Error::Other(e.into()))?;
     std::fs::write(&path, text).map_err(|e| Error::Target(format!("cannot write {}: {e}", path.display())))
 }
 
-/// Marks a shard's load verdicts as provisional (each judged its share of the users) and returns the shard's exit
-/// code, which the other checks alone set.
-pub fn mark_provisional(report: &mut Report, shard: Shard) -> u8 {
-    for c in report.checks.iter_mut().filter(|c| is_shardable(&c.id)) {
+/// Marks a shard's load verdicts (each judged its share of the users) and, for a located shard, its geo-routing
+/// verdict (its own location) as provisional, and returns the shard's exit code, which the other checks alone set.
+pub fn mark_provisional(report: &mut Report, shard: Shard, located: bool) -> u8 {
+    let provisional = |id: &str| is_shardable(id) || (located && is_per_location(id));
+    for c in report.checks.iter_mut().filter(|c| provisional(&c.id)) {
+        let share = if is_shardable(&c.id) { "this shard's share of the users" } else { "this shard's location" };
         c.summary = format!(
-            "shard {} of {}, provisional until `xregion merge` (this shard's share of the users): {}",
+            "shard {} of {}, provisional until `xregion merge` ({share}): {}",
             shard.index, shard.count, c.summary
         );
     }
-    xregion_model::report::exit_code_of(report.checks.iter().filter(|c| !is_shardable(&c.id)).map(|c| c.verdict))
+    xregion_model::report::exit_code_of(report.checks.iter().filter(|c| !provisional(&c.id)).map(|c| c.verdict))
+}
+
+/// The located shards' geo observations together, if any shard was placed at a location; a located shard that
+/// could not measure makes the whole an error naming it.
+fn located_geo(shards: &[(PathBuf, Report, Part)]) -> Option<GeoMeasured> {
+    let mut all: Vec<GeoObservation> = Vec::new();
+    let mut any = false;
+    for (dir, _, p) in shards {
+        let (Some(location), Some(geo)) = (&p.location, &p.geo) else { continue };
+        any = true;
+        match geo {
+            Ok(o) => all.extend(o.iter().cloned()),
+            Err(e) => return Some(Err(format!("the shard in {} at {location}: {e}", dir.display()))),
+        }
+    }
+    any.then_some(Ok(all))
 }
 
 /// Arguments of `xregion merge`.
@@ -74,6 +105,8 @@ pub struct MergeArgs {
     /// Where to write the merged reports.
     #[arg(long, default_value = "xregion-out")]
     pub out: PathBuf,
+    #[command(flatten)]
+    pub history: crate::output::HistoryArgs,
 }
 
 /// Reads one shard's report and part.
@@ -161,6 +194,7 @@ pub async fn run(args: &MergeArgs) -> Result<ExitCode> {
         shared: Shared::default(),
         selected: r0.checks.iter().filter_map(|c| def_of(&c.id)).map(|d| d.id).collect(),
         shard: Shard::default(),
+        location: None,
     };
     let load_checks = r0.checks.iter().filter(|c| is_shardable(&c.id)).count();
     if load_checks > 0 && parts.len() != shards.len() {
@@ -173,17 +207,29 @@ pub async fn run(args: &MergeArgs) -> Result<ExitCode> {
     if !parts.is_empty() {
         adopt_merged(&ctx, &parts).await.map_err(|e| Error::Usage(format!("cannot merge the shards' load: {e}")))?;
     }
+    // The geo check is judged on what the located shards reached, which the check then finds measured.
+    let geo = located_geo(&shards);
+    if let Some(g) = geo.clone() {
+        ctx.shared.get_or_compute(GEO_SHARED, async { g }).await;
+    }
+    let rejudged = |id: &str| is_shardable(id) || (geo.is_some() && is_per_location(id));
+    let located: Vec<String> =
+        shards.iter().filter_map(|(d, _, p)| p.location.as_ref().map(|l| format!("{} at {l}", d.display()))).collect();
     let mut checks = Vec::new();
     for c in &r0.checks {
-        match def_of(&c.id).filter(|d| is_shardable(d.id)).map(|d| (d, d.run)) {
+        match def_of(&c.id).filter(|d| rejudged(d.id)).map(|d| (d, d.run)) {
             Some((def, Run::Measure(measure))) => {
                 let mut r = measure(ResultBuilder::new(def, &config), &ctx).await;
-                r.notes.push(format!(
-                    "judged on the union of {} shards' load ({}), merged exactly: counts add up and the latency \
-                     histograms are summed",
-                    shards.len(),
-                    shards.iter().map(|(d, _, _)| d.display().to_string()).collect::<Vec<_>>().join(", ")
-                ));
+                r.notes.push(if is_shardable(def.id) {
+                    format!(
+                        "judged on the union of {} shards' load ({}), merged exactly: counts add up and the latency \
+                         histograms are summed",
+                        shards.len(),
+                        shards.iter().map(|(d, _, _)| d.display().to_string()).collect::<Vec<_>>().join(", ")
+                    )
+                } else {
+                    format!("judged on what the located shards reached: {}", located.join(", "))
+                });
                 checks.push(r);
             }
             _ => checks.push(c.clone()),
@@ -194,7 +240,8 @@ pub async fn run(args: &MergeArgs) -> Result<ExitCode> {
         crate::output::new_report(&config, r0.seed, r0.started_at.clone(), duration, r0.regions.clone(), checks);
     std::fs::create_dir_all(&args.out)
         .map_err(|e| Error::Target(format!("cannot create {}: {e}", args.out.display())))?;
-    crate::output::write_outputs(&report, &ctx.history, &args.out)?;
+    let earlier = crate::output::trend(&args.history, &report, true)?;
+    crate::output::write_outputs(&report, &earlier, &ctx.history, &args.out)?;
     println!("reports: {}", args.out.join("report.html").display());
     Ok(ExitCode::from(report.exit_code()))
 }

@@ -51,7 +51,7 @@ pub fn client_builder(deployment: &Deployment, role: Role) -> reqwest::ClientBui
         }
         xregion_load::tls::config_with(rustls::RootCertStore::empty())
     });
-    b = b.use_preconfigured_tls(tls);
+    b = b.use_preconfigured_tls(tls).local_address(deployment.source_address);
     if let Some(t) = token(deployment, role) {
         b = b.default_headers(auth_headers(t));
     }

@@ -18,6 +18,56 @@ pub struct ReportArgs {
     /// Where to write junit.xml and report.html (default: beside the file).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub history: HistoryArgs,
+}
+
+/// `--history DIR` and `--history-runs N`: where runs are kept, and how many the HTML report's trends show.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct HistoryArgs {
+    /// A directory of earlier runs' report.json files: this run's is kept there too (a shard's is not: keep the
+    /// merge's), and report.html draws the trends of the last runs kept there (each check's verdict and headline
+    /// metrics, run by run).
+    #[arg(long, value_name = "DIR")]
+    pub history: Option<PathBuf>,
+    /// How many runs the trends show, this one included.
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u32).range(2..=100))]
+    pub history_runs: u32,
+}
+
+/// With `--history DIR`: the runs kept there before this one (oldest first by start time, at most `N - 1`),
+/// after keeping `report` there when `keep`. A file that is not a report is left out with a warning naming it.
+pub fn trend(args: &HistoryArgs, report: &Report, keep: bool) -> Result<Vec<Report>> {
+    let Some(dir) = &args.history else { return Ok(Vec::new()) };
+    std::fs::create_dir_all(dir).map_err(|e| Error::Target(format!("cannot create {}: {e}", dir.display())))?;
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::Target(format!("cannot read {}: {e}", dir.display())))?;
+    let this = xregion_report::to_json(report);
+    let mut kept: Vec<(String, PathBuf, Report)> = Vec::new();
+    for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+        if path.extension().is_none_or(|x| x != "json") {
+            continue;
+        }
+        let read = std::fs::read_to_string(&path).map_err(|e| e.to_string());
+        match read.and_then(|t| xregion_report::from_json(&t).map(|r| (t, r)).map_err(|e| e.to_string())) {
+            // The report being rendered again (`xregion report` on a kept file) is this run, not an earlier one.
+            Ok((text, _)) if text == this => {}
+            Ok((_, r)) => kept.push((r.started_at.clone(), path, r)),
+            Err(e) => eprintln!("warning: {} is not a report; the trends leave it out: {e}", path.display()),
+        }
+    }
+    kept.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    if keep {
+        let stem = format!("{}-seed{}", report.started_at.replace(':', "-"), report.seed);
+        let mut path = dir.join(format!("{stem}.json"));
+        let mut n = 1;
+        while path.exists() {
+            n += 1;
+            path = dir.join(format!("{stem}-{n}.json"));
+        }
+        std::fs::write(&path, &this).map_err(|e| Error::Target(format!("cannot write {}: {e}", path.display())))?;
+    }
+    let skip = kept.len().saturating_sub(args.history_runs as usize - 1);
+    Ok(kept.into_iter().skip(skip).map(|(_, _, r)| r).collect())
 }
 
 /// The git revision xregion was built from, if the build saw one.
@@ -52,14 +102,15 @@ pub fn new_report(
 }
 
 /// Writes report.json, junit.xml, report.html and history.jsonl into `out`, and prints the console table.
-pub fn write_outputs(report: &Report, history: &HistoryLog, out: &Path) -> Result<()> {
+pub fn write_outputs(report: &Report, earlier: &[Report], history: &HistoryLog, out: &Path) -> Result<()> {
     if history.overflowed() {
         eprintln!(
             "warning: the history exceeded {} events; later events were not recorded",
             crate::history::EVENTS_MAX
         );
     }
-    xregion_report::write_all(report, out).with_context(|| format!("cannot write to {}", out.display()))?;
+    xregion_report::write_all_with_trend(report, earlier, out)
+        .with_context(|| format!("cannot write to {}", out.display()))?;
     history
         .write_jsonl(&out.join("history.jsonl"))
         .with_context(|| format!("cannot write {}", out.join("history.jsonl").display()))?;
@@ -79,7 +130,9 @@ pub fn rerender(args: &ReportArgs) -> Result<ExitCode> {
     let file = &args.file;
     let report = read_report(file)?;
     let out = args.out.clone().unwrap_or_else(|| file.parent().unwrap_or(Path::new(".")).to_path_buf());
-    xregion_report::write_all(&report, &out).with_context(|| format!("cannot write to {}", out.display()))?;
+    let earlier = trend(&args.history, &report, false)?;
+    xregion_report::write_all_with_trend(&report, &earlier, &out)
+        .with_context(|| format!("cannot write to {}", out.display()))?;
     print!("{}", xregion_report::console::to_console(&report, std::io::IsTerminal::is_terminal(&std::io::stdout())));
     Ok(ExitCode::from(report.exit_code()))
 }

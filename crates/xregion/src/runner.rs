@@ -59,16 +59,62 @@ pub struct RunArgs {
     /// most an hour ahead.
     #[arg(long, value_name = "TIME")]
     pub start_at: Option<String>,
+    /// The client location this run is at (a name of `[deployment.traffic] nearest` or `geolocation`), for a
+    /// deployment you describe: the geo-routing check then sends its requests without the location header and
+    /// judges where the deployment placed them, for this location only. A sharded run's located shards each
+    /// judge theirs, and `xregion merge` judges every location a shard reached.
+    #[arg(long, value_name = "NAME", env = "XREGION_LOCATION")]
+    pub location: Option<String>,
+    /// Send every HTTP request (checks and load generator) from this local address, like curl's `--interface`:
+    /// for a router that places clients by their address.
+    #[arg(long, value_name = "ADDR", env = "XREGION_SOURCE_ADDRESS")]
+    pub source_address: Option<std::net::IpAddr>,
+    #[command(flatten)]
+    pub history: crate::output::HistoryArgs,
 }
 
-/// The shard of this run: `--shard I/N`, or `JOB_COMPLETION_INDEX` with `XREGION_SHARD_COUNT`.
+/// `--location`, checked: a client location of the deployment's traffic, on a deployment the user describes.
+fn location_of(args: &RunArgs, config: &config::Config) -> Result<Option<String>> {
+    let Some(l) = &args.location else { return Ok(None) };
+    if config.deployment.kind == DeploymentKind::Lab {
+        return Err(Error::Usage(format!(
+            "--location {l}: the embedded lab emulates its client locations with a header; --location places a run              at a location of a deployment you describe (kind = \"http\", for example one from `xregion lab up`)"
+        )));
+    }
+    let traffic = config.deployment.traffic.clone().unwrap_or_default();
+    let known: std::collections::BTreeSet<&String> = traffic.nearest.keys().chain(traffic.geolocation.keys()).collect();
+    if !known.contains(l) {
+        let known = known.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
+        return Err(Error::Usage(format!(
+            "--location {l} is not a client location of [deployment.traffic] nearest or geolocation (known: {})",
+            if known.is_empty() { "none" } else { &known }
+        )));
+    }
+    Ok(Some(l.clone()))
+}
+
+/// The shard of this run: `--shard I/N`, or `JOB_COMPLETION_INDEX` (plus `XREGION_SHARD_OFFSET`, for the Jobs of
+/// several clusters that make one run) with `XREGION_SHARD_COUNT`.
 fn shard_of(args: &RunArgs) -> Result<Shard> {
     if let Some(s) = &args.shard {
         return Shard::parse(s).map_err(Error::Usage);
     }
     match (std::env::var("JOB_COMPLETION_INDEX"), std::env::var("XREGION_SHARD_COUNT")) {
-        (Ok(i), Ok(n)) => Shard::parse(&format!("{i}/{n}"))
-            .map_err(|e| Error::Usage(format!("JOB_COMPLETION_INDEX={i} with XREGION_SHARD_COUNT={n}: {e}"))),
+        (Ok(i), Ok(n)) => {
+            let offset = std::env::var("XREGION_SHARD_OFFSET").unwrap_or_else(|_| "0".into());
+            let index = match (i.trim().parse::<u32>(), offset.trim().parse::<u32>()) {
+                (Ok(i), Ok(o)) => i.checked_add(o).map(|x| x.to_string()),
+                _ => None,
+            };
+            let index = index.ok_or_else(|| {
+                Error::Usage(format!(
+                    "JOB_COMPLETION_INDEX={i} with XREGION_SHARD_OFFSET={offset}: expected whole numbers from 0"
+                ))
+            })?;
+            Shard::parse(&format!("{index}/{n}")).map_err(|e| {
+                Error::Usage(format!("JOB_COMPLETION_INDEX={i} (offset {offset}) with XREGION_SHARD_COUNT={n}: {e}"))
+            })
+        }
         (Ok(_), Err(_)) => Err(Error::Usage(
             "JOB_COMPLETION_INDEX is set but XREGION_SHARD_COUNT is not: set it to the Job's completions".into(),
         )),
@@ -102,9 +148,11 @@ async fn wait_for_start(at: Option<std::time::SystemTime>, progress: &Progress) 
 
 /// `xregion run`.
 pub async fn run(args: RunArgs) -> Result<ExitCode> {
-    let config = config::load(args.config.as_deref(), &config::process_env())?;
+    let mut config = config::load(args.config.as_deref(), &config::process_env())?;
+    config.deployment.source_address = args.source_address;
     let mut defs = catalogue::select(&args.suites, &args.checks).map_err(Error::Usage)?;
     let shard = shard_of(&args)?;
+    let location = location_of(&args, &config)?;
     if shard.is_sharded() {
         if config.deployment.kind == DeploymentKind::Lab {
             return Err(Error::Usage(
@@ -115,8 +163,12 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         }
         // Every shard runs the load first, from --start-at; the other checks run once, on shard 0, afterwards.
         defs.sort_by_key(|d| !crate::suites::performance::load::is_shardable(d.id));
+        // A located shard also judges its own location's routing.
         if shard.index > 0 {
-            defs.retain(|d| crate::suites::performance::load::is_shardable(d.id));
+            defs.retain(|d| {
+                crate::suites::performance::load::is_shardable(d.id)
+                    || (location.is_some() && crate::suites::routing::is_per_location(d.id))
+            });
         }
     }
     let (out, receivers) = crate::live::split_outs(&args.outs).map_err(Error::Usage)?;
@@ -167,6 +219,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         shared: Shared::default(),
         selected: defs.iter().map(|d| d.id).collect(),
         shard,
+        location,
     };
     if let Some(t) = crate::suites::performance::timeline_text(&ctx.config, ctx.profile, &ctx.selected) {
         ctx.progress.line(&format!("[xregion] load checks: {t}"));
@@ -211,9 +264,10 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     let mut code = report.exit_code();
     if shard.is_sharded() {
         crate::merge_cmd::write_part(&ctx, &report, &out).await?;
-        code = crate::merge_cmd::mark_provisional(&mut report, shard);
+        code = crate::merge_cmd::mark_provisional(&mut report, shard, ctx.location.is_some());
     }
-    crate::output::write_outputs(&report, &ctx.history, &out)?;
+    let earlier = crate::output::trend(&args.history, &report, !was_interrupted && !shard.is_sharded())?;
+    crate::output::write_outputs(&report, &earlier, &ctx.history, &out)?;
     println!("reports: {}", out.join("report.html").display());
     if was_interrupted {
         return Err(Error::Interrupted(format!(
@@ -383,6 +437,7 @@ mod tests {
             shared: Shared::default(),
             selected: Vec::new(),
             shard: Shard::default(),
+            location: None,
             config,
         }
     }

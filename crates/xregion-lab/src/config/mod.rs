@@ -169,6 +169,10 @@ pub struct RouterConfig {
     pub health_successes: u32,
     /// Location of requests without `X-Client-Location`; default: the first location (by name).
     pub default_location: Option<String>,
+    /// Client network (CIDR, for example `127.0.21.0/24`) -> location: a request without `X-Client-Location` from
+    /// an address in the network is at that location (the longest prefix wins), as a geo-DNS or anycast router
+    /// places clients by their address. A request from no listed network is at `default_location`.
+    pub client_networks: BTreeMap<String, String>,
     /// One-way latency in ms from each named client location to each region; default: a built-in table of
     /// public figures when it covers `regions`, else one `near-<region>` location per region.
     pub locations: Option<BTreeMap<String, BTreeMap<String, f64>>>,
@@ -195,6 +199,7 @@ impl Default for RouterConfig {
             health_failures: 2,
             health_successes: 2,
             default_location: None,
+            client_networks: BTreeMap::new(),
             locations: None,
             geolocation: None,
             weights: BTreeMap::new(),
@@ -457,6 +462,35 @@ mod tests {
         let mut c = LabConfig { regions: vec!["us-east-1".into(), "eu-west-1".into()], ..LabConfig::default() };
         c.wan.rtt_ms = [("us-east-1/eu-west-1".to_string(), 70.0)].into();
         assert_eq!(c.routing().unwrap().nearest["seattle"], "us-east-1");
+    }
+
+    /// Goal: a request without the header is placed by its address: the longest matching client network, else
+    /// the default location; a network that does not parse, or an unknown location, names its key.
+    #[test]
+    fn routing_client_networks() {
+        let mut c = LabConfig::default();
+        c.router.client_networks = [
+            ("127.0.21.0/24".to_string(), "london".to_string()),
+            ("127.0.21.7/32".to_string(), "seattle".to_string()),
+            ("127.0.0.0/8".to_string(), "new-york".to_string()),
+        ]
+        .into();
+        let r = c.routing().unwrap();
+        let at = |a: &str| r.location_of(Some(a.parse().unwrap())).to_string();
+        assert_eq!(at("127.0.21.9"), "london");
+        assert_eq!(at("127.0.21.7"), "seattle", "the longest prefix wins");
+        assert_eq!(at("127.0.0.1"), "new-york");
+        assert_eq!(at("::ffff:127.0.21.9"), "london", "an IPv4-mapped peer is its IPv4 address");
+        assert_eq!(at("::1"), "chicago", "no network: the default location");
+        assert_eq!(r.location_of(None), "chicago");
+        let mut c = LabConfig::default();
+        c.router.client_networks = [("127.0.21/24".to_string(), "london".to_string())].into();
+        let m = c.validate().unwrap_err().to_string();
+        assert!(m.contains("lab.router.client_networks") && m.contains("prefix length"), "{m}");
+        let mut c = LabConfig::default();
+        c.router.client_networks = [("127.0.21.0/24".to_string(), "mars".to_string())].into();
+        let m = c.validate().unwrap_err().to_string();
+        assert!(m.contains("lab.router.client_networks") && m.contains("london"), "{m}");
     }
 
     /// Goal: every routing and CDN mistake names the key and the known names. Method: one mistake at a time.

@@ -29,6 +29,8 @@ pub struct Routing {
     pub locations: BTreeMap<String, BTreeMap<String, f64>>,
     /// Location of requests without the header.
     pub default_location: String,
+    /// Client networks and their locations, longest prefix first: where a request without the header is.
+    pub client_networks: Vec<(ipnet::IpNet, String)>,
     /// Location -> region for the geolocation record (every location has an entry).
     pub geolocation: BTreeMap<String, String>,
     /// Region -> weight (every region has an entry).
@@ -41,6 +43,16 @@ pub struct Routing {
     pub nearest: BTreeMap<String, String>,
     /// Location -> one-way ms to its CDN edge.
     pub edge_one_way_ms: BTreeMap<String, f64>,
+}
+
+impl Routing {
+    /// The location of a request without the header from `peer`: its longest-prefix client network's, else the
+    /// default location.
+    pub fn location_of(&self, peer: Option<std::net::IpAddr>) -> &str {
+        let peer = peer.map(|ip| ip.to_canonical());
+        peer.and_then(|ip| self.client_networks.iter().find(|(n, _)| n.contains(&ip)))
+            .map_or(self.default_location.as_str(), |(_, loc)| loc.as_str())
+    }
 }
 
 impl LabConfig {
@@ -136,6 +148,16 @@ impl LabConfig {
             }
             None => locations.keys().next().cloned().unwrap_or_default(),
         };
+        let mut client_networks = Vec::new();
+        for (net, loc) in &r.client_networks {
+            let key = format!("lab.router.client_networks.{net:?}");
+            let Ok(parsed) = net.parse::<ipnet::IpNet>() else {
+                return invalid(&key, "is not a network: write an address and a prefix length, e.g. 127.0.21.0/24");
+            };
+            check_location(&key, loc)?;
+            client_networks.push((parsed.trunc(), loc.clone()));
+        }
+        client_networks.sort_by_key(|(n, _)| std::cmp::Reverse(n.prefix_len()));
         let mut geolocation = nearest.clone();
         if let Some(g) = &r.geolocation {
             for (loc, region) in g {
@@ -203,6 +225,7 @@ impl LabConfig {
         Ok(Routing {
             locations,
             default_location,
+            client_networks,
             geolocation,
             weights,
             failover_order,

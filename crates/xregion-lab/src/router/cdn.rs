@@ -167,7 +167,7 @@ pub fn lookup(entry: &Cached, req: &Request<()>, now: SystemTime) -> BeforeReque
 /// checking the read scope of a cacheable request (everything passes without them: `auth_disabled`).
 pub async fn handle(proxy: &Proxy, edges: &Edges, tokens: Option<&Tokens>, req: Request<Incoming>) -> Response<Body> {
     let arrival = Instant::now();
-    let location = match proxy.location(req.headers()) {
+    let location = match proxy.location(&req) {
         Ok(l) => l,
         Err(resp) => return *resp,
     };

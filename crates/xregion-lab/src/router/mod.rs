@@ -2,7 +2,9 @@
 //!
 //! The router serves one listener per routing record (`latency`, `geolocation`, `weighted`, `failover`), like
 //! one DNS name per routing policy, plus one listener for the CDN edges (`cdn`) and one for its status. A
-//! request names its client location in `X-Client-Location`; the record's policy (`policy`) orders the
+//! request names its client location in `X-Client-Location`, or without it is placed by its address
+//! (`[lab.router] client_networks`, as geo-DNS or anycast places a client; else the default location); the
+//! record's policy (`policy`) orders the
 //! candidate regions, the traffic dial (per-region capacity in requests in flight) overflows a full region to
 //! the next nearest, and the request is forwarded with its path unchanged to the chosen region's node.
 //! `X-Route-To: <region>` overrides the record's choice (`Policy::forced`); such a request still waits the
@@ -372,10 +374,10 @@ async fn serve(
                 Err(_) => return,
             },
         };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = stop.cancelled() => return,
             r = listener.accept() => match r {
-                Ok((s, _)) => s,
+                Ok((s, peer)) => (s, peer.ip()),
                 Err(e) => {
                     // Out of descriptors, for example: back off instead of spinning.
                     tracing::warn!(?door, error = %e, "accept failed");
@@ -389,7 +391,10 @@ async fn serve(
         let tls = tls.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let svc = hyper::service::service_fn(move |req| router.clone().handle(door, req));
+            let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+                req.extensions_mut().insert(proxy::ClientAddr(peer));
+                router.clone().handle(door, req)
+            });
             let mut http = hyper::server::conn::http1::Builder::new();
             let result = match tls {
                 None => http.keep_alive(true).serve_connection(TokioIo::new(stream), svc).await,

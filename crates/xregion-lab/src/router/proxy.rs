@@ -116,6 +116,10 @@ pub(super) enum SendError {
     Other(String),
 }
 
+/// The address a request's connection came from, which the listener puts in the request's extensions.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ClientAddr(pub std::net::IpAddr);
+
 /// The routing reverse proxy: what every routed request and every CDN origin fetch goes through.
 pub struct Proxy {
     /// The routing tables by region index.
@@ -293,10 +297,12 @@ impl Proxy {
         self.policy.candidates(record, location, &eligible, defects, &mut *rng)
     }
 
-    /// The client's location: the header, or the default location without it; unknown -> 400.
-    pub(super) fn location(&self, headers: &HeaderMap) -> Result<String, Box<Response<Body>>> {
-        let Some(v) = headers.get(LOCATION_HEADER) else {
-            return Ok(self.routing.default_location.clone());
+    /// The client's location: the header, or without it the location of the client's address (its client
+    /// network's, else the default location); an unknown location in the header -> 400.
+    pub(super) fn location<B>(&self, req: &Request<B>) -> Result<String, Box<Response<Body>>> {
+        let Some(v) = req.headers().get(LOCATION_HEADER) else {
+            let peer = req.extensions().get::<ClientAddr>().map(|c| c.0);
+            return Ok(self.routing.location_of(peer).to_string());
         };
         let loc = v.to_str().unwrap_or("").trim().to_ascii_lowercase();
         if self.routing.locations.contains_key(&loc) {
@@ -384,7 +390,7 @@ impl Proxy {
     /// retry once at the next candidate after a connection failure (any failure, for idempotent methods).
     pub(super) async fn route(&self, record: RecordKind, req: Request<Incoming>) -> Response<Body> {
         let arrival = Instant::now();
-        let location = match self.location(req.headers()) {
+        let location = match self.location(&req) {
             Ok(l) => l,
             Err(resp) => return with_route_headers(*resp, record, None, None),
         };

@@ -25,6 +25,7 @@ fn plan(targets: Vec<RequestSpec>, executor: Executor) -> Plan {
         ca_file: None,
         phases: Vec::new(),
         no_connection_abort_ms: None,
+        local_address: None,
     }
 }
 
@@ -51,6 +52,25 @@ fn keep_alive_and_reconnects() {
     assert_eq!(r.vus_max, 4);
     assert!(!r.windows.is_empty() && r.windows.iter().map(|w| w.requests).sum::<u64>() == r.requests);
     assert_eq!(r.per_request["root"].latency.0.len(), r.requests);
+}
+
+// Goal: with `local_address`, every connection comes from that address (a router placing clients by address sees
+// it); without it, from the system's choice.
+#[test]
+fn connections_come_from_the_local_address() {
+    let s = server::start(Behaviour { close_every: 5, ..Default::default() });
+    let mut p = plan(vec![spec("root", format!("http://{}/", s.addr))], vus(2, 300));
+    p.local_address = Some("127.0.23.1".parse().unwrap());
+    let r = run_plan(&p).unwrap();
+    assert!(
+        r.requests > 10 && r.connections_opened > 2,
+        "{} requests, {} connections",
+        r.requests,
+        r.connections_opened
+    );
+    assert_eq!(r.errors.total(), 0, "{:?}", r.errors);
+    let peers: Vec<String> = s.peers.lock().unwrap().iter().map(|a| a.to_string()).collect();
+    assert_eq!(peers, ["127.0.23.1"]);
 }
 
 // Goal: chunked bodies (with extensions and trailers) parse, 5xx count as status errors by code, the weights

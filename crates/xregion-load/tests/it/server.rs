@@ -25,6 +25,8 @@ pub struct Behaviour {
 pub struct Server {
     pub addr: std::net::SocketAddr,
     pub requests: Arc<AtomicU64>,
+    /// The addresses connections came from.
+    pub peers: Arc<std::sync::Mutex<std::collections::BTreeSet<std::net::IpAddr>>>,
     _rt: std::thread::JoinHandle<()>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -43,7 +45,8 @@ pub fn start(b: Behaviour) -> Server {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let requests = Arc::new(AtomicU64::new(0));
     let first = Arc::new(std::sync::OnceLock::new());
-    let (r2, f2) = (requests.clone(), first.clone());
+    let peers = Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+    let (r2, f2, p2) = (requests.clone(), first.clone(), peers.clone());
     let rt = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async move {
@@ -51,7 +54,8 @@ pub fn start(b: Behaviour) -> Server {
             tx.send(listener.local_addr().unwrap()).unwrap();
             let accept = async {
                 loop {
-                    let (s, _) = listener.accept().await.unwrap();
+                    let (s, peer) = listener.accept().await.unwrap();
+                    p2.lock().unwrap().insert(peer.ip());
                     tokio::spawn(serve(s, b.clone(), r2.clone(), f2.clone()));
                 }
             };
@@ -62,7 +66,7 @@ pub fn start(b: Behaviour) -> Server {
         });
     });
     let addr = rx.recv_timeout(Duration::from_secs(5)).unwrap();
-    Server { addr, requests, _rt: rt, stop: Some(stop_tx) }
+    Server { addr, requests, peers, _rt: rt, stop: Some(stop_tx) }
 }
 
 async fn serve(mut s: TcpStream, b: Behaviour, count: Arc<AtomicU64>, first: Arc<std::sync::OnceLock<Instant>>) {

@@ -40,6 +40,10 @@ pub struct Deployment {
     pub auth: Auth,
     /// `[deployment.security]`: what the security suite needs to know about the deployment.
     pub security: Security,
+    /// Address every HTTP request is sent from (`xregion run --source-address`), so that a router that places
+    /// clients by their address sees this one. Not a config key: it belongs to the machine, not the deployment.
+    #[serde(skip)]
+    pub source_address: Option<std::net::IpAddr>,
 }
 
 /// `[deployment.tls]`.
@@ -140,6 +144,7 @@ impl Default for Deployment {
             tls: Tls::default(),
             auth: Auth::default(),
             security: Security::default(),
+            source_address: None,
         }
     }
 }

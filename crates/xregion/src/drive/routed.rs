@@ -22,7 +22,7 @@ const PACED_IN_FLIGHT_MAX: usize = 256;
 const PACED_TICK: Duration = Duration::from_millis(10);
 
 /// One request as the client saw it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Sample {
     /// When it was sent, since the start of the batch.
     pub sent: Duration,

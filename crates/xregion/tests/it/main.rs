@@ -12,6 +12,7 @@ mod galera;
 mod journey;
 mod lab;
 mod live;
+mod location;
 mod postgres;
 mod real_target;
 mod run;

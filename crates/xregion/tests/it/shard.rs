@@ -10,7 +10,8 @@ fn sustained_requests(r: &serde_json::Value) -> f64 {
     check(r, "performance.load.sustained")["metrics"]["requests"].as_f64().unwrap_or(0.0)
 }
 
-/// Goal: four shards (three from `--shard`, one from `JOB_COMPLETION_INDEX` as a Kubernetes Indexed Job sets it),
+/// Goal: four shards (three from `--shard`, one from `JOB_COMPLETION_INDEX` as a Kubernetes Indexed Job sets it,
+/// offset by `XREGION_SHARD_OFFSET` as a second cluster's Job is),
 /// started together with `--start-at`, merge into load verdicts on the whole run: every user reached (15 each, 60
 /// in all), the requests the sum of the shards', close to a single run of 60 users. A shard missing, a shard given
 /// twice, and `--shard` against the embedded lab are clear errors (exit 2).
@@ -47,7 +48,8 @@ fn four_shards_merge_into_the_verdicts_of_one_run() {
                     ];
                     let spec = format!("{i}/4");
                     let env: Vec<(&str, &str)> = if i == 3 {
-                        vec![("JOB_COMPLETION_INDEX", "3"), ("XREGION_SHARD_COUNT", "4")]
+                        // Index 1 of a second cluster's Job, whose shards come after the first's two.
+                        vec![("JOB_COMPLETION_INDEX", "1"), ("XREGION_SHARD_OFFSET", "2"), ("XREGION_SHARD_COUNT", "4")]
                     } else {
                         args.extend(["--shard", &spec]);
                         vec![]

@@ -147,6 +147,7 @@ pub(super) fn plan(
         ca_file: ctx.config.deployment.tls.ca_file.clone(),
         phases: Vec::new(),
         no_connection_abort_ms: None,
+        local_address: ctx.config.deployment.source_address,
     })
 }
 

@@ -1,0 +1,103 @@
+//! Probes placed at locations (`xregion run --location NAME`): the geo-routing check on a deployment the user
+//! describes judges what a run placed at a location reached without the location header, and `xregion merge`
+//! judges every location a shard reached. The deployment is a lab from `xregion lab up` whose router places a
+//! request without the header by its client network (`[lab.router] client_networks`), as geo-DNS places a client
+//! by its address; each "location" is a loopback network, and `--source-address` puts a run in it.
+
+use crate::common::{LabUp, TempDir, check, lab_lock, report, run_xregion, text};
+use crate::deployment::describe;
+use crate::run::RUN_LIMIT;
+
+const GEO: &str = "cross-region.routing.geo";
+
+/// The lab: London's clients in 127.0.21.0/24, Seattle's in 127.0.22.0/24, anyone else at the default location
+/// (chicago, nearest to us-east-1).
+const LAB: &str =
+    "[lab.router]\nclient_networks = { \"127.0.21.0/24\" = \"london\", \"127.0.22.0/24\" = \"seattle\" }\n";
+
+/// The geo check's notes, joined.
+fn notes(c: &serde_json::Value) -> String {
+    c["notes"].as_array().unwrap().iter().map(|n| n.as_str().unwrap()).collect::<Vec<_>>().join("\n")
+}
+
+/// The locations of the geo check's table.
+fn locations(c: &serde_json::Value) -> Vec<String> {
+    let rows = c["tables"][0]["rows"].as_array().expect("a table");
+    let l: std::collections::BTreeSet<String> = rows.iter().map(|r| r[1].as_str().unwrap().to_string()).collect();
+    l.into_iter().collect()
+}
+
+/// Goal: a run placed at London judges London alone, from what its requests reached without the header (eu-west-1,
+/// its nearest), and names the locations it could not judge; two located shards merge into a verdict on both
+/// locations; a shard that claims Dublin but is not placed there (the router puts it at chicago, so us-east-1
+/// serves it) fails the merged verdict, naming Dublin, which the header could not have caught. `--location` on the
+/// embedded lab and an unknown location are clear errors.
+#[test]
+fn located_runs_judge_what_their_locations_reached() {
+    let _g = lab_lock();
+    let dir = TempDir::new("location");
+    let lab = LabUp::start(dir.path(), LAB, RUN_LIMIT);
+    let config = dir.path().join("http.toml");
+    std::fs::write(&config, describe(lab.dir(), dir.path())).expect("config");
+    let cfg = config.to_str().unwrap().to_string();
+    let out = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let run = |o: &str, extra: &[&str]| {
+        let mut args = vec!["run", "--config", &cfg, "--check", GEO, "--out", o, "-q"];
+        args.extend_from_slice(extra);
+        run_xregion(&args, &[], RUN_LIMIT)
+    };
+
+    // One run at London.
+    let o = run(&out("london"), &["--location", "london", "--source-address", "127.0.21.1"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let c = check(&report(std::path::Path::new(&out("london"))), GEO).clone();
+    assert_eq!(c["verdict"], "pass", "{c}");
+    assert_eq!(locations(&c), ["london"], "{c}");
+    assert_eq!(c["metrics"]["share_pct.latency.london"], 100.0, "{c}");
+    let n = notes(&c);
+    assert!(n.contains("no location header") && n.contains("not judged") && n.contains("seattle"), "{n}");
+
+    // Two located shards, merged: London and Seattle, each at its nearest region.
+    let shard = |o: &str, spec: &str, location: &str, source: Option<&str>| {
+        let mut extra = vec!["--shard", spec, "--seed", "7", "--location", location];
+        if let Some(s) = source {
+            extra.extend(["--source-address", s]);
+        }
+        run(o, &extra)
+    };
+    for (o, spec, location, source) in
+        [("a0", "0/2", "london", Some("127.0.21.2")), ("a1", "1/2", "seattle", Some("127.0.22.2"))]
+    {
+        let r = shard(&out(o), spec, location, source);
+        assert_eq!(r.status.code(), Some(0), "{o}: {}", text(&r));
+        let c = check(&report(std::path::Path::new(&out(o))), GEO).clone();
+        assert!(c["summary"].as_str().unwrap().contains("provisional"), "{c}");
+    }
+    let m = run_xregion(&["merge", &out("a0"), &out("a1"), "--out", &out("a")], &[], RUN_LIMIT);
+    assert_eq!(m.status.code(), Some(0), "{}", text(&m));
+    let c = check(&report(std::path::Path::new(&out("a"))), GEO).clone();
+    assert_eq!(c["verdict"], "pass", "{c}");
+    assert_eq!(locations(&c), ["london", "seattle"], "{c}");
+    assert!(notes(&c).contains("located shards reached"), "{c}");
+    assert!(c["metrics"]["requests"].as_f64().unwrap() >= 800.0, "2 locations x 2 records x 200: {c}");
+
+    // A shard that says Dublin but sends from no Dublin network: the router places it at chicago.
+    for (o, spec, location, source) in [("b0", "0/2", "london", Some("127.0.21.3")), ("b1", "1/2", "dublin", None)] {
+        let r = shard(&out(o), spec, location, source);
+        assert_eq!(r.status.code(), Some(0), "{o}: provisional verdicts set no exit code: {}", text(&r));
+    }
+    let m = run_xregion(&["merge", &out("b0"), &out("b1"), "--out", &out("b")], &[], RUN_LIMIT);
+    assert_eq!(m.status.code(), Some(1), "{}", text(&m));
+    let c = check(&report(std::path::Path::new(&out("b"))), GEO).clone();
+    assert_eq!(c["verdict"], "fail", "{c}");
+    assert!(c["summary"].as_str().unwrap().contains("dublin"), "{c}");
+    assert_eq!(c["metrics"]["share_pct.latency.dublin"], 0.0, "{c}");
+
+    // Clear errors.
+    let e = run_xregion(&["run", "--check", GEO, "--location", "london", "--out", &out("e1")], &[], RUN_LIMIT);
+    assert_eq!(e.status.code(), Some(2), "{}", text(&e));
+    assert!(text(&e).contains("embedded lab"), "{}", text(&e));
+    let e = run(&out("e2"), &["--location", "mars"]);
+    assert_eq!(e.status.code(), Some(2), "{}", text(&e));
+    assert!(text(&e).contains("mars") && text(&e).contains("london"), "{}", text(&e));
+}
