@@ -180,9 +180,9 @@ fn letter(v: Verdict) -> &'static str {
     }
 }
 
-/// `2026-12-07T01:30:00Z` as `12-07 01:30`.
+/// `2026-12-07T01:30:00Z` as `12-07 01:30:00`.
 fn short_time(t: &str) -> String {
-    match (t.get(5..10), t.get(11..16)) {
+    match (t.get(5..10), t.get(11..19)) {
         (Some(d), Some(hm)) => format!("{d} {hm}"),
         _ => t.to_string(),
     }
