@@ -501,13 +501,18 @@ pub(crate) fn compile_targets(plan: &Plan) -> Result<Vec<CompiledTarget>, LoadEr
                 None
             };
             let host = u.host.trim_start_matches('[').trim_end_matches(']');
+            // From a local address, only an address of its family can be reached.
+            let local = plan.local_address.map(|a| a.to_canonical());
             let addr = (host, u.port)
                 .to_socket_addrs()
                 .map_err(|source| LoadError::Resolve { url: t.url.clone(), source })?
-                .next()
+                .find(|a| local.is_none_or(|l| l.is_ipv4() == a.is_ipv4()))
                 .ok_or_else(|| LoadError::Resolve {
                     url: t.url.clone(),
-                    source: std::io::Error::other("no address"),
+                    source: std::io::Error::other(match local {
+                        Some(l) => format!("no address of the family of the local address {l}"),
+                        None => "no address".to_string(),
+                    }),
                 })?;
             if !plan.allow_remote && !addr.ip().is_loopback() {
                 return Err(LoadError::RemoteTarget { url: t.url.clone(), addr });
@@ -537,7 +542,7 @@ pub(crate) fn compile_targets(plan: &Plan) -> Result<Vec<CompiledTarget>, LoadEr
                 bytes: s.into_bytes().into_boxed_slice(),
                 is_head: method == "HEAD",
                 tls,
-                local: plan.local_address,
+                local,
             })
         })
         .collect()

@@ -13,7 +13,7 @@ use crate::check::{Ctx, ResultBuilder, Run, Shard, Shared};
 use crate::config::{Config, Profile};
 use crate::error::{Error, Result};
 use crate::suites::performance::load::{LoadPart, adopt_merged, is_shardable, load_part};
-use crate::suites::routing::{GEO_SHARED, GeoMeasured, GeoObservation, is_per_location};
+use crate::suites::routing::{GEO, GEO_SHARED, GeoEvidence, GeoMeasured, is_per_location};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -57,7 +57,11 @@ pub async fn write_part(ctx: &Ctx, report: &Report, out: &Path) -> Result<()> {
         load: load_part(ctx).await,
         location: ctx.location.clone(),
         geo: match &ctx.location {
-            Some(_) => ctx.shared.get::<GeoMeasured>(GEO_SHARED).await.map(|g| (*g).clone()),
+            Some(_) => ctx
+                .shared
+                .get::<Result<GeoEvidence, String>>(GEO_SHARED)
+                .await
+                .map(|g| g.as_ref().clone().map(|e| e.observations)),
             None => None,
         },
     };
@@ -80,20 +84,26 @@ pub fn mark_provisional(report: &mut Report, shard: Shard, located: bool) -> u8 
     xregion_model::report::exit_code_of(report.checks.iter().filter(|c| !provisional(&c.id)).map(|c| c.verdict))
 }
 
-/// The located shards' geo observations together, if any shard was placed at a location; a located shard that
-/// could not measure makes the whole an error naming it.
-fn located_geo(shards: &[(PathBuf, Report, Part)]) -> Option<GeoMeasured> {
-    let mut all: Vec<GeoObservation> = Vec::new();
+/// The located shards' geo evidence together, when the run judged geo routing and a shard was placed at a
+/// location: every located shard's observations, and those that measured nothing, named with why.
+fn located_geo(shards: &[(PathBuf, Report, Part)]) -> Option<GeoEvidence> {
+    let judged = shards.iter().any(|(_, r, _)| r.checks.iter().any(|c| c.id == GEO));
+    let mut evidence = GeoEvidence { located: true, ..GeoEvidence::default() };
     let mut any = false;
     for (dir, _, p) in shards {
-        let (Some(location), Some(geo)) = (&p.location, &p.geo) else { continue };
+        let Some(location) = &p.location else { continue };
         any = true;
-        match geo {
-            Ok(o) => all.extend(o.iter().cloned()),
-            Err(e) => return Some(Err(format!("the shard in {} at {location}: {e}", dir.display()))),
-        }
+        let why = match &p.geo {
+            Some(Ok(o)) => {
+                evidence.observations.extend(o.iter().cloned());
+                continue;
+            }
+            Some(Err(e)) => e.clone(),
+            None => "it kept no observations (its geo check did not run)".to_string(),
+        };
+        evidence.unmeasured.push((location.clone(), format!("(the shard in {}): {why}", dir.display())));
     }
-    any.then_some(Ok(all))
+    (judged && any).then_some(evidence)
 }
 
 /// Arguments of `xregion merge`.
@@ -210,7 +220,7 @@ pub async fn run(args: &MergeArgs) -> Result<ExitCode> {
     // The geo check is judged on what the located shards reached, which the check then finds measured.
     let geo = located_geo(&shards);
     if let Some(g) = geo.clone() {
-        ctx.shared.get_or_compute(GEO_SHARED, async { g }).await;
+        ctx.shared.get_or_compute::<Result<GeoEvidence, String>, _>(GEO_SHARED, async { Ok(g) }).await;
     }
     let rejudged = |id: &str| is_shardable(id) || (geo.is_some() && is_per_location(id));
     let located: Vec<String> =
@@ -228,7 +238,14 @@ pub async fn run(args: &MergeArgs) -> Result<ExitCode> {
                         shards.iter().map(|(d, _, _)| d.display().to_string()).collect::<Vec<_>>().join(", ")
                     )
                 } else {
-                    format!("judged on what the located shards reached: {}", located.join(", "))
+                    let mut n = format!("judged on what the located shards reached: {}", located.join(", "));
+                    if p0.location.is_none() {
+                        n.push_str(
+                            "; shard 0 was not placed at a location, and its result (locations named by header) \
+                             is replaced",
+                        );
+                    }
+                    n
                 });
                 checks.push(r);
             }
@@ -240,7 +257,7 @@ pub async fn run(args: &MergeArgs) -> Result<ExitCode> {
         crate::output::new_report(&config, r0.seed, r0.started_at.clone(), duration, r0.regions.clone(), checks);
     std::fs::create_dir_all(&args.out)
         .map_err(|e| Error::Target(format!("cannot create {}: {e}", args.out.display())))?;
-    let earlier = crate::output::trend(&args.history, &report, true)?;
+    let earlier = crate::output::trend(&args.history, &report, true);
     crate::output::write_outputs(&report, &earlier, &ctx.history, &args.out)?;
     println!("reports: {}", args.out.join("report.html").display());
     Ok(ExitCode::from(report.exit_code()))

@@ -25,9 +25,9 @@ pub struct ReportArgs {
 /// `--history DIR` and `--history-runs N`: where runs are kept, and how many the HTML report's trends show.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct HistoryArgs {
-    /// A directory of earlier runs' report.json files: this run's is kept there too (a shard's is not: keep the
-    /// merge's), and report.html draws the trends of the last runs kept there (each check's verdict and headline
-    /// metrics, run by run).
+    /// A directory of earlier runs' report.json files: report.html draws the trends of the last runs kept there
+    /// that started before this one (each check's verdict and headline metrics, run by run). `run` and `merge`
+    /// keep their report there too (a shard's and an interrupted run's are not kept: keep the merge's).
     #[arg(long, value_name = "DIR")]
     pub history: Option<PathBuf>,
     /// How many runs the trends show, this one included.
@@ -35,39 +35,48 @@ pub struct HistoryArgs {
     pub history_runs: u32,
 }
 
-/// With `--history DIR`: the runs kept there before this one (oldest first by start time, at most `N - 1`),
-/// after keeping `report` there when `keep`. A file that is not a report is left out with a warning naming it.
-pub fn trend(args: &HistoryArgs, report: &Report, keep: bool) -> Result<Vec<Report>> {
-    let Some(dir) = &args.history else { return Ok(Vec::new()) };
-    std::fs::create_dir_all(dir).map_err(|e| Error::Target(format!("cannot create {}: {e}", dir.display())))?;
-    let entries = std::fs::read_dir(dir).map_err(|e| Error::Target(format!("cannot read {}: {e}", dir.display())))?;
-    let this = xregion_report::to_json(report);
-    let mut kept: Vec<(String, PathBuf, Report)> = Vec::new();
+/// With `--history DIR`: the runs kept there that started before this one (oldest first, at most `N - 1`),
+/// after keeping `report` there when `keep` (as `START-seedSEED.json`; a later render of the same run, such as a
+/// second merge of its shards, replaces it). A run is its start time, seed and revision. Nothing here fails the
+/// run: a directory that cannot be used, or a file that is not a report, is a warning naming it.
+pub fn trend(args: &HistoryArgs, report: &Report, keep: bool) -> Vec<Report> {
+    let Some(dir) = &args.history else { return Vec::new() };
+    let same_run = |r: &Report| {
+        r.started_at == report.started_at && r.seed == report.seed && r.git_revision == report.git_revision
+    };
+    if keep {
+        let name = format!("{}-seed{}.json", report.started_at.replace(':', "-"), report.seed);
+        let path = dir.join(name);
+        let kept = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&path, xregion_report::to_json(report)));
+        if let Err(e) = kept {
+            eprintln!("warning: cannot keep this run in {}: {e}", path.display());
+        }
+    }
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("warning: cannot read the history {}: {e}; the report has no trends", dir.display());
+            return Vec::new();
+        }
+    };
+    let mut earlier: Vec<(PathBuf, Report)> = Vec::new();
     for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
         if path.extension().is_none_or(|x| x != "json") {
             continue;
         }
         let read = std::fs::read_to_string(&path).map_err(|e| e.to_string());
-        match read.and_then(|t| xregion_report::from_json(&t).map(|r| (t, r)).map_err(|e| e.to_string())) {
-            // The report being rendered again (`xregion report` on a kept file) is this run, not an earlier one.
-            Ok((text, _)) if text == this => {}
-            Ok((_, r)) => kept.push((r.started_at.clone(), path, r)),
+        match read.and_then(|t| xregion_report::from_json(&t).map_err(|e| e.to_string())) {
+            Ok(r) if r.started_at < report.started_at || (r.started_at == report.started_at && !same_run(&r)) => {
+                earlier.push((path, r))
+            }
+            // This run itself, or one that started after it.
+            Ok(_) => {}
             Err(e) => eprintln!("warning: {} is not a report; the trends leave it out: {e}", path.display()),
         }
     }
-    kept.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
-    if keep {
-        let stem = format!("{}-seed{}", report.started_at.replace(':', "-"), report.seed);
-        let mut path = dir.join(format!("{stem}.json"));
-        let mut n = 1;
-        while path.exists() {
-            n += 1;
-            path = dir.join(format!("{stem}-{n}.json"));
-        }
-        std::fs::write(&path, &this).map_err(|e| Error::Target(format!("cannot write {}: {e}", path.display())))?;
-    }
-    let skip = kept.len().saturating_sub(args.history_runs as usize - 1);
-    Ok(kept.into_iter().skip(skip).map(|(_, _, r)| r).collect())
+    earlier.sort_by(|a, b| (&a.1.started_at, a.1.seed).cmp(&(&b.1.started_at, b.1.seed)));
+    let skip = earlier.len().saturating_sub(args.history_runs as usize - 1);
+    earlier.into_iter().skip(skip).map(|(_, r)| r).collect()
 }
 
 /// The git revision xregion was built from, if the build saw one.
@@ -130,7 +139,7 @@ pub fn rerender(args: &ReportArgs) -> Result<ExitCode> {
     let file = &args.file;
     let report = read_report(file)?;
     let out = args.out.clone().unwrap_or_else(|| file.parent().unwrap_or(Path::new(".")).to_path_buf());
-    let earlier = trend(&args.history, &report, false)?;
+    let earlier = trend(&args.history, &report, false);
     xregion_report::write_all_with_trend(&report, &earlier, &out)
         .with_context(|| format!("cannot write to {}", out.display()))?;
     print!("{}", xregion_report::console::to_console(&report, std::io::IsTerminal::is_terminal(&std::io::stdout())));

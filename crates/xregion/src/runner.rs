@@ -78,7 +78,8 @@ fn location_of(args: &RunArgs, config: &config::Config) -> Result<Option<String>
     let Some(l) = &args.location else { return Ok(None) };
     if config.deployment.kind == DeploymentKind::Lab {
         return Err(Error::Usage(format!(
-            "--location {l}: the embedded lab emulates its client locations with a header; --location places a run              at a location of a deployment you describe (kind = \"http\", for example one from `xregion lab up`)"
+            "--location {l}: the embedded lab emulates its client locations with a header; --location places a run \
+             at a location of a deployment you describe (kind = \"http\", for example one from `xregion lab up`)"
         )));
     }
     let traffic = config.deployment.traffic.clone().unwrap_or_default();
@@ -116,7 +117,7 @@ fn shard_of(args: &RunArgs) -> Result<Shard> {
             })
         }
         (Ok(_), Err(_)) => Err(Error::Usage(
-            "JOB_COMPLETION_INDEX is set but XREGION_SHARD_COUNT is not: set it to the Job's completions".into(),
+            "JOB_COMPLETION_INDEX is set but XREGION_SHARD_COUNT is not: set it to the shards of the whole run (the Job's completions, summed over the clusters of a run in several)".into(),
         )),
         _ => Ok(Shard::default()),
     }
@@ -149,7 +150,8 @@ async fn wait_for_start(at: Option<std::time::SystemTime>, progress: &Progress) 
 /// `xregion run`.
 pub async fn run(args: RunArgs) -> Result<ExitCode> {
     let mut config = config::load(args.config.as_deref(), &config::process_env())?;
-    config.deployment.source_address = args.source_address;
+    // An IPv4-mapped address binds as the IPv4 address it is, for IPv4 targets.
+    config.deployment.source_address = args.source_address.map(|a| a.to_canonical());
     let mut defs = catalogue::select(&args.suites, &args.checks).map_err(Error::Usage)?;
     let shard = shard_of(&args)?;
     let location = location_of(&args, &config)?;
@@ -266,7 +268,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         crate::merge_cmd::write_part(&ctx, &report, &out).await?;
         code = crate::merge_cmd::mark_provisional(&mut report, shard, ctx.location.is_some());
     }
-    let earlier = crate::output::trend(&args.history, &report, !was_interrupted && !shard.is_sharded())?;
+    let earlier = crate::output::trend(&args.history, &report, !was_interrupted && !shard.is_sharded());
     crate::output::write_outputs(&report, &earlier, &ctx.history, &out)?;
     println!("reports: {}", out.join("report.html").display());
     if was_interrupted {

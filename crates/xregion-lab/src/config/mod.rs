@@ -491,6 +491,16 @@ mod tests {
         c.router.client_networks = [("127.0.21.0/24".to_string(), "mars".to_string())].into();
         let m = c.validate().unwrap_err().to_string();
         assert!(m.contains("lab.router.client_networks") && m.contains("london"), "{m}");
+        let mut c = LabConfig::default();
+        c.router.client_networks =
+            [("127.0.21.0/24".to_string(), "london".to_string()), ("127.0.21.5/24".to_string(), "seattle".to_string())]
+                .into();
+        let m = c.validate().unwrap_err().to_string();
+        assert!(m.contains("127.0.21.0/24 again") && m.contains("london"), "{m}");
+        let mut c = LabConfig::default();
+        c.router.client_networks = [("::ffff:127.0.21.0/120".to_string(), "london".to_string())].into();
+        let m = c.validate().unwrap_err().to_string();
+        assert!(m.contains("IPv4-mapped"), "{m}");
     }
 
     /// Goal: every routing and CDN mistake names the key and the known names. Method: one mistake at a time.

@@ -154,8 +154,18 @@ impl LabConfig {
             let Ok(parsed) = net.parse::<ipnet::IpNet>() else {
                 return invalid(&key, "is not a network: write an address and a prefix length, e.g. 127.0.21.0/24");
             };
+            // Peers are matched as the IPv4 addresses they are.
+            if let ipnet::IpNet::V6(v6) = parsed
+                && v6.addr().to_ipv4_mapped().is_some()
+            {
+                return invalid(&key, "is an IPv4-mapped network: write it as the IPv4 network it maps");
+            }
             check_location(&key, loc)?;
-            client_networks.push((parsed.trunc(), loc.clone()));
+            let parsed = parsed.trunc();
+            if let Some((_, other)) = client_networks.iter().find(|(n, _)| *n == parsed) {
+                return invalid(&key, &format!("is the network {parsed} again, already mapped to {other}"));
+            }
+            client_networks.push((parsed, loc.clone()));
         }
         client_networks.sort_by_key(|(n, _)| std::cmp::Reverse(n.prefix_len()));
         let mut geolocation = nearest.clone();

@@ -71,6 +71,10 @@ fn connections_come_from_the_local_address() {
     assert_eq!(r.errors.total(), 0, "{:?}", r.errors);
     let peers: Vec<String> = s.peers.lock().unwrap().iter().map(|a| a.to_string()).collect();
     assert_eq!(peers, ["127.0.23.1"]);
+    // An IPv6 local address cannot reach an IPv4 target: a clear error before the run, not a run of failures.
+    p.local_address = Some("::1".parse().unwrap());
+    let e = run_plan(&p).unwrap_err().to_string();
+    assert!(e.contains("no address of the family of the local address ::1"), "{e}");
 }
 
 // Goal: chunked bodies (with extensions and trailers) parse, 5xx count as status errors by code, the weights

@@ -5,13 +5,17 @@ use xregion_model::report::Verdict;
 
 /// A verdict as a coloured badge: `PASS`, `FAIL`, `ERROR` or `SKIP`.
 pub(super) fn badge(v: Verdict) -> String {
-    let label = match v {
+    format!("<span class=\"badge {}\">{}</span>", verdict_class(v), label(v))
+}
+
+/// A verdict's label: `PASS`, `FAIL`, `ERROR` or `SKIP`.
+pub(super) fn label(v: Verdict) -> &'static str {
+    match v {
         Verdict::Pass => "PASS",
         Verdict::Fail => "FAIL",
         Verdict::Error => "ERROR",
         Verdict::Skipped => "SKIP",
-    };
-    format!("<span class=\"badge {}\">{label}</span>", verdict_class(v))
+    }
 }
 
 /// The CSS class that colours a verdict.

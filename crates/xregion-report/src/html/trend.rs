@@ -4,10 +4,10 @@
 //! The runs are given oldest first, this run last. A metric a run lacks leaves a gap in its line, never a made-up
 //! point; a line needs two runs that have the metric.
 
-use super::text::{esc, num, verdict_class};
+use super::text::{esc, label, num, verdict_class};
 use crate::compare::{Better, direction};
 use std::fmt::Write as _;
-use xregion_model::report::{Report, Verdict};
+use xregion_model::report::Report;
 
 /// Size of one trend line.
 const SPARK_W: f64 = 220.0;
@@ -34,7 +34,7 @@ pub(super) fn trend_section(h: &mut String, runs: &[&Report]) {
             "<th title=\"seed {} · revision {}\">{}{}</th>",
             r.seed,
             esc(&r.git_revision),
-            esc(&short_time(&r.started_at)),
+            run_time(&r.started_at),
             if i + 1 == runs.len() { "<br>(this run)" } else { "" }
         );
     }
@@ -48,7 +48,7 @@ pub(super) fn trend_section(h: &mut String, runs: &[&Report]) {
                     "<td class=\"cell {}\" title=\"{}\">{}</td>",
                     verdict_class(x.verdict),
                     esc(&x.summary),
-                    letter(x.verdict)
+                    &label(x.verdict)[..1]
                 ),
                 None => h.push_str("<td class=\"cell none\" title=\"not in this run\">–</td>"),
             }
@@ -64,8 +64,9 @@ pub(super) fn trend_section(h: &mut String, runs: &[&Report]) {
          <th>This run</th></tr></thead>\n<tbody>\n",
     );
     let mut lines = 0;
+    // Shown, not judged: a run cut short by an error is shorter, not better.
     let duration: Vec<Option<f64>> = runs.iter().map(|r| Some(r.duration_s)).collect();
-    lines += metric_row(h, "whole run", "duration_s", Better::Lower, &duration);
+    lines += metric_row(h, "whole run", "duration_s", None, &duration);
     for c in &current.checks {
         for name in c.metrics.keys().filter(|m| !m.contains('.')) {
             let Some(better) = direction(name) else { continue };
@@ -74,7 +75,7 @@ pub(super) fn trend_section(h: &mut String, runs: &[&Report]) {
                 .map(|r| r.checks.iter().find(|x| x.id == c.id).and_then(|x| x.metrics.get(name)).copied())
                 .map(|v| v.filter(|v| v.is_finite()))
                 .collect();
-            lines += metric_row(h, &c.id, name, better, &values);
+            lines += metric_row(h, &c.id, name, Some(better), &values);
         }
     }
     if lines == 0 {
@@ -84,7 +85,7 @@ pub(super) fn trend_section(h: &mut String, runs: &[&Report]) {
 }
 
 /// One metric's row, if two runs have it; returns the rows written (0 or 1).
-fn metric_row(h: &mut String, check: &str, name: &str, better: Better, values: &[Option<f64>]) -> usize {
+fn metric_row(h: &mut String, check: &str, name: &str, better: Option<Better>, values: &[Option<f64>]) -> usize {
     let present: Vec<f64> = values.iter().flatten().copied().collect();
     if present.len() < 2 {
         return 0;
@@ -94,8 +95,9 @@ fn metric_row(h: &mut String, check: &str, name: &str, better: Better, values: &
     let last = values.last().copied().flatten();
     let before = values[..values.len() - 1].iter().rev().flatten().next().copied();
     // This run's change from the run before, coloured by whether it moved the better way.
-    let change = match (before, last) {
-        (Some(b), Some(l)) if l != b => {
+    let change = match (before, last, better) {
+        (Some(b), Some(l), None) if l != b => format!(" {}", if l > b { "▲" } else { "▼" }),
+        (Some(b), Some(l), Some(better)) if l != b => {
             let worse = match better {
                 Better::Lower => l > b,
                 Better::Higher => l < b,
@@ -115,8 +117,9 @@ fn metric_row(h: &mut String, check: &str, name: &str, better: Better, values: &
         esc(check),
         esc(name),
         match better {
-            Better::Lower => "lower",
-            Better::Higher => "higher",
+            Some(Better::Lower) => "lower",
+            Some(Better::Higher) => "higher",
+            None => "shown only",
         },
         spark(values, lo, hi),
         num(lo),
@@ -170,21 +173,11 @@ fn spark(values: &[Option<f64>], lo: f64, hi: f64) -> String {
     s
 }
 
-/// `P`, `F`, `E` or `S`.
-fn letter(v: Verdict) -> &'static str {
-    match v {
-        Verdict::Pass => "P",
-        Verdict::Fail => "F",
-        Verdict::Error => "E",
-        Verdict::Skipped => "S",
-    }
-}
-
-/// `2026-12-07T01:30:00Z` as `12-07 01:30:00`.
-fn short_time(t: &str) -> String {
-    match (t.get(5..10), t.get(11..19)) {
-        (Some(d), Some(hm)) => format!("{d} {hm}"),
-        _ => t.to_string(),
+/// `2026-12-07T01:30:00Z` as `2026-12-07<br>01:30:00` (escaped).
+fn run_time(t: &str) -> String {
+    match (t.get(0..10), t.get(11..19)) {
+        (Some(date), Some(time)) => format!("{}<br>{}", esc(date), esc(time)),
+        _ => esc(t),
     }
 }
 

@@ -104,5 +104,9 @@ fn compare_flags_an_injected_regression_and_passes_an_unchanged_rerun() {
         RUN_LIMIT,
     );
     assert_eq!(o.status.code(), Some(1), "the slow run's exit code: {}", text(&o));
-    assert!(html(again.to_str().unwrap()).contains("Trends over the last 2 runs"), "{}", text(&o));
+    let h = html(again.to_str().unwrap());
+    assert!(h.contains("Trends over the last 2 runs"), "{}", text(&o));
+    let row = h.lines().find(|l| l.contains("write-replicate</td><td class=\"cell")).expect("a verdict row");
+    assert_eq!(row.matches("cell v-pass").count(), 1, "the rerun, before it: {row}");
+    assert_eq!(row.matches("cell v-fail").count(), 1, "the slow run, once: {row}");
 }

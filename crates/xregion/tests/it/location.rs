@@ -57,7 +57,7 @@ fn located_runs_judge_what_their_locations_reached() {
     let n = notes(&c);
     assert!(n.contains("no location header") && n.contains("not judged") && n.contains("seattle"), "{n}");
 
-    // Two located shards, merged: London and Seattle, each at its nearest region.
+    // Three located shards, merged: London twice (their requests add up) and Seattle, each at its nearest region.
     let shard = |o: &str, spec: &str, location: &str, source: Option<&str>| {
         let mut extra = vec!["--shard", spec, "--seed", "7", "--location", location];
         if let Some(s) = source {
@@ -65,33 +65,53 @@ fn located_runs_judge_what_their_locations_reached() {
         }
         run(o, &extra)
     };
-    for (o, spec, location, source) in
-        [("a0", "0/2", "london", Some("127.0.21.2")), ("a1", "1/2", "seattle", Some("127.0.22.2"))]
-    {
+    for (o, spec, location, source) in [
+        ("a0", "0/3", "london", Some("127.0.21.2")),
+        ("a1", "1/3", "seattle", Some("127.0.22.2")),
+        ("a2", "2/3", "london", Some("127.0.21.4")),
+    ] {
         let r = shard(&out(o), spec, location, source);
         assert_eq!(r.status.code(), Some(0), "{o}: {}", text(&r));
         let c = check(&report(std::path::Path::new(&out(o))), GEO).clone();
         assert!(c["summary"].as_str().unwrap().contains("provisional"), "{c}");
     }
-    let m = run_xregion(&["merge", &out("a0"), &out("a1"), "--out", &out("a")], &[], RUN_LIMIT);
+    let m = run_xregion(&["merge", &out("a0"), &out("a1"), &out("a2"), "--out", &out("a")], &[], RUN_LIMIT);
     assert_eq!(m.status.code(), Some(0), "{}", text(&m));
     let c = check(&report(std::path::Path::new(&out("a"))), GEO).clone();
     assert_eq!(c["verdict"], "pass", "{c}");
     assert_eq!(locations(&c), ["london", "seattle"], "{c}");
     assert!(notes(&c).contains("located shards reached"), "{c}");
-    assert!(c["metrics"]["requests"].as_f64().unwrap() >= 800.0, "2 locations x 2 records x 200: {c}");
+    assert_eq!(c["metrics"]["requests"], 1200.0, "3 shards x 2 records x 200: {c}");
+    let rows = c["tables"][0]["rows"].as_array().unwrap();
+    let london = rows.iter().find(|r| r[0] == "latency" && r[1] == "london").expect("a london row");
+    assert_eq!(london[5], "400", "two shards at London add up: {c}");
 
-    // A shard that says Dublin but sends from no Dublin network: the router places it at chicago.
-    for (o, spec, location, source) in [("b0", "0/2", "london", Some("127.0.21.3")), ("b1", "1/2", "dublin", None)] {
-        let r = shard(&out(o), spec, location, source);
-        assert_eq!(r.status.code(), Some(0), "{o}: provisional verdicts set no exit code: {}", text(&r));
-    }
+    // Shard 0 not placed (it names locations by header), and a shard that says Dublin but sends from no Dublin
+    // network: the router places it at chicago.
+    let b0 = run(&out("b0"), &["--shard", "0/2", "--seed", "7"]);
+    assert_eq!(b0.status.code(), Some(0), "b0: {}", text(&b0));
+    let b1 = shard(&out("b1"), "1/2", "dublin", None);
+    assert_eq!(b1.status.code(), Some(0), "b1: a provisional verdict sets no exit code: {}", text(&b1));
     let m = run_xregion(&["merge", &out("b0"), &out("b1"), "--out", &out("b")], &[], RUN_LIMIT);
     assert_eq!(m.status.code(), Some(1), "{}", text(&m));
     let c = check(&report(std::path::Path::new(&out("b"))), GEO).clone();
     assert_eq!(c["verdict"], "fail", "{c}");
     assert!(c["summary"].as_str().unwrap().contains("dublin"), "{c}");
     assert_eq!(c["metrics"]["share_pct.latency.dublin"], 0.0, "{c}");
+    assert_eq!(locations(&c), ["dublin"], "shard 0's header-named locations are not judged: {c}");
+    assert!(notes(&c).contains("shard 0 was not placed"), "{c}");
+
+    // A located shard that cannot measure (its source address is not this machine's): no pass on the others.
+    let c0 = shard(&out("c0"), "0/2", "london", Some("127.0.21.5"));
+    assert_eq!(c0.status.code(), Some(0), "c0: {}", text(&c0));
+    let c1 = shard(&out("c1"), "1/2", "seattle", Some("192.0.2.1"));
+    assert_eq!(c1.status.code(), Some(0), "c1: {}", text(&c1));
+    let m = run_xregion(&["merge", &out("c0"), &out("c1"), "--out", &out("c")], &[], RUN_LIMIT);
+    assert_eq!(m.status.code(), Some(2), "{}", text(&m));
+    let c = check(&report(std::path::Path::new(&out("c"))), GEO).clone();
+    assert_eq!(c["verdict"], "error", "{c}");
+    let summary = c["summary"].as_str().unwrap();
+    assert!(summary.contains("seattle") && summary.contains("c1"), "{c}");
 
     // Clear errors.
     let e = run_xregion(&["run", "--check", GEO, "--location", "london", "--out", &out("e1")], &[], RUN_LIMIT);
