@@ -163,6 +163,14 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
                     .into(),
             ));
         }
+        let load_selected = defs.iter().any(|d| crate::suites::performance::load::is_shardable(d.id));
+        if load_selected && !config.checks.load.journeys.is_empty() {
+            return Err(Error::Usage(
+                "--shard splits request load, and [checks.load] journeys drive journeys, which do not shard yet: \
+                 run the journeys' load unsharded, or shard without them"
+                    .into(),
+            ));
+        }
         // Every shard runs the load first, from --start-at; the other checks run once, on shard 0, afterwards.
         defs.sort_by_key(|d| !crate::suites::performance::load::is_shardable(d.id));
         // A located shard also judges its own location's routing.

@@ -14,7 +14,7 @@ fn sustained_requests(r: &serde_json::Value) -> f64 {
 /// offset by `XREGION_SHARD_OFFSET` as a second cluster's Job is),
 /// started together with `--start-at`, merge into load verdicts on the whole run: every user reached (15 each, 60
 /// in all), the requests the sum of the shards', close to a single run of 60 users. A shard missing, a shard given
-/// twice, and `--shard` against the embedded lab are clear errors (exit 2).
+/// twice, `--shard` against the embedded lab, and journeys as the sharded load's script are clear errors (exit 2).
 #[test]
 fn four_shards_merge_into_the_verdicts_of_one_run() {
     let _g = lab_lock();
@@ -107,4 +107,13 @@ fn four_shards_merge_into_the_verdicts_of_one_run() {
     let embedded = run_xregion(&["run", "--shard", "0/2", "--out", &out("embedded")], &[], RUN_LIMIT);
     assert_eq!(embedded.status.code(), Some(2), "{}", text(&embedded));
     assert!(text(&embedded).contains("xregion lab up"), "{}", text(&embedded));
+    // Journeys as the load's script do not shard yet: refused before anything runs, saying so.
+    let journeys = dir.path().join("journeys.toml");
+    let body = std::fs::read_to_string(&config).expect("config");
+    let body = body.replacen("[checks.load]\n", "[checks.load]\njourneys = [\"register-and-order\"]\n", 1);
+    std::fs::write(&journeys, body).expect("config");
+    let args = ["run", "--config", journeys.to_str().unwrap(), "--check", "performance.load", "--shard", "0/2"];
+    let j = run_xregion(&[&args[..], &["--seed", "1", "--out", &out("journeys")]].concat(), &[], RUN_LIMIT);
+    assert_eq!(j.status.code(), Some(2), "{}", text(&j));
+    assert!(text(&j).contains("do not shard yet"), "{}", text(&j));
 }
