@@ -52,6 +52,15 @@ struct Shared {
 
 /// Runs a plan to completion on worker threads of this process. Blocks.
 pub fn run_plan(plan: &Plan) -> Result<LoadResult, LoadError> {
+    run_plan_streaming(plan, None)
+}
+
+/// `run_plan`, telling `windows` of each chart window as it closes, while the run runs (the stream ends when the
+/// run does).
+pub fn run_plan_streaming(
+    plan: &Plan,
+    windows: Option<std::sync::mpsc::Sender<crate::result::Window>>,
+) -> Result<LoadResult, LoadError> {
     plan.validate()?;
     let targets = crate::plan::compile_targets(plan)?;
     crate::fdlimit::check(u64::from(plan.connections_needed()))?;
@@ -59,7 +68,7 @@ pub fn run_plan(plan: &Plan) -> Result<LoadResult, LoadError> {
     // No worker without a connection (or a VU) of its own.
     let workers = plan.workers.unwrap_or(cpus).clamp(1, WORKERS_MAX).min(plan.connections_needed().max(1));
     let window = plan.window();
-    let merger = Arc::new(Mutex::new(WindowMerger::new(workers as usize, window)));
+    let merger = Arc::new(Mutex::new(WindowMerger::new(workers as usize, window, windows)));
     let mut acc = 0;
     let weights_cum = plan
         .targets

@@ -21,8 +21,8 @@ pub mod result;
 pub mod threshold;
 pub mod tls;
 
-pub use child::{run_in_child, worker_main};
-pub use engine::run_plan;
+pub use child::{run_in_child, run_in_child_streaming, worker_main};
+pub use engine::{run_plan, run_plan_streaming};
 pub use error::{LoadError, ThresholdError};
 pub use plan::{Executor, Plan, RequestSpec, Stage};
 pub use result::{ErrorCounts, LoadResult, Percentiles, RequestRates, RequestStats, ThresholdResult, Window};

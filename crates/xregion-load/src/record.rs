@@ -387,11 +387,14 @@ pub(crate) struct WindowMerger {
     window: Duration,
     pending: BTreeMap<u64, PendingWindow>,
     done: BTreeMap<u64, Window>,
+    /// Told of each window as it closes (a late part of a window is told as a window of its own), while the run
+    /// runs.
+    sink: Option<std::sync::mpsc::Sender<Window>>,
 }
 
 impl WindowMerger {
-    pub(crate) fn new(workers: usize, window: Duration) -> WindowMerger {
-        WindowMerger { workers, window, pending: BTreeMap::new(), done: BTreeMap::new() }
+    pub(crate) fn new(workers: usize, window: Duration, sink: Option<std::sync::mpsc::Sender<Window>>) -> WindowMerger {
+        WindowMerger { workers, window, pending: BTreeMap::new(), done: BTreeMap::new(), sink }
     }
 
     fn add(&mut self, index: u64, requests: u64, errors: u64, active_max: u32, latency: &Histogram<u64>) {
@@ -422,6 +425,24 @@ impl WindowMerger {
         let Some(p) = self.pending.remove(&index) else { return };
         let width_s = self.window.as_secs_f64();
         let q = |q: f64| p.latency.as_ref().map_or(0.0, |h| h.value_at_quantile(q) as f64 / 1000.0);
+        if let Some(sink) = &self.sink {
+            // This part alone, so that a receiver adding the parts up counts each request once.
+            let part = Window {
+                start_s: index as f64 * width_s,
+                requests: p.requests,
+                errors: p.errors,
+                throughput_per_s: p.requests as f64 / width_s,
+                latency_ms_p50: q(0.5),
+                latency_ms_p95: q(0.95),
+                latency_ms_p99: q(0.99),
+                active_max: p.active_max,
+                rate_scheduled_per_s: None,
+            };
+            // A receiver that went away stops being told.
+            if sink.send(part).is_err() {
+                self.sink = None;
+            }
+        }
         let w = self.done.entry(index).or_insert(Window {
             start_s: index as f64 * width_s,
             requests: 0,
@@ -451,6 +472,8 @@ impl WindowMerger {
         for i in open {
             self.close(i);
         }
+        // The run is over: its receiver sees the end of the stream.
+        self.sink = None;
         std::mem::take(&mut self.done).into_iter().filter(|(i, _)| *i <= last).map(|(_, w)| w).collect()
     }
 }

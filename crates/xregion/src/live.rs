@@ -8,6 +8,11 @@
 //!   write or delete; `outcome` ok, fail or info), so `rate()` is the request rate and the error rate;
 //! - `xregion_operations_per_second{region}` and `xregion_operation_latency_ms{region, quantile}` (0.5, 0.95,
 //!   0.99) over the last interval, from each operation's invoke and completion;
+//! - the load generator's requests, from its chart windows as its process closes them (about every second):
+//!   `xregion_load_requests_total` and `xregion_load_errors_total` over the run, and over the windows closed since
+//!   the last push `xregion_load_requests_per_second`, `xregion_load_error_rate_pct`,
+//!   `xregion_load_latency_ms{quantile}` (the latest window's corrected P50/P95/P99) and
+//!   `xregion_load_active_users`;
 //! - `xregion_replication_lag_ms{from, to}` and `xregion_replication_pending_entries{from, to}`: each region's
 //!   `GET /v1/replication` read at every push (regions without it are left out);
 //! - `xregion_check_verdict{check, verdict}` (1), `xregion_check_duration_seconds{check}` and
@@ -18,6 +23,7 @@
 
 use crate::history::HistoryLog;
 use crate::probe::Probe;
+use crate::progress::Event;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -79,6 +85,16 @@ struct Tally {
     since: Option<Instant>,
 }
 
+/// What the load generator has told of its windows so far.
+#[derive(Default)]
+struct LoadTally {
+    /// Requests completed, and of which failed, over the run.
+    requests: u64,
+    errors: u64,
+    /// Windows closed since the last push.
+    fresh: Vec<xregion_load::result::Window>,
+}
+
 /// The live metrics of one run, pushed to one receiver.
 pub struct Live {
     url: String,
@@ -87,6 +103,7 @@ pub struct Live {
     history: Arc<HistoryLog>,
     probes: Vec<Probe>,
     tally: Mutex<Tally>,
+    load: Mutex<LoadTally>,
     /// The series of every check that has landed, and the checks by verdict.
     landed: Mutex<(Vec<Point>, BTreeMap<&'static str, u64>)>,
     /// Pushes sent, pushes failed, and the first failure.
@@ -110,14 +127,28 @@ impl Live {
             history,
             probes,
             tally: Mutex::new(Tally::default()),
+            load: Mutex::new(LoadTally::default()),
             landed: Mutex::new((Vec::new(), BTreeMap::new())),
             outcome: Mutex::new((0, 0, None)),
             started: Instant::now(),
         })
     }
 
+    /// An event of the run: a check that landed, or a load window that closed.
+    pub fn observe(&self, e: Event<'_>) {
+        match e {
+            Event::Landed(r) => self.landed(r),
+            Event::LoadWindow(w) => {
+                let mut l = crate::drive::lock(&self.load);
+                l.requests += w.requests;
+                l.errors += w.errors;
+                l.fresh.push(w.clone());
+            }
+        }
+    }
+
     /// A check has landed: its verdict and metrics go out with the next push.
-    pub fn landed(&self, r: &CheckResult) {
+    fn landed(&self, r: &CheckResult) {
         let verdict = r.verdict.as_str();
         let check = || ("check", r.id.clone());
         let mut l = crate::drive::lock(&self.landed);
@@ -157,6 +188,7 @@ impl Live {
         let mut points: Vec<Point> =
             vec![("xregion_run_elapsed_seconds", Vec::new(), self.started.elapsed().as_secs_f64())];
         points.extend(self.operations());
+        points.extend(self.load());
         points.extend(self.replication().await);
         points.extend(self.checks());
         let now_ms = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
@@ -241,6 +273,36 @@ impl Live {
                 let labels = vec![("region", region.clone()), ("quantile", q.to_string())];
                 points.push(("xregion_operation_latency_ms", labels, h.value_ms_at(q * 100.0)));
             }
+        }
+        points
+    }
+
+    /// The load generator's requests: totals over the run, and the windows closed since the last push (their
+    /// rate, the latest one's percentiles, their most active users).
+    fn load(&self) -> Vec<Point> {
+        let mut l = crate::drive::lock(&self.load);
+        if l.requests == 0 && l.fresh.is_empty() {
+            return Vec::new();
+        }
+        let mut points = vec![
+            ("xregion_load_requests_total", Vec::new(), l.requests as f64),
+            ("xregion_load_errors_total", Vec::new(), l.errors as f64),
+        ];
+        let fresh = std::mem::take(&mut l.fresh);
+        // Parts of one window (a late part) share its start: the rate is over the distinct windows.
+        let windows: std::collections::BTreeSet<u64> = fresh.iter().map(|w| w.start_s.to_bits()).collect();
+        if let Some(last) = fresh.iter().rev().find(|w| w.requests > 0).or(fresh.last()) {
+            let per_window_s: f64 = fresh.iter().map(|w| w.throughput_per_s).sum::<f64>() / windows.len() as f64;
+            points.push(("xregion_load_requests_per_second", Vec::new(), per_window_s));
+            let errors: u64 = fresh.iter().map(|w| w.errors).sum();
+            let requests: u64 = fresh.iter().map(|w| w.requests).sum();
+            let error_pct = if requests == 0 { 0.0 } else { 100.0 * errors as f64 / requests as f64 };
+            points.push(("xregion_load_error_rate_pct", Vec::new(), error_pct));
+            for (q, v) in [("0.5", last.latency_ms_p50), ("0.95", last.latency_ms_p95), ("0.99", last.latency_ms_p99)] {
+                points.push(("xregion_load_latency_ms", vec![("quantile", q.to_string())], v));
+            }
+            let active = fresh.iter().map(|w| w.active_max).max().unwrap_or(0);
+            points.push(("xregion_load_active_users", Vec::new(), f64::from(active)));
         }
         points
     }

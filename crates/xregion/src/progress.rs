@@ -14,12 +14,21 @@ pub struct Progress {
     bar: Mutex<Option<ProgressBar>>,
     /// Whether to print anything at all.
     quiet: bool,
-    /// Told of every check that finishes (live metrics).
+    /// Told of every check that finishes and every load window that closes (live metrics).
     observers: Mutex<Vec<Observer>>,
 }
 
-/// Told of every check that finishes.
-pub type Observer = Box<dyn Fn(&CheckResult) + Send + Sync>;
+/// What observers are told of while the run runs.
+#[derive(Debug, Clone, Copy)]
+pub enum Event<'a> {
+    /// A check finished.
+    Landed(&'a CheckResult),
+    /// The load generator closed a chart window (or a late part of one).
+    LoadWindow(&'a xregion_load::result::Window),
+}
+
+/// Told of every event of the run.
+pub type Observer = Box<dyn Fn(Event<'_>) + Send + Sync>;
 
 impl std::fmt::Debug for Progress {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -38,7 +47,7 @@ impl Progress {
         }
     }
 
-    /// Tells `observers` of every check that finishes from now on.
+    /// Tells `observers` of every event from now on.
     pub fn observe(&self, observers: impl IntoIterator<Item = Observer>) {
         self.observers.lock().unwrap_or_else(|p| p.into_inner()).extend(observers);
     }
@@ -84,11 +93,20 @@ impl Progress {
         }
     }
 
+    /// The load generator closed a chart window.
+    pub fn load_window(&self, w: &xregion_load::result::Window) {
+        self.tell(Event::LoadWindow(w));
+    }
+
+    fn tell(&self, e: Event<'_>) {
+        for o in self.observers.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            o(e);
+        }
+    }
+
     /// A check finished.
     pub fn finish_check(&self, r: &CheckResult) {
-        for o in self.observers.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            o(r);
-        }
+        self.tell(Event::Landed(r));
         if self.quiet {
             return;
         }

@@ -240,7 +240,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     let pushers: Vec<_> = live.iter().map(|l| tokio::spawn(l.clone().run(stop_live.clone()))).collect();
     ctx.progress.observe(live.iter().map(|l| {
         let l = l.clone();
-        Box::new(move |r: &CheckResult| l.landed(r)) as crate::progress::Observer
+        Box::new(move |e: crate::progress::Event<'_>| l.observe(e)) as crate::progress::Observer
     }));
     wait_for_start(start_at, &ctx.progress).await;
     let (checks, was_interrupted) = run_checks(&defs, &ctx, interrupted()).await;

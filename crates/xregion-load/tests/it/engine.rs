@@ -229,17 +229,25 @@ fn descriptor_budget_is_checked() {
     assert_eq!(s.requests.load(std::sync::atomic::Ordering::Relaxed), 0);
 }
 
-// Goal: the same plan runs in a worker process and comes back intact; a plan the worker refuses comes back as an
-// error with the worker's message.
+// Goal: the same plan runs in a worker process and comes back intact, its windows streamed while it runs (they add
+// up to the result, and the first arrives long before the schedule ends); a plan the worker refuses comes back as
+// an error with the worker's message.
 #[test]
 fn runs_in_a_child_process() {
     let exe = std::path::Path::new(env!("CARGO_BIN_EXE_xregion-load-worker"));
     let s = server::start(Behaviour::default());
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let p = plan(vec![spec("root", format!("http://{}/", s.addr))], vus(2, 300));
-    let r = rt.block_on(xregion_load::run_in_child(exe, &p)).unwrap();
+    let p = plan(vec![spec("root", format!("http://{}/", s.addr))], vus(2, 2_000));
+    let start = std::time::Instant::now();
+    let mut streamed: Vec<(std::time::Duration, u64)> = Vec::new();
+    let r = rt
+        .block_on(xregion_load::run_in_child_streaming(exe, &p, |w| streamed.push((start.elapsed(), w.requests))))
+        .unwrap();
     assert!(r.requests > 0 && r.errors.total() == 0);
     assert_eq!(s.requests.load(std::sync::atomic::Ordering::Relaxed), r.requests);
+    assert_eq!(streamed.iter().map(|w| w.1).sum::<u64>(), r.requests, "{streamed:?}");
+    assert!(streamed.len() >= 4, "a 2 s run in 250 ms windows: {streamed:?}");
+    assert!(streamed[0].0 < std::time::Duration::from_millis(1_500), "the first window came at the end: {streamed:?}");
     let big = plan(vec![spec("root", format!("http://{}/", s.addr))], vus(30_000, 300));
     let e = rt.block_on(xregion_load::run_in_child(exe, &big)).unwrap_err();
     assert!(e.to_string().contains("RLIMIT_NOFILE"), "{e}");

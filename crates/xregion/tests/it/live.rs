@@ -65,9 +65,10 @@ fn curl(url: &str, args: &[&str]) -> Option<String> {
     o.status.success().then(|| String::from_utf8_lossy(&o.stdout).to_string())
 }
 
-/// Goal: `--out prometheus-rw=URL` puts the run's request counts, latency percentiles, replication lag per pair
-/// and check verdicts into a real Prometheus, each panel of `deploy/grafana/xregion-dashboard.json` returns data
-/// for the run, and a receiver that is down leaves the run's verdicts and exit code alone.
+/// Goal: `--out prometheus-rw=URL` puts the run's request counts, latency percentiles, replication lag per pair,
+/// the load generator's requests while it runs, and check verdicts into a real Prometheus, each panel of
+/// `deploy/grafana/xregion-dashboard.json` returns data for the run, and a receiver that is down leaves the run's
+/// verdicts and exit code alone.
 #[test]
 fn live_metrics_reach_prometheus_and_every_dashboard_panel_has_data() {
     if !crate::real_target::available("/usr/bin/prometheus", "prometheus") {
@@ -78,8 +79,23 @@ fn live_metrics_reach_prometheus_and_every_dashboard_panel_has_data() {
     let dir = TempDir::new("live");
     let out = dir.path().join("out");
     let rw = format!("prometheus-rw=http://{PROMETHEUS}/api/v1/write");
+    // 60 users for about 15 s: three pushes or so while the load runs.
+    let config = dir.path().join("xregion.toml");
+    std::fs::write(&config, "[checks.load]\nusers = 60\ntime_scale = 0.3\n").expect("config");
     let o = run_xregion(
-        &["run", "--check", "cross-region.consistency.write-replicate", "--out", out.to_str().unwrap(), "--out", &rw],
+        &[
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--check",
+            "cross-region.consistency.write-replicate",
+            "--check",
+            "performance.load.sustained",
+            "--out",
+            out.to_str().unwrap(),
+            "--out",
+            &rw,
+        ],
         &[],
         RUN_LIMIT,
     );
@@ -99,6 +115,19 @@ fn live_metrics_reach_prometheus_and_every_dashboard_panel_has_data() {
     let writes = prometheus.query(r#"sum(xregion_operations_total{op="write",outcome="ok"})"#);
     let n: f64 = writes[0]["value"][1].as_str().unwrap().parse().unwrap();
     assert!(n >= 1800.0, "600 probe writes in each of 3 regions: {writes:?}");
+    // The load generator's windows arrive while it runs: its active users (sent only for fresh windows) were
+    // pushed at least twice, and its request count covers the sustained phase the report judged.
+    let value = |expr: &str| -> f64 {
+        let r = prometheus.query(expr);
+        r.first().map_or(0.0, |s| s["value"][1].as_str().unwrap().parse().unwrap())
+    };
+    let pushes = value("count_over_time(xregion_load_active_users[1h])");
+    assert!(pushes >= 2.0, "load pushed {pushes} times while it ran");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).expect("report")).expect("JSON");
+    let sustained = crate::common::check(&report, "performance.load.sustained")["metrics"]["requests"].as_f64();
+    let sent = value("xregion_load_requests_total");
+    assert!(sustained.is_some_and(|s| s > 0.0 && sent >= s), "load requests {sent}, sustained phase {sustained:?}");
 
     let dashboard: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/grafana/xregion-dashboard.json"))
@@ -106,7 +135,7 @@ fn live_metrics_reach_prometheus_and_every_dashboard_panel_has_data() {
     )
     .expect("dashboard is JSON");
     let panels = dashboard["panels"].as_array().expect("panels");
-    assert!(panels.len() >= 8, "{}", panels.len());
+    assert!(panels.len() >= 12, "{}", panels.len());
     for panel in panels {
         for target in panel["targets"].as_array().expect("targets") {
             let expr = target["expr"].as_str().expect("expr").replace("$run", ".*");

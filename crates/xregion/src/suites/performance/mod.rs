@@ -109,7 +109,10 @@ const SHORT_LOAD_MS: u64 = 8_000;
 /// Runs a plan in the load-worker child process.
 pub(super) async fn run_load(ctx: &Ctx, plan: &Plan) -> Result<LoadResult, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find the xregion executable: {e}"))?;
-    xregion_load::run_in_child(&exe, plan).await.map_err(|e| e.to_string()).inspect(|_| ctx.progress.phase("done"))
+    xregion_load::run_in_child_streaming(&exe, plan, |w| ctx.progress.load_window(&w))
+        .await
+        .map_err(|e| e.to_string())
+        .inspect(|_| ctx.progress.phase("done"))
 }
 
 /// A plan with the defaults every check shares.
