@@ -2,30 +2,14 @@
 //! deployment (`kind = "http"`, its endpoints, CA, tokens and traffic records, and faults through
 //! `[faults.command]` scripts that call `xregion fail` and `xregion restore`), judged like the lab itself.
 
-use crate::common::{TempDir, await_lab_up, check, exe, lab_lock, report, run_xregion, text};
+use crate::common::{LabUp, TempDir, check, exe, lab_lock, report, run_xregion, text};
 use crate::run::{RUN_LIMIT, SMALL_CHECKS};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Longest wait for `lab up` to be ready, or to stop.
 const WAIT_LIMIT: Duration = Duration::from_secs(60);
-
-/// Stops `lab up` on every exit path of a test, a failed assertion included.
-struct Down<'a>(&'a str, std::process::Child);
-
-impl Drop for Down<'_> {
-    fn drop(&mut self) {
-        let _ = Command::new(exe()).args(["lab", "down", "--dir", self.0]).output();
-        let deadline = Instant::now() + WAIT_LIMIT;
-        while self.1.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.1.kill();
-        let _ = self.1.wait();
-    }
-}
 
 /// A TOML string.
 fn q(s: &str) -> String {
@@ -151,20 +135,9 @@ fn lab_up_as_an_http_deployment_gets_the_lab_verdicts() {
     assert_eq!(o.status.code(), Some(0), "lab mode: {}", text(&o));
     let in_lab = report(&lab_out);
 
-    let lab_dir = dir.path().join("lab");
-    let lab = lab_dir.to_str().unwrap().to_string();
-    let mut up = Command::new(exe())
-        .args(["lab", "up", "--dir", &lab])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn lab up");
-    let stdout = up.stdout.take().expect("stdout");
-    let down = Down(&lab, up);
-    if let Err(e) = await_lab_up(stdout, WAIT_LIMIT) {
-        panic!("{e}");
-    }
+    // Stopped on every exit path of the test, a failed assertion included.
+    let lab = LabUp::start(dir.path(), "", WAIT_LIMIT);
+    let lab_dir = lab.dir().to_path_buf();
     let deployment = describe(&lab_dir, dir.path());
     let http_cfg = dir.path().join("http.toml");
     std::fs::write(&http_cfg, format!("{SMALL_CHECKS}\n{deployment}")).expect("config");
@@ -221,5 +194,5 @@ fn lab_up_as_an_http_deployment_gets_the_lab_verdicts() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     let restores = std::fs::read_to_string(dir.path().join("restores.log")).unwrap_or_default();
     assert!(restores.contains("restored us-east-1"), "the stop did not run the restore command: {restores}");
-    drop(down);
+    drop(lab);
 }
