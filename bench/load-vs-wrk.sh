@@ -88,7 +88,7 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 [ -n "$ready" ] || { echo "error: nginx did not listen on 127.0.0.1:$PORT within 10 s; see $WORK/logs/error.log" >&2; exit 2; }
-WORKER_PID=$(pgrep -P "$NGINX_PID" | head -1)
+WORKER_PID=$(pgrep -P "$NGINX_PID" | sed -n 1p)
 [ -n "$WORKER_PID" ] || { echo "error: no nginx worker process under pid $NGINX_PID" >&2; exit 2; }
 URL="http://127.0.0.1:$PORT/"
 echo "nginx on $URL (worker pid $WORKER_PID, CPU 0); clients on CPU 1; $CONNECTIONS connections, ${DURATION_S}s x $ROUNDS rounds"
