@@ -288,6 +288,21 @@ impl Ctx {
         static NONE: std::sync::OnceLock<Traffic> = std::sync::OnceLock::new();
         self.traffic.as_ref().unwrap_or_else(|| NONE.get_or_init(Traffic::default))
     }
+
+    /// Where the load checks' users are, each with the request headers that place them there: a run placed at a
+    /// location (`--location`) sends from there alone, with no location header, for the deployment to place its
+    /// requests by address; else every location of `[deployment.traffic] nearest`, named in the location header.
+    pub fn client_locations(&self) -> Vec<(String, Vec<(String, String)>)> {
+        let traffic = self.traffic();
+        match &self.location {
+            Some(here) => vec![(here.clone(), Vec::new())],
+            None => traffic
+                .nearest
+                .keys()
+                .map(|l| (l.clone(), vec![(traffic.location_header.clone(), l.clone())]))
+                .collect(),
+        }
+    }
 }
 
 /// Builds a check result; `metrics` are named numbers with units in their names.

@@ -541,6 +541,55 @@ mod tests {
         assert!(results[1].summary.contains("interrupted"));
     }
 
+    /// Goal: a run placed at a location (`--location`) sends its users from there alone, with no location header,
+    /// where an unplaced run names every nearest location in the header; placed where `nearest` has no region,
+    /// the health and capacity checks are skipped saying so, rather than draining another location's region.
+    #[tokio::test]
+    async fn a_located_run_sends_from_its_location_alone() {
+        let mut ctx = ctx();
+        let pairs = |v: &[(&str, &str)]| v.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        ctx.traffic = Some(crate::config::Traffic {
+            records: pairs(&[("latency", "https://127.0.0.1:9")]),
+            nearest: pairs(&[("london", "eu-west-1"), ("seattle", "us-west-2")]),
+            capacity: [("eu-west-1".to_string(), 10)].into(),
+            ..Default::default()
+        });
+        let header = |l: &str| vec![("X-Client-Location".to_string(), l.to_string())];
+        let everywhere = vec![("london".to_string(), header("london")), ("seattle".to_string(), header("seattle"))];
+        assert_eq!(ctx.client_locations(), everywhere);
+        ctx.location = Some("seattle".into());
+        assert_eq!(ctx.client_locations(), vec![("seattle".to_string(), Vec::new())]);
+        let ids = ["cross-region.routing.health", "cross-region.routing.capacity"];
+        // No probes here: the routing checks need none, only requests through the records.
+        let defs: Vec<CheckDef> = crate::catalogue::catalogue()
+            .into_iter()
+            .filter(|d| ids.contains(&d.id))
+            .map(|d| CheckDef { needs: crate::check::Needs { regions_min: 0, ..d.needs }, ..d })
+            .collect();
+        assert_eq!(defs.len(), 2);
+        // Seattle's nearest region has no capacity limit (the capacity check would otherwise fill London's).
+        let (results, _) = run_checks(&defs[1..], &ctx, std::future::pending()).await;
+        assert_eq!(results[0].verdict, Verdict::Skipped, "{}", results[0].summary);
+        let s = &results[0].summary;
+        assert!(s.contains("placed at seattle") && s.contains("us-west-2"), "{s}");
+        // Dublin has no nearest region (it may be a geolocation location only).
+        ctx.location = Some("dublin".into());
+        ctx.faults = crate::faults::FaultInjector::Command(crate::faults::CommandInjector::new(
+            crate::config::FaultCommands {
+                health_down: Some("true".into()),
+                health_up: Some("true".into()),
+                ..Default::default()
+            },
+            std::time::Duration::from_secs(5),
+            Vec::<(String, String)>::new(),
+        ));
+        let (results, _) = run_checks(&defs, &ctx, std::future::pending()).await;
+        for r in &results {
+            assert_eq!(r.verdict, Verdict::Skipped, "{}: {}", r.id, r.summary);
+            assert!(r.summary.contains("placed at dublin (--location), which has no nearest region"), "{}", r.summary);
+        }
+    }
+
     /// Goal: with `--seed` the key prefix depends on the seed alone; without, two runs differ.
     #[test]
     fn key_prefix_replays_with_a_seed() {

@@ -3,7 +3,8 @@
 //!
 //! They send requests through the deployment's routing records (`[deployment.traffic]`, which the lab fills in
 //! itself) with a client-location header, and count which region served each request from the served-by
-//! response header. They need no internals: only the health and failover checks need a fault injector, to make a
+//! response header. A run placed at a location (`--location`) sends the geo, health and capacity checks' requests
+//! from there without the header, for the deployment to place them by address. They need no internals: only the health and failover checks need a fault injector, to make a
 //! region's health check fail while it keeps serving.
 //!
 //! Each also judges the seed's load-balancing criteria over its own requests (`criteria`): P95 below
@@ -295,10 +296,49 @@ async fn health(rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
         Ok(u) => format!("{u}{}", traffic.probe_path),
         Err(e) => return rb.finish(Verdict::Skipped, e),
     };
-    let Some((location, victim)) = traffic.nearest.iter().next().map(|(l, r)| (l.clone(), r.clone())) else {
+    // A located run drains its own location's nearest region; else the first configured location, by header.
+    let picked = match &ctx.location {
+        Some(here) => match traffic.nearest.get(here) {
+            Some(r) => Some((here.clone(), r.clone())),
+            None => return rb.finish(Verdict::Skipped, not_nearest(here)),
+        },
+        None => traffic.nearest.iter().next().map(|(l, r)| (l.clone(), r.clone())),
+    };
+    let Some((location, victim)) = picked else {
         return rb.finish(Verdict::Skipped, "no client locations: set [deployment.traffic.nearest]");
     };
-    drain(rb, ctx, Drain { record: "latency", url, location: Some(location), victim, next: None }).await
+    let from = Some(Origin { location, located: ctx.location.is_some() });
+    drain(rb, ctx, Drain { record: "latency", url, from, victim, next: None }).await
+}
+
+/// Why a routing check that needs its location's nearest region cannot run at a located run's `here`.
+fn not_nearest(here: &str) -> String {
+    format!(
+        "this run is placed at {here} (--location), which has no nearest region: add it to [deployment.traffic] \
+         nearest"
+    )
+}
+
+/// Where a routing check's requests come from: a location named in the location header, or, for a run placed
+/// there (`--location`), the run itself, sending without the header for the deployment to place by address.
+struct Origin {
+    location: String,
+    located: bool,
+}
+
+impl Origin {
+    /// The route of requests to `url` from here.
+    fn route(&self, traffic: &Traffic, url: &str) -> Route {
+        route(traffic, url, (!self.located).then_some(self.location.as_str()))
+    }
+
+    /// " from LOCATION", for messages; a located run says that it sent no header.
+    fn describe(&self) -> String {
+        match self.located {
+            true => format!(" from {} (this run's location, no location header)", self.location),
+            false => format!(" from {}", self.location),
+        }
+    }
 }
 
 async fn failover(rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
@@ -314,7 +354,7 @@ async fn failover(rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
         );
     };
     let (victim, next) = (primary.clone(), Some(secondary.clone()));
-    drain(rb, ctx, Drain { record: "failover", url, location: None, victim, next }).await
+    drain(rb, ctx, Drain { record: "failover", url, from: None, victim, next }).await
 }
 
 /// What a drain measures: steady traffic through a routing record while one region's health check fails.
@@ -323,8 +363,8 @@ struct Drain {
     record: &'static str,
     /// The URL requested.
     url: String,
-    /// The client location the requests come from, if the record routes by location.
-    location: Option<String>,
+    /// Where the requests come from, if the record routes by location.
+    from: Option<Origin>,
     /// The region made unhealthy: the one the record prefers.
     victim: String,
     /// Where the record must send the traffic instead, when it names one (the failover record's secondary); the
@@ -337,11 +377,14 @@ struct Drain {
 /// routed to again.
 async fn drain(mut rb: ResultBuilder, ctx: &Ctx, d: Drain) -> CheckResult {
     let traffic = ctx.traffic();
-    let Drain { record, url, location, victim, next } = d;
-    let from = location.as_deref().map_or(String::new(), |l| format!(" from {l}"));
+    let Drain { record, url, from: origin, victim, next } = d;
+    let from = origin.as_ref().map_or(String::new(), Origin::describe);
     let limit_s = ctx.config.targets.health_detection_s;
     let limit = HEALTH_BEFORE + Duration::from_secs_f64(limit_s) + HEALTH_TAIL + Duration::from_secs(2);
-    let route = route(traffic, &url, location.as_deref());
+    let route = match &origin {
+        Some(o) => o.route(traffic, &url),
+        None => route(traffic, &url, None),
+    };
     let client = client(ctx, 64);
     ctx.progress.phase(&format!("marking {victim} unhealthy under traffic{from} through the {record} record"));
     let faults = ctx.faults.clone();
@@ -375,10 +418,13 @@ async fn drain(mut rb: ResultBuilder, ctx: &Ctx, d: Drain) -> CheckResult {
     }
     // Leave the deployment as found: wait until the region serves this location again, so that the next check
     // does not start with a region still drained.
+    // A victim that served nothing before the fault will not be routed to again either: no wait for it.
+    let served_before = samples.iter().any(|x| Some(x.sent) < fault_at && x.served_by.as_deref() == Some(&victim));
     match restored {
         Err(e) => {
             rb.note(format!("restoring the health of {victim} failed: {e}"));
         }
+        Ok(()) if !served_before => {}
         Ok(()) => {
             ctx.progress.phase(&format!("waiting for {victim} to be routed to again"));
             let back = paced(&client, &route, 20.0, RECOVERY_WAIT_MAX, |_, s| {
@@ -498,15 +544,29 @@ async fn capacity(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
         Ok(u) => format!("{u}{}?work_ms={CAPACITY_WORK_MS}", traffic.probe_path),
         Err(e) => return rb.finish(Verdict::Skipped, e),
     };
-    // The location whose nearest region has the smallest capacity: the cheapest to fill.
-    let pick = traffic
-        .nearest
-        .iter()
-        .filter_map(|(l, r)| traffic.capacity.get(r).map(|c| (l.clone(), r.clone(), *c)))
-        .min_by_key(|x| x.2);
+    // A located run fills its own location's nearest region; else the location whose nearest region has the
+    // smallest capacity, the cheapest to fill, named by header.
+    let limited = |(l, r): (&String, &String)| traffic.capacity.get(r).map(|c| (l.clone(), r.clone(), *c));
+    let pick = match &ctx.location {
+        Some(here) => match traffic.nearest.get_key_value(here) {
+            None => return rb.finish(Verdict::Skipped, not_nearest(here)),
+            Some((l, r)) if !traffic.capacity.contains_key(r) => {
+                return rb.finish(
+                    Verdict::Skipped,
+                    format!(
+                        "this run is placed at {l} (--location), whose nearest region {r} has no capacity limit: \
+                         set [deployment.traffic.capacity] {r}"
+                    ),
+                );
+            }
+            Some(lr) => limited(lr),
+        },
+        None => traffic.nearest.iter().filter_map(limited).min_by_key(|x| x.2),
+    };
     let Some((location, region, cap)) = pick else {
         return rb.finish(Verdict::Skipped, "no capacity limits: set [deployment.traffic.capacity]");
     };
+    let origin = Origin { location: location.clone(), located: ctx.location.is_some() };
     let order = nearest_order(traffic, &location);
     let Some(next) = order.iter().find(|r| **r != region).cloned() else {
         return rb.finish(
@@ -524,7 +584,7 @@ async fn capacity(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
     ctx.progress
         .phase(&format!("{concurrency} requests in flight from {location}: 1.5 times {region}'s capacity {cap}"));
     let client = client(ctx, concurrency);
-    let route = route(traffic, &url, Some(&location));
+    let route = origin.route(traffic, &url);
     // One unmeasured round first opens the connections, so that the measured rounds judge routing under
     // capacity, not a storm of TLS handshakes (the load checks measure those).
     let _ = fire(&client, &route, concurrency, concurrency).await;
@@ -555,9 +615,10 @@ async fn capacity(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
             .collect(),
     });
     rb.note(format!(
-        "{n} requests, each holding the server {CAPACITY_WORK_MS} ms, {concurrency} at a time from {location}, after \
+        "{n} requests, each holding the server {CAPACITY_WORK_MS} ms, {concurrency} at a time{}, after \
          one unmeasured round that opened the connections; \
-         {region} (nearest) has capacity {cap}, so about a third must overflow, to {next} (next preferred)"
+         {region} (nearest) has capacity {cap}, so about a third must overflow, to {next} (next preferred)",
+        origin.describe()
     ));
     rb.measured(format!("{:.0}% overflow, {error_pct:.2}% errors", pct(overflow, samples.len())));
     let max_err = ctx.config.targets.error_rate_max_pct;

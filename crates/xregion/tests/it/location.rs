@@ -9,6 +9,8 @@ use crate::deployment::describe;
 use crate::run::RUN_LIMIT;
 
 const GEO: &str = "cross-region.routing.geo";
+const HEALTH: &str = "cross-region.routing.health";
+const CAPACITY: &str = "cross-region.routing.capacity";
 
 /// The lab: London's clients in 127.0.21.0/24, Seattle's in 127.0.22.0/24, anyone else at the default location
 /// (chicago, nearest to us-east-1).
@@ -30,8 +32,9 @@ fn locations(c: &serde_json::Value) -> Vec<String> {
 /// Goal: a run placed at London judges London alone, from what its requests reached without the header (eu-west-1,
 /// its nearest), and names the locations it could not judge; two located shards merge into a verdict on both
 /// locations; a shard that claims Dublin but is not placed there (the router puts it at chicago, so us-east-1
-/// serves it) fails the merged verdict, naming Dublin, which the header could not have caught. `--location` on the
-/// embedded lab and an unknown location are clear errors.
+/// serves it) fails the merged verdict, naming Dublin, which the header could not have caught. The health and
+/// capacity checks of a London run drain and fill eu-west-1 without the header. `--location` on the embedded lab
+/// and an unknown location are clear errors.
 #[test]
 fn located_runs_judge_what_their_locations_reached() {
     let _g = lab_lock();
@@ -56,6 +59,30 @@ fn located_runs_judge_what_their_locations_reached() {
     assert_eq!(c["metrics"]["share_pct.latency.london"], 100.0, "{c}");
     let n = notes(&c);
     assert!(n.contains("no location header") && n.contains("not judged") && n.contains("seattle"), "{n}");
+
+    // The health and capacity checks at London drain and fill London's nearest region, eu-west-1, without the
+    // header; a run that says London but sends from Seattle's network finds eu-west-1 serving none of its
+    // requests, which a header would have hidden.
+    let routed = |o: &str, source: &str| {
+        let args = ["--check", HEALTH, "--check", CAPACITY, "--location", "london", "--source-address", source];
+        let r = run(o, &args);
+        (r, report(std::path::Path::new(o)))
+    };
+    let (r, rep) = routed(&out("london-drain"), "127.0.21.1");
+    assert_eq!(r.status.code(), Some(0), "{}", text(&r));
+    for id in [HEALTH, CAPACITY] {
+        let c = check(&rep, id);
+        assert_eq!(c["verdict"], "pass", "{c}");
+        assert!(notes(c).contains("from london (this run's location, no location header)"), "{c}");
+        assert!(notes(c).contains("eu-west-1"), "{c}");
+    }
+    let (r, rep) = routed(&out("seattle-drain"), "127.0.22.1");
+    assert_eq!(r.status.code(), Some(1), "{}", text(&r));
+    assert_eq!(check(&rep, GEO)["verdict"], "fail", "{rep}");
+    let c = check(&rep, HEALTH);
+    assert_eq!(c["verdict"], "error", "{c}");
+    assert!(c["summary"].as_str().unwrap().contains("eu-west-1 served none of the requests from london"), "{c}");
+    assert_eq!(check(&rep, CAPACITY)["verdict"], "fail", "seattle's requests overflow no london region: {rep}");
 
     // Three located shards, merged: London twice (their requests add up) and Seattle, each at its nearest region.
     let shard = |o: &str, spec: &str, location: &str, source: Option<&str>| {

@@ -20,20 +20,21 @@ pub(super) async fn cdn_edge_latency(rb: ResultBuilder, ctx: &Ctx) -> CheckResul
     cdn(rb, ctx, false).await
 }
 
-/// The CDN checks' load: `CDN_VUS` users reading catalogue items through the CDN from every client location. Both
+/// The CDN checks' load: `CDN_VUS` users reading catalogue items through the CDN from every client location
+/// (`Ctx::client_locations`). Both
 /// CDN checks judge one run of it (the edge P95 threshold is evaluated on every run; the hit-rate check ignores it).
 async fn cdn_load(ctx: &Ctx) -> Result<LoadResult, String> {
     let traffic = ctx.traffic();
     let cdn = traffic.cdn.as_deref().unwrap_or_default();
     // Zipf-like popularity: item i gets weight ~ 1/i.
     let mut specs = Vec::new();
-    for loc in traffic.nearest.keys() {
+    for (loc, headers) in ctx.client_locations() {
         for i in 1..=CDN_ITEMS {
             specs.push(RequestSpec {
                 name: format!("{loc}/item-{i}"),
                 url: format!("{cdn}{}", traffic.cdn_path.replace("{i}", &i.to_string())),
                 method: "GET".into(),
-                headers: vec![(traffic.location_header.clone(), loc.clone())],
+                headers: headers.clone(),
                 body: None,
                 weight: (1000 / i) as u32,
             });

@@ -7,7 +7,7 @@
 
 use super::{charts, latency_metrics, plan, run_load};
 use crate::check::{Ctx, ResultBuilder};
-use crate::config::{Profile, Traffic};
+use crate::config::Profile;
 use xregion_load::plan::{Executor, Phase, RequestSpec, Stage};
 use xregion_load::result::{LoadResult, Percentiles, PhaseStats};
 use xregion_model::report::{CheckResult, Verdict};
@@ -240,9 +240,10 @@ async fn shared_run(ctx: &Ctx) -> Result<Shared, String> {
     for p in &ctx.probes {
         p.put(&format!("{prefix}hot"), "hot value").await.map_err(|e| format!("could not measure: {e}"))?;
     }
-    let mut plan = plan(ctx, user_mix(traffic, &base, &prefix), executor, &[])?;
+    let mut plan = plan(ctx, user_mix(ctx, &base, &prefix), executor, &[])?;
     plan.phases = phases.clone();
-    ctx.progress.phase(&format!("{users} users ({} profile) for {secs:.0} s through {base}", ctx.profile.name()));
+    let from = ctx.location.as_ref().map_or(String::new(), |l| format!(" from {l} (no location header)"));
+    ctx.progress.phase(&format!("{users} users ({} profile) for {secs:.0} s through {base}{from}", ctx.profile.name()));
     let result = run_load(ctx, &plan).await.map_err(|e| format!("the load generator failed: {e}"))?;
     Ok(Shared { result, iterations: None, stages, phases })
 }
@@ -357,12 +358,10 @@ fn judge_availability(mut rb: ResultBuilder, n: u64, failed: u64, min_pct: f64, 
 }
 
 /// The request mix of a user: reads of a hot key, writes of the user's location key, and catalogue reads, from
-/// every client location through the latency record.
-fn user_mix(traffic: &Traffic, base: &str, prefix: &str) -> Vec<RequestSpec> {
+/// every client location (`Ctx::client_locations`) through the latency record.
+fn user_mix(ctx: &Ctx, base: &str, prefix: &str) -> Vec<RequestSpec> {
     let mut specs = Vec::new();
-    let locations: Vec<&String> = traffic.nearest.keys().collect();
-    for loc in locations {
-        let h = vec![(traffic.location_header.clone(), loc.clone())];
+    for (loc, h) in ctx.client_locations() {
         specs.push(RequestSpec {
             name: format!("read@{loc}"),
             url: format!("{base}/v1/kv/{prefix}hot"),
