@@ -21,6 +21,10 @@ use crate::probe::capabilities::Capabilities;
 use crate::probe::error::ProbeError;
 use xregion_model::wire::{Health, Record};
 
+/// How a MySQL or MariaDB region orders each key's writes.
+const MYSQL_ORDER: &str = "the commit order of each key's writes (a per-key counter each write increments; Galera \
+                           refuses a conflicting write at commit instead of overwriting it)";
+
 /// One region's database client. A new kind of database is one more variant: its client, and its answers to
 /// `capabilities` below (a database never speaks the HTTP probe contract).
 #[derive(Debug, Clone)]
@@ -56,11 +60,18 @@ impl DbRegion {
                 "a standby answers reads from the WAL it has replayed: asynchronous standbys keep neither guarantee, \
                  and even synchronous ones (remote_apply) can show a commit on the primary before they apply it",
             ),
+            DbRegion::Mysql(c) if c.reads_wait() == Some(true) => (
+                "mysql database",
+                true,
+                MYSQL_ORDER,
+                &Guarantee::ALL,
+                "a Galera node whose wsrep_sync_wait has its read bit (1) set makes each read wait until the node \
+                 has applied every write the cluster certified before the read began, which implies both",
+            ),
             DbRegion::Mysql(_) => (
                 "mysql database",
                 true,
-                "the commit order of each key's writes (a per-key counter each write increments; Galera \
-                        refuses a conflicting write at commit instead of overwriting it)",
+                MYSQL_ORDER,
                 &[],
                 "a Galera node answers reads before it has applied writes certified elsewhere unless \
                  wsrep_sync_wait makes reads wait (default 0); an asynchronous replica lags its source",

@@ -19,7 +19,9 @@ fn available() -> bool {
 
 /// Goal: DB_ENDPOINT_* with XREGION_DB_KIND=mysql and the password in MYSQL_PWD alone describe the cluster. `db
 /// init` creates the table, and the consistency checks pass: conflicting writes of one key are refused at commit
-/// (certification) and every region ends with the last one committed, in the order the check names.
+/// (certification) and every region ends with the last one committed, in the order the check names. Session
+/// guarantees are skipped (nothing promised) until every node's `wsrep_sync_wait` has its read bit; then they are
+/// promised, judged and kept.
 #[test]
 fn galera_from_db_endpoints_alone() {
     if !available() {
@@ -34,6 +36,38 @@ fn galera_from_db_endpoints_alone() {
     assert!(report.contains("commit order"), "the LWW check names the store's order");
     let password = env.iter().find(|(k, _)| *k == "MYSQL_PWD").map(|(_, v)| *v).unwrap();
     assert!(!report.contains(password), "password in report");
+
+    // With wsrep_sync_wait's read bit set on every node (as a my.cnf would set it), a read waits for every write
+    // certified before it: Galera then promises both session guarantees, and the check judges them (it was
+    // skipped above, with wsrep_sync_wait = 0). One node left at 0 promises nothing for the deployment.
+    let set_sync_wait = |region: &str, v: u8| {
+        let socket = target.dir.path().join(region).join("run/mysqld.sock");
+        let o = std::process::Command::new("mariadb")
+            .args(["--no-defaults", "-uroot", "-e", &format!("SET GLOBAL wsrep_sync_wait = {v}")])
+            .arg(format!("--socket={}", socket.display()))
+            .output()
+            .expect("run mariadb");
+        assert!(o.status.success(), "{region}: {}", text(&o));
+    };
+    let sessions = |name: &str| {
+        let out = TempDir::new(name);
+        let id = "cross-region.consistency.session-guarantees";
+        let o =
+            run_xregion(&["run", "--check", id, "--out", out.path().to_str().unwrap()], &env, Duration::from_secs(120));
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.path().join("report.json")).unwrap()).unwrap();
+        (text(&o), crate::common::check(&report, id).clone())
+    };
+    for region in ["us-east-1", "us-west-2"] {
+        set_sync_wait(region, 1);
+    }
+    let (o, c) = sessions("galera-one-node-waits-not");
+    assert_eq!(c["verdict"], "skipped", "{c}\n{o}");
+    set_sync_wait("eu-west-1", 1);
+    let (o, c) = sessions("galera-sync-wait");
+    assert_eq!(c["verdict"], "pass", "{c}\n{o}");
+    assert!(c["summary"].as_str().unwrap().contains("read-your-writes kept in all"), "{c}");
+    assert!(c.to_string().contains("wsrep_sync_wait has its read bit (1) set"), "the promise is explained: {c}");
 }
 
 /// Goal: Galera's minority refuses writes. A node cut off from the other two (network namespaces, blackhole

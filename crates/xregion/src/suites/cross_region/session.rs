@@ -26,8 +26,8 @@ pub(super) fn target(c: &crate::config::Config) -> String {
     match &c.targets.session_guarantees {
         Some(g) if g.is_empty() => "none promised ([targets] session_guarantees = []): figures only".to_string(),
         Some(g) => format!("0 reads that break {}", names(g)),
-        None => "0 reads that break what the store promises by default (etcd: read-your-writes and monotonic-reads; \
-                 others: none, figures only)"
+        None => "0 reads that break what the store promises by default (etcd, and Galera whose reads wait \
+                 (wsrep_sync_wait): read-your-writes and monotonic-reads; others: none, figures only)"
             .to_string(),
     }
 }
