@@ -92,7 +92,7 @@ netns_up() { # a bridge here with $NET.254, and a namespace per region with $NET
   # The bridge's /24 is routed here: it must not shadow a network this machine already reaches (the default route
   # aside), or traffic meant for that network would go into the namespaces. 198.18.0.0/15 is reserved for tests.
   if ip -4 route show to match "$NET.1" | grep -qv '^default'; then
-    die "$NET.0/24 is already routed on this machine ($(ip -4 route show to match "$NET.1" | grep -v '^default' | head -1)); choose another network"
+    die "$NET.0/24 is already routed on this machine ($(ip -4 route show to match "$NET.1" | grep -m1 -v '^default')); choose another network"
   fi
   br="$(tag)br"
   ip link add "$br" type bridge 2>/dev/null || die "network $NET is in use ($br exists): ctl.sh down its DIR first"

@@ -88,7 +88,7 @@ wan_start() { # DIR/wan.toml: a link from every region to every other; start the
     kill -0 "$(cat "$DIR/wan.pid")" 2>/dev/null || die "the WAN proxy exited: $(cat "$DIR/wan.log")"
     sleep 0.1
   done
-  grep '^admin http' "$DIR/wan.log" | head -1 | cut -d' ' -f2 > "$DIR/wan.admin"
+  grep -m1 '^admin http' "$DIR/wan.log" | cut -d' ' -f2 > "$DIR/wan.admin"
   [ -s "$DIR/wan.admin" ] || die "the WAN proxy did not start within 10 s: $(cat "$DIR/wan.log")"
 }
 

@@ -303,6 +303,14 @@ impl Ctx {
                 .collect(),
         }
     }
+
+    /// Where `client_locations` are, for notes: "N client locations", or this run's own location.
+    pub fn client_locations_text(&self) -> String {
+        match &self.location {
+            Some(here) => format!("{here} alone (this run's location, no location header)"),
+            None => format!("{} client locations", self.client_locations().len()),
+        }
+    }
 }
 
 /// Builds a check result; `metrics` are named numbers with units in their names.

@@ -68,13 +68,23 @@ impl DbRegion {
                 "a Galera node whose wsrep_sync_wait has its read bit (1) set makes each read wait until the node \
                  has applied every write the cluster certified before the read began, which implies both",
             ),
+            DbRegion::Mysql(c) if c.reads_wait().is_none() => (
+                "mysql database",
+                true,
+                MYSQL_ORDER,
+                &[],
+                "whether a Galera node's reads wait (wsrep_sync_wait) is read from its first connection, and no \
+                 connection could read it; without that, a Galera node answers reads before it has applied writes \
+                 certified elsewhere",
+            ),
             DbRegion::Mysql(_) => (
                 "mysql database",
                 true,
                 MYSQL_ORDER,
                 &[],
                 "a Galera node answers reads before it has applied writes certified elsewhere unless \
-                 wsrep_sync_wait makes reads wait (default 0); an asynchronous replica lags its source",
+                 wsrep_sync_wait makes reads wait, and the read bit was unset on at least one node's first \
+                 connection; an asynchronous replica lags its source",
             ),
             DbRegion::Etcd(_) => (
                 "etcd member",

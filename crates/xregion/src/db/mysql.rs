@@ -165,7 +165,8 @@ impl MyRegion {
                 let opened = self.seen.lock().unwrap_or_else(|p| p.into_inner()).insert(c.id());
                 self.meter.record(asked.elapsed(), opened);
                 if opened && self.reads_wait.get().is_none() {
-                    self.learn_reads_wait(&mut c).await;
+                    // The operation has not been sent: a connection that fails here is unreachable, not in doubt.
+                    self.learn_reads_wait(&mut c).await.map_err(|e| self.classify(e, true))?;
                 }
                 Ok(c)
             }
@@ -180,19 +181,25 @@ impl MyRegion {
     /// Finds out, on a new connection (whose session variables are the server's defaults, `init_connect`
     /// included), whether this node is a Galera node whose reads wait for the writes the cluster certified before
     /// them: `wsrep_on` and bit 1 (reads) of `wsrep_sync_wait`. A server without these variables (MySQL, MariaDB
-    /// without wsrep) refuses the query: no. Any other failure leaves it unknown, for the next connection.
-    async fn learn_reads_wait(&self, c: &mut Conn) {
+    /// without wsrep) refuses the query with 1193: no. Another server error (a node not ready, whose waiting read
+    /// is refused) leaves it unknown, for the next connection; a failed connection is the operation's error.
+    async fn learn_reads_wait(&self, c: &mut Conn) -> Result<(), mysql_async::Error> {
         match c.query_first::<mysql_async::Row, _>("SELECT @@wsrep_on, @@wsrep_sync_wait").await {
             Ok(Some(row)) => {
                 // Read without panicking on an unexpected type: anything but two numbers is "no".
                 let at = |i: usize| row.get_opt::<u64, _>(i).and_then(Result::ok).unwrap_or(0);
                 let _ = self.reads_wait.set(at(0) == 1 && at(1) & 1 == 1);
             }
-            Ok(None) | Err(mysql_async::Error::Server(_)) => {
+            Ok(None) => {
                 let _ = self.reads_wait.set(false);
             }
-            Err(_) => {}
+            Err(mysql_async::Error::Server(s)) if s.code == 1193 => {
+                let _ = self.reads_wait.set(false);
+            }
+            Err(mysql_async::Error::Server(_)) => {}
+            Err(e) => return Err(e),
         }
+        Ok(())
     }
 
     /// Whether this node's reads wait for every write the cluster certified before them (Galera with the read

@@ -477,7 +477,14 @@ async fn drain(mut rb: ResultBuilder, ctx: &Ctx, d: Drain) -> CheckResult {
     let tail = end.saturating_sub(last_victim.unwrap_or(fault_at)) + Duration::from_secs_f64(2.0 / HEALTH_RATE_PER_S);
     let share_min = ctx.config.targets.routing_share_min_pct;
     if before_victim == 0 && next.is_none() {
-        return rb.finish(Verdict::Error, format!("{victim} served none of the requests{from} even before the fault"));
+        let hint = match &origin {
+            Some(o) if o.located => {
+                format!("; this run may not be placed at {} (see cross-region.routing.geo)", o.location)
+            }
+            _ => String::new(),
+        };
+        return rb
+            .finish(Verdict::Error, format!("{victim} served none of the requests{from} even before the fault{hint}"));
     }
     if next.is_some() && victim_share_before <= share_min {
         return rb.finish(
@@ -622,7 +629,18 @@ async fn capacity(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
     ));
     rb.measured(format!("{:.0}% overflow, {error_pct:.2}% errors", pct(overflow, samples.len())));
     let max_err = ctx.config.targets.error_rate_max_pct;
-    if overflow == 0 {
+    if at_region == 0 {
+        // Every request "overflowed": the record never sent this location to its nearest region at all, which is
+        // a routing failure, not overflow (a run that is not where it says it is shows this too).
+        let hint = match origin.located {
+            true => format!("; this run may not be placed at {location} (see cross-region.routing.geo)"),
+            false => String::new(),
+        };
+        rb.finish(
+            Verdict::Fail,
+            format!("{region}, {location}'s nearest region, served none of the {} requests{hint}", samples.len()),
+        )
+    } else if overflow == 0 {
         rb.finish(
             Verdict::Fail,
             format!("no request overflowed although demand was 1.5 times {region}'s capacity {cap}"),

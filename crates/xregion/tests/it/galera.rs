@@ -63,6 +63,8 @@ fn galera_from_db_endpoints_alone() {
     }
     let (o, c) = sessions("galera-one-node-waits-not");
     assert_eq!(c["verdict"], "skipped", "{c}\n{o}");
+    let summary = c["summary"].as_str().unwrap();
+    assert!(summary.contains("read bit was unset on at least one node"), "the node that does not wait: {c}");
     set_sync_wait("eu-west-1", 1);
     let (o, c) = sessions("galera-sync-wait");
     assert_eq!(c["verdict"], "pass", "{c}\n{o}");

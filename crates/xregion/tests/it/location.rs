@@ -62,7 +62,7 @@ fn located_runs_judge_what_their_locations_reached() {
 
     // The health and capacity checks at London drain and fill London's nearest region, eu-west-1, without the
     // header; a run that says London but sends from Seattle's network finds eu-west-1 serving none of its
-    // requests, which a header would have hidden.
+    // requests. Had the header been sent, the router would have placed it at London and both would pass.
     let routed = |o: &str, source: &str| {
         let args = ["--check", HEALTH, "--check", CAPACITY, "--location", "london", "--source-address", source];
         let r = run(o, &args);
@@ -74,15 +74,30 @@ fn located_runs_judge_what_their_locations_reached() {
         let c = check(&rep, id);
         assert_eq!(c["verdict"], "pass", "{c}");
         assert!(notes(c).contains("from london (this run's location, no location header)"), "{c}");
-        assert!(notes(c).contains("eu-west-1"), "{c}");
     }
+    let health = check(&rep, HEALTH);
+    assert!(health["summary"].as_str().unwrap().starts_with("eu-west-1 got no new requests"), "{health}");
+    assert_eq!(health["metrics"]["victim_share_before_pct"], 100.0, "{health}");
+    let capacity = check(&rep, CAPACITY);
+    assert_eq!(capacity["tables"][0]["title"], "Where london's requests went", "{capacity}");
+    let served = |c: &serde_json::Value, region: &str| {
+        let rows = c["tables"][0]["rows"].as_array().unwrap().clone();
+        rows.iter().find(|r| r[0] == region).map_or(0, |r| r[1].as_str().unwrap().parse::<u64>().unwrap())
+    };
+    assert!(served(capacity, "eu-west-1") > 0 && capacity["metrics"]["overflow_pct"].as_f64().unwrap() > 0.0);
     let (r, rep) = routed(&out("seattle-drain"), "127.0.22.1");
     assert_eq!(r.status.code(), Some(1), "{}", text(&r));
     assert_eq!(check(&rep, GEO)["verdict"], "fail", "{rep}");
     let c = check(&rep, HEALTH);
     assert_eq!(c["verdict"], "error", "{c}");
-    assert!(c["summary"].as_str().unwrap().contains("eu-west-1 served none of the requests from london"), "{c}");
-    assert_eq!(check(&rep, CAPACITY)["verdict"], "fail", "seattle's requests overflow no london region: {rep}");
+    let summary = c["summary"].as_str().unwrap();
+    assert!(summary.contains("eu-west-1 served none of the requests from london"), "{c}");
+    assert!(summary.contains("may not be placed at london"), "{c}");
+    let c = check(&rep, CAPACITY);
+    assert_eq!(c["verdict"], "fail", "{c}");
+    let summary = c["summary"].as_str().unwrap();
+    assert!(summary.contains("eu-west-1, london's nearest region, served none"), "{c}");
+    assert_eq!(served(c, "eu-west-1"), 0, "{c}");
 
     // Three located shards, merged: London twice (their requests add up) and Seattle, each at its nearest region.
     let shard = |o: &str, spec: &str, location: &str, source: Option<&str>| {

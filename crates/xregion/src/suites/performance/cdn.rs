@@ -52,8 +52,7 @@ async fn cdn_load(ctx: &Ctx) -> Result<LoadResult, String> {
 }
 
 async fn cdn(mut rb: ResultBuilder, ctx: &Ctx, hit_rate: bool) -> CheckResult {
-    let traffic = ctx.traffic();
-    if traffic.nearest.is_empty() {
+    if ctx.client_locations().is_empty() {
         return rb.finish(Verdict::Skipped, "no client locations: set [deployment.traffic.nearest]");
     }
     let t = &ctx.config.targets;
@@ -101,10 +100,10 @@ async fn cdn(mut rb: ResultBuilder, ctx: &Ctx, hit_rate: bool) -> CheckResult {
     rb.note("both CDN checks judge one run of this load");
     rb.note(format!(
         "{CDN_VUS} users without think time for {} s request {CDN_ITEMS} catalogue items with popularity ~ 1/rank from \
-         {} client locations; the hit rate counts responses whose X-Cache says Hit (revalidated hits included) \
-         over all cacheable GETs, cold misses included",
+         {}; the hit rate counts responses whose X-Cache says Hit (revalidated hits included) over all cacheable \
+         GETs, cold misses included",
         SHORT_LOAD_MS / 1000,
-        traffic.nearest.len()
+        ctx.client_locations_text()
     ));
     if hit_rate {
         let min = t.cdn_hit_rate_min_pct;

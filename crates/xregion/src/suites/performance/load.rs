@@ -232,7 +232,7 @@ async fn shared_run(ctx: &Ctx) -> Result<Shared, String> {
     }
     let traffic = ctx.traffic();
     let base = traffic.records.get("latency").cloned().unwrap_or_default();
-    if traffic.nearest.is_empty() {
+    if ctx.client_locations().is_empty() {
         return Err("no client locations: set [deployment.traffic.nearest]".into());
     }
     let prefix = ctx.prefix("load");
@@ -444,8 +444,8 @@ async fn load(mut rb: ResultBuilder, ctx: &Ctx, id: &str) -> CheckResult {
             rb.note(format!(
                 "closed model: each virtual user has its own keep-alive connection and waits {THINK_TIME_MS} ms \
                  between requests; the mix per user is 60% reads of a hot key, 20% durable writes, 20% catalogue \
-                 reads, from {} client locations through the latency record; stages of the shared run: {stages_text}",
-                ctx.traffic().nearest.len(),
+                 reads, from {} through the latency record; stages of the shared run: {stages_text}",
+                ctx.client_locations_text(),
             ));
         }
         Some(its) => {
