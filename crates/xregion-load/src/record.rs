@@ -425,45 +425,42 @@ impl WindowMerger {
         let Some(p) = self.pending.remove(&index) else { return };
         let width_s = self.window.as_secs_f64();
         let q = |q: f64| p.latency.as_ref().map_or(0.0, |h| h.value_at_quantile(q) as f64 / 1000.0);
-        if let Some(sink) = &self.sink {
-            // This part alone, so that a receiver adding the parts up counts each request once.
-            let part = Window {
-                start_s: index as f64 * width_s,
-                requests: p.requests,
-                errors: p.errors,
-                throughput_per_s: p.requests as f64 / width_s,
-                latency_ms_p50: q(0.5),
-                latency_ms_p95: q(0.95),
-                latency_ms_p99: q(0.99),
-                active_max: p.active_max,
-                rate_scheduled_per_s: None,
-            };
-            // A receiver that went away stops being told.
-            if sink.send(part).is_err() {
-                self.sink = None;
+        let part = Window {
+            start_s: index as f64 * width_s,
+            requests: p.requests,
+            errors: p.errors,
+            throughput_per_s: p.requests as f64 / width_s,
+            latency_ms_p50: q(0.5),
+            latency_ms_p95: q(0.95),
+            latency_ms_p99: q(0.99),
+            active_max: p.active_max,
+            rate_scheduled_per_s: None,
+        };
+        // The sink gets this part alone, so that a receiver adding the parts up counts each request once; a
+        // receiver that went away stops being told.
+        if let Some(sink) = &self.sink
+            && sink.send(part.clone()).is_err()
+        {
+            self.sink = None;
+        }
+        match self.done.entry(index) {
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(part);
+            }
+            // A window closed early (a slow worker) may get a late part; counts add, percentiles keep the first
+            // part that had requests.
+            std::collections::btree_map::Entry::Occupied(mut e) => {
+                let w = e.get_mut();
+                if w.requests == 0 {
+                    (w.latency_ms_p50, w.latency_ms_p95, w.latency_ms_p99) =
+                        (part.latency_ms_p50, part.latency_ms_p95, part.latency_ms_p99);
+                }
+                w.requests += part.requests;
+                w.errors += part.errors;
+                w.active_max = w.active_max.max(part.active_max);
+                w.throughput_per_s = w.requests as f64 / width_s;
             }
         }
-        let w = self.done.entry(index).or_insert(Window {
-            start_s: index as f64 * width_s,
-            requests: 0,
-            errors: 0,
-            throughput_per_s: 0.0,
-            latency_ms_p50: 0.0,
-            latency_ms_p95: 0.0,
-            latency_ms_p99: 0.0,
-            active_max: 0,
-            rate_scheduled_per_s: None,
-        });
-        // A window closed early (a slow worker) may get a late part; counts add, percentiles keep the first part.
-        if w.requests == 0 {
-            w.latency_ms_p50 = q(0.5);
-            w.latency_ms_p95 = q(0.95);
-            w.latency_ms_p99 = q(0.99);
-        }
-        w.requests += p.requests;
-        w.errors += p.errors;
-        w.active_max = w.active_max.max(p.active_max);
-        w.throughput_per_s = w.requests as f64 / width_s;
     }
 
     /// Closes every window and returns them in order, up to `last` included.

@@ -308,7 +308,7 @@ impl Ctx {
     pub fn client_locations_text(&self) -> String {
         match &self.location {
             Some(here) => format!("{here} alone (this run's location, no location header)"),
-            None => format!("{} client locations", self.client_locations().len()),
+            None => format!("{} client locations", self.traffic().nearest.len()),
         }
     }
 }

@@ -59,7 +59,7 @@ pub fn trend(args: &HistoryArgs, report: &Report, keep: bool) -> Vec<Report> {
             return Vec::new();
         }
     };
-    let mut earlier: Vec<(PathBuf, Report)> = Vec::new();
+    let mut earlier: Vec<Report> = Vec::new();
     for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
         if path.extension().is_none_or(|x| x != "json") {
             continue;
@@ -67,16 +67,16 @@ pub fn trend(args: &HistoryArgs, report: &Report, keep: bool) -> Vec<Report> {
         let read = std::fs::read_to_string(&path).map_err(|e| e.to_string());
         match read.and_then(|t| xregion_report::from_json(&t).map_err(|e| e.to_string())) {
             Ok(r) if r.started_at < report.started_at || (r.started_at == report.started_at && !same_run(&r)) => {
-                earlier.push((path, r))
+                earlier.push(r)
             }
             // This run itself, or one that started after it.
             Ok(_) => {}
             Err(e) => eprintln!("warning: {} is not a report; the trends leave it out: {e}", path.display()),
         }
     }
-    earlier.sort_by(|a, b| (&a.1.started_at, a.1.seed).cmp(&(&b.1.started_at, b.1.seed)));
+    earlier.sort_by(|a, b| (&a.started_at, a.seed).cmp(&(&b.started_at, b.seed)));
     let skip = earlier.len().saturating_sub(args.history_runs as usize - 1);
-    earlier.into_iter().skip(skip).map(|(_, r)| r).collect()
+    earlier.into_iter().skip(skip).collect()
 }
 
 /// The git revision xregion was built from, if the build saw one.

@@ -21,10 +21,6 @@ use crate::probe::capabilities::Capabilities;
 use crate::probe::error::ProbeError;
 use xregion_model::wire::{Health, Record};
 
-/// How a MySQL or MariaDB region orders each key's writes.
-const MYSQL_ORDER: &str = "the commit order of each key's writes (a per-key counter each write increments; Galera \
-                           refuses a conflicting write at commit instead of overwriting it)";
-
 /// One region's database client. A new kind of database is one more variant: its client, and its answers to
 /// `capabilities` below (a database never speaks the HTTP probe contract).
 #[derive(Debug, Clone)]
@@ -60,32 +56,35 @@ impl DbRegion {
                 "a standby answers reads from the WAL it has replayed: asynchronous standbys keep neither guarantee, \
                  and even synchronous ones (remote_apply) can show a commit on the primary before they apply it",
             ),
-            DbRegion::Mysql(c) if c.reads_wait() == Some(true) => (
-                "mysql database",
-                true,
-                MYSQL_ORDER,
-                &Guarantee::ALL,
-                "a Galera node whose wsrep_sync_wait has its read bit (1) set makes each read wait until the node \
-                 has applied every write the cluster certified before the read began, which implies both",
-            ),
-            DbRegion::Mysql(c) if c.reads_wait().is_none() => (
-                "mysql database",
-                true,
-                MYSQL_ORDER,
-                &[],
-                "whether a Galera node's reads wait (wsrep_sync_wait) is read from its first connection, and no \
-                 connection could read it; without that, a Galera node answers reads before it has applied writes \
-                 certified elsewhere",
-            ),
-            DbRegion::Mysql(_) => (
-                "mysql database",
-                true,
-                MYSQL_ORDER,
-                &[],
-                "a Galera node answers reads before it has applied writes certified elsewhere unless \
-                 wsrep_sync_wait makes reads wait, and the read bit was unset on at least one node's first \
-                 connection; an asynchronous replica lags its source",
-            ),
+            DbRegion::Mysql(c) => {
+                let (promises, why): (&'static [Guarantee], _) = match c.reads_wait() {
+                    Some(true) => (
+                        &Guarantee::ALL,
+                        "a Galera node whose wsrep_sync_wait has its read bit (1) set makes each read wait until the \
+                         node has applied every write the cluster certified before the read began, which implies both",
+                    ),
+                    None => (
+                        &[],
+                        "whether a Galera node's reads wait (wsrep_sync_wait) is read from its first connection, and \
+                         no connection could read it; without that, a Galera node answers reads before it has applied \
+                         writes certified elsewhere",
+                    ),
+                    Some(false) => (
+                        &[],
+                        "a Galera node answers reads before it has applied writes certified elsewhere unless \
+                         wsrep_sync_wait makes reads wait, and the read bit was unset on at least one node's first \
+                         connection; an asynchronous replica lags its source",
+                    ),
+                };
+                (
+                    "mysql database",
+                    true,
+                    "the commit order of each key's writes (a per-key counter each write increments; Galera refuses a \
+                     conflicting write at commit instead of overwriting it)",
+                    promises,
+                    why,
+                )
+            }
             DbRegion::Etcd(_) => (
                 "etcd member",
                 false,

@@ -327,9 +327,17 @@ struct Origin {
 }
 
 impl Origin {
-    /// The route of requests to `url` from here.
-    fn route(&self, traffic: &Traffic, url: &str) -> Route {
-        route(traffic, url, (!self.located).then_some(self.location.as_str()))
+    /// The location to name in the header: none for a located run.
+    fn header(&self) -> Option<&str> {
+        (!self.located).then_some(self.location.as_str())
+    }
+
+    /// For a located run whose location's region served none of its requests: that the run may be elsewhere.
+    fn placement_hint(&self) -> String {
+        match self.located {
+            true => format!("; this run may not be placed at {} (see cross-region.routing.geo)", self.location),
+            false => String::new(),
+        }
     }
 
     /// " from LOCATION", for messages; a located run says that it sent no header.
@@ -381,10 +389,7 @@ async fn drain(mut rb: ResultBuilder, ctx: &Ctx, d: Drain) -> CheckResult {
     let from = origin.as_ref().map_or(String::new(), Origin::describe);
     let limit_s = ctx.config.targets.health_detection_s;
     let limit = HEALTH_BEFORE + Duration::from_secs_f64(limit_s) + HEALTH_TAIL + Duration::from_secs(2);
-    let route = match &origin {
-        Some(o) => o.route(traffic, &url),
-        None => route(traffic, &url, None),
-    };
+    let route = route(traffic, &url, origin.as_ref().and_then(Origin::header));
     let client = client(ctx, 64);
     ctx.progress.phase(&format!("marking {victim} unhealthy under traffic{from} through the {record} record"));
     let faults = ctx.faults.clone();
@@ -477,12 +482,7 @@ async fn drain(mut rb: ResultBuilder, ctx: &Ctx, d: Drain) -> CheckResult {
     let tail = end.saturating_sub(last_victim.unwrap_or(fault_at)) + Duration::from_secs_f64(2.0 / HEALTH_RATE_PER_S);
     let share_min = ctx.config.targets.routing_share_min_pct;
     if before_victim == 0 && next.is_none() {
-        let hint = match &origin {
-            Some(o) if o.located => {
-                format!("; this run may not be placed at {} (see cross-region.routing.geo)", o.location)
-            }
-            _ => String::new(),
-        };
+        let hint = origin.as_ref().map_or(String::new(), Origin::placement_hint);
         return rb
             .finish(Verdict::Error, format!("{victim} served none of the requests{from} even before the fault{hint}"));
     }
@@ -591,7 +591,7 @@ async fn capacity(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
     ctx.progress
         .phase(&format!("{concurrency} requests in flight from {location}: 1.5 times {region}'s capacity {cap}"));
     let client = client(ctx, concurrency);
-    let route = origin.route(traffic, &url);
+    let route = route(traffic, &url, origin.header());
     // One unmeasured round first opens the connections, so that the measured rounds judge routing under
     // capacity, not a storm of TLS handshakes (the load checks measure those).
     let _ = fire(&client, &route, concurrency, concurrency).await;
@@ -632,10 +632,7 @@ async fn capacity(mut rb: ResultBuilder, ctx: &Ctx) -> CheckResult {
     if at_region == 0 {
         // Every request "overflowed": the record never sent this location to its nearest region at all, which is
         // a routing failure, not overflow (a run that is not where it says it is shows this too).
-        let hint = match origin.located {
-            true => format!("; this run may not be placed at {location} (see cross-region.routing.geo)"),
-            false => String::new(),
-        };
+        let hint = origin.placement_hint();
         rb.finish(
             Verdict::Fail,
             format!("{region}, {location}'s nearest region, served none of the {} requests{hint}", samples.len()),

@@ -21,8 +21,8 @@ pub(super) async fn cdn_edge_latency(rb: ResultBuilder, ctx: &Ctx) -> CheckResul
 }
 
 /// The CDN checks' load: `CDN_VUS` users reading catalogue items through the CDN from every client location
-/// (`Ctx::client_locations`). Both
-/// CDN checks judge one run of it (the edge P95 threshold is evaluated on every run; the hit-rate check ignores it).
+/// (`Ctx::client_locations`). Both CDN checks judge one run of it (the edge P95 threshold is evaluated on every
+/// run; the hit-rate check ignores it).
 async fn cdn_load(ctx: &Ctx) -> Result<LoadResult, String> {
     let traffic = ctx.traffic();
     let cdn = traffic.cdn.as_deref().unwrap_or_default();

@@ -242,8 +242,11 @@ async fn shared_run(ctx: &Ctx) -> Result<Shared, String> {
     }
     let mut plan = plan(ctx, user_mix(ctx, &base, &prefix), executor, &[])?;
     plan.phases = phases.clone();
-    let from = ctx.location.as_ref().map_or(String::new(), |l| format!(" from {l} (no location header)"));
-    ctx.progress.phase(&format!("{users} users ({} profile) for {secs:.0} s through {base}{from}", ctx.profile.name()));
+    ctx.progress.phase(&format!(
+        "{users} users ({} profile) for {secs:.0} s through {base} from {}",
+        ctx.profile.name(),
+        ctx.client_locations_text()
+    ));
     let result = run_load(ctx, &plan).await.map_err(|e| format!("the load generator failed: {e}"))?;
     Ok(Shared { result, iterations: None, stages, phases })
 }
